@@ -1,0 +1,310 @@
+//! Running one stage: batches in, plugin calls on worker threads, batches out in order.
+//!
+//! Wasm never runs on the tokio reactor. A stage has `workers` OS threads, each owning one
+//! [`Instance`]. The stage's dispatcher task takes batches from its input channel, hands each
+//! to a free worker with a one-shot reply slot, and queues the slot in a bounded FIFO; the
+//! emitter task awaits the slots in that order, so output order equals input order whatever
+//! worker finishes first, and the FIFO's bound is the stage's reorder window.
+//!
+//! On a worker, a batch goes through [`Worker::run`]: one `process` call; on a trap, the
+//! instance is replaced and the batch is split in halves and re-run until the poison event is
+//! alone (bounded by [`MAX_TRAPS_PER_BATCH`]); `retry` outcomes are re-run with exponential
+//! backoff and jitter; what still fails becomes a [`DeadLetter`] carrying the batch's acks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{self, OnError};
+use crate::delivery::{Ack, Batch, DeadLetter, FailureKind};
+use crate::metrics::NodeMetrics;
+use crate::plugins::Plugin;
+use crate::sandbox::{Event, Failure, Instance, Sandbox, Trapped};
+use crate::topology::{Outputs, Shared};
+
+/// Traps one batch may cost while its poison events are isolated. One poison event in a
+/// batch of 256 needs 9 (one per halving); this allows a second one, and bounds the re-run
+/// work when every event traps (each trap may cost a full deadline).
+pub const MAX_TRAPS_PER_BATCH: u32 = 20;
+
+/// First retry delay; doubles per attempt, with ±50 % jitter so that retries of many
+/// events do not hit a struggling dependency in lockstep.
+const RETRY_BASE: Duration = Duration::from_millis(10);
+/// Longest delay between two retries of an event.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// What became of one input event.
+enum Fate {
+    Out(Vec<Event>),
+    Retry(String),
+    Failed { kind: FailureKind, message: String },
+}
+
+struct Job {
+    batch: Batch,
+    reply: oneshot::Sender<Done>,
+}
+
+/// A worker's result for one batch.
+struct Done {
+    batch: Batch,
+    dead: Vec<DeadLetter>,
+}
+
+/// One stage's worker: the thread-side state around a plugin instance.
+pub(crate) struct Worker {
+    sandbox: Arc<Sandbox>,
+    plugin: Arc<Plugin>,
+    config: Arc<config::Stage>,
+    name: Arc<str>,
+    digest: Arc<str>,
+    instance: Option<Instance>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl Worker {
+    /// Makes the worker and its first instance, so that a plugin whose `init` fails stops
+    /// the pipeline before any event is read.
+    pub(crate) fn new(
+        sandbox: Arc<Sandbox>,
+        plugin: Arc<Plugin>,
+        config: Arc<config::Stage>,
+        metrics: Arc<NodeMetrics>,
+    ) -> Result<Worker, Trapped> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let instance = Instance::new(&sandbox, &plugin, &name, config.limits, &config.settings)?;
+        Ok(Worker {
+            digest: Arc::from(plugin.digest.as_str()),
+            sandbox,
+            plugin,
+            config,
+            name,
+            instance: Some(instance),
+            metrics,
+        })
+    }
+
+    /// One call on a live instance; after a trap the instance is dropped and the next call
+    /// makes a fresh one.
+    fn call(&mut self, events: &[Event]) -> Result<Vec<crate::sandbox::Outcome>, Trapped> {
+        let instance = match &mut self.instance {
+            Some(instance) => instance,
+            None => {
+                let fresh = Instance::new(
+                    &self.sandbox,
+                    &self.plugin,
+                    &self.name,
+                    self.config.limits,
+                    &self.config.settings,
+                )?;
+                self.instance.insert(fresh)
+            }
+        };
+        let result = instance.process(events);
+        if let Err(trapped) = &result {
+            NodeMetrics::add(&self.metrics.traps, 1);
+            tracing::warn!(stage = %self.name, plugin = %self.plugin.short_digest(), events = events.len(),
+                "plugin trapped ({trapped}); replacing the instance");
+            self.instance = None;
+        }
+        result
+    }
+
+    /// Runs `events` and writes one fate per event into `fates`, isolating trapping events by
+    /// halving. `traps` counts the traps this batch has cost so far.
+    fn isolate(&mut self, events: &[Event], fates: &mut Vec<Fate>, traps: &mut u32) {
+        match self.call(events) {
+            Ok(outcomes) if outcomes.len() == events.len() => {
+                fates.extend(outcomes.into_iter().map(|outcome| match outcome {
+                    Ok(out) => Fate::Out(out),
+                    Err(Failure::Reject(reason)) => Fate::Failed {
+                        kind: FailureKind::Reject,
+                        message: reason,
+                    },
+                    Err(Failure::Retry(reason)) => Fate::Retry(reason),
+                }));
+            }
+            Ok(outcomes) => {
+                let message = format!(
+                    "the plugin returned {} outcomes for {} events",
+                    outcomes.len(),
+                    events.len()
+                );
+                fates.extend(events.iter().map(|_| Fate::Failed {
+                    kind: FailureKind::WrongOutcomeCount,
+                    message: message.clone(),
+                }));
+            }
+            Err(trapped) => {
+                *traps += 1;
+                if events.len() == 1
+                    || trapped.kind == FailureKind::InitFailed
+                    || *traps >= MAX_TRAPS_PER_BATCH
+                {
+                    let message = if events.len() > 1 && trapped.kind != FailureKind::InitFailed {
+                        format!(
+                            "{} (not isolated: the batch trapped {} times)",
+                            trapped.message, *traps
+                        )
+                    } else {
+                        trapped.message
+                    };
+                    fates.extend(events.iter().map(|_| Fate::Failed {
+                        kind: trapped.kind,
+                        message: message.clone(),
+                    }));
+                } else {
+                    let (left, right) = events.split_at(events.len() / 2);
+                    self.isolate(left, fates, traps);
+                    self.isolate(right, fates, traps);
+                }
+            }
+        }
+    }
+
+    /// Processes one batch to the end: outputs in order, failures as dead letters.
+    fn run(&mut self, batch: Batch) -> Done {
+        let Batch { events, acks } = batch;
+        NodeMetrics::add(&self.metrics.events_in, events.len() as u64);
+        let mut fates = Vec::with_capacity(events.len());
+        let mut traps = 0;
+        self.isolate(&events, &mut fates, &mut traps);
+
+        // Retries: re-run only the events that asked for it, keeping their places.
+        let mut attempt = 0;
+        while attempt < self.config.retries && fates.iter().any(|f| matches!(f, Fate::Retry(_))) {
+            std::thread::sleep(backoff(attempt));
+            attempt += 1;
+            let places: Vec<usize> = (0..fates.len())
+                .filter(|&i| matches!(fates[i], Fate::Retry(_)))
+                .collect();
+            let again: Vec<Event> = places.iter().map(|&i| events[i].clone()).collect();
+            NodeMetrics::add(&self.metrics.retries, again.len() as u64);
+            let mut new_fates = Vec::with_capacity(again.len());
+            self.isolate(&again, &mut new_fates, &mut traps);
+            for (place, fate) in places.into_iter().zip(new_fates) {
+                fates[place] = fate;
+            }
+        }
+
+        let mut out = Vec::with_capacity(events.len());
+        let mut dead = Vec::new();
+        for (event, fate) in events.into_iter().zip(fates) {
+            let (kind, message) = match fate {
+                Fate::Out(produced) => {
+                    out.extend(produced);
+                    continue;
+                }
+                Fate::Retry(reason) => (FailureKind::RetriesExhausted, reason),
+                Fate::Failed { kind, message } => (kind, message),
+            };
+            dead.push(DeadLetter {
+                stage: Arc::clone(&self.name),
+                plugin_digest: Arc::clone(&self.digest),
+                kind,
+                message,
+                attempts: attempt + 1,
+                event,
+                ack: acks.clone(),
+            });
+        }
+        NodeMetrics::add(&self.metrics.events_out, out.len() as u64);
+        NodeMetrics::add(&self.metrics.failed, dead.len() as u64);
+        Done {
+            batch: Batch { events: out, acks },
+            dead,
+        }
+    }
+}
+
+/// Exponential backoff with ±50 % jitter.
+fn backoff(attempt: u32) -> Duration {
+    let base = RETRY_BASE
+        .saturating_mul(1 << attempt.min(16))
+        .min(RETRY_MAX);
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// Starts a stage: its worker threads, dispatcher and emitter. Returns when all three have
+/// been started; the tasks end when the input channel closes and everything is drained.
+pub(crate) fn spawn(
+    workers: Vec<Worker>,
+    input: mpsc::Receiver<Batch>,
+    outputs: Outputs,
+    shared: Arc<Shared>,
+) -> std::io::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let config = Arc::clone(&workers[0].config);
+    let (job_tx, job_rx) = async_channel::bounded::<Job>(workers.len());
+    for (i, mut worker) in workers.into_iter().enumerate() {
+        let jobs = job_rx.clone();
+        std::thread::Builder::new()
+            .name(format!("weir-{}-{i}", config.name))
+            .spawn(move || {
+                while let Ok(job) = jobs.recv_blocking() {
+                    let done = worker.run(job.batch);
+                    // The emitter is gone only when the pipeline is being torn down.
+                    let _ = job.reply.send(done);
+                }
+            })?;
+    }
+
+    // The reorder window: a batch per worker may be in progress, and as many finished
+    // batches may wait for an earlier one.
+    let (order_tx, mut order_rx) = mpsc::channel::<oneshot::Receiver<Done>>(config.workers);
+    let dispatcher = tokio::spawn(async move {
+        let mut input = input;
+        while let Some(batch) = input.recv().await {
+            let (reply, slot) = oneshot::channel();
+            if order_tx.send(slot).await.is_err()
+                || job_tx.send(Job { batch, reply }).await.is_err()
+            {
+                break;
+            }
+        }
+        // Dropping `job_tx` here ends the worker threads once they are idle.
+    });
+
+    let emitter = tokio::spawn(async move {
+        while let Some(slot) = order_rx.recv().await {
+            let Ok(done) = slot.await else {
+                shared.fail(format!(
+                    "stage `{}`: a worker thread stopped unexpectedly",
+                    config.name
+                ));
+                break;
+            };
+            if !done.dead.is_empty() {
+                handle_failures(&config, done.dead, &shared).await;
+            }
+            if !done.batch.events.is_empty() {
+                outputs.send(done.batch).await;
+            }
+        }
+    });
+    Ok(vec![dispatcher, emitter])
+}
+
+async fn handle_failures(config: &config::Stage, dead: Vec<DeadLetter>, shared: &Shared) {
+    if config.on_error == OnError::Stop {
+        let first = &dead[0];
+        shared.fail(format!(
+            "stage `{}` stopped the pipeline (on_error = \"stop\"): {}: {}",
+            config.name,
+            first.kind.as_str(),
+            first.message
+        ));
+    }
+    match config.on_error {
+        // Even when stopping, the failed events are written: nothing accepted is lost.
+        OnError::DeadLetter | OnError::Stop => {
+            for letter in dead {
+                shared.dead_letter(letter).await;
+            }
+        }
+        OnError::Drop => {
+            let acks: Vec<Ack> = dead.into_iter().flat_map(|d| d.ack).collect();
+            drop(acks);
+        }
+    }
+}

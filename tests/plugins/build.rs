@@ -1,0 +1,66 @@
+//! Builds the example plugins and the test fixtures as components, so that `cargo test`
+//! needs no manual step. The nested cargo uses a target folder of its own: the outer build
+//! holds the lock on the usual one.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Every plugin the tests load.
+const PACKAGES: &[&str] = &[
+    "passthrough",
+    "uppercase",
+    "sshd-parse",
+    "auth-filter",
+    "redact-ip",
+    "fixture-poison",
+    "fixture-flaky",
+    "fixture-bad-init",
+];
+
+fn main() {
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists");
+    for dir in ["wit", "plugins", "tests/fixtures", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    let target = root.join("target").join("plugins");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target);
+    for package in PACKAGES {
+        cmd.args(["-p", package]);
+    }
+    // Settings meant for the outer (native) build must not leak into the wasm one.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cannot run cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building the plugins for wasm32-wasip2 failed; is the target installed? (rustup target add wasm32-wasip2)"
+    );
+    println!(
+        "cargo:rustc-env=WEIR_PLUGIN_DIR={}",
+        target.join("wasm32-wasip2").join("plugin").display()
+    );
+}

@@ -491,6 +491,20 @@ impl Pipeline {
             stages.push(check_stage(&cx, name, raw, inputs)?);
         }
         check_acyclic(&cx, &raw.stages)?;
+        // Upstream stages first, so that reports and logs read in the direction of the flow.
+        let mut ordered = Vec::with_capacity(stages.len());
+        while !stages.is_empty() {
+            let ready = stages
+                .iter()
+                .position(|s: &Stage| {
+                    s.inputs
+                        .iter()
+                        .all(|i| !stages.iter().any(|o| &o.name == i))
+                })
+                .expect("an acyclic graph always has a stage whose inputs are placed");
+            ordered.push(stages.remove(ready));
+        }
+        let stages = ordered;
 
         let mut sinks = Vec::new();
         for (name, spanned) in &raw.sinks {
@@ -585,8 +599,8 @@ impl Pipeline {
         let channels = (self.stages.len() + self.sinks.len()) as u64 * self.buffer as u64;
         // A stage holds a batch per worker, and as many finished batches waiting their turn.
         let stages: u64 = self.stages.iter().map(|s| 2 * s.workers as u64 + 1).sum();
-        // Each sink holds what it wrote but has not flushed, at most one channel's worth, plus
-        // the batch it is writing; each source the batch it is sending.
+        // Each sink holds what it wrote but has not flushed (it flushes every `buffer` batches
+        // at the latest), plus the batch it is writing; each source the batch it is sending.
         let sinks = self.sinks.len() as u64 * (self.buffer as u64 + 1);
         let sources = self.sources.len() as u64;
         (channels + stages + sinks + sources) * batch

@@ -57,6 +57,7 @@ pub(crate) fn spawn_sink(
         .spawn(move || {
             let mut failure: Option<String> = None;
             let mut held: Vec<Ack> = Vec::with_capacity(buffer + 1);
+            let mut held_batches = 0;
             while let Some(batch) = rx.blocking_recv() {
                 let n = batch.events.len() as u64;
                 let bytes: usize = batch.events.iter().map(|e| e.value.len()).sum();
@@ -83,7 +84,12 @@ pub(crate) fn spawn_sink(
                     continue;
                 }
                 held.extend(batch.acks);
-                if rx.is_empty() {
+                // Flush when idle, and at the latest every `buffer` batches: held
+                // acknowledgements are events in flight, and under sustained load their
+                // number must stay bounded too.
+                held_batches += 1;
+                if rx.is_empty() || held_batches >= buffer {
+                    held_batches = 0;
                     if let Some(w) = &mut out
                         && let Err(e) = w.flush()
                     {

@@ -148,8 +148,8 @@ fn read_lines(source: &Source, tx: mpsc::Sender<Chunk>) {
 
 /// Reads lines into chunks of up to `batch_size` events until the input ends or the task
 /// stops listening. A value is the line without `\n` or `\r\n`, like `BufRead::lines`.
-fn pump<R: BufRead>(
-    reader: &mut R,
+fn pump<R: Read>(
+    reader: &mut BufReader<R>,
     batch_size: usize,
     hand_over_when_idle: bool,
     line_no: &mut u64,
@@ -211,7 +211,8 @@ fn pump<R: BufRead>(
             headers: Vec::new(),
             timestamp: None,
         });
-        let idle = hand_over_when_idle && reader.fill_buf().map(|b| b.is_empty()).unwrap_or(true);
+        // An empty buffer means the next read may wait (`buffer` itself never reads).
+        let idle = hand_over_when_idle && reader.buffer().is_empty();
         if chunk.len() >= batch_size || (idle && !chunk.is_empty()) {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch_size));
             if tx.blocking_send(Chunk::Events(full)).is_err() {

@@ -485,7 +485,7 @@ mod refused {
             check(&GOOD.replace("type = \"null\"", "type = \"null\"\ncolour = \"red\""))?;
         assert_eq!(code, 2);
         assert!(
-            err.contains("p.toml:10:") && err.contains("unknown field `colour`"),
+            err.contains("p.toml:11:") && err.contains("unknown field `colour`"),
             "{err}"
         );
         Ok(())
@@ -537,7 +537,7 @@ fn plugin_inspect_shows_imports_exports_and_digest() -> Result<()> {
         text.contains("world:   weir:stage/stage@0.1.0 (loads on this host)"),
         "{text}"
     );
-    assert!(text.contains("weir:stage/log@0.1.0  (granted)"), "{text}");
+    assert!(text.contains("weir:stage/types@0.1.0  (granted)"), "{text}");
     assert!(
         text.contains("  init\n") && text.contains("  process\n"),
         "{text}"

@@ -246,7 +246,6 @@ impl Topology {
             .map_err(|e| RunError::Io(format!("source `{}`: {e}", source.name)))?;
             tasks.push(task);
         }
-        drop(outputs_of);
         drop(senders);
 
         for task in tasks {

@@ -24,7 +24,7 @@ pub mod delivery;
 pub mod metrics;
 pub mod plugins;
 pub mod sandbox;
-mod stage;
+pub mod stage;
 pub mod topology;
 
 pub use config::Pipeline;

@@ -11,7 +11,8 @@
 //! alone (bounded by [`MAX_TRAPS_PER_BATCH`]); `retry` outcomes are re-run with exponential
 //! backoff and jitter; what still fails becomes a [`DeadLetter`] carrying the batch's acks.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -19,8 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::{self, OnError};
 use crate::delivery::{Ack, Batch, DeadLetter, FailureKind};
 use crate::metrics::NodeMetrics;
-use crate::plugins::Plugin;
-use crate::sandbox::{Event, Failure, Instance, Sandbox, Trapped};
+use crate::sandbox::{Event, Failure, Outcome, Trapped};
 use crate::topology::{Outputs, Shared};
 
 /// Traps one batch may cost while its poison events are isolated. One poison event in a
@@ -52,61 +52,112 @@ struct Done {
     dead: Vec<DeadLetter>,
 }
 
-/// One stage's worker: the thread-side state around a plugin instance.
+/// What runs a stage's batches: a sandboxed plugin instance, or native code for baselines.
+pub trait Processor: Send {
+    /// Runs one batch. `Err` means the processor is poisoned: it is dropped and a fresh one
+    /// is made for the next call.
+    fn process(&mut self, events: &[Event]) -> Result<Vec<Outcome>, Trapped>;
+}
+
+/// Makes a stage's processors: one per worker at start, and a fresh one after each trap.
+/// One factory is one version of the stage.
+pub trait ProcessorFactory: Send + Sync {
+    fn make(&self) -> Result<Box<dyn Processor>, Trapped>;
+    /// The version's identity (a plugin's sha256), written into dead letters.
+    fn digest(&self) -> &str;
+}
+
+/// The version a stage runs now. Workers compare its generation before each batch, so a
+/// swap takes effect between batches: a batch is processed by one version from its first
+/// call to its last.
+pub struct Live {
+    generation: AtomicU64,
+    factory: RwLock<Arc<dyn ProcessorFactory>>,
+}
+
+impl Live {
+    pub fn new(factory: Arc<dyn ProcessorFactory>) -> Arc<Live> {
+        Arc::new(Live {
+            generation: AtomicU64::new(0),
+            factory: RwLock::new(factory),
+        })
+    }
+
+    /// Makes `factory` the version for every batch not yet started; returns the old one.
+    pub fn swap(&self, factory: Arc<dyn ProcessorFactory>) -> Arc<dyn ProcessorFactory> {
+        let mut current = self.factory.write().unwrap_or_else(|e| e.into_inner());
+        let old = std::mem::replace(&mut *current, factory);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        old
+    }
+
+    pub fn current(&self) -> (u64, Arc<dyn ProcessorFactory>) {
+        let factory = self.factory.read().unwrap_or_else(|e| e.into_inner());
+        (
+            self.generation.load(Ordering::Acquire),
+            Arc::clone(&factory),
+        )
+    }
+}
+
+/// One stage's worker: the thread-side state around a processor.
 pub(crate) struct Worker {
-    sandbox: Arc<Sandbox>,
-    plugin: Arc<Plugin>,
+    live: Arc<Live>,
+    generation: u64,
+    factory: Arc<dyn ProcessorFactory>,
     config: Arc<config::Stage>,
     name: Arc<str>,
     digest: Arc<str>,
-    instance: Option<Instance>,
+    processor: Option<Box<dyn Processor>>,
     metrics: Arc<NodeMetrics>,
 }
 
 impl Worker {
-    /// Makes the worker and its first instance, so that a plugin whose `init` fails stops
+    /// Makes the worker and its first processor, so that a plugin whose `init` fails stops
     /// the pipeline before any event is read.
     pub(crate) fn new(
-        sandbox: Arc<Sandbox>,
-        plugin: Arc<Plugin>,
+        live: Arc<Live>,
         config: Arc<config::Stage>,
         metrics: Arc<NodeMetrics>,
     ) -> Result<Worker, Trapped> {
-        let name: Arc<str> = Arc::from(config.name.as_str());
-        let instance = Instance::new(&sandbox, &plugin, &name, config.limits, &config.settings)?;
+        let (generation, factory) = live.current();
+        let processor = factory.make()?;
         Ok(Worker {
-            digest: Arc::from(plugin.digest.as_str()),
-            sandbox,
-            plugin,
+            digest: Arc::from(factory.digest()),
+            name: Arc::from(config.name.as_str()),
+            live,
+            generation,
+            factory,
             config,
-            name,
-            instance: Some(instance),
+            processor: Some(processor),
             metrics,
         })
     }
 
-    /// One call on a live instance; after a trap the instance is dropped and the next call
-    /// makes a fresh one.
-    fn call(&mut self, events: &[Event]) -> Result<Vec<crate::sandbox::Outcome>, Trapped> {
-        let instance = match &mut self.instance {
-            Some(instance) => instance,
-            None => {
-                let fresh = Instance::new(
-                    &self.sandbox,
-                    &self.plugin,
-                    &self.name,
-                    self.config.limits,
-                    &self.config.settings,
-                )?;
-                self.instance.insert(fresh)
-            }
+    /// Picks up a new version, if one was swapped in since the last batch.
+    fn refresh(&mut self) {
+        let (generation, factory) = self.live.current();
+        if generation != self.generation {
+            self.generation = generation;
+            self.digest = Arc::from(factory.digest());
+            self.factory = factory;
+            self.processor = None;
+        }
+    }
+
+    /// One call on a live processor; after a trap it is dropped and the next call makes a
+    /// fresh one.
+    fn call(&mut self, events: &[Event]) -> Result<Vec<Outcome>, Trapped> {
+        let processor = match &mut self.processor {
+            Some(processor) => processor,
+            None => self.processor.insert(self.factory.make()?),
         };
-        let result = instance.process(events);
+        let result = processor.process(events);
         if let Err(trapped) = &result {
             NodeMetrics::add(&self.metrics.traps, 1);
-            tracing::warn!(stage = %self.name, plugin = %self.plugin.short_digest(), events = events.len(),
+            tracing::warn!(stage = %self.name, plugin = %&self.digest[..self.digest.len().min(12)], events = events.len(),
                 "plugin trapped ({trapped}); replacing the instance");
-            self.instance = None;
+            self.processor = None;
         }
         result
     }
@@ -165,6 +216,7 @@ impl Worker {
 
     /// Processes one batch to the end: outputs in order, failures as dead letters.
     fn run(&mut self, batch: Batch) -> Done {
+        self.refresh();
         let Batch { events, acks } = batch;
         NodeMetrics::add(&self.metrics.events_in, events.len() as u64);
         let mut fates = Vec::with_capacity(events.len());

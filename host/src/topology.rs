@@ -22,8 +22,8 @@ use crate::connectors::{self, DEAD_LETTER_BUFFER};
 use crate::delivery::{Batch, DeadLetter, Tracker};
 use crate::metrics::{NodeKind, NodeMetrics, RunReport};
 use crate::plugins::{Plugin, PluginError};
-use crate::sandbox::Sandbox;
-use crate::stage::{self, Worker};
+use crate::sandbox::{Sandbox, WasmStage};
+use crate::stage::{self, Live, ProcessorFactory, Worker};
 
 /// Why a pipeline could not start or did not finish cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -106,36 +106,67 @@ impl Shared {
 pub struct Topology {
     pipeline: Pipeline,
     workers: HashMap<String, Vec<Worker>>,
+    live: HashMap<String, Arc<Live>>,
     metrics: Vec<Arc<NodeMetrics>>,
 }
 
 impl Topology {
     /// Loads every plugin and initialises every stage worker.
     pub fn build(pipeline: &Pipeline) -> Result<Topology, RunError> {
-        let sandbox = Sandbox::new().map_err(|e| RunError::Engine(format!("{e:#}")))?;
+        Topology::build_with(pipeline, HashMap::new())
+    }
+
+    /// Like [`Topology::build`], but the stages named in `natives` run the given processors
+    /// instead of their plugins: the native baseline of the benchmarks uses this.
+    pub fn build_with(
+        pipeline: &Pipeline,
+        mut natives: HashMap<String, Arc<dyn ProcessorFactory>>,
+    ) -> Result<Topology, RunError> {
+        let mut sandbox: Option<Arc<Sandbox>> = None;
         let mut plugins: HashMap<PathBuf, Arc<Plugin>> = HashMap::new();
         let mut workers = HashMap::new();
+        let mut live = HashMap::new();
         let mut metrics = Vec::new();
         for source in &pipeline.sources {
             metrics.push(Arc::new(NodeMetrics::new(&source.name, NodeKind::Source)));
         }
         for stage in &pipeline.stages {
-            let plugin = match plugins.get(&stage.plugin) {
-                Some(p) => Arc::clone(p),
+            let factory: Arc<dyn ProcessorFactory> = match natives.remove(&stage.name) {
+                Some(native) => native,
                 None => {
-                    let p = Arc::new(Plugin::load(&sandbox, &stage.plugin)?);
-                    tracing::info!(stage = %stage.name, plugin = %stage.plugin.display(), digest = %p.short_digest(), "plugin loaded");
-                    plugins.insert(stage.plugin.clone(), Arc::clone(&p));
-                    p
+                    let sandbox = match &sandbox {
+                        Some(s) => Arc::clone(s),
+                        None => {
+                            let s =
+                                Sandbox::new().map_err(|e| RunError::Engine(format!("{e:#}")))?;
+                            sandbox.insert(s).clone()
+                        }
+                    };
+                    let plugin = match plugins.get(&stage.plugin) {
+                        Some(p) => Arc::clone(p),
+                        None => {
+                            let p = Arc::new(Plugin::load(&sandbox, &stage.plugin)?);
+                            tracing::info!(stage = %stage.name, plugin = %stage.plugin.display(), digest = %p.short_digest(), "plugin loaded");
+                            plugins.insert(stage.plugin.clone(), Arc::clone(&p));
+                            p
+                        }
+                    };
+                    Arc::new(WasmStage {
+                        sandbox,
+                        plugin,
+                        stage: Arc::from(stage.name.as_str()),
+                        limits: stage.limits,
+                        settings: stage.settings.clone(),
+                    })
                 }
             };
+            let stage_live = Live::new(factory);
             let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
             let config = Arc::new(stage.clone());
             let mut pool = Vec::with_capacity(stage.workers);
             for _ in 0..stage.workers {
                 let worker = Worker::new(
-                    Arc::clone(&sandbox),
-                    Arc::clone(&plugin),
+                    Arc::clone(&stage_live),
                     Arc::clone(&config),
                     Arc::clone(&node),
                 )
@@ -147,6 +178,7 @@ impl Topology {
                 pool.push(worker);
             }
             workers.insert(stage.name.clone(), pool);
+            live.insert(stage.name.clone(), stage_live);
             metrics.push(node);
         }
         for sink in &pipeline.sinks {
@@ -155,8 +187,14 @@ impl Topology {
         Ok(Topology {
             pipeline: pipeline.clone(),
             workers,
+            live,
             metrics,
         })
+    }
+
+    /// The live version handle of a stage, through which a new version can be swapped in.
+    pub fn live(&self, stage: &str) -> Option<Arc<Live>> {
+        self.live.get(stage).cloned()
     }
 
     /// Runs the pipeline until its sources end or `shutdown` is cancelled, then drains.

@@ -14,6 +14,7 @@ use super::{Event, HostState, Outcome, Sandbox, StageBindings};
 use crate::config::Limits;
 use crate::delivery::FailureKind;
 use crate::plugins::Plugin;
+use crate::stage::{Processor, ProcessorFactory};
 
 /// `init` may do more than one event's work (build tables, compile patterns): it gets this
 /// many events' worth of fuel.
@@ -106,6 +107,39 @@ impl Instance {
     /// Guest output lines dropped by the log rate limit so far.
     pub fn dropped_log_lines(&self) -> u64 {
         self.store.data().log.dropped()
+    }
+}
+
+impl Processor for Instance {
+    fn process(&mut self, events: &[Event]) -> Result<Vec<Outcome>, Trapped> {
+        Instance::process(self, events)
+    }
+}
+
+/// One version of a stage backed by a plugin: it makes the stage's instances, each with the
+/// stage's limits and settings.
+pub struct WasmStage {
+    pub sandbox: Arc<Sandbox>,
+    pub plugin: Arc<Plugin>,
+    pub stage: Arc<str>,
+    pub limits: Limits,
+    pub settings: Vec<(String, String)>,
+}
+
+impl ProcessorFactory for WasmStage {
+    fn make(&self) -> Result<Box<dyn Processor>, Trapped> {
+        let instance = Instance::new(
+            &self.sandbox,
+            &self.plugin,
+            &self.stage,
+            self.limits,
+            &self.settings,
+        )?;
+        Ok(Box::new(instance))
+    }
+
+    fn digest(&self) -> &str {
+        &self.plugin.digest
     }
 }
 

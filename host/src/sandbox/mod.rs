@@ -18,7 +18,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 pub use host::HostState;
-pub use instance::{Instance, Trapped};
+pub use instance::{Instance, Trapped, WasmStage};
 
 /// Bindings generated from `wit/stage.wit`; the host's event type is the contract's.
 pub(crate) mod bindings {

@@ -110,6 +110,47 @@ pub struct Stage {
     pub limits: Limits,
     pub retries: u32,
     pub on_error: OnError,
+    pub breaker: Breaker,
+    pub grant: Grant,
+}
+
+/// When a stage's `on_error` policy acts: over the last `window` events sent to its plugin,
+/// once the window is full and the failed fraction reaches `threshold`, the breaker trips and
+/// stays open for `cooldown`, failing events at once (`breaker-open`) without calling the
+/// plugin. Blocks a plugin that fails everything from costing a trap (and its re-runs) per
+/// batch for ever, and from slowing the branches it shares a source with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breaker {
+    pub window: usize,
+    pub threshold: f64,
+    pub cooldown: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            window: 100,
+            threshold: 0.5,
+            cooldown: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Capabilities a stage grants its plugin; nothing by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grant {
+    /// Host directories the guest may read (never write), each under a guest path.
+    pub dirs: Vec<DirGrant>,
+    /// Names of host environment variables the guest may read.
+    pub env: Vec<String>,
+    /// Outbound network and name lookup.
+    pub network: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
 }
 
 /// The sandbox limits of one stage. Each default blocks a threat named beside it.
@@ -123,6 +164,15 @@ pub struct Limits {
     pub timeout: Duration,
     /// Linear-memory cap per instance. Blocks a memory bomb from taking the host's memory.
     pub memory: u64,
+    /// Events out per event in. Blocks an amplification bomb (one event into millions)
+    /// from flooding the stages and sinks downstream.
+    pub max_output_events: usize,
+    /// Bytes out (keys, values, headers) per call. Blocks one call from handing the host
+    /// an unbounded amount of data to hold and pass on.
+    pub max_output_bytes: u64,
+    /// Bytes per output value. Blocks single huge values from reaching sinks and later
+    /// stages, each of which would copy them.
+    pub max_value_size: u64,
 }
 
 impl Default for Limits {
@@ -131,6 +181,9 @@ impl Default for Limits {
             fuel: 10_000_000,
             timeout: Duration::from_secs(1),
             memory: 64 << 20,
+            max_output_events: 1024,
+            max_output_bytes: 64 << 20,
+            max_value_size: 16 << 20,
         }
     }
 }
@@ -222,6 +275,37 @@ struct RawStage {
     memory: Option<Sp<String>>,
     retries: Option<Sp<u32>>,
     on_error: Option<Sp<String>>,
+    max_output_events: Option<Sp<usize>>,
+    max_output_bytes: Option<Sp<String>>,
+    max_value_size: Option<Sp<String>>,
+    breaker: Option<RawBreaker>,
+    grant: Option<RawGrant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    window: Option<Sp<usize>>,
+    threshold: Option<Sp<f64>>,
+    cooldown: Option<Sp<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGrant {
+    #[serde(default)]
+    dirs: Vec<Sp<RawDir>>,
+    #[serde(default)]
+    env: Vec<Sp<String>>,
+    #[serde(default)]
+    network: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDir {
+    host: Sp<String>,
+    guest: Sp<String>,
 }
 
 #[derive(Deserialize)]
@@ -774,7 +858,68 @@ fn check_stage(
             }
             None => defaults.memory,
         },
+        max_output_events: match &raw.max_output_events {
+            Some(v) => cx.positive(v, key("max_output_events"))?,
+            None => defaults.max_output_events,
+        },
+        max_output_bytes: match &raw.max_output_bytes {
+            Some(v) => parse_size(v.get_ref())
+                .map_err(|e| cx.err(&v.span(), key("max_output_bytes"), e))?,
+            None => defaults.max_output_bytes,
+        },
+        max_value_size: match &raw.max_value_size {
+            Some(v) => {
+                parse_size(v.get_ref()).map_err(|e| cx.err(&v.span(), key("max_value_size"), e))?
+            }
+            None => defaults.max_value_size,
+        },
     };
+    let mut breaker = Breaker::default();
+    if let Some(b) = &raw.breaker {
+        if let Some(w) = &b.window {
+            breaker.window = cx.positive(w, key("breaker.window"))?;
+        }
+        if let Some(t) = &b.threshold {
+            if !(*t.get_ref() > 0.0 && *t.get_ref() <= 1.0) {
+                return Err(cx.err(
+                    &t.span(),
+                    key("breaker.threshold"),
+                    "must be a fraction above 0 and at most 1",
+                ));
+            }
+            breaker.threshold = *t.get_ref();
+        }
+        if let Some(c) = &b.cooldown {
+            breaker.cooldown = cx.duration(c, key("breaker.cooldown"))?;
+        }
+    }
+    let mut grant = Grant::default();
+    if let Some(g) = &raw.grant {
+        for dir in &g.dirs {
+            let dir = dir.get_ref();
+            let host = cx.path(dir.host.get_ref());
+            if !host.is_dir() {
+                return Err(cx.err(
+                    &dir.host.span(),
+                    key("grant.dirs"),
+                    format!("no such directory: {}", host.display()),
+                ));
+            }
+            if !dir.guest.get_ref().starts_with('/') {
+                return Err(cx.err(
+                    &dir.guest.span(),
+                    key("grant.dirs"),
+                    "the guest path must be absolute, such as `/data`",
+                ));
+            }
+            grant.dirs.push(DirGrant {
+                host,
+                guest: dir.guest.get_ref().clone(),
+            });
+        }
+        grant.env = g.env.iter().map(|e| e.get_ref().clone()).collect();
+        grant.network = g.network;
+    }
     let on_error = match &raw.on_error {
         None => OnError::DeadLetter,
         Some(v) => match v.get_ref().as_str() {
@@ -802,6 +947,8 @@ fn check_stage(
         limits,
         retries: raw.retries.as_ref().map(|r| *r.get_ref()).unwrap_or(3),
         on_error,
+        breaker,
+        grant,
     })
 }
 

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
+use crate::config::Grant;
 use crate::sandbox::{HostState, Sandbox, StagePre};
 
 /// Largest plugin file accepted. Blocks a huge file from costing the host the memory and
@@ -57,6 +58,8 @@ pub struct Plugin {
     pub digest: String,
     pub size: u64,
     pub loaded_at: SystemTime,
+    /// The names of the component's imports.
+    pub imports: Vec<String>,
     pre: StagePre<HostState>,
 }
 
@@ -75,8 +78,10 @@ impl Plugin {
     pub fn load(sandbox: &Sandbox, path: &Path) -> Result<Plugin, PluginError> {
         let (bytes, digest) = read(path)?;
         let component = compile(sandbox, path, &bytes)?;
+        let mut imports = Vec::new();
         for (name, _) in component.component_type().imports(sandbox.engine()) {
-            if let Err(reason) = grant(name) {
+            imports.push(name.to_string());
+            if let Err(reason) = provided(name) {
                 return Err(PluginError::Import {
                     path: path.to_path_buf(),
                     import: name.to_string(),
@@ -102,8 +107,23 @@ impl Plugin {
             digest,
             size: bytes.len() as u64,
             loaded_at: SystemTime::now(),
+            imports,
             pre,
         })
+    }
+
+    /// Refuses the plugin for a stage that does not grant every capability it imports.
+    pub fn check_grants(&self, granted: &Grant) -> Result<(), PluginError> {
+        for import in &self.imports {
+            if let Err(reason) = grant(import, granted) {
+                return Err(PluginError::Import {
+                    path: self.path.clone(),
+                    import: import.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn pre(&self) -> &StagePre<HostState> {
@@ -157,11 +177,26 @@ fn compile(sandbox: &Sandbox, path: &Path, bytes: &[u8]) -> Result<Component, Pl
     })
 }
 
-/// Whether the host grants an import. `weir:stage` must be the 0.1 contract. WASI is linked
-/// with nothing granted: no preopened directories, no environment, no network (every socket
-/// address is refused, name lookup is off), an empty stdin; stdout and stderr go to the host
-/// log. Clocks and random numbers are available.
-pub fn grant(import: &str) -> Result<(), String> {
+/// Whether a stage with `granted` capabilities gives a plugin this import: the host must
+/// provide it, and capability interfaces must be granted. WASI is linked with nothing granted
+/// unless the stage says so: no directories (`wasi:filesystem` is refused at load without a
+/// `dirs` grant), no environment variables but the named ones, no network (`wasi:sockets` is
+/// refused without `network = true`), an empty stdin; stdout and stderr go to the host log.
+/// Clocks and random numbers are available to every plugin.
+pub fn grant(import: &str, granted: &Grant) -> Result<(), String> {
+    provided(import)?;
+    if import.starts_with("wasi:filesystem/") && granted.dirs.is_empty() {
+        return Err("the stage grants no directories (`grant = { dirs = [{ host = \"...\", guest = \"/data\" }] }` gives read-only access)".into());
+    }
+    if import.starts_with("wasi:sockets/") && !granted.network {
+        return Err("the stage grants no network (`grant = { network = true }`)".into());
+    }
+    Ok(())
+}
+
+/// Whether the host provides an import at all: `weir:stage` must be the 0.1 contract, WASI
+/// must be 0.2.
+fn provided(import: &str) -> Result<(), String> {
     let (package, version) = import.split_once('@').unwrap_or((import, ""));
     if let Some(interface) = package.strip_prefix("weir:stage/") {
         if !version.starts_with("0.1.") {
@@ -254,15 +289,16 @@ pub fn inspect(sandbox: &Sandbox, path: &Path) -> Result<Inspection, PluginError
         .imports(sandbox.engine())
         .map(|(name, _)| InspectedImport {
             name: name.to_string(),
-            refused: grant(name).err(),
+            refused: grant(name, &Grant::default()).err(),
         })
         .collect();
     let exports = ty
         .exports(sandbox.engine())
         .map(|(name, _)| name.to_string())
         .collect();
+    // Loadable as a stage that grants nothing: what a capability needs shows per import.
     let loadable = Plugin::load(sandbox, path)
-        .map(drop)
+        .and_then(|p| p.check_grants(&Grant::default()))
         .map_err(|e| e.to_string());
     Ok(Inspection {
         path: path.to_path_buf(),

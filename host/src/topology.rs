@@ -23,7 +23,7 @@ use crate::delivery::{Batch, DeadLetter, Tracker};
 use crate::metrics::{NodeKind, NodeMetrics, RunReport};
 use crate::plugins::{Plugin, PluginError};
 use crate::sandbox::{Sandbox, WasmStage};
-use crate::stage::{self, Live, ProcessorFactory, Worker};
+use crate::stage::{self, BreakerState, Live, ProcessorFactory, Worker};
 
 /// Why a pipeline could not start or did not finish cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -151,9 +151,11 @@ impl Topology {
                             p
                         }
                     };
+                    plugin.check_grants(&stage.grant)?;
                     Arc::new(WasmStage {
                         sandbox,
                         plugin,
+                        grant: stage.grant.clone(),
                         stage: Arc::from(stage.name.as_str()),
                         limits: stage.limits,
                         settings: stage.settings.clone(),
@@ -161,6 +163,7 @@ impl Topology {
                 }
             };
             let stage_live = Live::new(factory);
+            let breaker = BreakerState::new(stage.breaker);
             let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
             let config = Arc::new(stage.clone());
             let mut pool = Vec::with_capacity(stage.workers);
@@ -169,6 +172,7 @@ impl Topology {
                     Arc::clone(&stage_live),
                     Arc::clone(&config),
                     Arc::clone(&node),
+                    Arc::clone(&breaker),
                 )
                 .map_err(|t| RunError::Init {
                     stage: stage.name.clone(),

@@ -1,7 +1,8 @@
 //! What one plugin instance's store holds, and the host side of the guest's imports.
 //!
 //! [`HostState`] owns the instance's WASI context (no directories, no environment, no
-//! network, empty stdin), its memory limiter, and a [`GuestLog`]: the one funnel through
+//! network, empty stdin, unless the stage grants them), its memory limiter, and a
+//! [`GuestLog`]: the one funnel through
 //! which the guest's `log` calls, stdout and stderr reach the host's log. The funnel is
 //! rate-limited and line-capped, so a noisy guest costs a counter, never host memory or a
 //! flooded log; it also keeps the guest's last stderr lines, which name a panic's cause.
@@ -15,9 +16,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::weir::stage::log::{Host as LogHost, Level};
+use crate::config::Grant;
 
 /// Guest log lines forwarded per second, per instance, after a burst of the same size.
 /// Blocks a guest from flooding the host log (and the disk behind it).
@@ -40,27 +42,46 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(stage: Arc<str>, memory_cap: u64) -> HostState {
+    /// The state of a new instance: WASI grants exactly what `grant` names.
+    pub fn new(stage: Arc<str>, memory_cap: u64, grant: &Grant) -> Result<HostState, String> {
         let log = Arc::new(GuestLog::new(stage));
-        let wasi = WasiCtxBuilder::new()
-            .stdout(GuestStream {
-                log: Arc::clone(&log),
-                stream: Stream::Stdout,
-            })
-            .stderr(GuestStream {
-                log: Arc::clone(&log),
-                stream: Stream::Stderr,
-            })
-            .build();
-        HostState {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(GuestStream {
+            log: Arc::clone(&log),
+            stream: Stream::Stdout,
+        })
+        .stderr(GuestStream {
+            log: Arc::clone(&log),
+            stream: Stream::Stderr,
+        });
+        for dir in &grant.dirs {
+            // Read-only: a stage transforms events; writing to the host is not its business.
+            wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    format!(
+                        "cannot open the granted directory {}: {e}",
+                        dir.host.display()
+                    )
+                })?;
+        }
+        for name in &grant.env {
+            if let Ok(value) = std::env::var(name) {
+                wasi.env(name, value);
+            }
+        }
+        if grant.network {
+            wasi.inherit_network().allow_ip_name_lookup(true);
+        }
+        let wasi = wasi.build();
+        Ok(HostState {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 cap: usize::try_from(memory_cap).unwrap_or(usize::MAX),
-                hit: false,
+                hit: None,
             },
             log,
-        }
+        })
     }
 }
 
@@ -83,7 +104,8 @@ impl LogHost for HostState {
 /// follows is reported as `memory-limit` and not as whatever the guest did next.
 pub struct MemoryLimiter {
     cap: usize,
-    pub(crate) hit: bool,
+    /// Set when the cap was hit, with what was asked for.
+    pub(crate) hit: Option<String>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -94,7 +116,10 @@ impl ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.cap {
-            self.hit = true;
+            self.hit = Some(format!(
+                "memory limit reached: the instance asked for {desired} bytes, the cap is {}",
+                self.cap
+            ));
             // An error (not `Ok(false)`) turns the failed growth into a trap: a guest that
             // cannot get memory must stop now, not carry on with an allocator in a bad state.
             return Err(wasmtime::format_err!(
@@ -134,6 +159,9 @@ struct LogInner {
     dropped: u64,
     partial_out: Vec<u8>,
     partial_err: Vec<u8>,
+    /// Whether the current stdout/stderr line was cut at its cap and its rest is dropped.
+    cut_out: bool,
+    cut_err: bool,
     recent_stderr: VecDeque<String>,
 }
 
@@ -147,6 +175,8 @@ impl GuestLog {
                 dropped: 0,
                 partial_out: Vec::new(),
                 partial_err: Vec::new(),
+                cut_out: false,
+                cut_err: false,
                 recent_stderr: VecDeque::new(),
             }),
         }
@@ -175,19 +205,26 @@ impl GuestLog {
 
     /// Appends raw output from stdout or stderr, forwarding each complete line.
     fn write(&self, stream: Stream, bytes: &[u8]) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner: &mut LogInner = &mut guard;
         for chunk in bytes.split_inclusive(|&b| b == b'\n') {
             let complete = chunk.ends_with(b"\n");
             let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-            let partial = match stream {
-                Stream::Stderr => &mut inner.partial_err,
-                _ => &mut inner.partial_out,
+            let (partial, cut) = match stream {
+                Stream::Stderr => (&mut inner.partial_err, &mut inner.cut_err),
+                _ => (&mut inner.partial_out, &mut inner.cut_out),
             };
+            if *cut {
+                // The rest of a line already forwarded at its cap: dropped up to its end.
+                *cut = !complete;
+                continue;
+            }
             let room = MAX_LOG_LINE.saturating_sub(partial.len());
             partial.extend_from_slice(&body[..body.len().min(room)]);
             if complete || partial.len() >= MAX_LOG_LINE {
+                *cut = !complete;
                 let line = std::mem::take(partial);
-                self.emit(&mut inner, stream, &line);
+                self.emit(inner, stream, &line);
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use wasmtime::{Store, Trap};
 
 use super::{Event, HostState, Outcome, Sandbox, StageBindings};
-use crate::config::Limits;
+use crate::config::{Grant, Limits};
 use crate::delivery::FailureKind;
 use crate::plugins::Plugin;
 use crate::stage::{Processor, ProcessorFactory};
@@ -49,12 +49,15 @@ impl Instance {
         plugin: &Plugin,
         stage: &Arc<str>,
         limits: Limits,
+        grant: &Grant,
         settings: &[(String, String)],
     ) -> Result<Instance, Trapped> {
-        let mut store = Store::new(
-            sandbox.engine(),
-            HostState::new(Arc::clone(stage), limits.memory),
-        );
+        let state =
+            HostState::new(Arc::clone(stage), limits.memory, grant).map_err(|message| Trapped {
+                kind: FailureKind::InitFailed,
+                message,
+            })?;
+        let mut store = Store::new(sandbox.engine(), state);
         store.limiter(|state| &mut state.limiter);
         // A deadline traps the call (rather than yielding): the pipeline's calls are
         // synchronous on worker threads, and a stuck call must end.
@@ -123,6 +126,7 @@ pub struct WasmStage {
     pub plugin: Arc<Plugin>,
     pub stage: Arc<str>,
     pub limits: Limits,
+    pub grant: Grant,
     pub settings: Vec<(String, String)>,
 }
 
@@ -133,6 +137,7 @@ impl ProcessorFactory for WasmStage {
             &self.plugin,
             &self.stage,
             self.limits,
+            &self.grant,
             &self.settings,
         )?;
         Ok(Box::new(instance))
@@ -152,10 +157,10 @@ fn arm(store: &mut Store<HostState>, fuel: u64, deadline_ticks: u64) {
 /// Names a failed call: the limit that stopped it, or what the guest did.
 fn describe(store: &Store<HostState>, error: wasmtime::Error) -> Trapped {
     let state = store.data();
-    if state.limiter.hit {
+    if let Some(message) = &state.limiter.hit {
         return Trapped {
             kind: FailureKind::MemoryLimit,
-            message: format!("{error}"),
+            message: message.clone(),
         };
     }
     let (kind, message) = match error.downcast_ref::<Trap>() {

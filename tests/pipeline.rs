@@ -161,7 +161,7 @@ path = "dead.jsonl"
 }
 
 /// `retry` outcomes are retried with backoff; an event whose retries run out is dead-lettered
-/// as `retries-exhausted`, and the others keep their order.
+/// as `retries-exhausted`; meanwhile the other events flow on, in order.
 #[test]
 fn retries_recover_flaky_events_and_dead_letter_the_hopeless_one() -> Result<()> {
     let dir = Dir::new()?;
@@ -198,9 +198,10 @@ path = "dead.jsonl"
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Retried events leave the stage when they succeed, so they come after the others.
     assert_eq!(
         std::fs::read_to_string(dir.path("out.txt"))?,
-        "a\nflaky-1\nb\nflaky-2\nc\n"
+        "a\nb\nc\nflaky-1\nflaky-2\n"
     );
     let dead: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(dir.path("dead.jsonl"))?.trim())?;

@@ -109,6 +109,10 @@ pub enum FailureKind {
     InitFailed,
     /// A source read an input line longer than it accepts.
     Oversized,
+    /// The plugin's outputs for the event broke one of the stage's output caps.
+    OutputCap,
+    /// The stage's circuit breaker was open: the event was not sent to the plugin.
+    BreakerOpen,
 }
 
 impl FailureKind {
@@ -125,6 +129,8 @@ impl FailureKind {
             FailureKind::WrongOutcomeCount => "wrong-outcome-count",
             FailureKind::InitFailed => "init-failed",
             FailureKind::Oversized => "oversized",
+            FailureKind::OutputCap => "output-cap",
+            FailureKind::BreakerOpen => "breaker-open",
         }
     }
 }

@@ -4,9 +4,13 @@
 //! once per batch, never per event; [`RunReport`] is their snapshot when the run ends, with
 //! the in-flight high-water mark from the acknowledgement tracker.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::delivery::FailureKind;
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +35,8 @@ pub struct NodeMetrics {
     pub traps: AtomicU64,
     /// Events sent back to the plugin after a `retry` outcome.
     pub retries: AtomicU64,
+    /// Failed events by failure kind.
+    by_kind: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl NodeMetrics {
@@ -44,7 +50,15 @@ impl NodeMetrics {
             failed: AtomicU64::new(0),
             traps: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            by_kind: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Counts one failed event of `kind`.
+    pub fn fail(&self, kind: FailureKind) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut by_kind = self.by_kind.lock().unwrap_or_else(|e| e.into_inner());
+        *by_kind.entry(kind.as_str()).or_default() += 1;
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -62,6 +76,11 @@ impl NodeMetrics {
             failed: get(&self.failed),
             traps: get(&self.traps),
             retries: get(&self.retries),
+            failures: self
+                .by_kind
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 }
@@ -77,6 +96,8 @@ pub struct NodeReport {
     pub failed: u64,
     pub traps: u64,
     pub retries: u64,
+    /// Failed events by failure kind (`panic`, `deadline`, …).
+    pub failures: BTreeMap<&'static str, u64>,
 }
 
 /// What a finished run did.
@@ -119,7 +140,12 @@ impl fmt::Display for RunReport {
                 node.name, node.events_in, node.events_out
             )?;
             if node.failed > 0 {
-                write!(f, ", {} failed", node.failed)?;
+                let kinds: Vec<String> = node
+                    .failures
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect();
+                write!(f, ", {} failed ({})", node.failed, kinds.join(", "))?;
             }
             if node.traps > 0 {
                 write!(f, ", {} traps", node.traps)?;

@@ -8,12 +8,18 @@
 //!
 //! On a worker, a batch goes through [`Worker::run`]: one `process` call; on a trap, the
 //! instance is replaced and the batch is split in halves and re-run until the poison event is
-//! alone (bounded by [`MAX_TRAPS_PER_BATCH`]); `retry` outcomes are re-run with exponential
-//! backoff and jitter; what still fails becomes a [`DeadLetter`] carrying the batch's acks.
+//! alone (bounded by [`MAX_TRAPS_PER_BATCH`]); outputs that break the stage's caps fail
+//! as `output-cap`; what fails becomes a [`DeadLetter`] carrying the batch's acks. Events
+//! that asked for a retry go back to the emitter, which sends them to the plugin again after
+//! an exponential backoff with jitter, in a task of their own, so the stage's other batches
+//! keep flowing. A circuit breaker shared by the stage's workers counts failures over a
+//! sliding window; once it trips, the stage's `on_error` policy acts, and batches fail at
+//! once as `breaker-open` until a trial batch after the cooldown does well.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -43,6 +49,8 @@ enum Fate {
 
 struct Job {
     batch: Batch,
+    /// 0 for a batch from the input; n for the n-th retry of events that asked for one.
+    attempt: u32,
     reply: oneshot::Sender<Done>,
 }
 
@@ -50,6 +58,10 @@ struct Job {
 struct Done {
     batch: Batch,
     dead: Vec<DeadLetter>,
+    /// Events to send to the plugin again after a backoff.
+    retry: Option<Batch>,
+    /// Set when this batch tripped the stage's circuit breaker.
+    tripped: Option<String>,
 }
 
 /// What runs a stage's batches: a sandboxed plugin instance, or native code for baselines.
@@ -110,6 +122,7 @@ pub(crate) struct Worker {
     digest: Arc<str>,
     processor: Option<Box<dyn Processor>>,
     metrics: Arc<NodeMetrics>,
+    breaker: Arc<Mutex<BreakerState>>,
 }
 
 impl Worker {
@@ -119,6 +132,7 @@ impl Worker {
         live: Arc<Live>,
         config: Arc<config::Stage>,
         metrics: Arc<NodeMetrics>,
+        breaker: Arc<Mutex<BreakerState>>,
     ) -> Result<Worker, Trapped> {
         let (generation, factory) = live.current();
         let processor = factory.make()?;
@@ -131,6 +145,7 @@ impl Worker {
             config,
             processor: Some(processor),
             metrics,
+            breaker,
         })
     }
 
@@ -208,65 +223,255 @@ impl Worker {
                 } else {
                     let (left, right) = events.split_at(events.len() / 2);
                     self.isolate(left, fates, traps);
-                    self.isolate(right, fates, traps);
+                    if *traps >= MAX_TRAPS_PER_BATCH {
+                        // The budget ran out in the left half: the right half is not tried.
+                        let message = format!(
+                            "{} (not isolated: the batch trapped {} times)",
+                            trapped.message, *traps
+                        );
+                        fates.extend(right.iter().map(|_| Fate::Failed {
+                            kind: trapped.kind,
+                            message: message.clone(),
+                        }));
+                    } else {
+                        self.isolate(right, fates, traps);
+                    }
                 }
             }
         }
     }
 
-    /// Processes one batch to the end: outputs in order, failures as dead letters.
-    fn run(&mut self, batch: Batch) -> Done {
+    /// Processes one batch: outputs in order, failures as dead letters, and the events that
+    /// asked for a retry (while attempts remain) set aside for the emitter to send again.
+    /// `attempt` is 0 for a batch from the input, n for its n-th retry.
+    fn run(&mut self, batch: Batch, attempt: u32) -> Done {
         self.refresh();
         let Batch { events, acks } = batch;
-        NodeMetrics::add(&self.metrics.events_in, events.len() as u64);
-        let mut fates = Vec::with_capacity(events.len());
-        let mut traps = 0;
-        self.isolate(&events, &mut fates, &mut traps);
+        let count = events.len();
+        NodeMetrics::add(&self.metrics.events_in, count as u64);
 
-        // Retries: re-run only the events that asked for it, keeping their places.
-        let mut attempt = 0;
-        while attempt < self.config.retries && fates.iter().any(|f| matches!(f, Fate::Retry(_))) {
-            std::thread::sleep(backoff(attempt));
-            attempt += 1;
-            let places: Vec<usize> = (0..fates.len())
-                .filter(|&i| matches!(fates[i], Fate::Retry(_)))
+        let refused = self.breaker().admit();
+        if let Some(reason) = refused {
+            let dead = events
+                .into_iter()
+                .map(|event| {
+                    self.letter(
+                        FailureKind::BreakerOpen,
+                        reason.clone(),
+                        attempt,
+                        event,
+                        &acks,
+                    )
+                })
                 .collect();
-            let again: Vec<Event> = places.iter().map(|&i| events[i].clone()).collect();
-            NodeMetrics::add(&self.metrics.retries, again.len() as u64);
-            let mut new_fates = Vec::with_capacity(again.len());
-            self.isolate(&again, &mut new_fates, &mut traps);
-            for (place, fate) in places.into_iter().zip(new_fates) {
-                fates[place] = fate;
-            }
+            return self.done(Vec::new(), dead, Vec::new(), acks, None);
         }
 
-        let mut out = Vec::with_capacity(events.len());
+        let mut fates = Vec::with_capacity(count);
+        let mut traps = 0;
+        self.isolate(&events, &mut fates, &mut traps);
+        self.cap_outputs(&mut fates);
+
+        let mut out = Vec::with_capacity(count);
         let mut dead = Vec::new();
+        let mut retry = Vec::new();
         for (event, fate) in events.into_iter().zip(fates) {
             let (kind, message) = match fate {
                 Fate::Out(produced) => {
                     out.extend(produced);
                     continue;
                 }
+                Fate::Retry(_) if attempt < self.config.retries => {
+                    retry.push(event);
+                    continue;
+                }
                 Fate::Retry(reason) => (FailureKind::RetriesExhausted, reason),
                 Fate::Failed { kind, message } => (kind, message),
             };
-            dead.push(DeadLetter {
-                stage: Arc::clone(&self.name),
-                plugin_digest: Arc::clone(&self.digest),
-                kind,
-                message,
-                attempts: attempt + 1,
-                event,
-                ack: acks.clone(),
-            });
+            dead.push(self.letter(kind, message, attempt, event, &acks));
         }
+        let last = dead
+            .last()
+            .map(|d| format!("{}: {}", d.kind.as_str(), d.message));
+        let tripped = self.breaker().record(dead.len(), count - retry.len(), last);
+        self.done(out, dead, retry, acks, tripped)
+    }
+
+    fn breaker(&self) -> MutexGuard<'_, BreakerState> {
+        // The state is a few counters; a panic elsewhere cannot leave them unusable.
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn letter(
+        &self,
+        kind: FailureKind,
+        message: String,
+        attempt: u32,
+        event: Event,
+        acks: &[Ack],
+    ) -> DeadLetter {
+        DeadLetter {
+            stage: Arc::clone(&self.name),
+            plugin_digest: Arc::clone(&self.digest),
+            kind,
+            message,
+            attempts: attempt + 1,
+            event,
+            ack: acks.to_vec(),
+        }
+    }
+
+    fn done(
+        &self,
+        out: Vec<Event>,
+        dead: Vec<DeadLetter>,
+        retry: Vec<Event>,
+        acks: Vec<Ack>,
+        tripped: Option<String>,
+    ) -> Done {
         NodeMetrics::add(&self.metrics.events_out, out.len() as u64);
-        NodeMetrics::add(&self.metrics.failed, dead.len() as u64);
+        NodeMetrics::add(&self.metrics.retries, retry.len() as u64);
+        for letter in &dead {
+            self.metrics.fail(letter.kind);
+        }
+        let retry = (!retry.is_empty()).then(|| Batch {
+            events: retry,
+            acks: acks.clone(),
+        });
         Done {
             batch: Batch { events: out, acks },
             dead,
+            retry,
+            tripped,
         }
+    }
+
+    /// Fails the events whose outputs break the stage's output caps, so that a plugin
+    /// cannot amplify one event into a flood downstream.
+    fn cap_outputs(&self, fates: &mut [Fate]) {
+        let limits = &self.config.limits;
+        let mut call_bytes = 0u64;
+        for fate in fates.iter_mut() {
+            let Fate::Out(produced) = fate else { continue };
+            let message = if produced.len() > limits.max_output_events {
+                Some(format!(
+                    "the plugin made {} events from one; the cap is {} (max_output_events)",
+                    produced.len(),
+                    limits.max_output_events
+                ))
+            } else if let Some(big) = produced
+                .iter()
+                .find(|e| e.value.len() as u64 > limits.max_value_size)
+            {
+                Some(format!(
+                    "the plugin made a {}-byte value; the cap is {} (max_value_size)",
+                    big.value.len(),
+                    limits.max_value_size
+                ))
+            } else {
+                let bytes: u64 = produced.iter().map(event_bytes).sum();
+                if call_bytes + bytes > limits.max_output_bytes {
+                    Some(format!(
+                        "the call's output would pass {} bytes (max_output_bytes)",
+                        limits.max_output_bytes
+                    ))
+                } else {
+                    call_bytes += bytes;
+                    None
+                }
+            };
+            if let Some(message) = message {
+                *fate = Fate::Failed {
+                    kind: FailureKind::OutputCap,
+                    message,
+                };
+            }
+        }
+    }
+}
+
+fn event_bytes(event: &Event) -> u64 {
+    let key = event.key.as_ref().map_or(0, Vec::len);
+    let headers: usize = event.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    (key + event.value.len() + headers) as u64
+}
+
+/// A stage's circuit breaker, shared by its workers: the failures among the last `window`
+/// events sent to the plugin decide whether the next batch is sent at all.
+pub(crate) struct BreakerState {
+    config: config::Breaker,
+    /// One entry per recent event: whether it failed.
+    recent: VecDeque<bool>,
+    failed: usize,
+    open_until: Option<Instant>,
+    /// After a cooldown, the next batch is a trial: it closes the breaker or reopens it.
+    trial: bool,
+}
+
+impl BreakerState {
+    pub(crate) fn new(config: config::Breaker) -> Arc<Mutex<BreakerState>> {
+        Arc::new(Mutex::new(BreakerState {
+            config,
+            recent: VecDeque::with_capacity(config.window),
+            failed: 0,
+            open_until: None,
+            trial: false,
+        }))
+    }
+
+    /// `None` when a batch may go to the plugin; otherwise why it may not.
+    fn admit(&mut self) -> Option<String> {
+        let until = self.open_until?;
+        let now = Instant::now();
+        if now >= until {
+            self.open_until = None;
+            self.trial = true;
+            return None;
+        }
+        Some(format!(
+            "the circuit breaker is open: {} of the last {} events failed; the plugin is tried again in {:.1}s",
+            self.failed,
+            self.recent.len(),
+            (until - now).as_secs_f64()
+        ))
+    }
+
+    /// Records a batch's results; returns a description when this batch trips the breaker.
+    fn record(&mut self, failed: usize, processed: usize, last: Option<String>) -> Option<String> {
+        if std::mem::take(&mut self.trial) {
+            // The trial batch alone decides: a healthy one closes the breaker on a clean
+            // window, a failing one reopens it for another cooldown.
+            if processed > 0 && (failed as f64) < self.config.threshold * processed as f64 {
+                self.recent.clear();
+                self.failed = 0;
+                tracing::info!("circuit breaker closed after a healthy trial batch");
+            } else {
+                self.open_until = Some(Instant::now() + self.config.cooldown);
+            }
+            return None;
+        }
+        for i in 0..processed {
+            let bad = i < failed;
+            if self.recent.len() == self.config.window && self.recent.pop_front() == Some(true) {
+                self.failed -= 1;
+            }
+            self.recent.push_back(bad);
+            self.failed += usize::from(bad);
+        }
+        let full = self.recent.len() == self.config.window;
+        if self.open_until.is_none()
+            && full
+            && self.failed as f64 >= self.config.threshold * self.config.window as f64
+        {
+            self.open_until = Some(Instant::now() + self.config.cooldown);
+            return Some(format!(
+                "circuit breaker tripped: {} of the last {} events failed (last: {})",
+                self.failed,
+                self.recent.len(),
+                last.unwrap_or_else(|| "none".into())
+            ));
+        }
+        None
     }
 }
 
@@ -276,6 +481,14 @@ fn backoff(attempt: u32) -> Duration {
         .saturating_mul(1 << attempt.min(16))
         .min(RETRY_MAX);
     base.mul_f64(0.5 + fastrand::f64())
+}
+
+/// What a stage's emitter and its retry tasks share.
+struct Emit {
+    config: Arc<config::Stage>,
+    outputs: Outputs,
+    shared: Arc<Shared>,
+    jobs: async_channel::Sender<Job>,
 }
 
 /// Starts a stage: its worker threads, dispatcher and emitter. Returns when all three have
@@ -294,7 +507,7 @@ pub(crate) fn spawn(
             .name(format!("weir-{}-{i}", config.name))
             .spawn(move || {
                 while let Ok(job) = jobs.recv_blocking() {
-                    let done = worker.run(job.batch);
+                    let done = worker.run(job.batch, job.attempt);
                     // The emitter is gone only when the pipeline is being torn down.
                     let _ = job.reply.send(done);
                 }
@@ -304,59 +517,162 @@ pub(crate) fn spawn(
     // The reorder window: a batch per worker may be in progress, and as many finished
     // batches may wait for an earlier one.
     let (order_tx, mut order_rx) = mpsc::channel::<oneshot::Receiver<Done>>(config.workers);
+    let jobs = job_tx.clone();
     let dispatcher = tokio::spawn(async move {
         let mut input = input;
         while let Some(batch) = input.recv().await {
             let (reply, slot) = oneshot::channel();
             if order_tx.send(slot).await.is_err()
-                || job_tx.send(Job { batch, reply }).await.is_err()
+                || jobs
+                    .send(Job {
+                        batch,
+                        attempt: 0,
+                        reply,
+                    })
+                    .await
+                    .is_err()
             {
                 break;
             }
         }
-        // Dropping `job_tx` here ends the worker threads once they are idle.
     });
 
+    let emit = Arc::new(Emit {
+        config,
+        outputs,
+        shared,
+        jobs: job_tx,
+    });
     let emitter = tokio::spawn(async move {
+        let mut retries = tokio::task::JoinSet::new();
         while let Some(slot) = order_rx.recv().await {
             let Ok(done) = slot.await else {
-                shared.fail(format!(
+                emit.shared.fail(format!(
                     "stage `{}`: a worker thread stopped unexpectedly",
-                    config.name
+                    emit.config.name
                 ));
                 break;
             };
-            if !done.dead.is_empty() {
-                handle_failures(&config, done.dead, &shared).await;
+            if let Some(retry) = settle(&emit, done).await {
+                retries.spawn(retry_later(Arc::clone(&emit), retry));
             }
-            if !done.batch.events.is_empty() {
-                outputs.send(done.batch).await;
-            }
+            while retries.try_join_next().is_some() {}
         }
+        // Retried events are still accepted events: the stage ends only after them. The
+        // worker threads end once the last sender of jobs (held by `emit`) is gone.
+        while retries.join_next().await.is_some() {}
     });
     Ok(vec![dispatcher, emitter])
 }
 
-async fn handle_failures(config: &config::Stage, dead: Vec<DeadLetter>, shared: &Shared) {
-    if config.on_error == OnError::Stop {
-        let first = &dead[0];
-        shared.fail(format!(
-            "stage `{}` stopped the pipeline (on_error = \"stop\"): {}: {}",
-            config.name,
-            first.kind.as_str(),
-            first.message
-        ));
+/// Sends events that asked for a retry back to the plugin after a backoff, until they
+/// succeed or run out of attempts. Other batches keep flowing meanwhile, so a retried event
+/// leaves the stage when it succeeds, possibly after events that came after it.
+async fn retry_later(emit: Arc<Emit>, mut batch: Batch) {
+    let mut attempt = 0;
+    loop {
+        tokio::time::sleep(backoff(attempt)).await;
+        attempt += 1;
+        let (reply, slot) = oneshot::channel();
+        if emit
+            .jobs
+            .send(Job {
+                batch,
+                attempt,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Ok(done) = slot.await else { return };
+        match settle(&emit, done).await {
+            Some(again) => batch = again,
+            None => return,
+        }
     }
-    match config.on_error {
-        // Even when stopping, the failed events are written: nothing accepted is lost.
-        OnError::DeadLetter | OnError::Stop => {
-            for letter in dead {
-                shared.dead_letter(letter).await;
-            }
+}
+
+/// Passes a finished batch on: failures per the stage's policy, outputs downstream. Returns
+/// the events to retry, if any.
+async fn settle(emit: &Emit, done: Done) -> Option<Batch> {
+    let config = &emit.config;
+    if let Some(tripped) = &done.tripped {
+        tracing::error!(stage = %config.name, "{tripped}");
+        if config.on_error == OnError::Stop {
+            emit.shared.fail(format!(
+                "stage `{}`: {tripped} (on_error = \"stop\")",
+                config.name
+            ));
         }
-        OnError::Drop => {
-            let acks: Vec<Ack> = dead.into_iter().flat_map(|d| d.ack).collect();
-            drop(acks);
+    }
+    if let Some(first) = done
+        .dead
+        .iter()
+        .find(|d| d.kind != FailureKind::BreakerOpen)
+    {
+        tracing::warn!(stage = %config.name, kind = first.kind.as_str(), failed = done.dead.len(),
+            "events failed: {}", first.message);
+    }
+    for letter in done.dead {
+        // While the breaker is open, `drop` drops the events it fails; every other failure
+        // is written, even when stopping: nothing accepted is lost.
+        if letter.kind == FailureKind::BreakerOpen && config.on_error == OnError::Drop {
+            continue;
         }
+        emit.shared.dead_letter(letter).await;
+    }
+    if !done.batch.events.is_empty() {
+        emit.outputs.send(done.batch).await;
+    }
+    done.retry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(window: usize) -> Arc<Mutex<BreakerState>> {
+        BreakerState::new(config::Breaker {
+            window,
+            threshold: 0.5,
+            cooldown: Duration::from_millis(30),
+        })
+    }
+
+    #[test]
+    fn the_breaker_trips_once_the_window_is_full_of_failures_and_closes_after_a_good_trial() {
+        let b = breaker(10);
+        let mut b = b.lock().unwrap();
+        assert!(b.record(4, 8, None).is_none(), "the window is not full yet");
+        assert!(b.admit().is_none());
+        let tripped = b
+            .record(2, 2, Some("panic: boom".into()))
+            .expect("6 of 10 failed");
+        assert!(
+            tripped.contains("6 of the last 10") && tripped.contains("panic: boom"),
+            "{tripped}"
+        );
+        assert!(b.admit().is_some(), "open during the cooldown");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.admit().is_none(), "a trial batch after the cooldown");
+        assert!(b.record(0, 5, None).is_none());
+        assert!(b.admit().is_none(), "closed after a good trial");
+        assert!(
+            b.record(5, 5, None).is_none(),
+            "a clean window must fill again before tripping"
+        );
+    }
+
+    #[test]
+    fn a_failing_trial_reopens_the_breaker() {
+        let b = breaker(4);
+        let mut b = b.lock().unwrap();
+        assert!(b.record(4, 4, None).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.admit().is_none());
+        assert!(b.record(3, 3, None).is_none());
+        assert!(b.admit().is_some(), "reopened");
     }
 }

@@ -143,17 +143,37 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
 /// few milliseconds. `VmHWM` is the kernel's high-water mark, so a peak between two polls is
 /// still seen by the next one. A process still running after `limit` is killed, and the
 /// call fails: a hostile plugin must never make the host hang.
-pub fn run_watched(mut cmd: Command, limit: std::time::Duration) -> Result<Watched> {
+pub fn run_watched(cmd: Command, limit: std::time::Duration) -> Result<Watched> {
+    run_watched_feeding(cmd, limit, None)
+}
+
+/// What writes a child's stdin, on a thread of its own; dropping the pipe closes it.
+pub type Feeder = Box<dyn FnOnce(std::process::ChildStdin) -> std::io::Result<()> + Send>;
+
+/// [`run_watched`], with stdin written by `feed` while the child runs (empty without one).
+pub fn run_watched_feeding(
+    mut cmd: Command,
+    limit: std::time::Duration,
+    feed: Option<Feeder>,
+) -> Result<Watched> {
     use std::io::Read;
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
     let start = Instant::now();
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    let feeder = match (feed, child.stdin.take()) {
+        (Some(feed), Some(stdin)) => Some(std::thread::spawn(move || feed(stdin))),
+        _ => None,
+    };
     // Both pipes are drained on threads of their own, so a chatty child never blocks on a
     // full pipe while this thread polls its memory.
     let mut out_pipe = child.stdout.take().expect("stdout is piped");
@@ -183,6 +203,11 @@ pub fn run_watched(mut cmd: Command, limit: std::time::Duration) -> Result<Watch
         std::thread::sleep(Duration::from_millis(5));
     };
     let elapsed = start.elapsed();
+    if let Some(feeder) = feeder {
+        // A child that exits before reading all its input makes the feeder fail with a
+        // broken pipe; the caller judges the child by what it wrote, not by that.
+        let _ = feeder.join().expect("stdin feeder");
+    }
     let stdout = out_reader.join().expect("stdout reader")?;
     let stderr = err_reader.join().expect("stderr reader")?;
     Ok(Watched {

@@ -15,6 +15,23 @@ const PACKAGES: &[&str] = &[
     "fixture-poison",
     "fixture-flaky",
     "fixture-bad-init",
+    "fixture-evil-loop-one",
+    "fixture-evil-loop-every",
+    "fixture-evil-loop-init",
+    "fixture-evil-memory-bomb",
+    "fixture-evil-recursion",
+    "fixture-evil-wrong-count",
+    "fixture-evil-fanout",
+    "fixture-evil-huge-value",
+    "fixture-evil-stderr-flood",
+    "fixture-evil-log-flood",
+    "fixture-evil-fs",
+    "fixture-evil-env",
+    "fixture-evil-net",
+    "fixture-evil-busy-wait",
+    "fixture-evil-trap-every",
+    "fixture-evil-other-world",
+    "fixture-evil-v2",
 ];
 
 fn main() {

@@ -246,6 +246,17 @@ fn limits(c: &mut Criterion) {
         group.bench_function(format!("{plugin}/weir"), |b| {
             b.iter(|| weir.process(input).expect("process"))
         });
+        // The same logic called natively, with the same owned copy of the batch in.
+        let mut native = native_stage(plugin);
+        group.bench_function(format!("{plugin}/native"), |b| {
+            b.iter(|| {
+                let copy = input
+                    .iter()
+                    .map(|e| weir_plugin::Event::new(e.value.clone()))
+                    .collect();
+                native(copy)
+            })
+        });
         for (fuel, epochs, name) in [
             (false, false, "neither"),
             (true, false, "fuel"),
@@ -257,6 +268,22 @@ fn limits(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// A plugin crate's stage, called directly.
+fn native_stage(
+    plugin: &str,
+) -> Box<dyn FnMut(Vec<weir_plugin::Event>) -> Vec<weir_plugin::Outcome>> {
+    fn make<S: Stage>() -> Box<dyn FnMut(Vec<weir_plugin::Event>) -> Vec<weir_plugin::Outcome>> {
+        let mut stage = S::init(&Default::default()).expect("init");
+        Box::new(move |batch| stage.process_batch(batch))
+    }
+    match plugin {
+        "passthrough" => make::<passthrough::Passthrough>(),
+        "uppercase" => make::<uppercase::Uppercase>(),
+        "sshd-parse" => make::<sshd_parse::SshdParse>(),
+        other => panic!("no native stage for {other}"),
+    }
 }
 
 /// The first `n` lines of the W3 log, as events.

@@ -113,6 +113,17 @@ impl Sandbox {
         pool.total_memories(MAX_INSTANCES * 2);
         pool.total_tables(MAX_INSTANCES * 4);
         pool.max_memory_size(MAX_MEMORY);
+        // Where the kernel can list the pages a guest dirtied (PAGEMAP_SCAN, Linux 6.7), a
+        // freed slot keeps its low memory resident and only those pages are reset: no madvise
+        // and no page faults when the next instance takes the slot. That is most of the cost
+        // of replacing an instance after a trap (31 µs down to 9 µs, BENCHMARKS.md); the price
+        // is at most this much resident memory per slot ever used. Without the scan the whole
+        // kept region would be zeroed on every free, which costs more than it saves.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.linear_memory_keep_resident(1 << 20);
+            pool.table_keep_resident(64 << 10);
+            pool.pagemap_scan(wasmtime::Enabled::Yes);
+        }
         // Slots are reused warm: a fresh instance after a trap costs microseconds.
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         config

@@ -12,8 +12,8 @@
 //! backoff and jitter; what still fails becomes a [`DeadLetter`] carrying the batch's acks.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -73,6 +73,23 @@ pub trait ProcessorFactory: Send + Sync {
 pub struct Live {
     generation: AtomicU64,
     factory: RwLock<Arc<dyn ProcessorFactory>>,
+    /// What the current generation has done so far; the canary guard of hot loading reads it.
+    counts: Mutex<GenerationCounts>,
+}
+
+/// Batches, events and failures of one generation, as its workers report them after each
+/// batch. Reports of a batch that an older generation ran are not counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerationCounts {
+    pub generation: u64,
+    pub batches: u64,
+    pub events: u64,
+    /// Events that failed (dead-lettered or dropped by policy).
+    pub failed: u64,
+    /// When the first batch of this generation finished: the moment it was serving.
+    pub first_batch: Option<Instant>,
+    /// Events of every generation so far: the stage's throughput across swaps.
+    pub total_events: u64,
 }
 
 impl Live {
@@ -80,6 +97,7 @@ impl Live {
         Arc::new(Live {
             generation: AtomicU64::new(0),
             factory: RwLock::new(factory),
+            counts: Mutex::new(GenerationCounts::default()),
         })
     }
 
@@ -87,8 +105,34 @@ impl Live {
     pub fn swap(&self, factory: Arc<dyn ProcessorFactory>) -> Arc<dyn ProcessorFactory> {
         let mut current = self.factory.write().unwrap_or_else(|e| e.into_inner());
         let old = std::mem::replace(&mut *current, factory);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // Reset under the write lock: no worker can see the new generation before its
+        // counts start from zero.
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts = GenerationCounts {
+            generation,
+            total_events: counts.total_events,
+            ..GenerationCounts::default()
+        };
+        drop(counts);
         old
+    }
+
+    /// What the current generation has done so far.
+    pub fn counts(&self) -> GenerationCounts {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a finished batch of `generation`; one uncontended lock per batch.
+    fn record(&self, generation: u64, events: u64, failed: u64) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.total_events += events;
+        if counts.generation == generation {
+            counts.batches += 1;
+            counts.events += events;
+            counts.failed += failed;
+            counts.first_batch.get_or_insert_with(Instant::now);
+        }
     }
 
     pub fn current(&self) -> (u64, Arc<dyn ProcessorFactory>) {
@@ -108,8 +152,28 @@ pub(crate) struct Worker {
     config: Arc<config::Stage>,
     name: Arc<str>,
     digest: Arc<str>,
+    /// `weir.version.<stage>` and the version's short digest, made once per version.
+    header: (String, Vec<u8>),
     processor: Option<Box<dyn Processor>>,
     metrics: Arc<NodeMetrics>,
+}
+
+/// The host header that names the version of `stage` that produced an event: its name and
+/// the first 12 hex digits of the version's digest.
+pub fn version_header(stage: &str, digest: &str) -> (String, Vec<u8>) {
+    (
+        format!("weir.version.{stage}"),
+        digest.as_bytes()[..digest.len().min(12)].to_vec(),
+    )
+}
+
+/// Sets the version header on an event, replacing one of the same name: a plugin cannot
+/// forge the version of the stage that ran it.
+fn tag(event: &mut Event, (name, value): &(String, Vec<u8>)) {
+    match event.headers.iter_mut().find(|(n, _)| n == name) {
+        Some((_, v)) => v.clone_from(value),
+        None => event.headers.push((name.clone(), value.clone())),
+    }
 }
 
 impl Worker {
@@ -124,6 +188,7 @@ impl Worker {
         let processor = factory.make()?;
         Ok(Worker {
             digest: Arc::from(factory.digest()),
+            header: version_header(&config.name, factory.digest()),
             name: Arc::from(config.name.as_str()),
             live,
             generation,
@@ -140,6 +205,7 @@ impl Worker {
         if generation != self.generation {
             self.generation = generation;
             self.digest = Arc::from(factory.digest());
+            self.header = version_header(&self.name, factory.digest());
             self.factory = factory;
             self.processor = None;
         }
@@ -218,7 +284,8 @@ impl Worker {
     fn run(&mut self, batch: Batch) -> Done {
         self.refresh();
         let Batch { events, acks } = batch;
-        NodeMetrics::add(&self.metrics.events_in, events.len() as u64);
+        let events_in = events.len() as u64;
+        NodeMetrics::add(&self.metrics.events_in, events_in);
         let mut fates = Vec::with_capacity(events.len());
         let mut traps = 0;
         self.isolate(&events, &mut fates, &mut traps);
@@ -261,6 +328,11 @@ impl Worker {
                 ack: acks.clone(),
             });
         }
+        for event in &mut out {
+            tag(event, &self.header);
+        }
+        self.live
+            .record(self.generation, events_in, dead.len() as u64);
         NodeMetrics::add(&self.metrics.events_out, out.len() as u64);
         NodeMetrics::add(&self.metrics.failed, dead.len() as u64);
         Done {

@@ -74,6 +74,22 @@ impl Plugin {
     /// Reads, compiles and checks a plugin file.
     pub fn load(sandbox: &Sandbox, path: &Path) -> Result<Plugin, PluginError> {
         let (bytes, digest) = read(path)?;
+        Plugin::compile_checked(sandbox, path, &bytes, digest)
+    }
+
+    /// Compiles and checks a plugin that is already in memory (a hot load); `path` names it
+    /// in errors and reports.
+    pub fn from_bytes(sandbox: &Sandbox, path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let digest = check_bytes(path, bytes)?;
+        Plugin::compile_checked(sandbox, path, bytes, digest)
+    }
+
+    fn compile_checked(
+        sandbox: &Sandbox,
+        path: &Path,
+        bytes: &[u8],
+        digest: String,
+    ) -> Result<Plugin, PluginError> {
         let component = compile(sandbox, path, &bytes)?;
         for (name, _) in component.component_type().imports(sandbox.engine()) {
             if let Err(reason) = grant(name) {
@@ -116,7 +132,8 @@ impl Plugin {
     }
 }
 
-fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
+/// Reads a plugin file (refusing one over the size limit) and checks its bytes.
+pub(crate) fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
     let read_err = |source| PluginError::Read {
         path: path.to_path_buf(),
         source,
@@ -129,6 +146,12 @@ fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
         });
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
+    let digest = check_bytes(path, &bytes)?;
+    Ok((bytes, digest))
+}
+
+/// Refuses what is too large, not WebAssembly, or a core module; returns the hex sha256.
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Result<String, PluginError> {
     if bytes.len() as u64 > MAX_PLUGIN_SIZE {
         return Err(PluginError::TooLarge {
             path: path.to_path_buf(),
@@ -146,8 +169,7 @@ fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
             path: path.to_path_buf(),
         });
     }
-    let digest = format!("{:x}", Sha256::digest(&bytes));
-    Ok((bytes, digest))
+    Ok(format!("{:x}", Sha256::digest(bytes)))
 }
 
 fn compile(sandbox: &Sandbox, path: &Path, bytes: &[u8]) -> Result<Component, PluginError> {

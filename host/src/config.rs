@@ -63,6 +63,8 @@ pub struct Pipeline {
     pub batch_size: usize,
     pub linger: Duration,
     pub buffer: usize,
+    /// Hot loading: the admin API, when the file has an `[admin]` table.
+    pub admin: Option<Admin>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,7 +112,150 @@ pub struct Stage {
     pub limits: Limits,
     pub retries: u32,
     pub on_error: OnError,
+    // ---- hot loading ----
+    /// Reload the plugin when its file changes.
+    pub watch: bool,
+    /// The guard that rolls a new version back when it fails too often.
+    pub canary: Canary,
 }
+
+// ---- hot loading --------------------------------------------------------------------------
+
+/// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
+/// replace the code that runs on every event, so it is not offered to the network by default.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
+/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin API: where it listens and the bearer token every request must carry.
+#[derive(Clone)]
+pub struct Admin {
+    pub listen: std::net::SocketAddr,
+    pub token: String,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token stays out of logs and error messages.
+        f.debug_struct("Admin")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The canary guard of a stage: over the first `events` events a new version processes, a
+/// failure rate above `max_failure_rate` rolls it back. `events = 0` turns the guard off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Canary {
+    pub events: u64,
+    pub max_failure_rate: f64,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            events: 1000,
+            max_failure_rate: 0.5,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Sp<String>>,
+    token: Option<Sp<String>>,
+    token_env: Option<Sp<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    events: Option<Sp<u64>>,
+    max_failure_rate: Option<Sp<f64>>,
+}
+
+fn check_admin(cx: &Ctx, raw: &Sp<RawAdmin>) -> Result<Admin, ConfigError> {
+    let raw_admin = raw.get_ref();
+    let listen = match &raw_admin.listen {
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            cx.err(
+                &l.span(),
+                "admin.listen",
+                format!(
+                    "`{}` is not an address: write IP:PORT, such as `127.0.0.1:7878`",
+                    l.get_ref()
+                ),
+            )
+        })?,
+        None => DEFAULT_ADMIN_LISTEN
+            .parse()
+            .expect("the default address parses"),
+    };
+    let token = match (&raw_admin.token, &raw_admin.token_env) {
+        (Some(t), None) => (t.get_ref().clone(), t.span()),
+        (None, Some(var)) => match std::env::var(var.get_ref()) {
+            Ok(t) => (t, var.span()),
+            Err(_) => {
+                return Err(cx.err(
+                    &var.span(),
+                    "admin.token_env",
+                    format!("the environment variable `{}` is not set", var.get_ref()),
+                ));
+            }
+        },
+        (Some(t), Some(_)) => {
+            return Err(cx.err(
+                &t.span(),
+                "admin.token",
+                "give `token` or `token_env`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(cx.err(
+                &raw.span(),
+                "admin.token",
+                "the admin API needs a bearer token: set `token` or `token_env`",
+            ));
+        }
+    };
+    let (token, span) = token;
+    if token.trim().len() < MIN_TOKEN_LEN {
+        return Err(cx.err(
+            &span,
+            "admin.token",
+            format!("the token must be at least {MIN_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(Admin {
+        listen,
+        token: token.trim().to_string(),
+    })
+}
+
+fn check_canary(cx: &Ctx, name: &str, raw: Option<&Sp<RawCanary>>) -> Result<Canary, ConfigError> {
+    let mut canary = Canary::default();
+    let Some(raw) = raw else {
+        return Ok(canary);
+    };
+    if let Some(events) = &raw.get_ref().events {
+        canary.events = *events.get_ref();
+    }
+    if let Some(rate) = &raw.get_ref().max_failure_rate {
+        let r = *rate.get_ref();
+        if !(0.0..=1.0).contains(&r) {
+            return Err(cx.err(
+                &rate.span(),
+                format!("stages.{name}.canary.max_failure_rate"),
+                "must be between 0 and 1",
+            ));
+        }
+        canary.max_failure_rate = r;
+    }
+    Ok(canary)
+}
+
+// ---- end of hot loading ----------------------------------------------------------------------
 
 /// The sandbox limits of one stage. Each default blocks a threat named beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,6 +331,9 @@ struct RawFile {
     sinks: BTreeMap<String, Sp<RawSink>>,
     #[serde(default)]
     dead_letter: Option<Sp<RawDeadLetter>>,
+    // hot loading
+    #[serde(default)]
+    admin: Option<Sp<RawAdmin>>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +370,9 @@ struct RawStage {
     memory: Option<Sp<String>>,
     retries: Option<Sp<u32>>,
     on_error: Option<Sp<String>>,
+    // hot loading
+    watch: Option<Sp<bool>>,
+    canary: Option<Sp<RawCanary>>,
 }
 
 #[derive(Deserialize)]
@@ -582,6 +733,11 @@ impl Pipeline {
             batch_size,
             linger,
             buffer,
+            admin: raw
+                .admin
+                .as_ref()
+                .map(|a| check_admin(&cx, a))
+                .transpose()?,
         })
     }
 
@@ -802,6 +958,8 @@ fn check_stage(
         limits,
         retries: raw.retries.as_ref().map(|r| *r.get_ref()).unwrap_or(3),
         on_error,
+        watch: raw.watch.as_ref().is_some_and(|w| *w.get_ref()),
+        canary: check_canary(cx, name, raw.canary.as_ref())?,
     })
 }
 

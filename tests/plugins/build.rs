@@ -15,6 +15,12 @@ const PACKAGES: &[&str] = &[
     "fixture-poison",
     "fixture-flaky",
     "fixture-bad-init",
+    "fixture-tag-a",
+    "fixture-tag-b",
+    "fixture-fail-all",
+    "fixture-seq",
+    "fixture-other-world",
+    "fixture-trap-init",
 ];
 
 fn main() {

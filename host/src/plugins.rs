@@ -90,7 +90,7 @@ impl Plugin {
         bytes: &[u8],
         digest: String,
     ) -> Result<Plugin, PluginError> {
-        let component = compile(sandbox, path, &bytes)?;
+        let component = compile(sandbox, path, bytes)?;
         for (name, _) in component.component_type().imports(sandbox.engine()) {
             if let Err(reason) = grant(name) {
                 return Err(PluginError::Import {

@@ -10,6 +10,10 @@
 //! instance is replaced and the batch is split in halves and re-run until the poison event is
 //! alone (bounded by [`MAX_TRAPS_PER_BATCH`]); `retry` outcomes are re-run with exponential
 //! backoff and jitter; what still fails becomes a [`DeadLetter`] carrying the batch's acks.
+//!
+//! A stage's version lives in a [`Live`] handle that hot loading can swap: each worker checks
+//! it before a batch, tags every output event with the header `weir.version.<stage>` (made
+//! once per version), and reports the batch's event and failure counts back to it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

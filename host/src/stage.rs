@@ -190,18 +190,17 @@ fn take_versions(events: &mut [Event]) -> Vec<Vec<(String, Vec<u8>)>> {
             {
                 return Vec::new();
             }
-            let (versions, rest) = std::mem::take(&mut event.headers)
-                .into_iter()
-                .partition(|(n, _)| n.starts_with(VERSION_HEADER));
-            event.headers = rest;
-            versions
+            event
+                .headers
+                .extract_if(.., |(n, _)| n.starts_with(VERSION_HEADER))
+                .collect()
         })
         .collect()
 }
 
 /// Gives an output event the versions of its input and this stage's own, dropping any
 /// version header the plugin set: a plugin cannot forge the version that produced an event.
-fn tag(event: &mut Event, upstream: &[(String, Vec<u8>)], own: &(String, Vec<u8>)) {
+fn tag(event: &mut Event, upstream: Vec<(String, Vec<u8>)>, own: &(String, Vec<u8>)) {
     if event
         .headers
         .iter()
@@ -211,7 +210,12 @@ fn tag(event: &mut Event, upstream: &[(String, Vec<u8>)], own: &(String, Vec<u8>
             .headers
             .retain(|(n, _)| !n.starts_with(VERSION_HEADER));
     }
-    event.headers.extend_from_slice(upstream);
+    if event.headers.is_empty() {
+        // Reuse the upstream list's allocation.
+        event.headers = upstream;
+    } else {
+        event.headers.extend(upstream);
+    }
     event.headers.push(own.clone());
 }
 
@@ -352,8 +356,16 @@ impl Worker {
         for ((mut event, fate), upstream) in events.into_iter().zip(fates).zip(versions) {
             let (kind, message) = match fate {
                 Fate::Out(produced) => {
-                    for mut produced in produced {
-                        tag(&mut produced, &upstream, &self.header);
+                    // The last output takes the upstream headers; only a fan-out copies them.
+                    let last = produced.len().saturating_sub(1);
+                    let mut upstream = Some(upstream);
+                    for (k, mut produced) in produced.into_iter().enumerate() {
+                        let carried = if k == last {
+                            upstream.take().unwrap_or_default()
+                        } else {
+                            upstream.clone().unwrap_or_default()
+                        };
+                        tag(&mut produced, carried, &self.header);
                         out.push(produced);
                     }
                     continue;
@@ -511,7 +523,7 @@ mod tests {
             ("weir.version.tag", "forged"),
         ]);
         let own = version_header("tag", &"b".repeat(64));
-        tag(&mut out, &versions[0], &own);
+        tag(&mut out, versions[0].clone(), &own);
         let names: Vec<(&str, &[u8])> = out
             .headers
             .iter()
@@ -547,7 +559,7 @@ mod tests {
                     let start = Instant::now();
                     if with {
                         let versions = take_versions(&mut batch);
-                        for (e, v) in batch.iter_mut().zip(&versions) {
+                        for (e, v) in batch.iter_mut().zip(versions) {
                             tag(e, v, &own);
                         }
                     }

@@ -45,9 +45,8 @@ pub const MAX_KEPT_VERSIONS: usize = 8;
 /// fail, or worse, succeed with the wrong code.
 pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// How often the monitor of a new version reads its counts. The reported serving time is
-/// late by at most this much.
-const MONITOR_TICK: Duration = Duration::from_millis(2);
+/// How often the monitor of a new version reads its counts when no batch wakes it.
+const MONITOR_TICK: Duration = Duration::from_millis(10);
 
 /// Changes of watched files that may wait for the reloading task. The debouncer already
 /// merges bursts; a full queue makes the watcher thread wait, never drop a change.
@@ -649,15 +648,12 @@ impl Control {
         tokio::spawn(async move {
             let mut served = false;
             let verdict = loop {
-                // Fine-grained until the first batch (it times the swap), coarser after.
-                let tick = if served {
-                    MONITOR_TICK * 5
-                } else {
-                    MONITOR_TICK
-                };
+                // Woken after each batch, so the guard decides as soon as it can; the tick
+                // notices a later swap when no batch comes.
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(tick) => {}
+                    _ = sc.live.recorded() => {}
+                    _ = tokio::time::sleep(MONITOR_TICK) => {}
                 }
                 let counts = sc.live.counts();
                 if counts.generation != generation {

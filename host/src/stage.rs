@@ -80,6 +80,8 @@ pub struct Live {
     factory: RwLock<Arc<dyn ProcessorFactory>>,
     /// What the current generation has done so far; the canary guard of hot loading reads it.
     counts: Mutex<GenerationCounts>,
+    /// Signalled after each recorded batch, so that the canary guard decides at once.
+    recorded: tokio::sync::Notify,
 }
 
 /// Batches, events and failures of one generation, as its workers report them after each
@@ -103,6 +105,7 @@ impl Live {
             generation: AtomicU64::new(0),
             factory: RwLock::new(factory),
             counts: Mutex::new(GenerationCounts::default()),
+            recorded: tokio::sync::Notify::new(),
         })
     }
 
@@ -128,6 +131,12 @@ impl Live {
         *self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Resolves after the next batch is recorded (or at once if one was recorded since the
+    /// last call).
+    pub async fn recorded(&self) {
+        self.recorded.notified().await;
+    }
+
     /// Counts a finished batch of `generation`; one uncontended lock per batch.
     fn record(&self, generation: u64, events: u64, failed: u64) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
@@ -138,6 +147,8 @@ impl Live {
             counts.failed += failed;
             counts.first_batch.get_or_insert_with(Instant::now);
         }
+        drop(counts);
+        self.recorded.notify_one();
     }
 
     pub fn current(&self) -> (u64, Arc<dyn ProcessorFactory>) {

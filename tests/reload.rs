@@ -32,6 +32,7 @@ impl Pipeline {
             .arg("run")
             .arg(file)
             .env_remove("WEIR_ADMIN_TOKEN")
+            .env("WEIR_TEST_ADMIN_TOKEN", TOKEN)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -530,13 +531,6 @@ token_env = "WEIR_TEST_ADMIN_TOKEN"
     Ok((file, tag))
 }
 
-fn start_with_env_token(file: &Path) -> Result<Pipeline> {
-    // SAFETY: the variable is set before any thread of this test reads the environment,
-    // to the same value by every test, and only the child process reads it.
-    unsafe { std::env::set_var("WEIR_TEST_ADMIN_TOKEN", TOKEN) };
-    Pipeline::start(file)
-}
-
 /// Requests without the token, or with a wrong one, get 401 and change nothing; the CLI
 /// reports the server's refusal. With the token, a rollback and a settings change work.
 #[test]
@@ -545,7 +539,7 @@ fn without_the_token_nothing_changes() -> Result<()> {
     let (file, _) = stdin_pipeline(&dir, false)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
-    let mut p = start_with_env_token(&file)?;
+    let mut p = Pipeline::start(&file)?;
     for token in [None, Some("wrong-token-0123456789"), Some("")] {
         for (method, path, body) in [
             ("PUT", "/stages/tag/plugin", b.as_slice()),
@@ -654,7 +648,7 @@ fn a_watched_file_reloads_once_per_replacement() -> Result<()> {
     let (file, tag) = stdin_pipeline(&dir, true)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
-    let mut p = start_with_env_token(&file)?;
+    let mut p = Pipeline::start(&file)?;
 
     let staged = dir.path("plugins/.tag.wasm.tmp");
     std::fs::write(&staged, &b)?;

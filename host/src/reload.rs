@@ -48,6 +48,10 @@ pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 /// How often the monitor of a new version reads its counts when no batch wakes it.
 const MONITOR_TICK: Duration = Duration::from_millis(10);
 
+/// How long the admin server may take to finish its requests once the pipeline has ended.
+/// Blocks a client that holds a request open from holding the pipeline's exit.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Changes of watched files that may wait for the reloading task. The debouncer already
 /// merges bursts; a full queue makes the watcher thread wait, never drop a change.
 const WATCH_QUEUE: usize = 16;
@@ -258,9 +262,19 @@ impl Running {
         self.control.stop.cancel();
         // Dropping the debouncer stops its thread.
         self.watcher.take();
-        for task in self.tasks {
-            let _ = task.await;
+        for task in std::mem::take(&mut self.tasks) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                abort.abort();
+            }
         }
+    }
+}
+
+impl Drop for Running {
+    /// A run that ends early (a sink that cannot open) still stops the server and monitors.
+    fn drop(&mut self) {
+        self.control.stop.cancel();
     }
 }
 

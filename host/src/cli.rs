@@ -389,24 +389,34 @@ fn stages(json: bool, admin: &AdminArgs) -> CommandResult {
         println!("{text}");
         return Ok(());
     }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     for stage in stages.as_array().into_iter().flatten() {
         let name = stage["name"].as_str().unwrap_or("?");
         let live = &stage["live"];
+        if live.is_null() {
+            println!("{name}: native code, not reloadable");
+            continue;
+        }
         println!(
-            "{name}: version {} ({}) live since {} ms after its trigger; {} events, {} failed",
+            "{name}: version {} ({}) live: {} events, {} failed since it was swapped in",
             live["id"],
-            live["short_digest"].as_str().unwrap_or("native"),
-            live["ready_ms"],
+            live["short_digest"].as_str().unwrap_or("?"),
             stage["events"],
             stage["failed"]
         );
         for v in stage["versions"].as_array().into_iter().flatten() {
+            let age = now_ms.saturating_sub(v["loaded_at_ms"].as_u64().unwrap_or(now_ms));
             println!(
-                "  version {} {} {} from {}{}",
+                "  version {} {} {:<11} from {:<8} loaded {:.1} s ago, ready {} ms after its trigger{}",
                 v["id"],
                 v["short_digest"].as_str().unwrap_or("?"),
                 v["state"].as_str().unwrap_or("?"),
                 v["origin"].as_str().unwrap_or("?"),
+                age as f64 / 1e3,
+                v["ready_ms"],
                 v["rolled_back"]
                     .as_str()
                     .map(|r| format!(" ({r})"))

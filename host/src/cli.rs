@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Pipeline;
+use crate::client::{Client, ClientError};
+use crate::config::{DEFAULT_ADMIN_LISTEN, Pipeline};
 use crate::plugins;
 use crate::sandbox::Sandbox;
 use crate::topology::{self, RunError, Topology};
@@ -59,6 +60,48 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Hot-load a new plugin (or new settings) into a stage of a running pipeline.
+    Reload {
+        /// The stage to change.
+        #[arg(long)]
+        stage: String,
+        /// The new component file (.wasm).
+        #[arg(long, required_unless_present = "set")]
+        plugin: Option<PathBuf>,
+        /// A setting, KEY=VALUE (repeatable): the live plugin runs with exactly these
+        /// settings on new instances.
+        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "plugin")]
+        set: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Return a stage of a running pipeline to the version live before the current one.
+    Rollback {
+        /// The stage to roll back.
+        #[arg(long)]
+        stage: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show the stages of a running pipeline: live version, history, canary, counters.
+    Stages {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the admin API of a running pipeline is, and its token.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin API's address.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin: String,
+    /// The admin API's bearer token.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +113,12 @@ pub enum PluginCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also ask this running pipeline's admin API which stages run this plugin.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// The admin API's bearer token.
+        #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -80,8 +129,22 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run { file, quiet } => run(&file, quiet),
         Command::Check { file } => check(&file),
         Command::Plugin {
-            command: PluginCommand::Inspect { file, json },
-        } => inspect(&file, json),
+            command:
+                PluginCommand::Inspect {
+                    file,
+                    json,
+                    admin,
+                    token,
+                },
+        } => inspect(&file, json, admin, token),
+        Command::Reload {
+            stage,
+            plugin,
+            set,
+            admin,
+        } => reload(&stage, plugin.as_deref(), &set, &admin),
+        Command::Rollback { stage, admin } => rollback(&stage, &admin),
+        Command::Stages { json, admin } => stages(json, &admin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -181,12 +244,36 @@ fn check(file: &Path) -> CommandResult {
     Ok(())
 }
 
-fn inspect(file: &Path, json: bool) -> CommandResult {
+fn inspect(file: &Path, json: bool, admin: Option<String>, token: Option<String>) -> CommandResult {
+    let admin = match (admin, token) {
+        (Some(addr), Some(token)) => Some((addr, token)),
+        (Some(_), None) => {
+            return Err((2, "`--admin` needs `--token` or WEIR_ADMIN_TOKEN".into()));
+        }
+        (None, _) => None,
+    };
     let sandbox =
         Sandbox::new().map_err(|e| (1, format!("cannot start the WebAssembly engine: {e}")))?;
     let report = plugins::inspect(&sandbox, file).map_err(refused)?;
+    // Which stages of a running pipeline hold this plugin, and in what state.
+    let running = match &admin {
+        Some((addr, token)) => {
+            let stages = Client::new(addr, token).stages().map_err(client_failed)?;
+            Some(stages_running(&stages, &report.sha256))
+        }
+        None => None,
+    };
     if json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| (1, e.to_string()))?;
+        let mut value = serde_json::to_value(&report).map_err(|e| (1, e.to_string()))?;
+        if let Some(running) = &running {
+            value["running"] = serde_json::json!(
+                running
+                    .iter()
+                    .map(|(stage, state)| serde_json::json!({ "stage": stage, "state": state }))
+                    .collect::<Vec<_>>()
+            );
+        }
+        let text = serde_json::to_string_pretty(&value).map_err(|e| (1, e.to_string()))?;
         println!("{text}");
         return Ok(());
     }
@@ -207,6 +294,135 @@ fn inspect(file: &Path, json: bool) -> CommandResult {
     println!("exports:");
     for export in &report.exports {
         println!("  {export}");
+    }
+    if let Some(running) = running {
+        println!("running:");
+        if running.is_empty() {
+            println!("  in no stage of the pipeline");
+        }
+        for (stage, state) in running {
+            println!("  stage `{stage}`: {state}");
+        }
+    }
+    Ok(())
+}
+
+// ---- hot loading: the client side of the admin API -------------------------------------------
+
+/// Stages whose history holds the digest, with that version's state (`live`, `standby`, ...).
+fn stages_running(stages: &serde_json::Value, digest: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for stage in stages.as_array().into_iter().flatten() {
+        let name = stage["name"].as_str().unwrap_or("?");
+        let states: Vec<&str> = stage["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["digest"] == digest)
+            .filter_map(|v| v["state"].as_str())
+            .collect();
+        let best = ["live", "standby", "rolled-back", "retired"]
+            .into_iter()
+            .find(|s| states.contains(s));
+        if let Some(state) = best {
+            found.push((name.to_string(), state.to_string()));
+        }
+    }
+    found
+}
+
+/// A refused change exits 2, like a refused plugin at start; any other failure exits 1.
+fn client_failed(e: ClientError) -> (u8, String) {
+    match &e {
+        ClientError::Refused { status: 422, .. } => (2, one_line(e)),
+        _ => (1, one_line(e)),
+    }
+}
+
+fn describe_version(stage: &str, v: &serde_json::Value) -> String {
+    format!(
+        "stage `{stage}`: version {} ({}) live, ready in {} ms",
+        v["id"],
+        v["short_digest"].as_str().unwrap_or("?"),
+        v["ready_ms"]
+    )
+}
+
+fn reload(stage: &str, plugin: Option<&Path>, set: &[String], admin: &AdminArgs) -> CommandResult {
+    let client = Client::new(&admin.admin, &admin.token);
+    let answer = match plugin {
+        Some(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| (2, format!("plugin {}: cannot read it: {e}", file.display())))?;
+            client.put_plugin(stage, &bytes)
+        }
+        None => {
+            let mut settings = serde_json::Map::new();
+            for pair in set {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| (2, format!("`--set {pair}`: write KEY=VALUE")))?;
+                settings.insert(key.to_string(), value.into());
+            }
+            client.put_settings(stage, &serde_json::Value::Object(settings))
+        }
+    }
+    .map_err(client_failed)?;
+    println!("{}", describe_version(stage, &answer));
+    Ok(())
+}
+
+fn rollback(stage: &str, admin: &AdminArgs) -> CommandResult {
+    let answer = Client::new(&admin.admin, &admin.token)
+        .rollback(stage)
+        .map_err(client_failed)?;
+    println!("{}", describe_version(stage, &answer));
+    Ok(())
+}
+
+fn stages(json: bool, admin: &AdminArgs) -> CommandResult {
+    let stages = Client::new(&admin.admin, &admin.token)
+        .stages()
+        .map_err(client_failed)?;
+    if json {
+        let text = serde_json::to_string_pretty(&stages).map_err(|e| (1, e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    for stage in stages.as_array().into_iter().flatten() {
+        let name = stage["name"].as_str().unwrap_or("?");
+        let live = &stage["live"];
+        if live.is_null() {
+            println!("{name}: native code, not reloadable");
+            continue;
+        }
+        println!(
+            "{name}: version {} ({}) live: {} events, {} failed since it was swapped in",
+            live["id"],
+            live["short_digest"].as_str().unwrap_or("?"),
+            stage["events"],
+            stage["failed"]
+        );
+        for v in stage["versions"].as_array().into_iter().flatten() {
+            let age = now_ms.saturating_sub(v["loaded_at_ms"].as_u64().unwrap_or(now_ms));
+            println!(
+                "  version {} {} {:<11} from {:<8} loaded {:.1} s ago, ready {} ms after its trigger{}",
+                v["id"],
+                v["short_digest"].as_str().unwrap_or("?"),
+                v["state"].as_str().unwrap_or("?"),
+                v["origin"].as_str().unwrap_or("?"),
+                age as f64 / 1e3,
+                v["ready_ms"],
+                v["rolled_back"]
+                    .as_str()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        }
     }
     Ok(())
 }

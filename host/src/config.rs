@@ -63,6 +63,8 @@ pub struct Pipeline {
     pub batch_size: usize,
     pub linger: Duration,
     pub buffer: usize,
+    /// Hot loading: the admin API, when the file has an `[admin]` table.
+    pub admin: Option<Admin>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +114,11 @@ pub struct Stage {
     pub on_error: OnError,
     pub breaker: Breaker,
     pub grant: Grant,
+    // ---- hot loading ----
+    /// Reload the plugin when its file changes.
+    pub watch: bool,
+    /// The guard that rolls a new version back when it fails too often.
+    pub canary: Canary,
 }
 
 /// When a stage's `on_error` policy acts: over the last `window` events sent to its plugin,
@@ -152,6 +159,144 @@ pub struct DirGrant {
     pub host: PathBuf,
     pub guest: String,
 }
+
+// ---- hot loading --------------------------------------------------------------------------
+
+/// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
+/// replace the code that runs on every event, so it is not offered to the network by default.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
+/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin API: where it listens and the bearer token every request must carry.
+#[derive(Clone)]
+pub struct Admin {
+    pub listen: std::net::SocketAddr,
+    pub token: String,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token stays out of logs and error messages.
+        f.debug_struct("Admin")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The canary guard of a stage: over the first `events` events a new version processes, a
+/// failure rate above `max_failure_rate` rolls it back. `events = 0` turns the guard off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Canary {
+    pub events: u64,
+    pub max_failure_rate: f64,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            events: 1000,
+            max_failure_rate: 0.5,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Sp<String>>,
+    token: Option<Sp<String>>,
+    token_env: Option<Sp<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    events: Option<Sp<u64>>,
+    max_failure_rate: Option<Sp<f64>>,
+}
+
+fn check_admin(cx: &Ctx, raw: &Sp<RawAdmin>) -> Result<Admin, ConfigError> {
+    let raw_admin = raw.get_ref();
+    let listen = match &raw_admin.listen {
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            cx.err(
+                &l.span(),
+                "admin.listen",
+                format!(
+                    "`{}` is not an address: write IP:PORT, such as `127.0.0.1:7878`",
+                    l.get_ref()
+                ),
+            )
+        })?,
+        None => DEFAULT_ADMIN_LISTEN
+            .parse()
+            .expect("the default address parses"),
+    };
+    let token = match (&raw_admin.token, &raw_admin.token_env) {
+        (Some(t), None) => (t.get_ref().clone(), t.span()),
+        (None, Some(var)) => match std::env::var(var.get_ref()) {
+            Ok(t) => (t, var.span()),
+            Err(_) => {
+                return Err(cx.err(
+                    &var.span(),
+                    "admin.token_env",
+                    format!("the environment variable `{}` is not set", var.get_ref()),
+                ));
+            }
+        },
+        (Some(t), Some(_)) => {
+            return Err(cx.err(
+                &t.span(),
+                "admin.token",
+                "give `token` or `token_env`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(cx.err(
+                &raw.span(),
+                "admin.token",
+                "the admin API needs a bearer token: set `token` or `token_env`",
+            ));
+        }
+    };
+    let (token, span) = token;
+    if token.trim().len() < MIN_TOKEN_LEN {
+        return Err(cx.err(
+            &span,
+            "admin.token",
+            format!("the token must be at least {MIN_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(Admin {
+        listen,
+        token: token.trim().to_string(),
+    })
+}
+
+fn check_canary(cx: &Ctx, name: &str, raw: Option<&Sp<RawCanary>>) -> Result<Canary, ConfigError> {
+    let mut canary = Canary::default();
+    let Some(raw) = raw else {
+        return Ok(canary);
+    };
+    if let Some(events) = &raw.get_ref().events {
+        canary.events = *events.get_ref();
+    }
+    if let Some(rate) = &raw.get_ref().max_failure_rate {
+        let r = *rate.get_ref();
+        if !(0.0..=1.0).contains(&r) {
+            return Err(cx.err(
+                &rate.span(),
+                format!("stages.{name}.canary.max_failure_rate"),
+                "must be between 0 and 1",
+            ));
+        }
+        canary.max_failure_rate = r;
+    }
+    Ok(canary)
+}
+
+// ---- end of hot loading ----------------------------------------------------------------------
 
 /// The sandbox limits of one stage. Each default blocks a threat named beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +384,9 @@ struct RawFile {
     sinks: BTreeMap<String, Sp<RawSink>>,
     #[serde(default)]
     dead_letter: Option<Sp<RawDeadLetter>>,
+    // hot loading
+    #[serde(default)]
+    admin: Option<Sp<RawAdmin>>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +428,9 @@ struct RawStage {
     max_value_size: Option<Sp<String>>,
     breaker: Option<RawBreaker>,
     grant: Option<RawGrant>,
+    // hot loading
+    watch: Option<Sp<bool>>,
+    canary: Option<Sp<RawCanary>>,
 }
 
 #[derive(Deserialize)]
@@ -666,6 +817,11 @@ impl Pipeline {
             batch_size,
             linger,
             buffer,
+            admin: raw
+                .admin
+                .as_ref()
+                .map(|a| check_admin(&cx, a))
+                .transpose()?,
         })
     }
 
@@ -949,6 +1105,8 @@ fn check_stage(
         on_error,
         breaker,
         grant,
+        watch: raw.watch.as_ref().is_some_and(|w| *w.get_ref()),
+        canary: check_canary(cx, name, raw.canary.as_ref())?,
     })
 }
 
@@ -1084,6 +1242,33 @@ mod tests {
         let err = parse(text).unwrap_err();
         assert_eq!(err.line, Some(5), "{err}");
         assert!(err.message.contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_table_needs_a_long_enough_token_and_the_canary_a_rate() {
+        let base = "[sources.s]\ntype = \"stdin\"\n[sinks.o]\ninputs = [\"s\"]\ntype = \"null\"\n";
+        let admin = |table: &str| parse(&format!("{base}[admin]\n{table}"));
+        let err = admin("listen = \"127.0.0.1:0\"\n").unwrap_err();
+        assert!(err.message.contains("needs a bearer token"), "{err}");
+        let err = admin("token = \"short\"\n").unwrap_err();
+        assert!(err.message.contains("at least 16"), "{err}");
+        let err = admin("token_env = \"WEIR_NO_SUCH_VARIABLE_FOR_TESTS\"\n").unwrap_err();
+        assert!(err.message.contains("is not set"), "{err}");
+        let ok = admin("token = \"0123456789abcdef\"\n").unwrap();
+        let listen = ok.admin.map(|a| a.listen.to_string());
+        assert_eq!(listen.as_deref(), Some(DEFAULT_ADMIN_LISTEN));
+
+        let stage = |extra: &str| {
+            parse(&format!(
+                "[sources.s]\ntype = \"stdin\"\n[stages.a]\ninputs = [\"s\"]\nplugin = \"/bin/sh\"\n{extra}\n[sinks.o]\ninputs = [\"a\"]\ntype = \"null\"\n"
+            ))
+        };
+        let err = stage("canary = { max_failure_rate = 1.5 }").unwrap_err();
+        assert!(err.message.contains("between 0 and 1"), "{err}");
+        let ok = stage("watch = true\ncanary = { events = 10 }").unwrap();
+        assert!(ok.stages[0].watch);
+        assert_eq!(ok.stages[0].canary.events, 10);
+        assert_eq!(ok.stages[0].canary.max_failure_rate, 0.5);
     }
 
     #[test]

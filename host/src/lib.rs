@@ -5,7 +5,9 @@
 //! [`stage`] runs a stage's plugin instances on worker threads, [`sandbox`] owns wasmtime and
 //! every limit, [`plugins`] loads and checks components, [`connectors`] holds sources and
 //! sinks, [`delivery`] the batches, acknowledgements and dead letters, [`metrics`] the
-//! counters, and [`cli`] the `weir` command line.
+//! counters, and [`cli`] the `weir` command line. Hot loading lives in [`reload`] (versions,
+//! swaps, rollbacks, the canary guard, the file watcher), [`admin`] (the HTTP API) and
+//! [`client`] (the API's client for the command line).
 //!
 //! The library's entry point is [`run`]:
 //!
@@ -17,12 +19,15 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod config;
 mod connectors;
 pub mod delivery;
 pub mod metrics;
 pub mod plugins;
+pub mod reload;
 pub mod sandbox;
 pub mod stage;
 pub mod topology;

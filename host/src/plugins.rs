@@ -98,15 +98,38 @@ impl Plugin {
         cache: Option<&CompileCache>,
     ) -> Result<Plugin, PluginError> {
         let (bytes, digest) = read(path)?;
+        Plugin::compile_checked(sandbox, path, &bytes, digest, cache)
+    }
+
+    /// Compiles and checks a plugin that is already in memory (a hot load); `path` names it
+    /// in errors and reports.
+    pub fn from_bytes(sandbox: &Sandbox, path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let digest = check_bytes(path, bytes)?;
+        Plugin::compile_checked(
+            sandbox,
+            path,
+            bytes,
+            digest,
+            CompileCache::from_env().as_ref(),
+        )
+    }
+
+    fn compile_checked(
+        sandbox: &Sandbox,
+        path: &Path,
+        bytes: &[u8],
+        digest: String,
+        cache: Option<&CompileCache>,
+    ) -> Result<Plugin, PluginError> {
         let component = match cache {
             Some(cache) => cache
-                .get_or_compile(sandbox.engine(), &bytes, &digest)
+                .get_or_compile(sandbox.engine(), bytes, &digest)
                 .map(|(component, _)| component)
                 .map_err(|e| PluginError::Compile {
                     path: path.to_path_buf(),
                     message: format!("{e:#}"),
                 })?,
-            None => compile(sandbox, path, &bytes)?,
+            None => compile(sandbox, path, bytes)?,
         };
         let mut imports = Vec::new();
         for (name, _) in component.component_type().imports(sandbox.engine()) {
@@ -166,7 +189,8 @@ impl Plugin {
     }
 }
 
-fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
+/// Reads a plugin file (refusing one over the size limit) and checks its bytes.
+pub(crate) fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
     let read_err = |source| PluginError::Read {
         path: path.to_path_buf(),
         source,
@@ -179,6 +203,12 @@ fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
         });
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
+    let digest = check_bytes(path, &bytes)?;
+    Ok((bytes, digest))
+}
+
+/// Refuses what is too large, not WebAssembly, or a core module; returns the hex sha256.
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Result<String, PluginError> {
     if bytes.len() as u64 > MAX_PLUGIN_SIZE {
         return Err(PluginError::TooLarge {
             path: path.to_path_buf(),
@@ -196,8 +226,7 @@ fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
             path: path.to_path_buf(),
         });
     }
-    let digest = format!("{:x}", Sha256::digest(&bytes));
-    Ok((bytes, digest))
+    Ok(format!("{:x}", Sha256::digest(bytes)))
 }
 
 fn compile(sandbox: &Sandbox, path: &Path, bytes: &[u8]) -> Result<Component, PluginError> {

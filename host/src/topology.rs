@@ -108,6 +108,9 @@ pub struct Topology {
     workers: HashMap<String, Vec<Worker>>,
     live: HashMap<String, Arc<Live>>,
     metrics: Vec<Arc<NodeMetrics>>,
+    /// Hot loading: the engine and each plugin stage's first version.
+    sandbox: Option<Arc<Sandbox>>,
+    plugins: HashMap<String, Arc<Plugin>>,
 }
 
 impl Topology {
@@ -127,6 +130,7 @@ impl Topology {
         let mut workers = HashMap::new();
         let mut live = HashMap::new();
         let mut metrics = Vec::new();
+        let mut stage_plugins = HashMap::new();
         for source in &pipeline.sources {
             metrics.push(Arc::new(NodeMetrics::new(&source.name, NodeKind::Source)));
         }
@@ -152,6 +156,7 @@ impl Topology {
                         }
                     };
                     plugin.check_grants(&stage.grant)?;
+                    stage_plugins.insert(stage.name.clone(), Arc::clone(&plugin));
                     Arc::new(WasmStage {
                         sandbox,
                         plugin,
@@ -193,6 +198,8 @@ impl Topology {
             workers,
             live,
             metrics,
+            sandbox,
+            plugins: stage_plugins,
         })
     }
 
@@ -239,6 +246,13 @@ impl Topology {
         let mut outputs_of = |name: &str| Outputs {
             senders: senders.remove(name).unwrap_or_default(),
         };
+
+        // Hot loading: the admin API binds before any event is read, so a taken port stops
+        // the run at once rather than after it started.
+        let control =
+            crate::reload::start(pipeline, &self.live, &self.plugins, self.sandbox.clone())
+                .await
+                .map_err(|e| RunError::Io(e.to_string()))?;
 
         let dead_letter_writer =
             connectors::spawn_dead_letters(&pipeline.dead_letter, dl_rx, shared.stop.clone())
@@ -294,6 +308,9 @@ impl Topology {
             if let Err(e) = task.await {
                 shared.fail(format!("a pipeline task stopped unexpectedly: {e}"));
             }
+        }
+        if let Some(control) = control {
+            control.stop().await;
         }
         // Every stage has ended: close the dead-letter channel so its writer can finish.
         shared

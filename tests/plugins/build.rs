@@ -32,6 +32,12 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-trap-every",
     "fixture-evil-other-world",
     "fixture-evil-v2",
+    "fixture-tag-a",
+    "fixture-tag-b",
+    "fixture-fail-all",
+    "fixture-seq",
+    "fixture-other-world",
+    "fixture-trap-init",
 ];
 
 fn main() {

@@ -864,8 +864,15 @@ fn bench_header_through_the_sandbox() -> Result<()> {
         timestamp: None,
     };
     let stage: Arc<str> = Arc::from("next");
-    let mut instance = Instance::new(&sandbox, &pass, &stage, Default::default(), &[])
-        .map_err(|t| anyhow::anyhow!("{t}"))?;
+    let mut instance = Instance::new(
+        &sandbox,
+        &pass,
+        &stage,
+        Default::default(),
+        &Default::default(),
+        &[],
+    )
+    .map_err(|t| anyhow::anyhow!("{t}"))?;
     let mut per_event = |headers: Vec<(String, Vec<u8>)>| -> f64 {
         let batch: Vec<weir::Event> = (0..256).map(|_| event(headers.clone())).collect();
         let rounds = 2_000;

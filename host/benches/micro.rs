@@ -37,7 +37,15 @@ fn events(n: usize) -> Vec<Event> {
 }
 
 fn instance(sandbox: &Sandbox, plugin: &Plugin, limits: Limits) -> Instance {
-    Instance::new(sandbox, plugin, &Arc::from("bench"), limits, &[]).expect("instance")
+    Instance::new(
+        sandbox,
+        plugin,
+        &Arc::from("bench"),
+        limits,
+        &Default::default(),
+        &[],
+    )
+    .expect("instance")
 }
 
 fn load(sandbox: &Sandbox, name: &str) -> Plugin {

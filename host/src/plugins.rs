@@ -616,6 +616,7 @@ mod tests {
             &plugin,
             &std::sync::Arc::from("up"),
             crate::config::Limits::default(),
+            &Grant::default(),
             &[],
         )
         .unwrap();

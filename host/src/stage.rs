@@ -370,7 +370,7 @@ impl Worker {
         let count = events.len();
         NodeMetrics::add(&self.metrics.events_in, count as u64);
 
-        let refused = self.breaker().admit();
+        let refused = self.breaker().admit(self.generation);
         if let Some(reason) = refused {
             let dead = events
                 .into_iter()
@@ -546,6 +546,9 @@ pub(crate) struct BreakerState {
     open_until: Option<Instant>,
     /// After a cooldown, the next batch is a trial: it closes the breaker or reopens it.
     trial: bool,
+    /// The stage version the window describes: a swap starts a clean window, since the
+    /// failures of one version say nothing of the next.
+    generation: u64,
 }
 
 impl BreakerState {
@@ -556,11 +559,19 @@ impl BreakerState {
             failed: 0,
             open_until: None,
             trial: false,
+            generation: 0,
         }))
     }
 
     /// `None` when a batch may go to the plugin; otherwise why it may not.
-    fn admit(&mut self) -> Option<String> {
+    fn admit(&mut self, generation: u64) -> Option<String> {
+        if generation != self.generation {
+            self.generation = generation;
+            self.recent.clear();
+            self.failed = 0;
+            self.open_until = None;
+            self.trial = false;
+        }
         let until = self.open_until?;
         let now = Instant::now();
         if now >= until {
@@ -786,7 +797,7 @@ mod tests {
         let b = breaker(10);
         let mut b = b.lock().unwrap();
         assert!(b.record(4, 8, None).is_none(), "the window is not full yet");
-        assert!(b.admit().is_none());
+        assert!(b.admit(0).is_none());
         let tripped = b
             .record(2, 2, Some("panic: boom".into()))
             .expect("6 of 10 failed");
@@ -794,11 +805,11 @@ mod tests {
             tripped.contains("6 of the last 10") && tripped.contains("panic: boom"),
             "{tripped}"
         );
-        assert!(b.admit().is_some(), "open during the cooldown");
+        assert!(b.admit(0).is_some(), "open during the cooldown");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(b.admit().is_none(), "a trial batch after the cooldown");
+        assert!(b.admit(0).is_none(), "a trial batch after the cooldown");
         assert!(b.record(0, 5, None).is_none());
-        assert!(b.admit().is_none(), "closed after a good trial");
+        assert!(b.admit(0).is_none(), "closed after a good trial");
         assert!(
             b.record(5, 5, None).is_none(),
             "a clean window must fill again before tripping"
@@ -811,9 +822,9 @@ mod tests {
         let mut b = b.lock().unwrap();
         assert!(b.record(4, 4, None).is_some());
         std::thread::sleep(Duration::from_millis(40));
-        assert!(b.admit().is_none());
+        assert!(b.admit(0).is_none());
         assert!(b.record(3, 3, None).is_none());
-        assert!(b.admit().is_some(), "reopened");
+        assert!(b.admit(0).is_some(), "reopened");
     }
 
     fn event(headers: &[(&str, &str)]) -> Event {

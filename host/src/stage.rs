@@ -766,13 +766,12 @@ async fn settle(emit: &Emit, done: Done) -> Option<Batch> {
         tracing::warn!(stage = %config.name, kind = first.kind.as_str(), failed = done.dead.len(),
             "events failed: {}", first.message);
     }
-    for letter in done.dead {
-        // While the breaker is open, `drop` drops the events it fails; every other failure
-        // is written, even when stopping: nothing accepted is lost.
-        if letter.kind == FailureKind::BreakerOpen && config.on_error == OnError::Drop {
-            continue;
+    // `drop` counts and logs failed events but writes none; the other policies write every
+    // failure, even when stopping: nothing accepted is lost.
+    if config.on_error != OnError::Drop {
+        for letter in done.dead {
+            emit.shared.dead_letter(letter).await;
         }
-        emit.shared.dead_letter(letter).await;
     }
     if !done.batch.events.is_empty() {
         emit.outputs.send(done.batch).await;

@@ -54,11 +54,12 @@ impl NodeMetrics {
         }
     }
 
-    /// Counts one failed event of `kind`.
-    pub fn fail(&self, kind: FailureKind) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
+    /// Counts `n` failed events of `kind`. Called once per run of equal kinds in a batch,
+    /// so the lock is taken per batch, not per event, even when a breaker fails every event.
+    pub fn fail(&self, kind: FailureKind, n: u64) {
+        self.failed.fetch_add(n, Ordering::Relaxed);
         let mut by_kind = self.by_kind.lock().unwrap_or_else(|e| e.into_inner());
-        *by_kind.entry(kind.as_str()).or_default() += 1;
+        *by_kind.entry(kind.as_str()).or_default() += n;
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -471,8 +471,8 @@ impl Worker {
     ) -> Done {
         NodeMetrics::add(&self.metrics.events_out, out.len() as u64);
         NodeMetrics::add(&self.metrics.retries, retry.len() as u64);
-        for letter in &dead {
-            self.metrics.fail(letter.kind);
+        for run in dead.chunk_by(|a, b| a.kind == b.kind) {
+            self.metrics.fail(run[0].kind, run.len() as u64);
         }
         let retry = (!retry.is_empty()).then(|| Batch {
             events: retry,

@@ -280,7 +280,7 @@ async fn batch_lines(
             Some(Chunk::Oversized { line, kept, len }) => {
                 tracing::error!(source = %source.name, line, len, "line over {MAX_LINE} bytes; dead-lettered");
                 let ack = shared.tracker.emit(1);
-                NodeMetrics::add(&metrics.failed, 1);
+                metrics.fail(FailureKind::Oversized, 1);
                 shared
                     .dead_letter(DeadLetter {
                         stage: Arc::from(source.name.as_str()),

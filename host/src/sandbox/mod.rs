@@ -24,7 +24,7 @@ pub use instance::{Instance, Trapped, WasmStage};
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         world: "stage",
-        path: "../wit",
+        path: "../wit/0.1",
     });
 }
 

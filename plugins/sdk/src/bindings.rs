@@ -7,7 +7,7 @@
 #![doc(hidden)]
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/0.1",
     world: "stage",
     pub_export_macro: true,
     export_macro_name: "__export_stage_bindings",

@@ -1,0 +1,153 @@
+//! The contract's two versions, as host bindings, and the adapter that lets a 0.1 plugin
+//! take and return packed batches.
+//!
+//! `weir:stage@0.2.0` (`wit/0.2`) is what the host speaks: its `batch` record is the host's
+//! own batch type ([`crate::Events`]). `weir:stage@0.1.0` (`wit/0.1`) passes a list of event
+//! records each way; [`to_v01`] and [`from_v01`] turn a packed batch into that list and its
+//! outcomes back into a packed [`Output`], so the rest of the host sees one shape. The
+//! adapter allocates per event; it is the price of the older contract, paid only by its
+//! plugins.
+
+use crate::events::Events;
+
+pub(crate) mod v01 {
+    wasmtime::component::bindgen!({
+        world: "stage",
+        path: "../../wit/0.1",
+    });
+}
+
+pub(crate) mod v02 {
+    wasmtime::component::bindgen!({
+        world: "stage",
+        path: "../../wit/0.2",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub use v02::weir::stage::types::{
+    Description, Failure as GuestFailure, FailureKind as GuestFailureKind, Output, Setting,
+    SettingType,
+};
+
+type EventV01 = v01::weir::stage::types::Event;
+type OutcomeV01 = v01::weir::stage::types::Outcome;
+
+/// The events of a packed batch as 0.1 event records.
+pub(crate) fn to_v01(batch: &Events) -> Vec<EventV01> {
+    batch
+        .iter()
+        .map(|e| EventV01 {
+            key: e.key().map(<[u8]>::to_vec),
+            value: e.value().to_vec(),
+            headers: e
+                .headers()
+                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
+                .collect(),
+            timestamp: e.timestamp(),
+        })
+        .collect()
+}
+
+/// A 0.1 plugin's outcomes as a packed output. The caller has checked that there is one
+/// outcome per input event.
+pub(crate) fn from_v01(outcomes: Vec<OutcomeV01>) -> Output {
+    let mut events = Events::new();
+    let mut counts = Vec::with_capacity(outcomes.len());
+    let mut failures = Vec::new();
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(out) => {
+                counts.push(u32::try_from(out.len()).unwrap_or(u32::MAX));
+                for e in out {
+                    events.push_parts(
+                        e.key.as_deref(),
+                        &e.value,
+                        e.headers.iter().map(|(n, v)| (n.as_bytes(), v.as_slice())),
+                        e.timestamp,
+                    );
+                }
+            }
+            Err(failure) => {
+                counts.push(0);
+                let (kind, reason) = match failure {
+                    v01::weir::stage::types::Failure::Reject(r) => (GuestFailureKind::Reject, r),
+                    v01::weir::stage::types::Failure::Retry(r) => (GuestFailureKind::Retry, r),
+                };
+                failures.push(GuestFailure {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    kind,
+                    reason,
+                });
+            }
+        }
+    }
+    Output {
+        events,
+        counts,
+        failures,
+    }
+}
+
+impl Output {
+    /// Checks an output against the contract for a call with `inputs` events: a well-formed
+    /// batch, one count per input (or none, meaning one output each), counts that add up to
+    /// the outputs, and failures in increasing order, in range, each with a count of 0.
+    pub fn check(&self, inputs: usize) -> Result<(), String> {
+        self.events.check()?;
+        let outputs = self.events.len();
+        if self.counts.is_empty() {
+            if outputs != inputs || !self.failures.is_empty() {
+                return Err(format!(
+                    "no counts (one output per input) but {outputs} outputs and {} failures for {inputs} inputs",
+                    self.failures.len()
+                ));
+            }
+            return Ok(());
+        }
+        if self.counts.len() != inputs {
+            return Err(format!(
+                "{} counts for {inputs} input events",
+                self.counts.len()
+            ));
+        }
+        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        if total != outputs as u64 {
+            return Err(format!(
+                "the counts add up to {total} but there are {outputs} output events"
+            ));
+        }
+        let mut previous: Option<u32> = None;
+        for failure in &self.failures {
+            let i = failure.index;
+            if previous.is_some_and(|p| p >= i) || i as usize >= inputs {
+                return Err(format!(
+                    "failure index {i} is out of order or not below {inputs}"
+                ));
+            }
+            if self.counts[i as usize] != 0 {
+                return Err(format!(
+                    "input {i} failed but has {} outputs",
+                    self.counts[i as usize]
+                ));
+            }
+            previous = Some(i);
+        }
+        Ok(())
+    }
+
+    /// The output range of each input event, in order, for a checked output.
+    pub fn ranges(&self, inputs: usize) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let mut next = 0usize;
+        (0..inputs).map(move |i| {
+            let count = if self.counts.is_empty() {
+                1
+            } else {
+                self.counts[i] as usize
+            };
+            let range = next..next + count;
+            next += count;
+            range
+        })
+    }
+}

@@ -1,0 +1,514 @@
+//! Plugins: a component file in, a checked, pre-instantiated [`Plugin`] out.
+//!
+//! [`Plugin::load`] reads the file, refuses what is not a WebAssembly component, compiles it
+//! (or maps it from the [`CompileCache`]), checks that every import is one the host provides,
+//! finds which version of the contract it implements (`weir:stage@0.2` or `@0.1`), and
+//! pre-instantiates it once; every instance of the stage is made from that. A 0.2 plugin is
+//! asked to [`describe`](Description) itself once, here. [`inspect`] reports the same facts
+//! for `weir plugin inspect` without refusing. A plugin is a version: path, sha256 digest,
+//! load time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre};
+
+use crate::cache::CompileCache;
+use crate::contract::{Description, v01, v02};
+use crate::engine::Sandbox;
+use crate::host::HostState;
+use crate::instance::{self, INIT_FUEL_EVENTS};
+use crate::limits::{Grant, Limits};
+
+/// Largest plugin file accepted. Blocks a huge file from costing the host the memory and
+/// minutes of compiling it; real stages are well under a few MiB.
+pub const MAX_PLUGIN_SIZE: u64 = 64 << 20;
+
+/// Settings a plugin may declare, and bytes per text in its description. Blocks a plugin
+/// from making the host hold (and `weir plugin inspect` print) an unbounded description.
+pub const MAX_DECLARED_SETTINGS: usize = 256;
+pub const MAX_DESCRIPTION_TEXT: usize = 1024;
+
+/// The contract versions this host speaks, as a plugin's imports name them.
+const CONTRACTS: &str = "weir:stage@0.2 or weir:stage@0.1";
+
+/// Which version of the contract a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ContractVersion {
+    #[serde(rename = "0.1")]
+    V01,
+    #[serde(rename = "0.2")]
+    V02,
+}
+
+impl ContractVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractVersion::V01 => "0.1",
+            ContractVersion::V02 => "0.2",
+        }
+    }
+}
+
+/// Why a plugin was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {path}: cannot read it: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {path}: {size} bytes is over the {MAX_PLUGIN_SIZE}-byte limit")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("plugin {path}: not a WebAssembly file")]
+    NotWasm { path: PathBuf },
+    #[error(
+        "plugin {path}: a core WebAssembly module, not a component (build for wasm32-wasip2, or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("plugin {path}: cannot compile it: {message}")]
+    Compile { path: PathBuf, message: String },
+    #[error("plugin {path}: imports `{import}`, which this host does not grant: {reason}")]
+    Import {
+        path: PathBuf,
+        import: String,
+        reason: String,
+    },
+    #[error("plugin {path}: does not implement the `stage` world of {CONTRACTS}: {message}")]
+    World { path: PathBuf, message: String },
+    #[error("plugin {path}: its `describe` failed: {message}")]
+    Describe { path: PathBuf, message: String },
+}
+
+/// The pre-instantiated component, by contract version.
+pub(crate) enum Pre {
+    V01(v01::StagePre<HostState>),
+    V02(v02::StagePre<HostState>),
+}
+
+/// A loaded, checked plugin version.
+pub struct Plugin {
+    pub path: PathBuf,
+    /// Hex sha256 of the file.
+    pub digest: String,
+    pub size: u64,
+    pub loaded_at: SystemTime,
+    /// The names of the component's imports.
+    pub imports: Vec<String>,
+    pub contract: ContractVersion,
+    /// What a 0.2 plugin says of itself; `None` for 0.1.
+    pub description: Option<Description>,
+    pre: Pre,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .field("contract", &self.contract)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// Reads, compiles (or takes from the compile cache of [`CompileCache::from_env`]) and
+    /// checks a plugin file.
+    pub fn load(sandbox: &Sandbox, path: &Path) -> Result<Plugin, PluginError> {
+        Plugin::load_with(sandbox, path, CompileCache::from_env().as_ref())
+    }
+
+    /// Like [`Plugin::load`], with the given compile cache, or none.
+    pub fn load_with(
+        sandbox: &Sandbox,
+        path: &Path,
+        cache: Option<&CompileCache>,
+    ) -> Result<Plugin, PluginError> {
+        let (bytes, digest) = read(path)?;
+        Plugin::compile_checked(sandbox, path, &bytes, digest, cache)
+    }
+
+    /// Compiles and checks a plugin that is already in memory (a hot load); `path` names it
+    /// in errors and reports.
+    pub fn from_bytes(sandbox: &Sandbox, path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let digest = check_bytes(path, bytes)?;
+        Plugin::compile_checked(
+            sandbox,
+            path,
+            bytes,
+            digest,
+            CompileCache::from_env().as_ref(),
+        )
+    }
+
+    fn compile_checked(
+        sandbox: &Sandbox,
+        path: &Path,
+        bytes: &[u8],
+        digest: String,
+        cache: Option<&CompileCache>,
+    ) -> Result<Plugin, PluginError> {
+        let compile_err = |e: wasmtime::Error| PluginError::Compile {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let component = match cache {
+            Some(cache) => cache
+                .get_or_compile(sandbox.engine(), bytes, &digest)
+                .map(|(component, _)| component)
+                .map_err(compile_err)?,
+            None => Component::new(sandbox.engine(), bytes).map_err(compile_err)?,
+        };
+        let mut imports = Vec::new();
+        for (name, _) in component.component_type().imports(sandbox.engine()) {
+            imports.push(name.to_string());
+            if let Err(reason) = provided(name) {
+                return Err(PluginError::Import {
+                    path: path.to_path_buf(),
+                    import: name.to_string(),
+                    reason,
+                });
+            }
+        }
+        let world = |message: String| PluginError::World {
+            path: path.to_path_buf(),
+            message,
+        };
+        let exports = function_exports(sandbox, &component);
+        check_exports(&exports).map_err(world)?;
+        let pre: InstancePre<HostState> = sandbox
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| world(format!("{e:#}")))?;
+        let (contract, pre) = typecheck(pre, &exports).map_err(world)?;
+        let mut plugin = Plugin {
+            path: path.to_path_buf(),
+            digest,
+            size: bytes.len() as u64,
+            loaded_at: SystemTime::now(),
+            imports,
+            contract,
+            description: None,
+            pre,
+        };
+        if let Pre::V02(pre) = &plugin.pre {
+            let description = describe(sandbox, pre).map_err(|message| PluginError::Describe {
+                path: path.to_path_buf(),
+                message,
+            })?;
+            plugin.description = Some(description);
+        }
+        Ok(plugin)
+    }
+
+    /// Refuses the plugin for a stage that does not grant every capability it imports.
+    pub fn check_grants(&self, granted: &Grant) -> Result<(), PluginError> {
+        for import in &self.imports {
+            if let Err(reason) = grant(import, granted) {
+                return Err(PluginError::Import {
+                    path: self.path.clone(),
+                    import: import.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pre(&self) -> &Pre {
+        &self.pre
+    }
+
+    /// The first 12 hex digits of the digest: enough to tell versions apart in logs.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..12]
+    }
+}
+
+/// Finds the contract version whose `stage` world the component implements.
+fn typecheck(
+    pre: InstancePre<HostState>,
+    exports: &[String],
+) -> Result<(ContractVersion, Pre), String> {
+    let v02 = match v02::StagePre::new(pre.clone()) {
+        Ok(pre) => return Ok((ContractVersion::V02, Pre::V02(pre))),
+        Err(e) => format!("{e:#}"),
+    };
+    let v01 = match v01::StagePre::new(pre) {
+        Ok(pre) => return Ok((ContractVersion::V01, Pre::V01(pre))),
+        Err(e) => format!("{e:#}"),
+    };
+    // `describe` exists only in 0.2: the closer version's complaint is the useful one.
+    Err(if exports.iter().any(|e| e == "describe") {
+        format!("as 0.2: {v02}")
+    } else {
+        format!("as 0.1: {v01}")
+    })
+}
+
+/// Asks a 0.2 plugin to describe itself, in a throwaway instance under default limits.
+fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Description, String> {
+    let limits = Limits::default();
+    let mut store =
+        instance::new_store(sandbox, &Arc::from("describe"), limits, &Grant::default())?;
+    instance::arm(
+        &mut store,
+        limits.fuel.saturating_mul(INIT_FUEL_EVENTS),
+        Sandbox::deadline_ticks(limits.timeout),
+    );
+    let bindings = pre
+        .instantiate(&mut store)
+        .map_err(|e| instance::describe(&store, e).to_string())?;
+    let description = bindings
+        .call_describe(&mut store)
+        .map_err(|e| instance::describe(&store, e).to_string())?;
+    let texts = [&description.name, &description.version].into_iter().chain(
+        description
+            .settings
+            .iter()
+            .flat_map(|s| [&s.name, &s.help].into_iter().chain(s.default.as_ref())),
+    );
+    for text in texts {
+        if text.len() > MAX_DESCRIPTION_TEXT {
+            return Err(format!(
+                "a text of {} bytes; the limit is {MAX_DESCRIPTION_TEXT}",
+                text.len()
+            ));
+        }
+    }
+    if description.settings.len() > MAX_DECLARED_SETTINGS {
+        return Err(format!(
+            "{} settings; the limit is {MAX_DECLARED_SETTINGS}",
+            description.settings.len()
+        ));
+    }
+    Ok(description)
+}
+
+/// Reads a plugin file (refusing one over the size limit) and checks its bytes.
+pub fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
+    let read_err = |source| PluginError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > MAX_PLUGIN_SIZE {
+        return Err(PluginError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let digest = check_bytes(path, &bytes)?;
+    Ok((bytes, digest))
+}
+
+/// Refuses what is too large, not WebAssembly, or a core module; returns the hex sha256.
+pub fn check_bytes(path: &Path, bytes: &[u8]) -> Result<String, PluginError> {
+    if bytes.len() as u64 > MAX_PLUGIN_SIZE {
+        return Err(PluginError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+        });
+    }
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(PluginError::NotWasm {
+            path: path.to_path_buf(),
+        });
+    }
+    // Bytes 6..8 are the layer: 0 for a core module, 1 for a component.
+    if bytes[6..8] == [0, 0] {
+        return Err(PluginError::CoreModule {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(format!("{:x}", Sha256::digest(bytes)))
+}
+
+/// Whether a stage with `granted` capabilities gives a plugin this import: the host must
+/// provide it, and capability interfaces must be granted. WASI is linked with nothing granted
+/// unless the stage says so: no directories (`wasi:filesystem` is refused at load without a
+/// `dirs` grant), no environment variables but the named ones, no network (`wasi:sockets` is
+/// refused without `network = true`), an empty stdin; stdout and stderr go to the host log.
+/// Clocks and random numbers are available to every plugin.
+pub fn grant(import: &str, granted: &Grant) -> Result<(), String> {
+    provided(import)?;
+    if import.starts_with("wasi:filesystem/") && granted.dirs.is_empty() {
+        return Err("the stage grants no directories (`grant = { dirs = [{ host = \"...\", guest = \"/data\" }] }` gives read-only access)".into());
+    }
+    if import.starts_with("wasi:sockets/") && !granted.network {
+        return Err("the stage grants no network (`grant = { network = true }`)".into());
+    }
+    Ok(())
+}
+
+/// Whether the host provides an import at all: `weir:stage` must be the 0.1 or 0.2 contract,
+/// WASI must be 0.2.
+fn provided(import: &str) -> Result<(), String> {
+    let (package, version) = import.split_once('@').unwrap_or((import, ""));
+    if let Some(interface) = package.strip_prefix("weir:stage/") {
+        if !version.starts_with("0.1.") && !version.starts_with("0.2.") {
+            return Err(format!(
+                "this host speaks {CONTRACTS}; the plugin was built against version {}",
+                if version.is_empty() {
+                    "(none)"
+                } else {
+                    version
+                }
+            ));
+        }
+        return match interface {
+            "log" | "types" => Ok(()),
+            other => Err(format!("weir:stage has no interface `{other}`")),
+        };
+    }
+    const WASI: [&str; 6] = [
+        "wasi:cli/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:random/",
+        "wasi:filesystem/",
+        "wasi:sockets/",
+    ];
+    if WASI.iter().any(|p| package.starts_with(p)) {
+        if !version.starts_with("0.2.") {
+            return Err(format!("the host provides WASI 0.2, not {version}"));
+        }
+        return Ok(());
+    }
+    Err("no such interface is provided".to_string())
+}
+
+/// The names of the component's function exports.
+fn function_exports(sandbox: &Sandbox, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .exports(sandbox.engine())
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+fn check_exports(exports: &[String]) -> Result<(), String> {
+    for wanted in ["init", "process"] {
+        if !exports.iter().any(|name| name == wanted) {
+            return Err(format!(
+                "it has no `{wanted}` function export (its function exports: {})",
+                if exports.is_empty() {
+                    "none".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What `weir plugin inspect` reports.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    /// Whether this host would load it, and if not why.
+    pub loadable: Result<(), String>,
+    /// The contract version it implements, when it loads.
+    pub contract: Option<ContractVersion>,
+    /// What a 0.2 plugin says of itself.
+    pub description: Option<DescriptionInfo>,
+    pub imports: Vec<InspectedImport>,
+    pub exports: Vec<String>,
+}
+
+/// A plugin's description, for printing.
+#[derive(Debug, serde::Serialize)]
+pub struct DescriptionInfo {
+    pub name: String,
+    pub version: String,
+    pub settings: Vec<SettingInfo>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct SettingInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub required: bool,
+    pub default: Option<String>,
+    pub help: String,
+}
+
+impl From<&Description> for DescriptionInfo {
+    fn from(d: &Description) -> Self {
+        DescriptionInfo {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            settings: d
+                .settings
+                .iter()
+                .map(|s| SettingInfo {
+                    name: s.name.clone(),
+                    ty: crate::settings::type_name(s.type_),
+                    required: s.required,
+                    default: s.default.clone(),
+                    help: s.help.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct InspectedImport {
+    pub name: String,
+    /// `None` when the host grants it, else the reason it does not.
+    pub refused: Option<String>,
+}
+
+/// Reports a plugin's world, imports, exports, size and digest, and whether it would load.
+pub fn inspect(sandbox: &Sandbox, path: &Path) -> Result<Inspection, PluginError> {
+    let (bytes, digest) = read(path)?;
+    let component = Component::new(sandbox.engine(), &bytes).map_err(|e| PluginError::Compile {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    })?;
+    let ty = component.component_type();
+    let imports = ty
+        .imports(sandbox.engine())
+        .map(|(name, _)| InspectedImport {
+            name: name.to_string(),
+            refused: grant(name, &Grant::default()).err(),
+        })
+        .collect();
+    let exports = ty
+        .exports(sandbox.engine())
+        .map(|(name, _)| name.to_string())
+        .collect();
+    // Loadable as a stage that grants nothing: what a capability needs shows per import.
+    let loaded = Plugin::load(sandbox, path);
+    let (contract, description) = match &loaded {
+        Ok(p) => (
+            Some(p.contract),
+            p.description.as_ref().map(DescriptionInfo::from),
+        ),
+        Err(_) => (None, None),
+    };
+    let loadable = loaded
+        .and_then(|p| p.check_grants(&Grant::default()))
+        .map_err(|e| e.to_string());
+    Ok(Inspection {
+        path: path.to_path_buf(),
+        size: bytes.len() as u64,
+        sha256: digest,
+        loadable,
+        contract,
+        description,
+        imports,
+        exports,
+    })
+}

@@ -1,0 +1,73 @@
+//! What runs a stage's batches: [`Processor`] (one instance) and [`ProcessorFactory`] (one
+//! version, which makes instances), with [`WasmStage`], the factory backed by a plugin.
+//!
+//! The data plane only sees these two traits, so native code (the benchmarks' baseline) and
+//! sandboxed plugins run through the same worker.
+
+use std::sync::Arc;
+
+use crate::contract::Output;
+use crate::engine::Sandbox;
+use crate::events::Events;
+use crate::instance::{Instance, Trapped};
+use crate::limits::{Grant, Limits};
+use crate::plugin::Plugin;
+
+/// Runs batches: a sandboxed plugin instance, or native code.
+pub trait Processor: Send {
+    /// Runs one batch; the output is checked against the contract. `Err` means the processor
+    /// is poisoned (but for `wrong-outcome-count`): it is dropped and a fresh one is made.
+    fn process(&mut self, input: &Events) -> Result<Output, Trapped>;
+
+    /// Fuel the last call burned; 0 for native code.
+    fn last_fuel(&self) -> u64 {
+        0
+    }
+}
+
+/// Makes a stage's processors: one per worker at start, and a fresh one after each trap.
+/// One factory is one version of the stage.
+pub trait ProcessorFactory: Send + Sync {
+    fn make(&self) -> Result<Box<dyn Processor>, Trapped>;
+    /// The version's identity (a plugin's sha256), written into dead letters.
+    fn digest(&self) -> &str;
+}
+
+impl Processor for Instance {
+    fn process(&mut self, input: &Events) -> Result<Output, Trapped> {
+        Instance::process(self, input)
+    }
+
+    fn last_fuel(&self) -> u64 {
+        Instance::last_fuel(self)
+    }
+}
+
+/// One version of a stage backed by a plugin: it makes the stage's instances, each with the
+/// stage's limits, grants and settings.
+pub struct WasmStage {
+    pub sandbox: Arc<Sandbox>,
+    pub plugin: Arc<Plugin>,
+    pub stage: Arc<str>,
+    pub limits: Limits,
+    pub grant: Grant,
+    pub settings: Vec<(String, String)>,
+}
+
+impl ProcessorFactory for WasmStage {
+    fn make(&self) -> Result<Box<dyn Processor>, Trapped> {
+        let instance = Instance::new(
+            &self.sandbox,
+            &self.plugin,
+            &self.stage,
+            self.limits,
+            &self.grant,
+            &self.settings,
+        )?;
+        Ok(Box::new(instance))
+    }
+
+    fn digest(&self) -> &str {
+        &self.plugin.digest
+    }
+}

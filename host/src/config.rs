@@ -143,22 +143,7 @@ impl Default for Breaker {
     }
 }
 
-/// Capabilities a stage grants its plugin; nothing by default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Grant {
-    /// Host directories the guest may read (never write), each under a guest path.
-    pub dirs: Vec<DirGrant>,
-    /// Names of host environment variables the guest may read.
-    pub env: Vec<String>,
-    /// Outbound network and name lookup.
-    pub network: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    pub guest: String,
-}
+pub use weir_sandbox::{DirGrant, Grant};
 
 // ---- hot loading --------------------------------------------------------------------------
 
@@ -318,6 +303,17 @@ pub struct Limits {
     /// Bytes per output value. Blocks single huge values from reaching sinks and later
     /// stages, each of which would copy them.
     pub max_value_size: u64,
+}
+
+impl Limits {
+    /// The limits the sandbox enforces on each call.
+    pub fn sandbox(&self) -> weir_sandbox::Limits {
+        weir_sandbox::Limits {
+            fuel: self.fuel,
+            timeout: self.timeout,
+            memory: self.memory,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -829,6 +825,17 @@ impl Pipeline {
     /// dead-lettered), as this configuration implies: every channel full, every stage worker
     /// busy and every stage's reorder window full, each with a full batch, plus what a sink
     /// holds before it flushes. This is the memory bound that backpressure keeps.
+    /// An error about setting `key` of stage `stage`, found after the file was read (a plugin
+    /// that does not declare it, or declares another type).
+    pub fn setting_error(&self, stage: &str, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: None,
+            key: Some(format!("stages.{stage}.settings.{key}")),
+            message: message.to_string(),
+        }
+    }
+
     pub fn in_flight_bound(&self) -> u64 {
         let batch = self
             .sources

@@ -1,13 +1,13 @@
 //! weir: a pipeline host whose transform stages are sandboxed WebAssembly components.
 //!
-//! Events flow from sources through stages to sinks as batches on bounded channels:
-//! [`config`] reads and checks a pipeline file, [`topology`] builds and runs the graph,
-//! [`stage`] runs a stage's plugin instances on worker threads, [`sandbox`] owns wasmtime and
-//! every limit, [`plugins`] loads and checks components, [`connectors`] holds sources and
-//! sinks, [`delivery`] the batches, acknowledgements and dead letters, [`metrics`] the
-//! counters, and [`cli`] the `weir` command line. Hot loading lives in [`reload`] (versions,
-//! swaps, rollbacks, the canary guard, the file watcher), [`admin`] (the HTTP API) and
-//! [`client`] (the API's client for the command line).
+//! The house follows the data. [`config`] turns a pipeline file into a checked
+//! [`Pipeline`]. The sandbox is a crate of its own (`weir-sandbox`): wasmtime, limits, plugin
+//! loading and calls, nothing of pipelines. [`pipeline`] is the data plane: packed batches and
+//! their acknowledgements, edges, connectors, chains of stages on worker threads, and the
+//! topology that builds and runs them. [`control`] is the control plane: one actor per
+//! stage for hot loading, the admin API's server and client, the file watcher and the canary
+//! guard. [`app`] wires them for `weir run`, and [`cli`] parses the command line and prints.
+//! Imports point one way: `cli` → `app` → `control` → `pipeline` → `config`, sandbox.
 //!
 //! The library's entry point is [`run`]:
 //!
@@ -19,20 +19,13 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admin;
+pub mod app;
 pub mod cli;
-pub mod client;
 pub mod config;
-mod connectors;
-pub mod delivery;
-pub mod metrics;
-pub mod plugins;
-pub mod reload;
-pub mod sandbox;
-pub mod stage;
-pub mod topology;
+pub mod control;
+pub mod pipeline;
 
+pub use app::run;
 pub use config::Pipeline;
-pub use metrics::RunReport;
-pub use sandbox::Event;
-pub use topology::{RunError, run};
+pub use pipeline::{RunError, RunReport};
+pub use weir_sandbox as sandbox;

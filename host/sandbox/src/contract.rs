@@ -8,8 +8,6 @@
 //! adapter allocates per event; it is the price of the older contract, paid only by its
 //! plugins.
 
-use crate::events::Events;
-
 pub(crate) mod v01 {
     wasmtime::component::bindgen!({
         world: "stage",
@@ -24,6 +22,9 @@ pub(crate) mod v02 {
         additional_derives: [PartialEq, Eq],
     });
 }
+
+/// The packed batch, as [`crate::events`] extends it.
+type Events = v02::weir::stage::types::Batch;
 
 pub use v02::weir::stage::types::{
     Description, Failure as GuestFailure, FailureKind as GuestFailureKind, Output, Setting,

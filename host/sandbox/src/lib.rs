@@ -23,16 +23,18 @@ mod limits;
 mod plugin;
 mod processor;
 pub mod settings;
+mod store;
 
 pub use cache::{CompileCache, Origin as CacheOrigin};
 pub use contract::{Description, GuestFailure, GuestFailureKind, Output, Setting, SettingType};
 pub use engine::{EPOCH_TICK, Sandbox};
 pub use events::{EventRef, Events};
 pub use host::HostState;
-pub use instance::{INIT_FUEL_EVENTS, Instance, TrapKind, Trapped};
+pub use instance::Instance;
 pub use limits::{DirGrant, Grant, Limits};
 pub use plugin::{
     ContractVersion, DescriptionInfo, InspectedImport, Inspection, MAX_PLUGIN_SIZE, Plugin,
     PluginError, SettingInfo, check_bytes, grant, inspect, read,
 };
 pub use processor::{Processor, ProcessorFactory, WasmStage};
+pub use store::{INIT_FUEL_EVENTS, TrapKind, Trapped};

@@ -20,8 +20,8 @@ use crate::cache::CompileCache;
 use crate::contract::{Description, v01, v02};
 use crate::engine::Sandbox;
 use crate::host::HostState;
-use crate::instance::{self, INIT_FUEL_EVENTS};
 use crate::limits::{Grant, Limits};
+use crate::store::{self, INIT_FUEL_EVENTS};
 
 /// Largest plugin file accepted. Blocks a huge file from costing the host the memory and
 /// minutes of compiling it; real stages are well under a few MiB.
@@ -253,19 +253,18 @@ fn typecheck(
 /// Asks a 0.2 plugin to describe itself, in a throwaway instance under default limits.
 fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Description, String> {
     let limits = Limits::default();
-    let mut store =
-        instance::new_store(sandbox, &Arc::from("describe"), limits, &Grant::default())?;
-    instance::arm(
+    let mut store = store::new_store(sandbox, &Arc::from("describe"), limits, &Grant::default())?;
+    store::arm(
         &mut store,
         limits.fuel.saturating_mul(INIT_FUEL_EVENTS),
         Sandbox::deadline_ticks(limits.timeout),
     );
     let bindings = pre
         .instantiate(&mut store)
-        .map_err(|e| instance::describe(&store, e).to_string())?;
+        .map_err(|e| store::describe_trap(&store, e).to_string())?;
     let description = bindings
         .call_describe(&mut store)
-        .map_err(|e| instance::describe(&store, e).to_string())?;
+        .map_err(|e| store::describe_trap(&store, e).to_string())?;
     let texts = [&description.name, &description.version].into_iter().chain(
         description
             .settings

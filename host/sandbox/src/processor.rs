@@ -9,9 +9,10 @@ use std::sync::Arc;
 use crate::contract::Output;
 use crate::engine::Sandbox;
 use crate::events::Events;
-use crate::instance::{Instance, Trapped};
+use crate::instance::Instance;
 use crate::limits::{Grant, Limits};
 use crate::plugin::Plugin;
+use crate::store::Trapped;
 
 /// Runs batches: a sandboxed plugin instance, or native code.
 pub trait Processor: Send {

@@ -1,6 +1,6 @@
 //! The client side of the admin API, for `weir reload`, `weir rollback`, `weir stages` and
 //! `weir plugin inspect --admin`: a command's arguments in, one HTTP request out, the
-//! server's JSON answer (or its error message) back.
+//! server's answer, typed as [`crate::control::api`] defines it (or its error message), back.
 //!
 //! The HTTP client is `ureq`, built without TLS: a command line call makes one blocking
 //! request to a plain-HTTP server on loopback, so a blocking client fits without starting an
@@ -8,6 +8,8 @@
 //! runtime and connection plumbing for the same single request.
 
 use std::time::Duration;
+
+use crate::control::api::{ErrorBody, StageInfo, VersionInfo};
 
 /// How long a request may take in all. A plugin upload is compiled and initialised before
 /// the answer comes; this bounds a command waiting on a server that hangs.
@@ -49,13 +51,13 @@ impl Client {
     }
 
     /// `GET /stages`.
-    pub fn stages(&self) -> Result<serde_json::Value, ClientError> {
+    pub fn stages(&self) -> Result<Vec<StageInfo>, ClientError> {
         let request = self.agent.get(self.url("/stages"));
         self.finish(request.header("Authorization", self.bearer()).call())
     }
 
     /// `PUT /stages/{stage}/plugin` with the component's bytes.
-    pub fn put_plugin(&self, stage: &str, bytes: &[u8]) -> Result<serde_json::Value, ClientError> {
+    pub fn put_plugin(&self, stage: &str, bytes: &[u8]) -> Result<VersionInfo, ClientError> {
         let request = self.agent.put(self.url(&format!("/stages/{stage}/plugin")));
         self.finish(
             request
@@ -70,7 +72,7 @@ impl Client {
         &self,
         stage: &str,
         settings: &serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<VersionInfo, ClientError> {
         let request = self
             .agent
             .put(self.url(&format!("/stages/{stage}/settings")));
@@ -83,7 +85,7 @@ impl Client {
     }
 
     /// `POST /stages/{stage}/rollback`.
-    pub fn rollback(&self, stage: &str) -> Result<serde_json::Value, ClientError> {
+    pub fn rollback(&self, stage: &str) -> Result<VersionInfo, ClientError> {
         let request = self
             .agent
             .post(self.url(&format!("/stages/{stage}/rollback")));
@@ -98,10 +100,10 @@ impl Client {
         format!("Bearer {}", self.token)
     }
 
-    fn finish(
+    fn finish<T: serde::de::DeserializeOwned>(
         &self,
         sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<T, ClientError> {
         let mut response = sent.map_err(|e| ClientError::Unreachable {
             addr: self.addr.clone(),
             message: e.to_string(),
@@ -116,18 +118,16 @@ impl Client {
                 addr: self.addr.clone(),
                 message: e.to_string(),
             })?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer {
-                addr: self.addr.clone(),
-                message: e.to_string(),
-            })?;
+        let bad = |e: serde_json::Error| ClientError::BadAnswer {
+            addr: self.addr.clone(),
+            message: e.to_string(),
+        };
         if (200..300).contains(&status) {
-            return Ok(value);
+            return serde_json::from_str(&text).map_err(bad);
         }
-        let message = value["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| text.trim().to_string());
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| text.trim().to_string());
         Err(ClientError::Refused { status, message })
     }
 }

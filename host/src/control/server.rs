@@ -1,4 +1,5 @@
-//! The admin API: HTTP requests in, hot-load changes to [`Control`] and JSON answers out.
+//! The admin API's server: HTTP requests in, commands to the stages' actors (through
+//! [`Control`]) and JSON answers ([`crate::control::api`]) out.
 //!
 //! Routes (every one needs `Authorization: Bearer TOKEN`):
 //!
@@ -32,9 +33,11 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use weir_sandbox::MAX_PLUGIN_SIZE;
+
 use crate::config::Admin;
-use crate::plugins::MAX_PLUGIN_SIZE;
-use crate::reload::{Control, Origin, ReloadError, StartError};
+use crate::control::api::{ErrorBody, Origin};
+use crate::control::{Control, ReloadError, StartError};
 
 /// Largest request body for a plugin upload: the plugin size limit plus slack. Blocks an
 /// upload from making the host buffer more than any plugin it would accept.
@@ -130,8 +133,10 @@ fn token_ok(headers: &HeaderMap, expected: &[u8; 32]) -> bool {
     given.ct_eq(expected).into()
 }
 
-fn error_body(message: impl std::fmt::Display) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "error": message.to_string() }))
+fn error_body(message: impl std::fmt::Display) -> axum::Json<ErrorBody> {
+    axum::Json(ErrorBody {
+        error: message.to_string(),
+    })
 }
 
 fn error_response(e: ReloadError) -> Response {
@@ -186,12 +191,7 @@ async fn settings(
 
 async fn rollback(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let trigger = Instant::now();
-    answer(
-        state
-            .control
-            .rollback(&name, "rollback asked for through the admin API", trigger)
-            .await,
-    )
+    answer(state.control.rollback(&name, trigger).await)
 }
 
 /// A JSON object of strings, numbers and booleans, as the `settings` of a pipeline file.

@@ -1,0 +1,169 @@
+//! What every instance's store shares: its making (WASI, limiter, a deadline that traps),
+//! arming it before a call, and naming what stopped a call ([`Trapped`]).
+//!
+//! Both a stage's instances and the throwaway instance that asks a plugin to describe itself
+//! are made here, so they run under the same rules.
+
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use crate::engine::Sandbox;
+use crate::host::HostState;
+use crate::limits::{Grant, Limits};
+
+/// `init` may do more than one event's work (build tables, compile patterns): it gets this
+/// many events' worth of fuel, under the same deadline as a call.
+pub const INIT_FUEL_EVENTS: u64 = 100;
+
+/// How a call, or making an instance, failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrapKind {
+    /// The call ran out of fuel.
+    OutOfFuel,
+    /// The call ran past its wall-clock deadline.
+    Deadline,
+    /// The instance tried to grow its memory past the stage's cap.
+    MemoryLimit,
+    /// The guest overflowed its stack.
+    StackOverflow,
+    /// The guest panicked or reached `unreachable`.
+    Panic,
+    /// Any other trap (out-of-bounds access, bad cast, …), or an output that breaks the
+    /// contract's encoding (a span outside the buffer, counts that do not add up).
+    Trap,
+    /// The plugin returned a different number of outcomes than events it was given. The
+    /// instance is still usable; the call's events fail.
+    WrongOutcomeCount,
+    /// A fresh instance could not be made or initialised.
+    InitFailed,
+}
+
+impl TrapKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapKind::OutOfFuel => "out-of-fuel",
+            TrapKind::Deadline => "deadline",
+            TrapKind::MemoryLimit => "memory-limit",
+            TrapKind::StackOverflow => "stack-overflow",
+            TrapKind::Panic => "panic",
+            TrapKind::Trap => "trap",
+            TrapKind::WrongOutcomeCount => "wrong-outcome-count",
+            TrapKind::InitFailed => "init-failed",
+        }
+    }
+}
+
+/// Why a call, or making an instance, failed.
+#[derive(Debug, Clone)]
+pub struct Trapped {
+    pub kind: TrapKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for Trapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Trapped {}
+
+/// A new store for one instance: WASI with what `grant` names, the memory cap, and a
+/// deadline that traps.
+pub(crate) fn new_store(
+    sandbox: &Sandbox,
+    stage: &Arc<str>,
+    limits: Limits,
+    grant: &Grant,
+) -> Result<Store<HostState>, String> {
+    let state = HostState::new(Arc::clone(stage), limits.memory, grant)?;
+    let mut store = Store::new(sandbox.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    // A deadline traps the call (rather than yielding): the pipeline's calls are
+    // synchronous on worker threads, and a stuck call must end.
+    store.epoch_deadline_trap();
+    Ok(store)
+}
+
+pub(crate) fn arm(store: &mut Store<HostState>, fuel: u64, deadline_ticks: u64) {
+    // Setting fuel cannot fail: fuel consumption is always on in weir's engine.
+    let _ = store.set_fuel(fuel);
+    store.set_epoch_deadline(deadline_ticks);
+}
+
+/// Names a failed call: the limit that stopped it, or what the guest did.
+pub(crate) fn describe_trap(store: &Store<HostState>, error: wasmtime::Error) -> Trapped {
+    let state = store.data();
+    if let Some(message) = &state.limiter.hit {
+        return Trapped {
+            kind: TrapKind::MemoryLimit,
+            message: message.clone(),
+        };
+    }
+    let (kind, message) = match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (
+            TrapKind::OutOfFuel,
+            "the call used all its fuel".to_string(),
+        ),
+        Some(Trap::Interrupt) => (
+            TrapKind::Deadline,
+            "the call ran past its deadline".to_string(),
+        ),
+        Some(Trap::StackOverflow) => (
+            TrapKind::StackOverflow,
+            "the guest exhausted its stack".to_string(),
+        ),
+        Some(Trap::UnreachableCodeReached) => {
+            let message = panic_message(&state.log.recent_stderr()).unwrap_or_else(|| {
+                "the guest reached `unreachable` (an abort or a panic)".to_string()
+            });
+            (TrapKind::Panic, message)
+        }
+        Some(trap) => (TrapKind::Trap, trap.to_string()),
+        None => (TrapKind::Trap, format!("{error:#}")),
+    };
+    Trapped { kind, message }
+}
+
+/// A Rust guest prints `panicked at FILE:LINE:COL:` and then its message before it aborts;
+/// other languages print their own. Returns the message lines after that header, or the last
+/// stderr lines when there is no header.
+fn panic_message(recent: &[String]) -> Option<String> {
+    let start = recent.iter().rposition(|l| l.contains("panicked at"));
+    let lines: Vec<&str> = match start {
+        Some(i) => recent[i..]
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.starts_with("note:"))
+            .collect(),
+        None => recent
+            .iter()
+            .rev()
+            .take(2)
+            .rev()
+            .map(String::as_str)
+            .collect(),
+    };
+    let text = lines.join(" ").trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rust_panic_message_is_found_in_stderr() {
+        let recent = vec![
+            "thread '<unnamed>' panicked at src/lib.rs:9:13:".to_string(),
+            "poison event".to_string(),
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+                .to_string(),
+        ];
+        assert_eq!(
+            panic_message(&recent).unwrap(),
+            "thread '<unnamed>' panicked at src/lib.rs:9:13: poison event"
+        );
+    }
+}

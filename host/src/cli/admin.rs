@@ -1,0 +1,136 @@
+//! `weir reload`, `weir rollback` and `weir stages`: the admin API's client, and printing.
+
+use std::path::Path;
+
+use super::{AdminArgs, CommandResult, one_line};
+use crate::control::api::{StageInfo, VersionInfo, VersionState};
+use crate::control::client::{Client, ClientError};
+
+/// Stages whose history holds the digest, with that version's state (`live`, `standby`, ...).
+pub(super) fn stages_running(stages: &[StageInfo], digest: &str) -> Vec<(String, String)> {
+    let order = [
+        VersionState::Live,
+        VersionState::Standby,
+        VersionState::RolledBack,
+        VersionState::Retired,
+    ];
+    stages
+        .iter()
+        .filter_map(|stage| {
+            let states: Vec<VersionState> = stage
+                .versions
+                .iter()
+                .filter(|v| v.digest == digest)
+                .map(|v| v.state)
+                .collect();
+            let best = order.into_iter().find(|s| states.contains(s))?;
+            Some((stage.name.clone(), state_name(best).to_string()))
+        })
+        .collect()
+}
+
+fn state_name(state: VersionState) -> &'static str {
+    match state {
+        VersionState::Live => "live",
+        VersionState::Standby => "standby",
+        VersionState::RolledBack => "rolled-back",
+        VersionState::Retired => "retired",
+    }
+}
+
+/// A refused change exits 2, like a refused plugin at start; any other failure exits 1.
+pub(super) fn client_failed(e: ClientError) -> (u8, String) {
+    match &e {
+        ClientError::Refused { status: 422, .. } => (2, one_line(e)),
+        _ => (1, one_line(e)),
+    }
+}
+
+fn describe_version(stage: &str, v: &VersionInfo) -> String {
+    format!(
+        "stage `{stage}`: version {} ({}) live, ready in {} ms",
+        v.id, v.short_digest, v.ready_ms
+    )
+}
+
+pub(super) fn reload(
+    stage: &str,
+    plugin: Option<&Path>,
+    set: &[String],
+    admin: &AdminArgs,
+) -> CommandResult {
+    let client = Client::new(&admin.admin, &admin.token);
+    let answer = match plugin {
+        Some(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| (2, format!("plugin {}: cannot read it: {e}", file.display())))?;
+            client.put_plugin(stage, &bytes)
+        }
+        None => {
+            let mut settings = serde_json::Map::new();
+            for pair in set {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| (2, format!("`--set {pair}`: write KEY=VALUE")))?;
+                settings.insert(key.to_string(), value.into());
+            }
+            client.put_settings(stage, &serde_json::Value::Object(settings))
+        }
+    }
+    .map_err(client_failed)?;
+    println!("{}", describe_version(stage, &answer));
+    Ok(())
+}
+
+pub(super) fn rollback(stage: &str, admin: &AdminArgs) -> CommandResult {
+    let answer = Client::new(&admin.admin, &admin.token)
+        .rollback(stage)
+        .map_err(client_failed)?;
+    println!("{}", describe_version(stage, &answer));
+    Ok(())
+}
+
+pub(super) fn stages(json: bool, admin: &AdminArgs) -> CommandResult {
+    let stages = Client::new(&admin.admin, &admin.token)
+        .stages()
+        .map_err(client_failed)?;
+    if json {
+        let text = serde_json::to_string_pretty(&stages).map_err(|e| (1, e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    for stage in &stages {
+        let Some(live) = &stage.live else {
+            println!("{}: native code, not reloadable", stage.name);
+            continue;
+        };
+        println!(
+            "{}: version {} ({}) live: {} events, {} failed since it was swapped in",
+            stage.name, live.id, live.short_digest, stage.events, stage.failed
+        );
+        for v in &stage.versions {
+            let age = now_ms.saturating_sub(v.loaded_at_ms);
+            println!(
+                "  version {} {} {:<11} from {:<8} loaded {:.1} s ago, ready {} ms after its trigger{}",
+                v.id,
+                v.short_digest,
+                state_name(v.state),
+                serde_json::to_value(v.origin)
+                    .ok()
+                    .and_then(|o| o.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                age as f64 / 1e3,
+                v.ready_ms,
+                v.rolled_back
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}

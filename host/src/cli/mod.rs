@@ -1,0 +1,248 @@
+//! The `weir` command line: argument definitions and what each command does.
+//!
+//! `main.rs` parses a [`Cli`] and hands it to [`main`], which sets up logging, runs the
+//! command and turns its outcome into an exit code: 0 on success, 1 when a run failed, 2 when
+//! the pipeline file or a plugin was refused. Failures end with one line saying why.
+
+mod admin;
+mod plugin;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::{DEFAULT_ADMIN_LISTEN, Pipeline};
+use crate::pipeline::Topology;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Run pipelines whose stages are sandboxed WebAssembly components"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Log filter, as in RUST_LOG (for example `info` or `weir=debug`). Defaults to warnings,
+    /// plus what plugins log at info and above.
+    #[arg(long, global = true, env = "WEIR_LOG")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline until its sources end or it is interrupted, then drain and exit.
+    Run {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+        /// Do not print the summary line at the end.
+        #[arg(long)]
+        quiet: bool,
+        /// Write the final report to stderr in this format instead of the summary line:
+        /// `json` is one JSON object (per node: in, out, failed by kind; dead letters;
+        /// in-flight maximum and bound; duration; whether the run was interrupted).
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        report: Option<ReportFormat>,
+    },
+    /// Check a pipeline file and load every plugin, without reading any event.
+    Check {
+        /// The pipeline file (TOML).
+        file: PathBuf,
+    },
+    /// Work with plugin files.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Hot-load a new plugin (or new settings) into a stage of a running pipeline.
+    Reload {
+        /// The stage to change.
+        #[arg(long)]
+        stage: String,
+        /// The new component file (.wasm).
+        #[arg(long, required_unless_present = "set")]
+        plugin: Option<PathBuf>,
+        /// A setting, KEY=VALUE (repeatable): the live plugin runs with exactly these
+        /// settings on new instances.
+        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "plugin")]
+        set: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Return a stage of a running pipeline to the version live before the current one.
+    Rollback {
+        /// The stage to roll back.
+        #[arg(long)]
+        stage: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show the stages of a running pipeline: live version, history, canary, counters.
+    Stages {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the admin API of a running pipeline is, and its token.
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    /// The admin API's address.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN)]
+    pub admin: String,
+    /// The admin API's bearer token.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a plugin's world, imports, exports, size and sha256, and whether this host loads it.
+    Inspect {
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also ask this running pipeline's admin API which stages run this plugin.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
+        /// The admin API's bearer token.
+        #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn main(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format, cli.log.as_deref());
+    let result = match cli.command {
+        Command::Run {
+            file,
+            quiet,
+            report,
+        } => run(&file, quiet, report),
+        Command::Check { file } => check(&file),
+        Command::Plugin {
+            command:
+                PluginCommand::Inspect {
+                    file,
+                    json,
+                    admin,
+                    token,
+                },
+        } => plugin::inspect(&file, json, admin, token),
+        Command::Reload {
+            stage,
+            plugin,
+            set,
+            admin,
+        } => admin::reload(&stage, plugin.as_deref(), &set, &admin),
+        Command::Rollback { stage, admin } => admin::rollback(&stage, &admin),
+        Command::Stages { json, admin } => admin::stages(json, &admin),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("weir: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type CommandResult = Result<(), (u8, String)>;
+
+fn refused(e: impl std::fmt::Display) -> (u8, String) {
+    (2, one_line(e))
+}
+
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn,weir::guest=info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(file: &Path, quiet: bool, report: Option<ReportFormat>) -> CommandResult {
+    let started = Instant::now();
+    let pipeline = Pipeline::load(file).map_err(refused)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weir-io")
+        .build()
+        .map_err(|e| (1, format!("cannot start the runtime: {e}")))?;
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app::watch_signals(shutdown.clone()));
+        let topology = app::build(&pipeline).await?;
+        app::run_topology(topology, shutdown, started).await
+    });
+    match result {
+        Ok(summary) => {
+            match report {
+                Some(ReportFormat::Json) => eprintln!("{}", summary.to_json()),
+                None if !quiet => eprintln!("weir: {summary}"),
+                None => {}
+            }
+            Ok(())
+        }
+        Err(e) if e.is_refusal() => Err(refused(e)),
+        Err(e) => Err((1, one_line(e))),
+    }
+}
+
+fn check(file: &Path) -> CommandResult {
+    let pipeline = Pipeline::load(file).map_err(refused)?;
+    let topology = Topology::build(&pipeline).map_err(refused)?;
+    let chains: Vec<String> = topology
+        .chains()
+        .filter(|c| c.stages.len() > 1)
+        .map(|c| c.stages.join(" -> "))
+        .collect();
+    println!(
+        "{}: ok: {} sources, {} stages, {} sinks; at most {} events in flight",
+        file.display(),
+        pipeline.sources.len(),
+        pipeline.stages.len(),
+        pipeline.sinks.len(),
+        topology.in_flight_bound()
+    );
+    if !chains.is_empty() {
+        println!("chained: {}", chains.join("; "));
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The admin API's answers, shared by the server (which builds them) and the command-line
+//! client (which reads them): one definition, so the two cannot drift apart.
+//!
+//! Every error answer is `{"error": "..."}` ([`ErrorBody`]) with a status that says what kind
+//! it is (404 unknown stage, 409 nothing to roll back to, 422 version refused, 400 bad
+//! settings, 401 no valid token). `GET /stages` answers a JSON array of [`StageInfo`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a version came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Loaded when the pipeline started.
+    Startup,
+    /// Read from the watched plugin file.
+    File,
+    /// Uploaded through the admin API.
+    Api,
+    /// The live plugin with new settings.
+    Settings,
+}
+
+/// Where a version stands in its stage's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionState {
+    /// New batches go to it.
+    Live,
+    /// A rollback can return to it.
+    Standby,
+    /// It was live and was rolled back.
+    RolledBack,
+    /// Kept, but no rollback returns to it.
+    Retired,
+}
+
+/// Where the canary guard of the latest swap stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CanaryState {
+    Watching,
+    Passed,
+    RolledBack,
+    /// A later change replaced the version before the guard decided.
+    Superseded,
+}
+
+/// A version as the admin API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub id: u64,
+    pub digest: String,
+    pub short_digest: String,
+    pub origin: Origin,
+    pub plugin: String,
+    pub size: u64,
+    /// `0.1` or `0.2`.
+    pub contract: String,
+    /// Milliseconds since the Unix epoch.
+    pub loaded_at_ms: u64,
+    pub settings: BTreeMap<String, String>,
+    pub state: VersionState,
+    /// Trigger to swapped in, in milliseconds.
+    pub ready_ms: f64,
+    /// Trigger to its first finished batch, in milliseconds.
+    pub serving_ms: Option<f64>,
+    pub rolled_back: Option<String>,
+}
+
+/// The canary guard of the latest swap.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CanaryInfo {
+    pub version: u64,
+    pub events: u64,
+    pub failed: u64,
+    pub state: CanaryState,
+}
+
+/// Hot-load counters of one stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CountersInfo {
+    /// New versions made live (rollbacks excluded).
+    pub swaps: u64,
+    /// Changes refused: the old version kept serving.
+    pub refused: u64,
+    /// Rollbacks, asked for or made by the canary guard.
+    pub rollbacks: u64,
+    pub canary_rollbacks: u64,
+}
+
+/// A stage as the admin API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageInfo {
+    pub name: String,
+    pub reloadable: bool,
+    pub watch: bool,
+    pub plugin: String,
+    pub live: Option<VersionInfo>,
+    pub generation: u64,
+    /// Events and failures of the live generation so far.
+    pub events: u64,
+    pub failed: u64,
+    /// Events of every version since the start.
+    pub events_total: u64,
+    pub canary: Option<CanaryInfo>,
+    pub versions: Vec<VersionInfo>,
+    pub counters: CountersInfo,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

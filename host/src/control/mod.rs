@@ -1,0 +1,297 @@
+//! The control plane: hot loading of new stage versions into a running pipeline.
+//!
+//! Changes reach a stage from three triggers: the admin API (`server`, which the `weir
+//! reload`, `weir rollback` and `weir stages` commands call through `client`), the plugin
+//! file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage has one
+//! actor (`actor`) that takes those changes as commands, one at a time, prepares each new
+//! version off the data path and swaps it into the stage's
+//! [`StageHandle`](crate::pipeline::stage::StageHandle); `history` keeps a stage's versions.
+//! [`Control`] is the front door the server uses: it routes a request to the right actor and
+//! builds the answers the API defines in `api`.
+//!
+//! The data plane knows nothing of this module: it only reads the version handle before each
+//! batch and records what each batch did.
+
+pub(crate) mod actor;
+pub mod api;
+mod canary;
+pub mod client;
+mod history;
+mod server;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify_debouncer_mini::Debouncer;
+use notify_debouncer_mini::notify::RecommendedWatcher;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use weir_sandbox::PluginError;
+
+use crate::control::actor::{Actor, COMMAND_QUEUE, Command};
+use crate::control::api::{Origin, StageInfo, VersionInfo};
+use crate::control::history::History;
+use crate::pipeline::Topology;
+use crate::pipeline::stage::StageHandle;
+
+pub use canary::{Verdict, judge};
+pub use history::MAX_KEPT_VERSIONS;
+pub use watch::WATCH_DEBOUNCE;
+
+/// How long the admin server may take to finish its requests once the pipeline has ended.
+/// Blocks a client that holds a request open from holding the pipeline's exit.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a change was not applied. In every case the old version keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no stage is named `{0}`")]
+    UnknownStage(String),
+    #[error("stage `{0}` runs native code, not a plugin: it cannot be reloaded")]
+    NotReloadable(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("stage `{stage}`: the new version failed to start: {message}")]
+    Init { stage: String, message: String },
+    #[error("stage `{0}` has no earlier version to roll back to")]
+    NoPrevious(String),
+    #[error("stage `{stage}`: setting `{key}`: {message}")]
+    Setting {
+        stage: String,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Why hot loading could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("admin API: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("stage `{stage}`: cannot watch {path}: {message}")]
+    Watch {
+        stage: String,
+        path: PathBuf,
+        message: String,
+    },
+}
+
+/// One stage as the control plane sees it.
+struct StageControl {
+    handle: Arc<StageHandle>,
+    /// The actor's channel and the history it keeps; `None` for a stage running native code.
+    actor: Option<(mpsc::Sender<Command>, Arc<Mutex<History>>)>,
+}
+
+/// The front door to every stage's actor.
+pub struct Control {
+    stages: BTreeMap<String, StageControl>,
+}
+
+impl Control {
+    fn stage(&self, name: &str) -> Result<&StageControl, ReloadError> {
+        self.stages
+            .get(name)
+            .ok_or_else(|| ReloadError::UnknownStage(name.to_string()))
+    }
+
+    /// Every stage, its live version and its history.
+    pub fn stages(&self) -> Vec<StageInfo> {
+        self.stages.values().map(StageControl::info).collect()
+    }
+
+    /// One stage, its live version and its history.
+    pub fn stage_info(&self, name: &str) -> Result<StageInfo, ReloadError> {
+        Ok(self.stage(name)?.info())
+    }
+
+    /// Makes `bytes` the stage's plugin, keeping its settings. `trigger` is when the change
+    /// was asked for, from which the swap latency is measured.
+    pub async fn load_plugin(
+        &self,
+        stage: &str,
+        bytes: Vec<u8>,
+        origin: Origin,
+        trigger: Instant,
+    ) -> Result<VersionInfo, ReloadError> {
+        self.ask(stage, |reply| Command::Plugin {
+            bytes,
+            origin,
+            trigger,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs the stage's plugin with new settings: new instances, the same code.
+    pub async fn set_settings(
+        &self,
+        stage: &str,
+        settings: Vec<(String, String)>,
+        trigger: Instant,
+    ) -> Result<VersionInfo, ReloadError> {
+        self.ask(stage, |reply| Command::Settings {
+            settings,
+            trigger,
+            reply,
+        })
+        .await
+    }
+
+    /// Returns the stage to the version that was live before the current one.
+    pub async fn rollback(
+        &self,
+        stage: &str,
+        trigger: Instant,
+    ) -> Result<VersionInfo, ReloadError> {
+        self.ask(stage, |reply| Command::Rollback { trigger, reply })
+            .await
+    }
+
+    async fn ask(
+        &self,
+        stage: &str,
+        command: impl FnOnce(oneshot::Sender<Result<VersionInfo, ReloadError>>) -> Command,
+    ) -> Result<VersionInfo, ReloadError> {
+        let sc = self.stage(stage)?;
+        let Some((commands, _)) = &sc.actor else {
+            return Err(ReloadError::NotReloadable(stage.to_string()));
+        };
+        let (reply, answer) = oneshot::channel();
+        let gone = || ReloadError::Internal("the pipeline is shutting down".into());
+        commands.send(command(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+impl StageControl {
+    fn info(&self) -> StageInfo {
+        let config = &self.handle.config;
+        let counts = self.handle.counts();
+        let plugin = config.plugin.display().to_string();
+        match &self.actor {
+            Some((_, history)) => {
+                actor::lock(history).stage_info(&config.name, config.watch, &plugin, &counts)
+            }
+            None => StageInfo {
+                name: config.name.clone(),
+                reloadable: false,
+                watch: false,
+                plugin,
+                live: None,
+                generation: counts.generation,
+                events: counts.events,
+                failed: counts.failed,
+                events_total: counts.total_events,
+                canary: None,
+                versions: Vec::new(),
+                counters: Default::default(),
+            },
+        }
+    }
+}
+
+/// The admin server, file watcher and actors of a running pipeline; [`Running::stop`] ends
+/// them.
+pub struct Running {
+    pub control: Arc<Control>,
+    /// Where the admin API listens, when it is on.
+    pub admin_addr: Option<SocketAddr>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watcher: Option<Debouncer<RecommendedWatcher>>,
+}
+
+impl Running {
+    /// Stops the admin server, the watcher, every actor and monitor.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        // Dropping the debouncer stops its thread.
+        self.watcher.take();
+        for task in std::mem::take(&mut self.tasks) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A run that ends early (a sink that cannot open) still stops the server and actors.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Starts hot loading for a pipeline that asks for it (an `[admin]` table, or a stage with
+/// `watch = true`); `Ok(None)` otherwise. Must run before the topology does, so that a taken
+/// admin port stops the run before any event is read.
+pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
+    let pipeline = topology.pipeline();
+    let watched = pipeline
+        .stages
+        .iter()
+        .any(|s| s.watch && topology.plugin(&s.name).is_some());
+    if pipeline.admin.is_none() && !watched {
+        return Ok(None);
+    }
+    let stop = CancellationToken::new();
+    let mut stages = BTreeMap::new();
+    let mut tasks = Vec::new();
+    let mut targets = Vec::new();
+    for stage in &pipeline.stages {
+        let handle = topology
+            .stage(&stage.name)
+            .expect("every stage has a handle");
+        let actor = match (topology.plugin(&stage.name), topology.sandbox()) {
+            (Some(plugin), Some(sandbox)) => {
+                let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+                let actor = Actor::new(
+                    Arc::clone(&handle.config),
+                    Arc::clone(&handle),
+                    sandbox,
+                    plugin,
+                    tx.clone(),
+                    stop.clone(),
+                );
+                let history = Arc::clone(&actor.history);
+                tasks.push(tokio::spawn(actor.run(rx)));
+                if stage.watch {
+                    targets.push((stage.name.clone(), stage.plugin.clone(), tx.clone()));
+                }
+                Some((tx, history))
+            }
+            _ => None,
+        };
+        stages.insert(stage.name.clone(), StageControl { handle, actor });
+    }
+    let control = Arc::new(Control { stages });
+    let mut admin_addr = None;
+    if let Some(admin) = &pipeline.admin {
+        let (addr, task) = server::serve(admin, Arc::clone(&control), stop.clone()).await?;
+        admin_addr = Some(addr);
+        tasks.push(task);
+    }
+    let watcher = if targets.is_empty() {
+        None
+    } else {
+        Some(watch::start(targets)?)
+    };
+    Ok(Some(Running {
+        control,
+        admin_addr,
+        stop,
+        tasks,
+        watcher,
+    }))
+}

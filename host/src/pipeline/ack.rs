@@ -1,0 +1,111 @@
+//! Acknowledgements: how the host knows that what a source emitted has been written.
+//!
+//! A source registers each batch it emits with the [`Tracker`] and gets one [`Ack`] for it.
+//! Every batch derived from it (a stage's output, each fan-out copy, each dead letter, each
+//! retry) carries a clone; a sink drops its clones only once the events are flushed, the
+//! dead-letter writer once the letters are. When the last clone drops, every event the source
+//! emitted in that batch has been written or dead-lettered: the tracker counts them done,
+//! which yields the number of events in flight and its high-water mark.
+//!
+//! An acknowledgement that must never be released (its events could not be written) is
+//! [`Ack::forget`]ten: the events stay in flight, so nothing downstream of a failed sink can
+//! count as delivered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Shared bookkeeping of the events in flight.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    emitted: AtomicU64,
+    done: AtomicU64,
+    high_water: AtomicU64,
+}
+
+impl Tracker {
+    /// Registers `count` events a source is about to send, and returns their acknowledgement.
+    pub fn emit(self: &Arc<Self>, count: u64) -> Ack {
+        let emitted = self.emitted.fetch_add(count, Ordering::AcqRel) + count;
+        let in_flight = emitted.saturating_sub(self.done.load(Ordering::Acquire));
+        self.high_water.fetch_max(in_flight, Ordering::AcqRel);
+        Ack(Arc::new(AckInner {
+            count,
+            tracker: Arc::clone(self),
+        }))
+    }
+
+    /// Events emitted by sources so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted.load(Ordering::Acquire)
+    }
+
+    /// Events all of whose results were written or dead-lettered.
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Events emitted and not yet done.
+    pub fn in_flight(&self) -> u64 {
+        self.emitted().saturating_sub(self.done())
+    }
+
+    /// The most events that were in flight at once.
+    pub fn high_water(&self) -> u64 {
+        self.high_water.load(Ordering::Acquire)
+    }
+}
+
+/// The acknowledgement of one source batch. Clone it to every batch derived from it; when the
+/// last clone drops, the source batch is done.
+#[derive(Debug, Clone)]
+pub struct Ack(Arc<AckInner>);
+
+#[derive(Debug)]
+struct AckInner {
+    count: u64,
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for AckInner {
+    fn drop(&mut self) {
+        self.tracker.done.fetch_add(self.count, Ordering::AcqRel);
+    }
+}
+
+impl Ack {
+    /// Never releases this acknowledgement: its events were not written, so they must never
+    /// count as done (a checkpoint must not pass them).
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+
+    /// The events of the source batch this acknowledges.
+    pub fn count(&self) -> u64 {
+        self.0.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_counts_its_events_done_when_its_last_clone_drops() {
+        let tracker = Arc::new(Tracker::default());
+        let ack = tracker.emit(10);
+        let copy = ack.clone();
+        assert_eq!(tracker.high_water(), 10);
+        drop(ack);
+        assert_eq!(tracker.done(), 0);
+        drop(copy);
+        assert_eq!(tracker.done(), 10);
+        assert_eq!(tracker.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_forgotten_ack_stays_in_flight() {
+        let tracker = Arc::new(Tracker::default());
+        tracker.emit(3).forget();
+        assert_eq!(tracker.in_flight(), 3);
+    }
+}

@@ -1,0 +1,237 @@
+//! Splitting a byte stream into line events, straight into packed batches.
+//!
+//! [`Lines`] scans each buffer the reader fills for line endings (`memchr`) and copies every
+//! complete line into the batch being built: one copy per line, no allocation per line. A
+//! line that spans two buffer fills is gathered in a side buffer first. A line longer than
+//! [`MAX_LINE`] is not kept: its first [`OVERSIZED_KEPT`] bytes go to a dead letter with its
+//! length, and the rest is skipped up to its end. A value is the line without `\n` or `\r\n`,
+//! as Rust's `BufRead::lines` gives it; the last line of the input needs no line ending.
+
+use std::io::{self, BufRead};
+
+use weir_sandbox::Events;
+
+/// Longest line a line source accepts as one event. Blocks a file without line endings from
+/// making the host buffer all of it; a longer line is dead-lettered (its first bytes kept).
+pub const MAX_LINE: usize = 16 << 20;
+/// Bytes of an over-long line kept in its dead letter.
+pub const OVERSIZED_KEPT: usize = 1024;
+
+/// What the splitter hands over.
+pub enum Chunk {
+    /// A batch of line events (full, or partial at the end of input or when idle).
+    Events(Events),
+    /// A line over [`MAX_LINE`]: its number, its first bytes, its length.
+    Oversized {
+        line: u64,
+        kept: Vec<u8>,
+        len: usize,
+    },
+}
+
+/// Whether the splitter should go on.
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The state of a line splitter across buffer fills (and across repeats of a file).
+pub struct Lines {
+    batch_size: usize,
+    events: Events,
+    /// A line begun in an earlier buffer fill.
+    partial: Vec<u8>,
+    /// Set while skipping the rest of an over-long line: its length so far.
+    skipping: Option<usize>,
+    /// Lines seen so far, over-long ones included.
+    pub line_no: u64,
+    /// Bytes read so far.
+    pub bytes: u64,
+}
+
+impl Lines {
+    pub fn new(batch_size: usize) -> Lines {
+        Lines {
+            batch_size,
+            events: Lines::batch(batch_size),
+            partial: Vec::new(),
+            skipping: None,
+            line_no: 0,
+            bytes: 0,
+        }
+    }
+
+    fn batch(batch_size: usize) -> Events {
+        // Room for lines of about 128 bytes without growing: typical of logs.
+        Events::with_capacity(batch_size, batch_size * 128)
+    }
+
+    /// Reads `reader` to its end, handing over every full batch. With `hand_over_when_idle`,
+    /// a partial batch is handed over whenever the reader's buffer is drained (the next read
+    /// may wait: a terminal or a trickling pipe). The last partial batch stays in the
+    /// splitter: [`Lines::finish`] hands it over.
+    pub fn read<R: BufRead>(
+        &mut self,
+        reader: &mut R,
+        hand_over_when_idle: bool,
+        hand: &mut dyn FnMut(Chunk) -> Flow,
+    ) -> io::Result<Flow> {
+        loop {
+            let buf = match reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                // The input ended: its last line needs no line ending.
+                return Ok(self.end_line(hand));
+            }
+            let len = buf.len();
+            self.bytes += len as u64;
+            let mut rest = buf;
+            let mut stopped = false;
+            while let Some(pos) = memchr::memchr(b'\n', rest) {
+                let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
+                rest = tail;
+                if let Flow::Stop = self.line(line, hand) {
+                    stopped = true;
+                    break;
+                }
+            }
+            if stopped {
+                // What is left of the buffer was read but not accepted.
+                let used = len - rest.len();
+                reader.consume(used);
+                return Ok(Flow::Stop);
+            }
+            self.gather(rest);
+            reader.consume(len);
+            if hand_over_when_idle && !self.events.is_empty() {
+                let flow = self.hand_over(hand);
+                if let Flow::Stop = flow {
+                    return Ok(flow);
+                }
+            }
+        }
+    }
+
+    /// Hands over the partial batch, if any.
+    pub fn finish(&mut self, hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
+        if self.events.is_empty() {
+            return Flow::Continue;
+        }
+        self.hand_over(hand)
+    }
+
+    fn hand_over(&mut self, hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
+        let full = std::mem::replace(&mut self.events, Lines::batch(self.batch_size));
+        hand(Chunk::Events(full))
+    }
+
+    /// The end of a line whose last bytes are `tail` (after any gathered part).
+    fn line(&mut self, tail: &[u8], hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
+        self.line_no += 1;
+        if let Some(len) = self.skipping.take() {
+            return self.oversized(len + tail.len(), hand);
+        }
+        let len = self.partial.len() + tail.len();
+        if len > MAX_LINE {
+            self.partial
+                .extend_from_slice(&tail[..tail.len().min(OVERSIZED_KEPT)]);
+            return self.oversized(len, hand);
+        }
+        if self.partial.is_empty() {
+            self.events.push_value(strip_cr(tail));
+        } else {
+            self.partial.extend_from_slice(tail);
+            self.events.push_value(strip_cr(&self.partial));
+            self.partial.clear();
+        }
+        if self.events.len() >= self.batch_size {
+            return self.hand_over(hand);
+        }
+        Flow::Continue
+    }
+
+    /// Keeps the bytes of a line that goes on past this buffer fill.
+    fn gather(&mut self, bytes: &[u8]) {
+        if let Some(len) = &mut self.skipping {
+            *len += bytes.len();
+            return;
+        }
+        self.partial.extend_from_slice(bytes);
+        if self.partial.len() > MAX_LINE {
+            // Too long to be an event: remember its start and length, drop the rest.
+            self.skipping = Some(self.partial.len());
+            self.partial.truncate(OVERSIZED_KEPT);
+        }
+    }
+
+    /// The input ended in the middle of a line (one without a line ending).
+    fn end_line(&mut self, hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
+        if self.partial.is_empty() && self.skipping.is_none() {
+            return Flow::Continue;
+        }
+        self.line(&[], hand)
+    }
+
+    fn oversized(&mut self, len: usize, hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
+        let mut kept = std::mem::take(&mut self.partial);
+        kept.truncate(OVERSIZED_KEPT);
+        hand(Chunk::Oversized {
+            line: self.line_no,
+            kept,
+            len,
+        })
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(input: &[u8], buffer: usize, batch_size: usize) -> (Vec<Vec<u8>>, Vec<(u64, usize)>) {
+        let mut reader = io::BufReader::with_capacity(buffer, input);
+        let mut lines = Lines::new(batch_size);
+        let mut values = Vec::new();
+        let mut oversized = Vec::new();
+        let mut hand = |chunk: Chunk| {
+            match chunk {
+                Chunk::Events(events) => {
+                    assert!(events.len() <= batch_size);
+                    values.extend(events.iter().map(|e| e.value().to_vec()));
+                }
+                Chunk::Oversized { line, len, .. } => oversized.push((line, len)),
+            }
+            Flow::Continue
+        };
+        lines.read(&mut reader, false, &mut hand).unwrap();
+        lines.finish(&mut hand);
+        (values, oversized)
+    }
+
+    #[test]
+    fn lines_split_as_bufread_lines_does_whatever_the_buffer_size() {
+        let input = b"one\r\ntwo\n\nthree\r\nlast without ending";
+        let expected: Vec<Vec<u8>> = input.lines().map(|l| l.unwrap().into_bytes()).collect();
+        for buffer in [1, 2, 3, 7, 64] {
+            let (values, oversized) = split(input, buffer, 2);
+            assert_eq!(values, expected, "buffer {buffer}");
+            assert!(oversized.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_is_reported_and_skipped() {
+        let mut input = b"short\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        input.extend_from_slice(b"\nafter\n");
+        let (values, oversized) = split(&input, 64 << 10, 256);
+        assert_eq!(values, [b"short".to_vec(), b"after".to_vec()]);
+        assert_eq!(oversized, [(2, MAX_LINE + 10)]);
+    }
+}

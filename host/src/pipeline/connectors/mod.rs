@@ -1,0 +1,13 @@
+//! Connectors: where events enter and leave a pipeline.
+//!
+//! `lines` splits byte streams into packed line events; `sources` turns files, standard input
+//! and the W1 generator into acknowledged batches sent into the graph; `sinks` writes batches
+//! out (and the dead-letter writer, dead letters) and releases their acknowledgements only
+//! once flushed.
+
+pub(crate) mod lines;
+pub(crate) mod sinks;
+pub(crate) mod sources;
+
+pub use lines::{MAX_LINE, OVERSIZED_KEPT};
+pub use sinks::DEAD_LETTER_BUFFER;

@@ -1,0 +1,227 @@
+//! Sinks (`stdout`, `file`, `null`) and the dead-letter writer, each on its own thread.
+//!
+//! A sink takes batches from its channel, writes each event (the value and a newline, or a
+//! JSON object), and holds the batches' acknowledgements until it flushes, which it does as
+//! soon as its channel is empty, and at the latest every `buffer` batches: under load that is
+//! one flush per burst, at rest one per batch, and the events held unflushed stay bounded. A
+//! sink that fails to write reports why, stops the sources, and keeps draining so that the
+//! stages can finish; the acknowledgements of what it could not write are never released.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::config::{DeadLetterConfig, Encoding, Sink, SinkKind};
+use crate::pipeline::ack::Ack;
+use crate::pipeline::batch::Batch;
+use crate::pipeline::edge::{DeadLetterRx, Receiver, RunContext};
+use crate::pipeline::encode;
+use crate::pipeline::report::NodeMetrics;
+
+/// Dead-letter batches that may wait for the writer. Each is one stage call's failures; when
+/// a plugin fails every event, this bound makes the stage wait for the writer instead of
+/// piling letters in memory.
+pub const DEAD_LETTER_BUFFER: usize = 16;
+
+/// Write buffer of a sink: large enough that a batch is one write call or a few.
+const WRITE_BUFFER: usize = 64 << 10;
+
+fn open(path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = File::create(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Ok(Box::new(BufWriter::with_capacity(WRITE_BUFFER, file)))
+}
+
+fn stdout() -> Box<dyn Write + Send> {
+    Box::new(BufWriter::with_capacity(WRITE_BUFFER, std::io::stdout()))
+}
+
+/// Starts a sink's thread; it returns why it failed, if it did.
+pub(crate) fn spawn_sink(
+    sink: &Sink,
+    rx: Receiver,
+    metrics: Arc<NodeMetrics>,
+    ctx: Arc<RunContext>,
+    buffer: usize,
+) -> std::io::Result<JoinHandle<Result<(), String>>> {
+    let out: Option<Box<dyn Write + Send>> = match &sink.kind {
+        SinkKind::Stdout => Some(stdout()),
+        SinkKind::File { path } => Some(open(path)?),
+        SinkKind::Null => None,
+    };
+    let name = sink.name.clone();
+    let encoding = sink.encoding;
+    std::thread::Builder::new()
+        .name(format!("weir-sink-{name}"))
+        .spawn(move || {
+            let mut writer = Writer {
+                out,
+                held: Vec::with_capacity(buffer + 1),
+                buffer,
+                failure: None,
+            };
+            while let Ok(batch) = rx.recv_blocking() {
+                let n = batch.len() as u64;
+                NodeMetrics::add(&metrics.events_in, n);
+                if writer.failure.is_some() {
+                    // Never written, so never acknowledged: a checkpoint must not pass them.
+                    batch.ack.forget();
+                    continue;
+                }
+                let written = writer.write(&batch, encoding).map(|()| {
+                    NodeMetrics::add(&metrics.events_out, n);
+                    NodeMetrics::add(&metrics.bytes_out, batch.events.value_bytes());
+                });
+                let Batch { ack, .. } = batch;
+                let result = match written {
+                    Ok(()) => writer.hold(ack, rx.is_empty()),
+                    Err(e) => {
+                        ack.forget();
+                        Err(e)
+                    }
+                };
+                if let Err(e) = result {
+                    writer.fail(format!("sink `{name}`: cannot write: {e}"), &ctx);
+                }
+            }
+            writer.close(&format!("sink `{name}`"), &ctx)
+        })
+}
+
+/// A sink's output and the acknowledgements it holds until the next flush.
+struct Writer {
+    out: Option<Box<dyn Write + Send>>,
+    held: Vec<Ack>,
+    buffer: usize,
+    failure: Option<String>,
+}
+
+impl Writer {
+    fn write(&mut self, batch: &Batch, encoding: Encoding) -> std::io::Result<()> {
+        let Some(w) = &mut self.out else {
+            return Ok(());
+        };
+        for event in batch.events.iter() {
+            match encoding {
+                Encoding::Text => w.write_all(event.value())?,
+                Encoding::Json => encode::event(w, event, &batch.provenance)?,
+            }
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// Holds `ack` until written out: flushes when the channel is idle, and at the latest
+    /// every `buffer` batches, since held acknowledgements are events in flight.
+    fn hold(&mut self, ack: Ack, idle: bool) -> std::io::Result<()> {
+        self.held.push(ack);
+        if idle || self.held.len() >= self.buffer {
+            if let Some(w) = &mut self.out {
+                w.flush()?;
+            }
+            self.held.clear();
+        }
+        Ok(())
+    }
+
+    /// Records the sink's failure: nothing it holds is ever acknowledged, the run stops.
+    fn fail(&mut self, message: String, ctx: &RunContext) {
+        self.forget_held();
+        ctx.fail(message.clone());
+        self.failure = Some(message);
+    }
+
+    fn forget_held(&mut self) {
+        for ack in self.held.drain(..) {
+            ack.forget();
+        }
+    }
+
+    /// The final flush; releases what it covers.
+    fn close(mut self, what: &str, ctx: &RunContext) -> Result<(), String> {
+        if self.failure.is_none()
+            && let Some(w) = &mut self.out
+            && let Err(e) = w.flush()
+        {
+            let message = format!("{what}: cannot write: {e}");
+            self.forget_held();
+            ctx.fail(message.clone());
+            return Err(message);
+        }
+        match self.failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts the dead-letter writer; its thread returns how many letters it wrote.
+pub(crate) fn spawn_dead_letters(
+    config: &DeadLetterConfig,
+    rx: DeadLetterRx,
+    ctx: Arc<RunContext>,
+) -> std::io::Result<JoinHandle<Result<u64, String>>> {
+    let (out, place): (Box<dyn Write + Send>, String) = match config {
+        DeadLetterConfig::Stderr => (Box::new(BufWriter::new(std::io::stderr())), "stderr".into()),
+        DeadLetterConfig::File { path } => (open(path)?, path.display().to_string()),
+    };
+    std::thread::Builder::new()
+        .name("weir-dead-letters".into())
+        .spawn(move || {
+            let mut writer = Writer {
+                out: Some(out),
+                held: Vec::new(),
+                buffer: DEAD_LETTER_BUFFER,
+                failure: None,
+            };
+            let mut written = 0u64;
+            while let Ok(letters) = rx.recv_blocking() {
+                if writer.failure.is_some() {
+                    letters.ack.forget();
+                    continue;
+                }
+                let w = writer
+                    .out
+                    .as_mut()
+                    .expect("the dead-letter writer has an output");
+                let result =
+                    letters
+                        .events
+                        .iter()
+                        .zip(&letters.reasons)
+                        .try_for_each(|(event, reason)| {
+                            encode::dead_letter(
+                                w,
+                                &letters.stage,
+                                &letters.digest,
+                                reason,
+                                event,
+                                &letters.provenance,
+                            )?;
+                            w.write_all(b"\n")
+                        });
+                let count = letters.len() as u64;
+                let result = match result {
+                    Ok(()) => writer.hold(letters.ack, rx.is_empty()),
+                    Err(e) => {
+                        letters.ack.forget();
+                        Err(e)
+                    }
+                };
+                match result {
+                    Ok(()) => written += count,
+                    Err(e) => {
+                        writer.fail(format!("dead-letter sink {place}: cannot write: {e}"), &ctx)
+                    }
+                }
+            }
+            writer
+                .close(&format!("dead-letter sink {place}"), &ctx)
+                .map(|()| written)
+        })
+}

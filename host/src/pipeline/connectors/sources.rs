@@ -1,0 +1,304 @@
+//! Sources: `file` and `stdin` (one event per line) and `generate` (workload W1's values).
+//!
+//! A file source runs on a blocking thread: it splits what it reads into batches ([`Lines`])
+//! and sends each one as soon as it is full, waiting while the first channel is full (that
+//! wait is backpressure: it stops reading). Standard input may wait for ever on a terminal or
+//! a trickling pipe, so its reader thread hands over whatever it has whenever the next read
+//! would wait, and an async task groups those chunks into batches by size and `linger`. The
+//! generator fills batches with W1's values on a blocking thread.
+//!
+//! Every batch is registered with the acknowledgement tracker as it leaves. When the run
+//! stops, a source stops reading but still sends every event it has already read: what was
+//! accepted is not lost. Each source's task returns whether it was stopped before its input
+//! ended.
+
+use std::io::BufReader;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use weir_sandbox::Events;
+
+use crate::config::{Source, SourceKind};
+use crate::pipeline::batch::Batch;
+use crate::pipeline::connectors::lines::{Chunk, Flow, Lines, MAX_LINE, OVERSIZED_KEPT};
+use crate::pipeline::dead_letter::{DeadLetters, Reason};
+use crate::pipeline::edge::{DeadLetterTx, Outputs, RunContext};
+use crate::pipeline::failure::FailureKind;
+use crate::pipeline::provenance::Provenance;
+use crate::pipeline::report::NodeMetrics;
+
+/// Read buffer of a line source.
+const READ_BUFFER: usize = 64 << 10;
+
+/// What a source needs from the run.
+pub(crate) struct SourceParts {
+    pub outputs: Outputs,
+    pub metrics: Arc<NodeMetrics>,
+    pub ctx: Arc<RunContext>,
+    pub dead_letters: DeadLetterTx,
+}
+
+/// Starts a source; its task returns whether the run stopped it before its input ended.
+pub(crate) fn spawn(
+    source: &Source,
+    parts: SourceParts,
+) -> std::io::Result<tokio::task::JoinHandle<bool>> {
+    let source = source.clone();
+    Ok(match &source.kind {
+        SourceKind::Generate { count, size } => {
+            let (count, size) = (*count, *size);
+            tokio::task::spawn_blocking(move || generate(&source, count, size, &parts))
+        }
+        SourceKind::File { .. } => tokio::task::spawn_blocking(move || read_file(&source, &parts)),
+        SourceKind::Stdin => {
+            // Two chunks in hand let the reader work ahead by one while a batch is sent.
+            let (tx, rx) = mpsc::channel(2);
+            let stop = parts.ctx.stop.clone();
+            let batch_size = source.batch_size;
+            // A plain thread, not a blocking task: a read from a terminal may never return,
+            // and the runtime waits for its blocking tasks when it shuts down.
+            std::thread::Builder::new()
+                .name(format!("weir-source-{}", source.name))
+                .spawn(move || read_stdin(batch_size, &tx, &stop))?;
+            tokio::spawn(batch_stdin(source, rx, parts))
+        }
+    })
+}
+
+impl SourceParts {
+    fn emit(&self, events: Events) -> Batch {
+        let n = events.len() as u64;
+        NodeMetrics::add(&self.metrics.events_in, n);
+        NodeMetrics::add(&self.metrics.events_out, n);
+        NodeMetrics::add(&self.metrics.bytes_out, events.value_bytes());
+        Batch::new(events, self.ctx.tracker.emit(n))
+    }
+
+    /// An over-long line: dead-lettered with its first bytes, counted as a failure here.
+    fn oversized(&self, source: &str, line: u64, kept: Vec<u8>, len: usize) -> DeadLetters {
+        tracing::error!(
+            source,
+            line,
+            len,
+            "line over {MAX_LINE} bytes; dead-lettered"
+        );
+        self.metrics.fail(FailureKind::Oversized, 1);
+        let mut letters = DeadLetters::new(
+            Arc::from(source),
+            Arc::from(""),
+            Provenance::default(),
+            self.ctx.tracker.emit(1),
+        );
+        let mut event = Events::new();
+        event.push_value(&kept);
+        letters.push(
+            event.get(0),
+            Reason {
+                kind: FailureKind::Oversized,
+                message: Arc::from(format!(
+                    "line {line} is {len} bytes, over the {MAX_LINE}-byte limit; its first {OVERSIZED_KEPT} bytes are kept"
+                )),
+                attempts: 0,
+            },
+        );
+        letters
+    }
+
+    /// Hands a chunk on from a blocking thread; stops once the run stops.
+    fn hand_blocking(&self, source: &str, chunk: Chunk) -> Flow {
+        match chunk {
+            Chunk::Events(events) => self.outputs.send_blocking(self.emit(events)),
+            Chunk::Oversized { line, kept, len } => {
+                let letters = self.oversized(source, line, kept, len);
+                if let Err(lost) = self.dead_letters.send_blocking(letters) {
+                    lost.into_inner().ack.forget();
+                }
+            }
+        }
+        if self.ctx.stop.is_cancelled() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+}
+
+/// W1's values: event `i` is `size` bytes, byte `j` being `b'a' + (i + j) % 26`.
+fn generate(source: &Source, count: u64, size: usize, parts: &SourceParts) -> bool {
+    // Every value is a window of one repeating alphabet, so making one is a single copy.
+    let pattern: Vec<u8> = (0..size + 26).map(|j| b'a' + (j % 26) as u8).collect();
+    let mut i = 0u64;
+    while i < count {
+        if parts.ctx.stop.is_cancelled() {
+            return true;
+        }
+        let n = (count - i).min(source.batch_size as u64);
+        let mut events = Events::with_capacity(n as usize, n as usize * size);
+        for k in i..i + n {
+            let start = (k % 26) as usize;
+            events.push_value(&pattern[start..start + size]);
+        }
+        parts.outputs.send_blocking(parts.emit(events));
+        i += n;
+    }
+    false
+}
+
+/// A file, read `repeat` times in a row.
+fn read_file(source: &Source, parts: &SourceParts) -> bool {
+    let SourceKind::File { path, repeat } = &source.kind else {
+        unreachable!("a file source")
+    };
+    let mut lines = Lines::new(source.batch_size);
+    let mut hand = |chunk| parts.hand_blocking(&source.name, chunk);
+    let mut interrupted = false;
+    for _ in 0..*repeat {
+        if parts.ctx.stop.is_cancelled() {
+            interrupted = true;
+            break;
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                parts.ctx.fail(format!(
+                    "source `{}`: cannot open {}: {e}",
+                    source.name,
+                    path.display()
+                ));
+                break;
+            }
+        };
+        let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+        match lines.read(&mut reader, false, &mut hand) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Stop) => {
+                interrupted = true;
+                break;
+            }
+            Err(e) => {
+                parts.ctx.fail(format!(
+                    "source `{}`: cannot read {}: {e}",
+                    source.name,
+                    path.display()
+                ));
+                break;
+            }
+        }
+    }
+    // What was read is accepted: it goes on even when the run is stopping.
+    lines.finish(&mut |chunk| {
+        parts.hand_blocking(&source.name, chunk);
+        Flow::Continue
+    });
+    interrupted
+}
+
+/// What the stdin reader thread sends its task.
+enum FromReader {
+    Chunk(Chunk),
+    Failed(String),
+    /// The input ended (or the run stopped the reader).
+    Ended {
+        interrupted: bool,
+    },
+}
+
+/// The reader thread of the stdin source.
+fn read_stdin(
+    batch_size: usize,
+    tx: &mpsc::Sender<FromReader>,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    let stdin = std::io::stdin();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stdin.lock());
+    let mut lines = Lines::new(batch_size);
+    let mut hand = |chunk| {
+        if tx.blocking_send(FromReader::Chunk(chunk)).is_err() || stop.is_cancelled() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    };
+    // On an interactive or trickling input, hand over what was read as soon as the next read
+    // would wait; the task's linger then groups it.
+    let end = match lines.read(&mut reader, true, &mut hand) {
+        Ok(Flow::Continue) => FromReader::Ended { interrupted: false },
+        Ok(Flow::Stop) => FromReader::Ended { interrupted: true },
+        Err(e) => FromReader::Failed(format!("cannot read standard input: {e}")),
+    };
+    lines.finish(&mut |chunk| {
+        let _ = tx.blocking_send(FromReader::Chunk(chunk));
+        Flow::Continue
+    });
+    let _ = tx.blocking_send(end);
+}
+
+/// The task of the stdin source: groups chunks into batches by size and linger.
+async fn batch_stdin(
+    source: Source,
+    mut rx: mpsc::Receiver<FromReader>,
+    parts: SourceParts,
+) -> bool {
+    let mut pending = Events::new();
+    let mut deadline: Option<Instant> = None;
+    let mut interrupted = false;
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = parts.ctx.stop.cancelled(), if !interrupted => {
+                // Stop reading, but keep what was already read: it is accepted. The reader
+                // may be blocked in a read that never returns: do not wait for it.
+                interrupted = true;
+                rx.close();
+                continue;
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                deadline = None;
+                parts.outputs.send(parts.emit(std::mem::take(&mut pending))).await;
+                continue;
+            }
+            next = rx.recv() => next,
+        };
+        match next {
+            Some(FromReader::Chunk(Chunk::Events(chunk))) => {
+                if pending.is_empty() && chunk.len() >= source.batch_size {
+                    parts.outputs.send(parts.emit(chunk)).await;
+                    continue;
+                }
+                for event in chunk.iter() {
+                    pending.push_event(event);
+                    if pending.len() >= source.batch_size {
+                        deadline = None;
+                        parts
+                            .outputs
+                            .send(parts.emit(std::mem::take(&mut pending)))
+                            .await;
+                    }
+                }
+                if !pending.is_empty() && deadline.is_none() {
+                    deadline = Some(Instant::now() + source.linger);
+                }
+            }
+            Some(FromReader::Chunk(Chunk::Oversized { line, kept, len })) => {
+                let letters = parts.oversized(&source.name, line, kept, len);
+                if let Err(lost) = parts.dead_letters.send(letters).await {
+                    lost.into_inner().ack.forget();
+                }
+            }
+            Some(FromReader::Failed(message)) => {
+                parts
+                    .ctx
+                    .fail(format!("source `{}`: {message}", source.name));
+            }
+            Some(FromReader::Ended {
+                interrupted: stopped,
+            }) => interrupted |= stopped,
+            None => break,
+        }
+    }
+    if !pending.is_empty() {
+        parts.outputs.send(parts.emit(pending)).await;
+    }
+    interrupted
+}

@@ -1,0 +1,150 @@
+//! Events and dead letters as JSON lines.
+//!
+//! An event is `{"key": …, "value": …, "headers": [[name, value], …], "timestamp": …}`:
+//! `key`, `headers` and `timestamp` only when present, the batch's version headers after the
+//! event's own. Bytes that are not UTF-8 appear base64-encoded under `key_base64` and
+//! `value_base64`, or as `{"base64": …}` for a header value. A dead letter is
+//! `{"stage", "plugin_digest", "kind", "message", "attempts", "event"}`. The writer streams
+//! into the sink's buffer: no intermediate JSON tree per event.
+
+use std::io::{self, Write};
+
+use base64::Engine as _;
+use weir_sandbox::EventRef;
+
+use crate::pipeline::dead_letter::Reason;
+use crate::pipeline::provenance::Provenance;
+
+/// Writes a JSON string.
+fn string(w: &mut dyn Write, text: &str) -> io::Result<()> {
+    serde_json::to_writer(w, text).map_err(io::Error::from)
+}
+
+/// Writes `"name":"text"` or `"name_base64":"…"` for bytes that are not UTF-8.
+fn bytes_field(w: &mut dyn Write, name: &str, bytes: &[u8]) -> io::Result<()> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            string(w, name)?;
+            w.write_all(b":")?;
+            string(w, text)
+        }
+        Err(_) => {
+            string(w, &format!("{name}_base64"))?;
+            w.write_all(b":")?;
+            string(w, &base64::engine::general_purpose::STANDARD.encode(bytes))
+        }
+    }
+}
+
+fn header_value(w: &mut dyn Write, value: &[u8]) -> io::Result<()> {
+    match std::str::from_utf8(value) {
+        Ok(text) => string(w, text),
+        Err(_) => {
+            w.write_all(b"{\"base64\":")?;
+            string(w, &base64::engine::general_purpose::STANDARD.encode(value))?;
+            w.write_all(b"}")
+        }
+    }
+}
+
+/// Writes one event as a JSON object (no newline).
+pub fn event(w: &mut dyn Write, event: EventRef<'_>, provenance: &Provenance) -> io::Result<()> {
+    w.write_all(b"{")?;
+    if let Some(key) = event.key() {
+        bytes_field(w, "key", key)?;
+        w.write_all(b",")?;
+    }
+    bytes_field(w, "value", event.value())?;
+    let versions = provenance.headers();
+    if event.header_count() > 0 || !versions.is_empty() {
+        w.write_all(b",\"headers\":[")?;
+        let mut first = true;
+        let own = event.headers();
+        let host = versions
+            .iter()
+            .map(|h| (h.name.as_bytes(), h.value.as_bytes()));
+        for (name, value) in own.chain(host) {
+            if !first {
+                w.write_all(b",")?;
+            }
+            first = false;
+            w.write_all(b"[")?;
+            string(w, &String::from_utf8_lossy(name))?;
+            w.write_all(b",")?;
+            header_value(w, value)?;
+            w.write_all(b"]")?;
+        }
+        w.write_all(b"]")?;
+    }
+    if let Some(ts) = event.timestamp() {
+        write!(w, ",\"timestamp\":{ts}")?;
+    }
+    w.write_all(b"}")
+}
+
+/// Writes one dead letter as a JSON object (no newline).
+pub fn dead_letter(
+    w: &mut dyn Write,
+    stage: &str,
+    digest: &str,
+    reason: &Reason,
+    letter: EventRef<'_>,
+    provenance: &Provenance,
+) -> io::Result<()> {
+    w.write_all(b"{\"stage\":")?;
+    string(w, stage)?;
+    w.write_all(b",\"plugin_digest\":")?;
+    string(w, digest)?;
+    w.write_all(b",\"kind\":")?;
+    string(w, reason.kind.as_str())?;
+    w.write_all(b",\"message\":")?;
+    string(w, &reason.message)?;
+    write!(w, ",\"attempts\":{},\"event\":", reason.attempts)?;
+    event(w, letter, provenance)?;
+    w.write_all(b"}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::provenance::{Stamp, VersionHeader};
+    use weir_sandbox::Events;
+
+    fn json(batch: &Events, provenance: &Provenance) -> serde_json::Value {
+        let mut out = Vec::new();
+        event(&mut out, batch.get(0), provenance).unwrap();
+        serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_base64_in_json() {
+        let mut batch = Events::new();
+        batch.push_parts(None, &[0xff, 0x00], [], Some(7));
+        let v = json(&batch, &Provenance::default());
+        assert_eq!(v["value_base64"], "/wA=");
+        assert_eq!(v["timestamp"], 7);
+        assert!(v.get("headers").is_none());
+    }
+
+    #[test]
+    fn version_headers_follow_the_event_headers() {
+        let mut batch = Events::new();
+        batch.push_parts(
+            Some(b"k"),
+            b"v\n\"x\"",
+            [(b"trace".as_slice(), b"1".as_slice())],
+            None,
+        );
+        let provenance = Stamp::default().stamp(
+            &Provenance::default(),
+            &VersionHeader::new("parse", "abcdef0123456789"),
+        );
+        let v = json(&batch, &provenance);
+        assert_eq!(v["key"], "k");
+        assert_eq!(v["value"], "v\n\"x\"");
+        assert_eq!(
+            v["headers"],
+            serde_json::json!([["trace", "1"], ["weir.version.parse", "abcdef012345"]])
+        );
+    }
+}

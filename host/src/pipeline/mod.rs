@@ -1,0 +1,36 @@
+//! The data plane: batches move from sources, through stage chains, to sinks.
+//!
+//! Read it in the order an event meets it:
+//!
+//! - [`batch`], [`ack`], [`provenance`], [`failure`]: the leaf types. A [`Batch`] is one
+//!   packed buffer of events ([`weir_sandbox::Events`]), the acknowledgement of the source
+//!   batch it came from, and the versions of the stages it went through.
+//! - [`edge`]: the bounded channels between nodes, fan-out, and the run's shared context
+//!   (stop, first failure, the dead-letter channel).
+//! - [`connectors`]: sources that read lines or generate values into batches, sinks that
+//!   write them and release their acknowledgements once flushed, the dead-letter writer.
+//! - [`stage`]: stage versions, and the workers that run a chain of stages on one thread,
+//!   one plugin call after another on the same batch, with isolation of poison events,
+//!   retries, the circuit breaker and the reorder window that keeps output order.
+//! - [`topology`]: a checked pipeline in, chains planned and plugins loaded ([`Topology`]),
+//!   then a running graph, and a [`RunReport`] when it ends.
+//!
+//! Nothing here imports the control plane: hot loading reaches a stage through the
+//! [`stage::StageHandle`] the topology hands out.
+
+pub mod ack;
+pub mod batch;
+pub mod connectors;
+pub mod dead_letter;
+pub mod edge;
+pub mod encode;
+pub mod failure;
+pub mod provenance;
+pub mod report;
+pub mod stage;
+pub mod topology;
+
+pub use batch::Batch;
+pub use failure::FailureKind;
+pub use report::{NodeKind, NodeMetrics, NodeReport, RunReport};
+pub use topology::{RunError, Topology};

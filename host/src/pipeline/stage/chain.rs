@@ -1,0 +1,273 @@
+//! A chain: consecutive stages run by the same worker threads, one plugin call after another
+//! on the same batch.
+//!
+//! Stages where each has one input and one consumer, and the same number of workers, form a
+//! chain (operator chaining, as in Flink): between them there is no channel hop and no thread
+//! wake, only the next call. A chain has `workers` OS threads (wasm never runs on the tokio
+//! reactor); each owns one [`StageRunner`] per stage and drives a small async loop with a
+//! thread-parking executor, so channels and backpressure work as anywhere else. The loop must
+//! not run inside the tokio runtime's context: WASI's synchronous host calls start their own
+//! blocking section, which tokio refuses inside a runtime thread. Retry timers go to the
+//! runtime through its handle.
+//!
+//! Data moves like this. A worker takes the next batch from the chain's input channel together
+//! with a ticket (input order), runs it through every stage, sends dead letters to the
+//! dead-letter channel and schedules retries, then hands its output to the reorder window,
+//! which sends batches downstream in ticket order: output order is input order whatever worker
+//! finishes first. The window holds at most `2 × workers` tickets, so finished batches waiting
+//! for an earlier one are bounded. Retried events re-enter at the stage that asked, after
+//! their backoff, and leave the chain when they succeed, possibly after later events. The
+//! chain ends when its input is closed and drained and no retry is left; the last worker to go
+//! drops the outputs, which closes the next channel.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::{Mutex, Notify};
+
+use crate::config::OnError;
+use crate::pipeline::batch::Batch;
+use crate::pipeline::edge::{DeadLetterTx, Outputs, Receiver, RunContext};
+use crate::pipeline::stage::retry::{MAX_WAITING_RETRIES, RetryJob, backoff};
+use crate::pipeline::stage::runner::StageRunner;
+
+/// A chain ready to start: its workers' runners (instances made), its channels.
+pub(crate) struct Chain {
+    /// One runner per stage of the chain, per worker.
+    pub workers: Vec<Vec<StageRunner>>,
+    pub input: Receiver,
+    pub outputs: Outputs,
+    pub dead_letters: DeadLetterTx,
+    pub ctx: Arc<RunContext>,
+}
+
+/// What a chain's workers share.
+struct Shared {
+    input: Receiver,
+    outputs: Outputs,
+    dead_letters: DeadLetterTx,
+    ctx: Arc<RunContext>,
+    /// Tickets a chain may have out (in progress, or finished and waiting for an earlier one).
+    window: u64,
+    /// Retry batches that may wait at once.
+    retry_bound: usize,
+    /// The next ticket; held while taking a batch so tickets follow the channel's order.
+    intake: Mutex<u64>,
+    reorder: Mutex<Reorder>,
+    /// Tickets sent downstream so far.
+    emitted: AtomicU64,
+    /// Woken when a ticket is emitted or a retry finishes: room for more input.
+    progress: Notify,
+    retry_tx: async_channel::Sender<RetryJob>,
+    retry_rx: async_channel::Receiver<RetryJob>,
+    /// Batches taken and not yet emitted, plus retries waiting or running.
+    pending: AtomicUsize,
+    retries: AtomicUsize,
+    input_closed: AtomicBool,
+    /// Where retry timers run.
+    runtime: tokio::runtime::Handle,
+}
+
+/// Finished batches waiting for their turn: slot `i` is ticket `next + i`; `None` while that
+/// ticket is still running, `Some(None)` when it left nothing to send.
+struct Reorder {
+    next: u64,
+    parked: VecDeque<Option<Option<Batch>>>,
+}
+
+impl Chain {
+    /// Starts the chain's worker threads; each ends when the chain is done.
+    pub(crate) fn spawn(
+        self,
+        runtime: &tokio::runtime::Handle,
+        name: &str,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let workers = self.workers.len();
+        let (retry_tx, retry_rx) = async_channel::unbounded();
+        let window = 2 * workers as u64;
+        let shared = Arc::new(Shared {
+            input: self.input,
+            outputs: self.outputs,
+            dead_letters: self.dead_letters,
+            ctx: self.ctx,
+            window,
+            retry_bound: MAX_WAITING_RETRIES * workers,
+            intake: Mutex::new(0),
+            reorder: Mutex::new(Reorder {
+                next: 0,
+                parked: VecDeque::with_capacity(window as usize),
+            }),
+            emitted: AtomicU64::new(0),
+            progress: Notify::new(),
+            retry_tx,
+            retry_rx,
+            pending: AtomicUsize::new(0),
+            retries: AtomicUsize::new(0),
+            input_closed: AtomicBool::new(false),
+            runtime: runtime.clone(),
+        });
+        let mut threads = Vec::with_capacity(workers);
+        for (i, runners) in self.workers.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("weir-{name}-{i}"))
+                    .spawn(move || futures::executor::block_on(work(runners, shared)))?,
+            );
+        }
+        Ok(threads)
+    }
+}
+
+/// One worker's loop: retries first (they hold their source batch open), then new input.
+async fn work(mut runners: Vec<StageRunner>, shared: Arc<Shared>) {
+    let mut input_done = false;
+    loop {
+        tokio::select! {
+            biased;
+            job = shared.retry_rx.recv() => {
+                let Ok(job) = job else { break };
+                let out = run_chain(&mut runners, job.batch, job.stage, job.attempt, Some(job.version), &shared).await;
+                if let Some(batch) = out {
+                    shared.outputs.send(batch).await;
+                }
+                shared.finished(true);
+            }
+            taken = shared.take(), if !input_done => match taken {
+                Some((ticket, batch)) => {
+                    let out = run_chain(&mut runners, batch, 0, 0, None, &shared).await;
+                    shared.emit(ticket, out).await;
+                    shared.finished(false);
+                }
+                None => {
+                    input_done = true;
+                    shared.input_ended();
+                }
+            },
+        }
+    }
+}
+
+/// Runs a batch through the chain from stage `from`: failures to the dead-letter channel,
+/// retries scheduled; returns what comes out of the last stage.
+async fn run_chain(
+    runners: &mut [StageRunner],
+    mut batch: Batch,
+    from: usize,
+    mut attempt: u32,
+    mut pinned: Option<Arc<crate::pipeline::stage::StageVersion>>,
+    shared: &Arc<Shared>,
+) -> Option<Batch> {
+    for (i, runner) in runners.iter_mut().enumerate().skip(from) {
+        let result = runner.run(batch, attempt, pinned.take());
+        attempt = 0;
+        let config = &runner.handle.config;
+        if let Some(tripped) = &result.tripped {
+            tracing::error!(stage = %config.name, "{tripped}");
+            if config.on_error == OnError::Stop {
+                shared.ctx.fail(format!(
+                    "stage `{}`: {tripped} (on_error = \"stop\")",
+                    config.name
+                ));
+            }
+        }
+        // `drop` counts failed events but writes none; the other policies write every
+        // failure, even when stopping: nothing accepted is lost.
+        if let Some(dead) = result.dead
+            && dead.kept()
+            && let Err(lost) = shared.dead_letters.send(dead).await
+        {
+            lost.into_inner().ack.forget();
+        }
+        if let Some(retry) = result.retry {
+            shared.schedule(RetryJob {
+                stage: i,
+                batch: retry.batch,
+                attempt: retry.attempt,
+                version: retry.version,
+            });
+        }
+        batch = result.output;
+        if batch.is_empty() {
+            return None;
+        }
+    }
+    Some(batch)
+}
+
+impl Shared {
+    /// Takes the next input batch and its ticket, once the window and the retry bound leave
+    /// room; `None` when the input is closed and drained.
+    async fn take(&self) -> Option<(u64, Batch)> {
+        let mut next = self.intake.lock().await;
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            let room = *next < self.emitted.load(Ordering::Acquire) + self.window
+                && self.retries.load(Ordering::Acquire) < self.retry_bound;
+            if room {
+                break;
+            }
+            progress.await;
+        }
+        let batch = self.input.recv().await.ok()?;
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let ticket = *next;
+        *next += 1;
+        Some((ticket, batch))
+    }
+
+    /// Parks a finished ticket's output and sends every batch whose turn has come.
+    async fn emit(&self, ticket: u64, output: Option<Batch>) {
+        let mut reorder = self.reorder.lock().await;
+        let slot = (ticket - reorder.next) as usize;
+        if reorder.parked.len() <= slot {
+            reorder.parked.resize_with(slot + 1, || None);
+        }
+        reorder.parked[slot] = Some(output);
+        while let Some(Some(_)) = reorder.parked.front() {
+            let Some(Some(output)) = reorder.parked.pop_front() else {
+                unreachable!("checked above")
+            };
+            reorder.next += 1;
+            if let Some(batch) = output {
+                self.outputs.send(batch).await;
+            }
+            self.emitted.store(reorder.next, Ordering::Release);
+            self.progress.notify_waiters();
+        }
+    }
+
+    fn schedule(self: &Arc<Self>, job: RetryJob) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.retries.fetch_add(1, Ordering::AcqRel);
+        let tx = self.retry_tx.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(backoff(job.attempt)).await;
+            // Open while anything is pending, and this job is.
+            let _ = tx.send(job).await;
+        });
+    }
+
+    /// A taken batch was emitted, or a retry job finished.
+    fn finished(&self, retry: bool) {
+        if retry {
+            self.retries.fetch_sub(1, Ordering::AcqRel);
+        }
+        let left = self.pending.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.progress.notify_waiters();
+        if left == 0 && self.input_closed.load(Ordering::SeqCst) {
+            self.retry_tx.close();
+        }
+    }
+
+    /// The input is closed and drained: once nothing is pending, the workers may go.
+    fn input_ended(&self) {
+        self.input_closed.store(true, Ordering::SeqCst);
+        if self.pending.load(Ordering::SeqCst) == 0 {
+            self.retry_tx.close();
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Stages: versions, chains of stages on worker threads, and each stage's per-batch policy.
+//!
+//! - `version`: [`StageHandle`], what a stage's workers and the control plane share (the live
+//!   [`StageVersion`] in a watch channel, per-generation counts, breaker, metrics).
+//! - `chain`: the worker threads of a chain, the reorder window, retries coming back.
+//! - `runner`: one stage inside a worker: breaker, call, isolation, caps, fates.
+//! - `isolate`, `caps`, `breaker`, `retry`: the pieces of that policy, each a small pure part
+//!   with its own tests.
+
+mod breaker;
+mod caps;
+pub(crate) mod chain;
+mod isolate;
+mod retry;
+pub(crate) mod runner;
+mod version;
+
+pub use isolate::MAX_TRAPS_PER_BATCH;
+pub use retry::MAX_WAITING_RETRIES;
+pub use version::{GenerationCounts, StageHandle, StageVersion};

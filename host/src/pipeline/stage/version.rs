@@ -1,0 +1,142 @@
+//! A stage's versions as the data plane sees them: [`StageHandle`] and [`StageVersion`].
+//!
+//! A stage's live version sits in a `watch` channel. Each worker holds a receiver and looks
+//! at it before each batch (an atomic load when nothing changed), so a swap takes effect
+//! between batches: a batch runs on one version from its first call to its last, and a batch
+//! already inside the old version finishes there. Workers report what each batch did
+//! ([`StageHandle::record`]); the canary guard of hot loading reads those counts for the
+//! generation it watches. The handle also holds what a stage's workers share: its circuit
+//! breaker and its metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{Notify, watch};
+use weir_sandbox::ProcessorFactory;
+
+use crate::config;
+use crate::pipeline::provenance::VersionHeader;
+use crate::pipeline::report::NodeMetrics;
+use crate::pipeline::stage::breaker::Breaker;
+
+/// One version of a stage, as its workers run it.
+pub struct StageVersion {
+    /// Bumped by every swap; a batch's counts go to the generation that ran it.
+    pub generation: u64,
+    pub factory: Arc<dyn ProcessorFactory>,
+    /// The version's sha256, written into dead letters.
+    pub digest: Arc<str>,
+    /// `weir.version.<stage>`, added to every output event's provenance.
+    pub header: VersionHeader,
+}
+
+/// Batches, events and failures of one generation, as its workers report them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerationCounts {
+    pub generation: u64,
+    pub batches: u64,
+    pub events: u64,
+    /// Events that failed (dead-lettered or dropped by policy), breaker-open ones included.
+    pub failed: u64,
+    /// When the first batch of this generation finished: the moment it was serving.
+    pub first_batch: Option<Instant>,
+    /// Events of every generation so far: the stage's throughput across swaps.
+    pub total_events: u64,
+}
+
+/// What a stage's workers, its chain and the control plane share.
+pub struct StageHandle {
+    pub config: Arc<config::Stage>,
+    pub name: Arc<str>,
+    pub metrics: Arc<NodeMetrics>,
+    version: watch::Sender<Arc<StageVersion>>,
+    counts: Mutex<GenerationCounts>,
+    recorded: Notify,
+    pub(crate) breaker: Mutex<Breaker>,
+}
+
+impl StageHandle {
+    pub fn new(
+        config: Arc<config::Stage>,
+        factory: Arc<dyn ProcessorFactory>,
+        metrics: Arc<NodeMetrics>,
+    ) -> Arc<StageHandle> {
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let version = Arc::new(StageVersion {
+            generation: 0,
+            digest: Arc::from(factory.digest()),
+            header: VersionHeader::new(&name, factory.digest()),
+            factory,
+        });
+        Arc::new(StageHandle {
+            breaker: Mutex::new(Breaker::new(config.breaker)),
+            config,
+            name,
+            metrics,
+            version: watch::Sender::new(version),
+            counts: Mutex::new(GenerationCounts::default()),
+            recorded: Notify::new(),
+        })
+    }
+
+    /// The version new batches go to.
+    pub fn current(&self) -> Arc<StageVersion> {
+        self.version.borrow().clone()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<StageVersion>> {
+        self.version.subscribe()
+    }
+
+    /// Makes `factory` the version for every batch not yet started; returns the new version.
+    pub fn swap(&self, factory: Arc<dyn ProcessorFactory>) -> Arc<StageVersion> {
+        // The counts restart under their lock before the version is published, so no worker
+        // can report a batch of the new generation into the old counts.
+        let mut counts = self.lock_counts();
+        let generation = counts.generation.max(self.current().generation) + 1;
+        *counts = GenerationCounts {
+            generation,
+            total_events: counts.total_events,
+            ..GenerationCounts::default()
+        };
+        let version = Arc::new(StageVersion {
+            generation,
+            digest: Arc::from(factory.digest()),
+            header: VersionHeader::new(&self.name, factory.digest()),
+            factory,
+        });
+        self.version.send_replace(Arc::clone(&version));
+        drop(counts);
+        version
+    }
+
+    /// What the current generation has done so far.
+    pub fn counts(&self) -> GenerationCounts {
+        *self.lock_counts()
+    }
+
+    /// Resolves after the next batch is recorded (or at once if one was recorded since the
+    /// last call).
+    pub async fn recorded(&self) {
+        self.recorded.notified().await;
+    }
+
+    /// Counts a finished batch of `generation`: one uncontended lock per batch.
+    pub(crate) fn record(&self, generation: u64, events: u64, failed: u64) {
+        let mut counts = self.lock_counts();
+        counts.total_events += events;
+        if counts.generation == generation {
+            counts.batches += 1;
+            counts.events += events;
+            counts.failed += failed;
+            counts.first_batch.get_or_insert_with(Instant::now);
+        }
+        drop(counts);
+        self.recorded.notify_one();
+    }
+
+    fn lock_counts(&self) -> std::sync::MutexGuard<'_, GenerationCounts> {
+        // Every update is one step: a panic elsewhere cannot leave them half-written.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

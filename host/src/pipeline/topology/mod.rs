@@ -1,0 +1,252 @@
+//! Topology: a checked [`Pipeline`] in, a planned and loaded [`Topology`] out, then a running
+//! graph and a [`RunReport`] at the end.
+//!
+//! [`Topology::build`] does everything that can fail before an event is read: it makes the
+//! sandbox, loads each plugin once, checks each stage's grants and settings against its
+//! plugin, plans the chains (`plan`), and starts every worker's first instance of every stage
+//! (so a failing `init` is reported with the stage's name). The control plane reaches the
+//! stages through [`Topology::stage`] before the run starts. [`Topology::run`] (in `run`)
+//! then wires the graph, and shutdown travels with the data.
+
+mod plan;
+mod run;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_sandbox::{Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
+
+use crate::config::{ConfigError, Pipeline};
+use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
+use crate::pipeline::report::{NodeKind, NodeMetrics};
+use crate::pipeline::stage::runner::StageRunner;
+use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
+
+pub use plan::{ChainPlan, chains, consumers};
+
+/// Why a pipeline could not start or did not finish cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("stage `{stage}`: plugin {plugin}: {message}")]
+    Init {
+        stage: String,
+        plugin: PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RunError {
+    /// Whether the pipeline file or a plugin was refused (exit status 2), as opposed to a run
+    /// that failed (1).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            RunError::Plugin(_) | RunError::Config(_) | RunError::Init { .. }
+        )
+    }
+}
+
+/// A pipeline whose plugins are loaded and whose first instances are initialised.
+pub struct Topology {
+    pipeline: Pipeline,
+    handles: BTreeMap<String, Arc<StageHandle>>,
+    /// Each chain's plan and its workers' runners.
+    chains: Vec<(ChainPlan, Vec<Vec<StageRunner>>)>,
+    metrics: Vec<Arc<NodeMetrics>>,
+    sandbox: Option<Arc<Sandbox>>,
+    /// The plugin each sandboxed stage started with.
+    plugins: HashMap<String, Arc<Plugin>>,
+}
+
+impl Topology {
+    /// Loads every plugin and initialises every stage worker.
+    pub fn build(pipeline: &Pipeline) -> Result<Topology, RunError> {
+        Topology::build_with(pipeline, HashMap::new())
+    }
+
+    /// Like [`Topology::build`], but the stages named in `natives` run the given processors
+    /// instead of their plugins: the benchmarks' native-through-weir baseline uses this.
+    pub fn build_with(
+        pipeline: &Pipeline,
+        mut natives: HashMap<String, Arc<dyn ProcessorFactory>>,
+    ) -> Result<Topology, RunError> {
+        let mut loader = Loader::default();
+        let mut handles = BTreeMap::new();
+        let mut metrics: Vec<Arc<NodeMetrics>> = pipeline
+            .sources
+            .iter()
+            .map(|s| Arc::new(NodeMetrics::new(&s.name, NodeKind::Source)))
+            .collect();
+        for stage in &pipeline.stages {
+            let factory = match natives.remove(&stage.name) {
+                Some(native) => native,
+                None => loader.factory(pipeline, stage)?,
+            };
+            let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
+            metrics.push(Arc::clone(&node));
+            let handle = StageHandle::new(Arc::new(stage.clone()), factory, node);
+            handles.insert(stage.name.clone(), handle);
+        }
+        metrics.extend(
+            pipeline
+                .sinks
+                .iter()
+                .map(|s| Arc::new(NodeMetrics::new(&s.name, NodeKind::Sink))),
+        );
+        let mut planned = Vec::new();
+        for plan in chains(pipeline) {
+            let mut workers = Vec::with_capacity(plan.workers);
+            for _ in 0..plan.workers {
+                let runners = plan
+                    .stages
+                    .iter()
+                    .map(|name| {
+                        let handle = Arc::clone(&handles[name]);
+                        StageRunner::new(handle).map_err(|t| RunError::Init {
+                            stage: name.clone(),
+                            plugin: pipeline
+                                .stages
+                                .iter()
+                                .find(|s| &s.name == name)
+                                .map(|s| s.plugin.clone())
+                                .unwrap_or_default(),
+                            message: t.message,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                workers.push(runners);
+            }
+            planned.push((plan, workers));
+        }
+        Ok(Topology {
+            pipeline: pipeline.clone(),
+            handles,
+            chains: planned,
+            metrics,
+            sandbox: loader.sandbox,
+            plugins: loader.stage_plugins,
+        })
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// A stage's handle: its live version (which hot loading swaps), counts and metrics.
+    pub fn stage(&self, name: &str) -> Option<Arc<StageHandle>> {
+        self.handles.get(name).cloned()
+    }
+
+    /// The plugin a sandboxed stage started with; `None` for a native stage.
+    pub fn plugin(&self, stage: &str) -> Option<Arc<Plugin>> {
+        self.plugins.get(stage).cloned()
+    }
+
+    /// The engine the plugins run in, when any stage runs a plugin.
+    pub fn sandbox(&self) -> Option<Arc<Sandbox>> {
+        self.sandbox.clone()
+    }
+
+    /// The chains the stages run in.
+    pub fn chains(&self) -> impl Iterator<Item = &ChainPlan> {
+        self.chains.iter().map(|(plan, _)| plan)
+    }
+
+    /// The most source events that can be in flight at once, from the configuration: every
+    /// place that can hold a batch derived from a source batch, times the largest batch.
+    pub fn in_flight_bound(&self) -> u64 {
+        let p = &self.pipeline;
+        let batch = p
+            .sources
+            .iter()
+            .map(|s| s.batch_size)
+            .max()
+            .unwrap_or(p.batch_size) as u64;
+        let buffer = p.buffer as u64;
+        // Each source: the batch it is sending; stdin also the one it is gathering.
+        let sources: u64 = p
+            .sources
+            .iter()
+            .map(|s| match s.kind {
+                crate::config::SourceKind::Stdin => 2,
+                _ => 1,
+            })
+            .sum();
+        let chains: u64 = self
+            .chains()
+            .map(|c| {
+                let workers = c.workers as u64;
+                let stages = c.stages.len() as u64;
+                // The input channel; the reorder window (2 per worker); retries waiting,
+                // up to the bound, plus those a worker's batch may add at each stage.
+                buffer + 2 * workers + MAX_WAITING_RETRIES as u64 * workers + workers * stages
+            })
+            .sum();
+        // Each sink: its channel, what it holds unflushed (flushed every `buffer` batches at
+        // the latest) and the batch it is writing.
+        let sinks = p.sinks.len() as u64 * (2 * buffer + 1);
+        // The dead-letter channel, what its writer holds unflushed, and the letters it writes.
+        let dead_letters = 2 * DEAD_LETTER_BUFFER as u64 + 1;
+        (sources + chains + sinks + dead_letters) * batch
+    }
+}
+
+/// Loads each plugin file once and makes each sandboxed stage's first version.
+#[derive(Default)]
+struct Loader {
+    sandbox: Option<Arc<Sandbox>>,
+    by_path: HashMap<PathBuf, Arc<Plugin>>,
+    stage_plugins: HashMap<String, Arc<Plugin>>,
+}
+
+impl Loader {
+    fn factory(
+        &mut self,
+        pipeline: &Pipeline,
+        stage: &crate::config::Stage,
+    ) -> Result<Arc<dyn ProcessorFactory>, RunError> {
+        let sandbox = match &self.sandbox {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Sandbox::new().map_err(|e| RunError::Engine(format!("{e:#}")))?;
+                self.sandbox.insert(s).clone()
+            }
+        };
+        let plugin = match self.by_path.get(&stage.plugin) {
+            Some(p) => Arc::clone(p),
+            None => {
+                let p = Arc::new(Plugin::load(&sandbox, &stage.plugin)?);
+                tracing::info!(stage = %stage.name, plugin = %stage.plugin.display(),
+                    digest = %p.short_digest(), contract = p.contract.as_str(), "plugin loaded");
+                self.by_path.insert(stage.plugin.clone(), Arc::clone(&p));
+                p
+            }
+        };
+        plugin.check_grants(&stage.grant)?;
+        if let Some(description) = &plugin.description {
+            weir_sandbox::settings::check(&description.settings, &stage.settings)
+                .map_err(|e| pipeline.setting_error(&stage.name, &e.key, &e.message))?;
+        }
+        self.stage_plugins
+            .insert(stage.name.clone(), Arc::clone(&plugin));
+        Ok(Arc::new(WasmStage {
+            sandbox,
+            plugin,
+            stage: Arc::from(stage.name.as_str()),
+            limits: stage.limits.sandbox(),
+            grant: stage.grant.clone(),
+            settings: stage.settings.clone(),
+        }))
+    }
+}

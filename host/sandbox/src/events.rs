@@ -292,13 +292,13 @@ impl Events {
     /// Checks a batch a plugin returned: the columns' lengths, every span inside the buffer,
     /// every header range inside the header column, every header name UTF-8.
     pub fn check(&self) -> Result<(), String> {
-        if self.events.len() % EVENT_STRIDE != 0 {
+        if !self.events.len().is_multiple_of(EVENT_STRIDE) {
             return Err(format!(
                 "the events column has {} numbers, not a multiple of {EVENT_STRIDE}",
                 self.events.len()
             ));
         }
-        if self.headers.len() % HEADER_STRIDE != 0 {
+        if !self.headers.len().is_multiple_of(HEADER_STRIDE) {
             return Err(format!(
                 "the headers column has {} numbers, not a multiple of {HEADER_STRIDE}",
                 self.headers.len()

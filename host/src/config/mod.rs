@@ -24,6 +24,7 @@ use std::time::Duration;
 
 pub use error::ConfigError;
 pub use units::{parse_duration, parse_size};
+pub use weir_sandbox::{DirGrant, Grant};
 
 use error::Ctx;
 use raw::RawFile;
@@ -129,23 +130,6 @@ impl Default for Breaker {
     }
 }
 
-/// Capabilities a stage grants its plugin; nothing by default.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Grant {
-    /// Host directories the guest may read (never write), each under a guest path.
-    pub dirs: Vec<DirGrant>,
-    /// Names of host environment variables the guest may read.
-    pub env: Vec<String>,
-    /// Outbound network and name lookup.
-    pub network: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    pub guest: String,
-}
-
 // ---- hot loading --------------------------------------------------------------------------
 
 /// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
@@ -218,6 +202,18 @@ impl Default for Limits {
             max_output_events: 1024,
             max_output_bytes: 64 << 20,
             max_value_size: 16 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits the sandbox enforces on a call (fuel, deadline, memory); the output caps
+    /// are the host's to enforce.
+    pub fn sandbox(&self) -> weir_sandbox::Limits {
+        weir_sandbox::Limits {
+            fuel: self.fuel,
+            timeout: self.timeout,
+            memory: self.memory,
         }
     }
 }

@@ -1,23 +1,42 @@
 //! Pipeline files: TOML text in, a checked [`Pipeline`] out.
 //!
-//! Parsing happens in two passes. `toml` + serde turn the text into raw tables while keeping
-//! the byte span of every value that a later check may complain about; then [`Pipeline::parse`]
-//! checks the meaning (types of connectors, names of inputs, cycles, plugin files, units) and
-//! turns every span into a line number, so each error names the file, the line and the key.
+//! Checking happens in two passes. First the text is parsed into raw tables that keep the byte
+//! span of every key and value, refusing unknown keys (with the closest known one), values of
+//! the wrong type and missing required keys; then each concern checks the meaning (ranges,
+//! kinds of connectors, names and inputs, cycles, plugin files) and turns spans into lines, so
+//! that every error names the file, the line and the full key path (`stages.parse.inputs`).
 //! Relative paths in a pipeline file are taken relative to the file's own folder, so a pipeline
 //! runs the same from any working directory.
+//!
+//! The modules, leaves first (each imports only modules above it):
+//!
+//! - `error`: [`ConfigError`], and the context that turns a span into a line.
+//! - `ranges`: the range of every number and duration, each with the threat it blocks.
+//! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
+//! - `names`: what node names, setting keys and environment variable names may hold.
+//! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
+//! - `raw`: the tables as written (every known key, typed, with its span).
+//! - `graph`: one namespace for every node, inputs, fan-in, cycles, flow order.
+//! - `source`, `stage`, `sink` (with `[dead_letter]`), `admin`: the checks of each table.
+//!
+//! This file holds the checked types and [`Pipeline::parse`], which runs the passes in order.
 
 mod admin;
 mod error;
 mod graph;
+mod names;
+pub mod ranges;
 mod raw;
+mod reader;
 mod sink;
 mod source;
 mod stage;
-#[cfg(test)]
-mod tests;
 mod units;
 
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,7 +46,6 @@ pub use units::{parse_duration, parse_size};
 pub use weir_sandbox::{DirGrant, Grant};
 
 use error::Ctx;
-use raw::RawFile;
 
 /// Events per batch unless the file says otherwise: large enough to amortise the sandbox
 /// boundary (one call per batch), small enough that one batch stays a few tens of KiB.
@@ -37,6 +55,12 @@ pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// Batches a channel between two nodes holds. Together with the batch size this bounds the
 /// events in flight, and so the memory a slow sink can make the host hold.
 pub const DEFAULT_BUFFER: usize = 4;
+/// Instances a stage runs in parallel unless the file says otherwise.
+pub const DEFAULT_WORKERS: usize = 1;
+/// Retries of an event that asks for one, unless the file says otherwise.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
+pub const DEFAULT_GENERATE_SIZE: usize = 100;
 
 /// A checked pipeline: every input exists, the graph has no cycle, every plugin file exists.
 #[derive(Debug, Clone)]
@@ -44,11 +68,15 @@ pub struct Pipeline {
     /// The file it was read from.
     pub file: PathBuf,
     pub sources: Vec<Source>,
+    /// Upstream stages first.
     pub stages: Vec<Stage>,
     pub sinks: Vec<Sink>,
     pub dead_letter: DeadLetterConfig,
+    /// `[pipeline] batch_size`, in [`ranges::BATCH_SIZE`]: 1 to 65,536.
     pub batch_size: usize,
+    /// `[pipeline] linger`, in [`ranges::LINGER`]: 0 to 60 s.
     pub linger: Duration,
+    /// `[pipeline] buffer`, in [`ranges::BUFFER`]: 1 to 1,024 batches.
     pub buffer: usize,
     /// Hot loading: the admin API, when the file has an `[admin]` table.
     pub admin: Option<Admin>,
@@ -58,19 +86,23 @@ pub struct Pipeline {
 pub struct Source {
     pub name: String,
     pub kind: SourceKind,
+    /// In [`ranges::BATCH_SIZE`]; the pipeline's unless the source sets its own.
     pub batch_size: usize,
+    /// In [`ranges::LINGER`]; the pipeline's unless the source sets its own.
     pub linger: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     Stdin,
-    /// One event per line; `repeat` reads the file that many times in a row.
+    /// One event per line; `repeat` (in [`ranges::REPEAT`], 1 to 1,000,000) reads the file that
+    /// many times in a row.
     File {
         path: PathBuf,
         repeat: u64,
     },
-    /// `count` events whose values are `size` bytes: byte `j` of event `i` is
+    /// `count` events (in [`ranges::COUNT`], 0 to 10^12) whose values are `size` bytes (in
+    /// [`ranges::GENERATE_SIZE`], 0 to 16 MiB): byte `j` of event `i` is
     /// `b'a' + (i + j) % 26` (benchmark workload W1).
     Generate {
         count: u64,
@@ -95,8 +127,10 @@ pub struct Stage {
     pub inputs: Vec<String>,
     pub plugin: PathBuf,
     pub settings: Vec<(String, String)>,
+    /// In [`ranges::WORKERS`]: 1 to 64.
     pub workers: usize,
     pub limits: Limits,
+    /// In [`ranges::RETRIES`]: 0 to 100.
     pub retries: u32,
     pub on_error: OnError,
     pub breaker: Breaker,
@@ -106,6 +140,53 @@ pub struct Stage {
     pub watch: bool,
     /// The guard that rolls a new version back when it fails too often.
     pub canary: Canary,
+    /// Where the stage was written, for errors found after the file was read.
+    pub lines: StageLines,
+}
+
+/// Where a stage was written: the file, and the lines of its table, its `plugin` key and each
+/// of its settings. Checks that run after the file was read (a plugin that refuses a setting)
+/// use it to name the place, through [`Stage::setting_error`] and [`Stage::plugin_error`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageLines {
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// The line of the stage's table (`[stages.NAME]`).
+    pub table: usize,
+    /// The line of its `plugin` key.
+    pub plugin: usize,
+    /// The line of each key of its `settings`.
+    pub settings: BTreeMap<String, usize>,
+}
+
+impl Stage {
+    /// An error about setting `key` of this stage, as `stages.NAME.settings.KEY` at the line of
+    /// that setting, or at the stage's table when the file does not set it (a missing setting).
+    pub fn setting_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let settings = error::join(&error::join("stages", &self.name), "settings");
+        ConfigError {
+            file: self.lines.file.clone(),
+            line: Some(
+                self.lines
+                    .settings
+                    .get(key)
+                    .copied()
+                    .unwrap_or(self.lines.table),
+            ),
+            key: Some(error::join(&settings, key)),
+            message: message.into(),
+        }
+    }
+
+    /// An error about this stage's plugin, as `stages.NAME.plugin` at the line of that key.
+    pub fn plugin_error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.lines.file.clone(),
+            line: Some(self.lines.plugin),
+            key: Some(error::join(&error::join("stages", &self.name), "plugin")),
+            message: message.into(),
+        }
+    }
 }
 
 /// When a stage's `on_error` policy acts: over the last `window` events sent to its plugin,
@@ -115,8 +196,11 @@ pub struct Stage {
 /// batch for ever, and from slowing the branches it shares a source with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Breaker {
+    /// In [`ranges::BREAKER_WINDOW`]: 1 to 1,000,000 events.
     pub window: usize,
+    /// Above 0 and at most 1.
     pub threshold: f64,
+    /// In [`ranges::BREAKER_COOLDOWN`]: 0 to 1 h.
     pub cooldown: Duration,
 }
 
@@ -142,6 +226,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 #[derive(Clone)]
 pub struct Admin {
     pub listen: std::net::SocketAddr,
+    /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
     pub token: String,
 }
 
@@ -158,7 +243,9 @@ impl fmt::Debug for Admin {
 /// failure rate above `max_failure_rate` rolls it back. `events = 0` turns the guard off.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Canary {
+    /// In [`ranges::CANARY_EVENTS`]: 0 to 10,000,000.
     pub events: u64,
+    /// From 0 to 1.
     pub max_failure_rate: f64,
 }
 
@@ -171,25 +258,33 @@ impl Default for Canary {
     }
 }
 
-/// The sandbox limits of one stage. Each default blocks a threat named beside it.
+// ---- end of hot loading ----------------------------------------------------------------------
+
+/// The sandbox limits of one stage. Each default blocks a threat named beside it; each range
+/// is in [`ranges`], with the threat a value outside it would let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel (roughly, wasm instructions) per event; a call gets `events × fuel`. Blocks a
     /// plugin that burns CPU on every event and starves the other stages of the core.
+    /// In [`ranges::FUEL`]: 1 to 10^12.
     pub fuel: u64,
     /// Wall-clock limit per call, enforced by epoch interruption. Blocks endless loops and
     /// host calls that block: a stuck call costs one deadline, never a stuck pipeline.
+    /// In [`ranges::TIMEOUT`]: 1 ms to 1 h.
     pub timeout: Duration,
     /// Linear-memory cap per instance. Blocks a memory bomb from taking the host's memory.
+    /// In [`ranges::MEMORY`]: 64 KiB to 4 GiB.
     pub memory: u64,
     /// Events out per event in. Blocks an amplification bomb (one event into millions)
-    /// from flooding the stages and sinks downstream.
+    /// from flooding the stages and sinks downstream. In [`ranges::MAX_OUTPUT_EVENTS`]: 1 to
+    /// 65,536.
     pub max_output_events: usize,
     /// Bytes out (keys, values, headers) per call. Blocks one call from handing the host
-    /// an unbounded amount of data to hold and pass on.
+    /// an unbounded amount of data to hold and pass on. In [`ranges::MAX_OUTPUT_BYTES`]:
+    /// 1 byte to 1 GiB.
     pub max_output_bytes: u64,
     /// Bytes per output value. Blocks single huge values from reaching sinks and later
-    /// stages, each of which would copy them.
+    /// stages, each of which would copy them. In [`ranges::MAX_VALUE_SIZE`]: 1 byte to 1 GiB.
     pub max_value_size: u64,
 }
 
@@ -265,80 +360,28 @@ impl Pipeline {
     }
 
     /// Checks the text of a pipeline file; `file` names it in errors and anchors relative paths.
+    /// Never panics: whatever the text, the answer is a pipeline or an error with a place.
     pub fn parse(file: &Path, text: &str) -> Result<Pipeline, ConfigError> {
-        let dir = file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let cx = Ctx { file, text, dir };
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| cx.line_of(&s));
-            ConfigError {
-                file: file.to_path_buf(),
-                line,
-                key: None,
-                message: e.message().trim().to_string(),
-            }
-        })?;
-
-        let global = raw.pipeline.as_ref();
-        let batch_size = match global.and_then(|g| g.batch_size.as_ref()) {
-            Some(v) => cx.positive(v, "pipeline.batch_size".into())?,
-            None => DEFAULT_BATCH_SIZE,
-        };
-        let linger = match global.and_then(|g| g.linger.as_ref()) {
-            Some(v) => cx.duration(v, "pipeline.linger".into())?,
-            None => DEFAULT_LINGER,
-        };
-        let buffer = match global.and_then(|g| g.buffer.as_ref()) {
-            Some(v) => cx.positive(v, "pipeline.buffer".into())?,
-            None => DEFAULT_BUFFER,
-        };
-
-        if raw.sources.is_empty() {
-            return Err(ConfigError {
-                file: file.to_path_buf(),
-                line: None,
-                key: Some("sources".into()),
-                message: "the pipeline has no source: add a `[sources.NAME]` table".into(),
-            });
-        }
-        if raw.sinks.is_empty() {
-            return Err(ConfigError {
-                file: file.to_path_buf(),
-                line: None,
-                key: Some("sinks".into()),
-                message: "the pipeline has no sink: add a `[sinks.NAME]` table".into(),
-            });
-        }
+        let cx = Ctx::new(file, text);
+        let raw = raw::read(&cx)?;
+        let (batch_size, linger, buffer) = check_global(&cx, raw.pipeline.as_ref())?;
         let names = graph::names(&cx, &raw)?;
-
-        let mut sources = Vec::new();
-        for (name, raw) in &raw.sources {
-            sources.push(source::check_source(
-                &cx,
-                name,
-                raw.get_ref(),
-                batch_size,
-                linger,
-            )?);
+        let mut sources = Vec::with_capacity(raw.sources.len());
+        for (name, source) in &raw.sources {
+            sources.push(source::check(&cx, name, source, batch_size, linger)?);
         }
-        let mut stages = Vec::new();
-        for (name, spanned) in &raw.stages {
-            let raw = spanned.get_ref();
-            let inputs = graph::inputs(&cx, &names, "stages", name, &raw.inputs)?;
-            stages.push(stage::check_stage(&cx, name, raw, inputs)?);
+        let mut stages = Vec::with_capacity(raw.stages.len());
+        for (name, stage) in &raw.stages {
+            let inputs = graph::inputs(&cx, &names, "stages", name, &stage.inputs)?;
+            stages.push(stage::check(&cx, name, stage, inputs)?);
         }
-        graph::check_acyclic(&cx, &raw.stages)?;
-        let stages = graph::upstream_first(stages);
-        let mut sinks = Vec::new();
-        for (name, spanned) in &raw.sinks {
-            let raw = spanned.get_ref();
-            let inputs = graph::inputs(&cx, &names, "sinks", name, &raw.inputs)?;
-            sinks.push(sink::check_sink(&cx, name, raw, inputs)?);
+        let stages = graph::upstream_first(&cx, &raw.stages, stages)?;
+        let mut sinks = Vec::with_capacity(raw.sinks.len());
+        for (name, sink) in &raw.sinks {
+            let inputs = graph::inputs(&cx, &names, "sinks", name, &sink.inputs)?;
+            sinks.push(sink::check(&cx, name, sink, inputs)?);
         }
         graph::check_consumed(&cx, &raw, &stages, &sinks)?;
-
         Ok(Pipeline {
             file: file.to_path_buf(),
             sources,
@@ -351,7 +394,7 @@ impl Pipeline {
             admin: raw
                 .admin
                 .as_ref()
-                .map(|a| admin::check_admin(&cx, a))
+                .map(|a| admin::check(&cx, a))
                 .transpose()?,
         })
     }
@@ -376,4 +419,27 @@ impl Pipeline {
         let sources = self.sources.len() as u64;
         (channels + stages + sinks + sources) * batch
     }
+}
+
+/// `[pipeline]`: the batch size, linger and buffer every node uses unless it sets its own.
+fn check_global(
+    cx: &Ctx,
+    raw: Option<&raw::RawGlobal>,
+) -> Result<(usize, Duration, usize), ConfigError> {
+    let Some(raw) = raw else {
+        return Ok((DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_BUFFER));
+    };
+    let batch_size = match &raw.batch_size {
+        Some(v) => units::whole(cx, v, "pipeline.batch_size", &ranges::BATCH_SIZE)?,
+        None => DEFAULT_BATCH_SIZE,
+    };
+    let linger = match &raw.linger {
+        Some(v) => units::duration(cx, v, "pipeline.linger", &ranges::LINGER)?,
+        None => DEFAULT_LINGER,
+    };
+    let buffer = match &raw.buffer {
+        Some(v) => units::whole(cx, v, "pipeline.buffer", &ranges::BUFFER)?,
+        None => DEFAULT_BUFFER,
+    };
+    Ok((batch_size, linger, buffer))
 }

@@ -34,6 +34,8 @@ mod stage;
 mod units;
 
 #[cfg(test)]
+mod mutations;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

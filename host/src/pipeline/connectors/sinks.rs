@@ -23,7 +23,7 @@ use crate::pipeline::report::NodeMetrics;
 /// Dead-letter batches that may wait for the writer. Each is one stage call's failures; when
 /// a plugin fails every event, this bound makes the stage wait for the writer instead of
 /// piling letters in memory.
-pub const DEAD_LETTER_BUFFER: usize = 16;
+pub const DEAD_LETTER_BUFFER: usize = 4;
 
 /// Write buffer of a sink: large enough that a batch is one write call or a few.
 const WRITE_BUFFER: usize = 64 << 10;

@@ -91,7 +91,7 @@ impl Topology {
         for stage in &pipeline.stages {
             let factory = match natives.remove(&stage.name) {
                 Some(native) => native,
-                None => loader.factory(pipeline, stage)?,
+                None => loader.factory(stage)?,
             };
             let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
             metrics.push(Arc::clone(&node));
@@ -113,15 +113,14 @@ impl Topology {
                     .iter()
                     .map(|name| {
                         let handle = Arc::clone(&handles[name]);
-                        StageRunner::new(handle).map_err(|t| RunError::Init {
-                            stage: name.clone(),
-                            plugin: pipeline
-                                .stages
-                                .iter()
-                                .find(|s| &s.name == name)
-                                .map(|s| s.plugin.clone())
-                                .unwrap_or_default(),
-                            message: t.message,
+                        StageRunner::new(Arc::clone(&handle)).map_err(|t| {
+                            let config = &handle.config;
+                            RunError::Config(config.plugin_error(format!(
+                                "stage `{}` cannot start plugin {}: {}",
+                                config.name,
+                                config.plugin.display(),
+                                t.message
+                            )))
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -213,7 +212,6 @@ struct Loader {
 impl Loader {
     fn factory(
         &mut self,
-        pipeline: &Pipeline,
         stage: &crate::config::Stage,
     ) -> Result<Arc<dyn ProcessorFactory>, RunError> {
         let sandbox = match &self.sandbox {
@@ -236,7 +234,7 @@ impl Loader {
         plugin.check_grants(&stage.grant)?;
         if let Some(description) = &plugin.description {
             weir_sandbox::settings::check(&description.settings, &stage.settings)
-                .map_err(|e| pipeline.setting_error(&stage.name, &e.key, &e.message))?;
+                .map_err(|e| stage.setting_error(&e.key, e.message))?;
         }
         self.stage_plugins
             .insert(stage.name.clone(), Arc::clone(&plugin));

@@ -1,0 +1,426 @@
+//! Pipeline files: TOML text in, a checked [`Pipeline`] out.
+//!
+//! Checking happens in two passes. First the text is parsed into raw tables that keep the byte
+//! span of every key and value, refusing unknown keys (with the closest known one), values of
+//! the wrong type and missing required keys; then each concern checks the meaning (ranges,
+//! kinds of connectors, names and inputs, cycles, plugin files) and turns spans into lines, so
+//! that every error names the file, the line and the full key path (`stages.parse.inputs`).
+//! Relative paths in a pipeline file are taken relative to the file's own folder, so a pipeline
+//! runs the same from any working directory.
+//!
+//! The modules, leaves first (each imports only modules above it):
+//!
+//! - `error`: [`ConfigError`], and the context that turns a span into a line.
+//! - `ranges`: the range of every number and duration, each with the threat it blocks.
+//! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
+//! - `names`: what node names, setting keys and environment variable names may hold.
+//! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
+//! - `raw`: the tables as written (every known key, typed, with its span).
+//! - `graph`: one namespace for every node, inputs, fan-in, cycles, flow order.
+//! - `source`, `stage`, `sink` (with `[dead_letter]`), `admin`: the checks of each table.
+//!
+//! This file holds the checked types and [`Pipeline::parse`], which runs the passes in order.
+
+mod admin;
+mod error;
+mod graph;
+mod names;
+pub mod ranges;
+mod raw;
+mod reader;
+mod sink;
+mod source;
+mod stage;
+mod units;
+
+#[cfg(test)]
+mod mutations;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use units::{parse_duration, parse_size};
+pub use weir_sandbox::{DirGrant, Grant};
+
+use error::Ctx;
+
+/// Events per batch unless the file says otherwise: large enough to amortise the sandbox
+/// boundary (one call per batch), small enough that one batch stays a few tens of KiB.
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+/// How long a partly filled batch may wait for more events: the bound on added latency.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
+/// Batches a channel between two nodes holds. Together with the batch size this bounds the
+/// events in flight, and so the memory a slow sink can make the host hold.
+pub const DEFAULT_BUFFER: usize = 4;
+/// Instances a stage runs in parallel unless the file says otherwise.
+pub const DEFAULT_WORKERS: usize = 1;
+/// Retries of an event that asks for one, unless the file says otherwise.
+pub const DEFAULT_RETRIES: u32 = 3;
+/// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
+pub const DEFAULT_GENERATE_SIZE: usize = 100;
+
+/// A checked pipeline: every input exists, the graph has no cycle, every plugin file exists.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub sources: Vec<Source>,
+    /// Upstream stages first.
+    pub stages: Vec<Stage>,
+    pub sinks: Vec<Sink>,
+    pub dead_letter: DeadLetterConfig,
+    /// `[pipeline] batch_size`, in [`ranges::BATCH_SIZE`]: 1 to 65,536.
+    pub batch_size: usize,
+    /// `[pipeline] linger`, in [`ranges::LINGER`]: 0 to 60 s.
+    pub linger: Duration,
+    /// `[pipeline] buffer`, in [`ranges::BUFFER`]: 1 to 1,024 batches.
+    pub buffer: usize,
+    /// Hot loading: the admin API, when the file has an `[admin]` table.
+    pub admin: Option<Admin>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    /// In [`ranges::BATCH_SIZE`]; the pipeline's unless the source sets its own.
+    pub batch_size: usize,
+    /// In [`ranges::LINGER`]; the pipeline's unless the source sets its own.
+    pub linger: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Stdin,
+    /// One event per line; `repeat` (in [`ranges::REPEAT`], 1 to 1,000,000) reads the file that
+    /// many times in a row.
+    File {
+        path: PathBuf,
+        repeat: u64,
+    },
+    /// `count` events (in [`ranges::COUNT`], 0 to 10^12) whose values are `size` bytes (in
+    /// [`ranges::GENERATE_SIZE`], 0 to 16 MiB): byte `j` of event `i` is
+    /// `b'a' + (i + j) % 26` (benchmark workload W1).
+    Generate {
+        count: u64,
+        size: usize,
+    },
+}
+
+/// What a stage does when its plugin fails on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Write the event and the reason to the dead-letter sink and keep going.
+    DeadLetter,
+    /// Count the failure and drop the event.
+    Drop,
+    /// Drain what is in flight and exit non-zero, naming the stage and the failure.
+    Stop,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub plugin: PathBuf,
+    pub settings: Vec<(String, String)>,
+    /// In [`ranges::WORKERS`]: 1 to 64.
+    pub workers: usize,
+    pub limits: Limits,
+    /// In [`ranges::RETRIES`]: 0 to 100.
+    pub retries: u32,
+    pub on_error: OnError,
+    pub breaker: Breaker,
+    pub grant: Grant,
+    // ---- hot loading ----
+    /// Reload the plugin when its file changes.
+    pub watch: bool,
+    /// The guard that rolls a new version back when it fails too often.
+    pub canary: Canary,
+    /// Where the stage was written, for errors found after the file was read.
+    pub lines: StageLines,
+}
+
+/// Where a stage was written: the file, and the lines of its table, its `plugin` key and each
+/// of its settings. Checks that run after the file was read (a plugin that refuses a setting)
+/// use it to name the place, through [`Stage::setting_error`] and [`Stage::plugin_error`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageLines {
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// The line of the stage's table (`[stages.NAME]`).
+    pub table: usize,
+    /// The line of its `plugin` key.
+    pub plugin: usize,
+    /// The line of each key of its `settings`.
+    pub settings: BTreeMap<String, usize>,
+}
+
+impl Stage {
+    /// An error about setting `key` of this stage, as `stages.NAME.settings.KEY` at the line of
+    /// that setting, or at the stage's table when the file does not set it (a missing setting).
+    pub fn setting_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let settings = error::join(&error::join("stages", &self.name), "settings");
+        ConfigError {
+            file: self.lines.file.clone(),
+            line: Some(
+                self.lines
+                    .settings
+                    .get(key)
+                    .copied()
+                    .unwrap_or(self.lines.table),
+            ),
+            key: Some(error::join(&settings, key)),
+            message: message.into(),
+        }
+    }
+
+    /// An error about this stage's plugin, as `stages.NAME.plugin` at the line of that key.
+    pub fn plugin_error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.lines.file.clone(),
+            line: Some(self.lines.plugin),
+            key: Some(error::join(&error::join("stages", &self.name), "plugin")),
+            message: message.into(),
+        }
+    }
+}
+
+/// When a stage's `on_error` policy acts: over the last `window` events sent to its plugin,
+/// once the window is full and the failed fraction reaches `threshold`, the breaker trips and
+/// stays open for `cooldown`, failing events at once (`breaker-open`) without calling the
+/// plugin. Blocks a plugin that fails everything from costing a trap (and its re-runs) per
+/// batch for ever, and from slowing the branches it shares a source with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breaker {
+    /// In [`ranges::BREAKER_WINDOW`]: 1 to 1,000,000 events.
+    pub window: usize,
+    /// Above 0 and at most 1.
+    pub threshold: f64,
+    /// In [`ranges::BREAKER_COOLDOWN`]: 0 to 1 h.
+    pub cooldown: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            window: 100,
+            threshold: 0.5,
+            cooldown: Duration::from_secs(5),
+        }
+    }
+}
+
+// ---- hot loading --------------------------------------------------------------------------
+
+/// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
+/// replace the code that runs on every event, so it is not offered to the network by default.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
+/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin API: where it listens and the bearer token every request must carry.
+#[derive(Clone)]
+pub struct Admin {
+    pub listen: std::net::SocketAddr,
+    /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
+    pub token: String,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token stays out of logs and error messages.
+        f.debug_struct("Admin")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The canary guard of a stage: over the first `events` events a new version processes, a
+/// failure rate above `max_failure_rate` rolls it back. `events = 0` turns the guard off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Canary {
+    /// In [`ranges::CANARY_EVENTS`]: 0 to 10,000,000.
+    pub events: u64,
+    /// From 0 to 1.
+    pub max_failure_rate: f64,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            events: 1000,
+            max_failure_rate: 0.5,
+        }
+    }
+}
+
+// ---- end of hot loading ----------------------------------------------------------------------
+
+/// The sandbox limits of one stage. Each default blocks a threat named beside it; each range
+/// is in [`ranges`], with the threat a value outside it would let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (roughly, wasm instructions) per event; a call gets `events × fuel`. Blocks a
+    /// plugin that burns CPU on every event and starves the other stages of the core.
+    /// In [`ranges::FUEL`]: 1 to 10^12.
+    pub fuel: u64,
+    /// Wall-clock limit per call, enforced by epoch interruption. Blocks endless loops and
+    /// host calls that block: a stuck call costs one deadline, never a stuck pipeline.
+    /// In [`ranges::TIMEOUT`]: 1 ms to 1 h.
+    pub timeout: Duration,
+    /// Linear-memory cap per instance. Blocks a memory bomb from taking the host's memory.
+    /// In [`ranges::MEMORY`]: 64 KiB to 4 GiB.
+    pub memory: u64,
+    /// Events out per event in. Blocks an amplification bomb (one event into millions)
+    /// from flooding the stages and sinks downstream. In [`ranges::MAX_OUTPUT_EVENTS`]: 1 to
+    /// 65,536.
+    pub max_output_events: usize,
+    /// Bytes out (keys, values, headers) per call. Blocks one call from handing the host
+    /// an unbounded amount of data to hold and pass on. In [`ranges::MAX_OUTPUT_BYTES`]:
+    /// 1 byte to 1 GiB.
+    pub max_output_bytes: u64,
+    /// Bytes per output value. Blocks single huge values from reaching sinks and later
+    /// stages, each of which would copy them. In [`ranges::MAX_VALUE_SIZE`]: 1 byte to 1 GiB.
+    pub max_value_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 10_000_000,
+            timeout: Duration::from_secs(1),
+            memory: 64 << 20,
+            max_output_events: 1024,
+            max_output_bytes: 64 << 20,
+            max_value_size: 16 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits the sandbox enforces on a call (fuel, deadline, memory); the output caps
+    /// are the host's to enforce.
+    pub fn sandbox(&self) -> weir_sandbox::Limits {
+        weir_sandbox::Limits {
+            fuel: self.fuel,
+            timeout: self.timeout,
+            memory: self.memory,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub kind: SinkKind,
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Stdout,
+    File {
+        path: PathBuf,
+    },
+    /// Counts events and bytes, writes nothing.
+    Null,
+}
+
+/// How a sink writes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The value, then a newline.
+    Text,
+    /// A JSON object with key, value, headers and timestamp, then a newline.
+    Json,
+}
+
+/// Where dead letters go: JSON lines, one per failed event.
+#[derive(Debug, Clone)]
+pub enum DeadLetterConfig {
+    Stderr,
+    File { path: PathBuf },
+}
+
+impl Pipeline {
+    /// Reads and checks a pipeline file.
+    pub fn load(file: &Path) -> Result<Pipeline, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message: format!("cannot read the pipeline file: {e}"),
+        })?;
+        Pipeline::parse(file, &text)
+    }
+
+    /// Checks the text of a pipeline file; `file` names it in errors and anchors relative paths.
+    /// Never panics: whatever the text, the answer is a pipeline or an error with a place.
+    pub fn parse(file: &Path, text: &str) -> Result<Pipeline, ConfigError> {
+        let cx = Ctx::new(file, text);
+        let raw = raw::read(&cx)?;
+        let (batch_size, linger, buffer) = check_global(&cx, raw.pipeline.as_ref())?;
+        let names = graph::names(&cx, &raw)?;
+        let mut sources = Vec::with_capacity(raw.sources.len());
+        for (name, source) in &raw.sources {
+            sources.push(source::check(&cx, name, source, batch_size, linger)?);
+        }
+        let mut stages = Vec::with_capacity(raw.stages.len());
+        for (name, stage) in &raw.stages {
+            let inputs = graph::inputs(&cx, &names, "stages", name, &stage.inputs)?;
+            stages.push(stage::check(&cx, name, stage, inputs)?);
+        }
+        let stages = graph::upstream_first(&cx, &raw.stages, stages)?;
+        let mut sinks = Vec::with_capacity(raw.sinks.len());
+        for (name, sink) in &raw.sinks {
+            let inputs = graph::inputs(&cx, &names, "sinks", name, &sink.inputs)?;
+            sinks.push(sink::check(&cx, name, sink, inputs)?);
+        }
+        graph::check_consumed(&cx, &raw, &stages, &sinks)?;
+        Ok(Pipeline {
+            file: file.to_path_buf(),
+            sources,
+            stages,
+            sinks,
+            dead_letter: sink::check_dead_letter(&cx, raw.dead_letter.as_ref())?,
+            batch_size,
+            linger,
+            buffer,
+            admin: raw
+                .admin
+                .as_ref()
+                .map(|a| admin::check(&cx, a))
+                .transpose()?,
+        })
+    }
+}
+
+/// `[pipeline]`: the batch size, linger and buffer every node uses unless it sets its own.
+fn check_global(
+    cx: &Ctx,
+    raw: Option<&raw::RawGlobal>,
+) -> Result<(usize, Duration, usize), ConfigError> {
+    let Some(raw) = raw else {
+        return Ok((DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_BUFFER));
+    };
+    let batch_size = match &raw.batch_size {
+        Some(v) => units::whole(cx, v, "pipeline.batch_size", &ranges::BATCH_SIZE)?,
+        None => DEFAULT_BATCH_SIZE,
+    };
+    let linger = match &raw.linger {
+        Some(v) => units::duration(cx, v, "pipeline.linger", &ranges::LINGER)?,
+        None => DEFAULT_LINGER,
+    };
+    let buffer = match &raw.buffer {
+        Some(v) => units::whole(cx, v, "pipeline.buffer", &ranges::BUFFER)?,
+        None => DEFAULT_BUFFER,
+    };
+    Ok((batch_size, linger, buffer))
+}

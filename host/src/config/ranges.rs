@@ -1,0 +1,92 @@
+//! The range every number and duration of a pipeline file must fall in, each with the threat
+//! it blocks. A value out of range is a [`ConfigError`](crate::config::ConfigError) naming the
+//! file, line, key and range; nothing is clamped. The README's pipeline-file reference lists
+//! the same ranges.
+//!
+//! Two fractions have no constant: `breaker.threshold` is above 0 and at most 1 (a threshold
+//! of 0 would trip on a window without failures), and `canary.max_failure_rate` is from 0 to 1.
+//! NaN is refused in both.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// `batch_size` (pipeline and source): events per batch. Blocks a batch so large that its
+/// buffers, reserved up front, or the in-flight bound (batches × batch size) exhaust memory.
+pub const BATCH_SIZE: RangeInclusive<usize> = 1..=65_536;
+
+/// `linger` (pipeline and source): how long a partly filled batch waits. Blocks a deadline
+/// past the clock's range (`Instant + linger` overflows) and batches that wait for hours.
+pub const LINGER: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(60);
+
+/// `buffer`: batches each channel holds. Blocks an in-flight bound (channels × buffer × batch
+/// size events) beyond what the host can hold while a slow sink applies backpressure.
+pub const BUFFER: RangeInclusive<usize> = 1..=1024;
+
+/// `repeat` of a file source. Blocks a run of practically endless length from a typo, and keeps
+/// the events read (repeat × lines) within the `u64` counters.
+pub const REPEAT: RangeInclusive<u64> = 1..=1_000_000;
+
+/// `count` of a generate source; 0 makes no events. With [`GENERATE_SIZE`], keeps the bytes made
+/// (count × size, at most 1.7 × 10^19) within the `u64` byte counters.
+pub const COUNT: RangeInclusive<u64> = 0..=1_000_000_000_000;
+
+/// `size` of a generate source, in bytes. Blocks one allocation per event of whatever size the
+/// file names (and the arithmetic on it overflowing); the same cap as a source's longest line.
+pub const GENERATE_SIZE: RangeInclusive<u64> = 0..=16 << 20;
+
+/// `workers` of a stage. Each worker is a thread and a live instance whose slot in the pooling
+/// allocator is reserved up front; blocks one stage from taking the host's threads and slots.
+pub const WORKERS: RangeInclusive<usize> = 1..=64;
+
+/// `fuel` per event. A call gets events × fuel, which stays well within `u64` at the largest
+/// batch; 10^12 is minutes of CPU per event, past which `timeout` is the only limit left.
+pub const FUEL: RangeInclusive<u64> = 1..=1_000_000_000_000;
+
+/// `timeout` per call. Blocks a deadline past the clock's range (a panic in `Instant + d`) and
+/// a stuck call holding a worker, and the acknowledgements of its batch, for days.
+pub const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(3600);
+
+/// `memory` per instance. Below one wasm page (64 KiB) nothing runs; above 4 GiB a 32-bit guest
+/// cannot address it, and the pooling allocator reserves no more.
+pub const MEMORY: RangeInclusive<u64> = 64 << 10..=4 << 30;
+
+/// `retries` of an event that asks for one. Retries are at most 1 s apart, so this bounds how
+/// long one event can hold its batch's acknowledgement (and the backpressure behind it).
+pub const RETRIES: RangeInclusive<u32> = 0..=100;
+
+/// `max_output_events` per input event. Blocks an amplification bomb: with the largest batch,
+/// a call still hands the host at most 2^32 events.
+pub const MAX_OUTPUT_EVENTS: RangeInclusive<usize> = 1..=65_536;
+
+/// `max_output_bytes` per call. Blocks one call from handing the host more data to hold and
+/// pass on than a guest's whole memory could.
+pub const MAX_OUTPUT_BYTES: RangeInclusive<u64> = 1..=1 << 30;
+
+/// `max_value_size` per output value. Blocks single values that every later stage and sink
+/// must copy from being larger than a guest's memory could hold.
+pub const MAX_VALUE_SIZE: RangeInclusive<u64> = 1..=1 << 30;
+
+/// `breaker.window`, in events. The window is allocated up front: blocks a window that takes
+/// the host's memory, and a breaker that would need millions of failures to trip.
+pub const BREAKER_WINDOW: RangeInclusive<usize> = 1..=1_000_000;
+
+/// `breaker.cooldown`. Blocks a reopening time past the clock's range (`Instant + cooldown`
+/// overflows), and a breaker that stays open for days.
+pub const BREAKER_COOLDOWN: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(3600);
+
+/// `canary.events`; 0 turns the guard off. Blocks a guard that never reaches its verdict and
+/// so keeps a bad version on probation for the whole run.
+pub const CANARY_EVENTS: RangeInclusive<u64> = 0..=10_000_000;
+
+/// Length of a node name (sources, stages, sinks), made of `A-Z a-z 0-9 _ -`. Names go into
+/// log lines, metrics, admin API paths (`/stages/NAME`) and header names
+/// (`weir.version.NAME`): other characters could forge a log line or break a path or header.
+pub const NAME_LEN: RangeInclusive<usize> = 1..=64;
+
+/// Length of a setting key, made of `A-Z a-z 0-9 _ - .`. Keys reach logs, the admin API and
+/// the plugin's `init`.
+pub const SETTING_KEY_LEN: RangeInclusive<usize> = 1..=64;
+
+/// Sources, stages and sinks in one pipeline. Each is a task with a channel of `buffer`
+/// batches; blocks a file that makes the host spawn and reserve without end.
+pub const MAX_NODES: usize = 1024;

@@ -38,14 +38,18 @@
 //! Because [`export_stage!`] defines the component's exports, a plugin crate must not be a
 //! (non-dev) dependency of another plugin crate: the two sets of exports would collide.
 
+mod batch;
 mod event;
 mod export;
 mod log;
+mod output;
 mod settings;
 mod stage;
 
 pub use crate::log::{Level, log};
+pub use batch::{Batch, EVENT_STRIDE, EventView, HEADER_STRIDE, Headers, NO_KEY, NO_TIMESTAMP};
 pub use bindings::weir::stage::types::{Event, Failure, Outcome};
+pub use output::{FailedEvent, Output};
 pub use settings::Settings;
 pub use stage::Stage;
 

@@ -37,6 +37,16 @@ pub struct Batch {
     pub timestamps: Vec<u64>,
 }
 
+/// Lengths of a batch's four vectors: where to cut it back to when an input's outputs are
+/// discarded because it failed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    data: usize,
+    events: usize,
+    headers: usize,
+    timestamps: usize,
+}
+
 impl Batch {
     /// An empty batch; allocates nothing.
     pub const fn new() -> Batch {
@@ -245,6 +255,23 @@ impl Batch {
             }
         }
     }
+
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            data: self.data.len(),
+            events: self.events.len(),
+            headers: self.headers.len(),
+            timestamps: self.timestamps.len(),
+        }
+    }
+
+    /// Cuts the batch back to `mark`, dropping what was appended since.
+    pub(crate) fn truncate(&mut self, mark: Mark) {
+        self.data.truncate(mark.data);
+        self.events.truncate(mark.events);
+        self.headers.truncate(mark.headers);
+        self.timestamps.truncate(mark.timestamps);
+    }
 }
 
 /// A length or offset as the contract's `u32`. A guest's memory, and so any batch it holds, is
@@ -435,5 +462,14 @@ mod tests {
             let err = batch.check().unwrap_err();
             assert!(err.contains(expected), "{err:?} should say {expected:?}");
         }
+    }
+
+    #[test]
+    fn a_failed_event_is_cut_back_to_its_mark() {
+        let mut batch = Batch::from_events(&[Event::new("keep")]);
+        let mark = batch.mark();
+        batch.push(&full());
+        batch.truncate(mark);
+        assert_eq!(batch, Batch::from_events(&[Event::new("keep")]));
     }
 }

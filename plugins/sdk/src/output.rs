@@ -4,8 +4,9 @@
 //! The output events are one packed [`Batch`]: those of input 0, then those of input 1, and
 //! so on. `counts` says how many consecutive outputs each input became, and is left empty
 //! when every input became exactly one output and none failed, which is the common case and
-//! costs nothing. `failures` names the inputs that failed, by increasing index. [`Output::check`]
-//! is the host's check, here so that native tests prove an output would be accepted.
+//! costs nothing. `failures` names the inputs that failed, by increasing index. The SDK builds
+//! outputs through [`Outputs`](crate::Outputs); [`Output::check`] is the host's check, here so
+//! that native tests prove an output would be accepted.
 
 use crate::{Batch, Event, Failure, Outcome};
 

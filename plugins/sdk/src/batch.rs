@@ -194,7 +194,8 @@ impl Batch {
         );
     }
 
-    /// Appends an event made of these parts: each byte is copied into `data` once.
+    /// Appends an event made of these parts: each byte is copied into `data` once, in the
+    /// order the host writes them (key, value, then each header's name and value).
     pub fn push_parts<'h>(
         &mut self,
         key: Option<&[u8]>,
@@ -202,9 +203,17 @@ impl Batch {
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         timestamp: Option<u64>,
     ) {
+        let key = self.put_key(key);
         let value = self.put(value);
         let headers = headers.into_iter().map(|(n, v)| (n.as_bytes(), v));
-        self.push_record(value, key, headers, timestamp);
+        self.push_record(key, value, headers, timestamp);
+    }
+
+    /// Appends a copy of an event of another batch.
+    pub(crate) fn push_view(&mut self, event: &EventView<'_>) {
+        let key = self.put_key(event.key());
+        let value = self.put(event.value());
+        self.push_record(key, value, event.raw_headers(), event.timestamp());
     }
 
     /// Appends `bytes` to `data`; returns their span.
@@ -214,20 +223,24 @@ impl Batch {
         (start, offset(bytes.len()))
     }
 
-    /// Appends the record of an event whose value is already in `data` at `value`, copying
-    /// its key and headers after it.
+    /// Appends a key to `data`; returns its span, or the contract's "no key".
+    pub(crate) fn put_key(&mut self, key: Option<&[u8]>) -> (u32, u32) {
+        match key {
+            Some(key) => self.put(key),
+            None => (0, NO_KEY),
+        }
+    }
+
+    /// Appends the record of an event whose key and value are already in `data`, copying its
+    /// headers after them.
     pub(crate) fn push_record<'h>(
         &mut self,
+        key: (u32, u32),
         value: (u32, u32),
-        key: Option<&[u8]>,
         headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
         timestamp: Option<u64>,
     ) {
         let index = self.len();
-        let (key_start, key_len) = match key {
-            Some(key) => self.put(key),
-            None => (0, NO_KEY),
-        };
         let first = offset(self.headers.len() / HEADER_STRIDE);
         let mut count = 0u32;
         for (name, value) in headers {
@@ -239,11 +252,12 @@ impl Batch {
         }
         let first = if count == 0 { 0 } else { first };
         self.events
-            .extend_from_slice(&[value.0, value.1, key_start, key_len, first, count]);
+            .extend_from_slice(&[value.0, value.1, key.0, key.1, first, count]);
         self.set_timestamp(index, timestamp);
     }
 
     /// Records event `index`'s timestamp, keeping the column empty while no event has one.
+    #[inline]
     fn set_timestamp(&mut self, index: usize, timestamp: Option<u64>) {
         match timestamp {
             None if self.timestamps.is_empty() => {}
@@ -298,6 +312,11 @@ impl<'a> EventView<'a> {
         self.index
     }
 
+    /// The batch the event belongs to.
+    pub(crate) fn batch(&self) -> &'a Batch {
+        self.batch
+    }
+
     /// The payload.
     pub fn value(&self) -> &'a [u8] {
         span(&self.batch.data, self.fields[0], self.fields[1])
@@ -338,6 +357,11 @@ impl<'a> EventView<'a> {
         self.raw_headers()
             .find(|(n, _)| *n == name.as_bytes())
             .map(|(_, v)| v)
+    }
+
+    /// Whether the event has any header.
+    pub(crate) fn has_headers(&self) -> bool {
+        self.fields[5] != 0
     }
 
     /// The headers with their names as bytes: what copying them needs, without a UTF-8 check.

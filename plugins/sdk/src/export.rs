@@ -3,8 +3,9 @@
 //! The macro expands in the plugin crate; the logic it calls lives in [`__private`] so that it
 //! is compiled, documented and tested once, here, and natively as well as on wasm. A call
 //! moves the bindings' `batch` record into the SDK's [`Batch`](crate::Batch) (the vectors
-//! move, nothing is copied), runs it through [`native::process`](crate::native::process), and
-//! moves the [`Output`](crate::Output) back into the bindings' record.
+//! move, nothing is copied), runs it as [`native::process`](crate::native::process) does, and
+//! moves the [`Output`](crate::Output) back into the bindings' record; when the stage passed
+//! every input unchanged, the input batch itself goes back.
 
 /// Exports a [`Transform`](crate::Transform) (so also any [`Stage`](crate::Stage)) as the
 /// component's `describe`, `init` and `process`.
@@ -82,6 +83,7 @@ pub mod __private {
     use std::cell::RefCell;
 
     use crate::bindings::weir::stage::types as wit;
+    use crate::emit::Finished;
     use crate::{Batch, FailedEvent, Failure, Output, SettingType, Settings, Transform, native};
 
     pub use crate::bindings::Guest;
@@ -140,11 +142,18 @@ pub mod __private {
             headers: batch.headers,
             timestamps: batch.timestamps,
         };
-        let output = match state.borrow_mut().as_mut() {
-            Some(stage) => native::process(stage, &batch),
-            None => reject_all(batch.len()),
+        let finished = match state.borrow_mut().as_mut() {
+            Some(stage) => native::run(stage, &batch),
+            None => Finished::Written(reject_all(batch.len())),
         };
-        to_wit(output)
+        to_wit(match finished {
+            // Every input passed unchanged: the input is the output, moved back as it came.
+            Finished::Input => Output {
+                events: batch,
+                ..Output::default()
+            },
+            Finished::Written(output) => output,
+        })
     }
 
     /// Every input rejected as not initialised.

@@ -45,8 +45,9 @@
 //! [`Emitter::pass`] (the input unchanged), [`Emitter::emit_value`] (a new value, the input's
 //! key, headers and timestamp), [`Emitter::emit_with`] (a value appended in place, no
 //! intermediate buffer), [`Emitter::emit`] (every part given). No output filters the event
-//! out. A call then makes the same few allocations whatever its number of events, and when
-//! every input becomes one output the call skips the per-event counts altogether.
+//! out. A call then makes the same few allocations whatever its number of events; when every
+//! input becomes one output it writes no per-event counts, and when every input is passed
+//! unchanged it hands the input batch back without copying a byte.
 //!
 //! ```
 //! use weir_plugin::{Emitter, EventView, Failure, Settings, Transform};

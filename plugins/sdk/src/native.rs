@@ -8,6 +8,7 @@
 //! pack owned events, run them, and read the output back as owned outcomes, which is what a
 //! unit test wants to compare.
 
+use crate::emit::Finished;
 use crate::{Batch, Event, Outcome, Output, Outputs, Settings, Transform};
 
 /// Builds a stage as the component's `init` does: the declared defaults are applied and the
@@ -19,8 +20,22 @@ pub fn init<T: Transform>(settings: Settings) -> Result<T, String> {
 /// Runs one packed batch through a stage, as the component's `process` does.
 ///
 /// Panics if `input` breaks the contract's encoding ([`Batch::check`]); in a component that
-/// panic is a trap, and the host never sends such a batch.
+/// panic is a trap, and the host never sends such a batch. When the stage passed every input
+/// unchanged, the output's events are a copy of `input` (the component returns the input
+/// itself).
 pub fn process<T: Transform>(stage: &mut T, input: &Batch) -> Output {
+    match run(stage, input) {
+        Finished::Input => Output {
+            events: input.clone(),
+            ..Output::default()
+        },
+        Finished::Written(output) => output,
+    }
+}
+
+/// The common part of [`process`] and the component's export, which can give the input back
+/// without copying it.
+pub(crate) fn run<T: Transform>(stage: &mut T, input: &Batch) -> Finished {
     if let Err(breach) = input.check() {
         panic!("the input batch breaks the contract: {breach}");
     }

@@ -54,7 +54,7 @@ pub trait Transform: Sized + 'static {
     /// Transforms a batch: records exactly one outcome per input event, in order. The default
     /// calls [`Transform::process`] for each event; override it only to work across a batch.
     /// The host reports any other number of outcomes as `wrong-outcome-count`.
-    fn process_batch(&mut self, batch: &Batch, out: &mut Outputs) {
+    fn process_batch(&mut self, batch: &Batch, out: &mut Outputs<'_>) {
         for event in batch.iter() {
             out.emit_for(&event, |emitter| self.process(&event, emitter));
         }
@@ -77,7 +77,7 @@ impl<S: Stage> Transform for S {
         Ok(())
     }
 
-    fn process_batch(&mut self, batch: &Batch, out: &mut Outputs) {
+    fn process_batch(&mut self, batch: &Batch, out: &mut Outputs<'_>) {
         for outcome in <S as Stage>::process_batch(self, batch.to_events()) {
             out.push_outcome(outcome);
         }

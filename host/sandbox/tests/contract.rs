@@ -496,6 +496,55 @@ mod hostile {
         );
     }
 
+    /// The capability fixtures reach for the same things, and are stopped at the same places.
+    #[test]
+    fn reaches_and_floods_meet_the_same_walls() {
+        let out = instance("fixture-evil-env")
+            .process(&batch(&["x"]))
+            .unwrap();
+        assert_eq!(per_input(&out, 1), [[""]], "no environment without a grant");
+        for package in ["fixture-evil-fs", "fixture-evil-net"] {
+            let err = load(package).check_grants(&Default::default()).unwrap_err();
+            assert!(err.to_string().contains("grants no"), "{package}: {err}");
+        }
+        for package in ["fixture-evil-log-flood", "fixture-evil-stderr-flood"] {
+            let mut stage = instance(package);
+            let out = stage.process(&batch(&["a", "b"])).unwrap();
+            assert_eq!(per_input(&out, 2), [["a"], ["b"]], "{package}");
+            assert!(
+                stage.dropped_log_lines() > 0,
+                "{package}: the flood is rate-limited"
+            );
+        }
+        let short = Limits {
+            timeout: Duration::from_millis(100),
+            ..roomy()
+        };
+        let err = trapped("fixture-evil-busy-wait", short, &["slow"]);
+        assert_eq!(err.kind, TrapKind::Deadline, "{err}");
+    }
+
+    /// The fixtures the hot-load and ordering tests build on.
+    #[test]
+    fn tags_and_sequences_are_unchanged() {
+        let input = batch(&["x", "y"]);
+        for (package, expected) in [
+            ("fixture-tag-a", ["x|a", "y|a"]),
+            ("fixture-tag-b", ["x|b", "y|b"]),
+        ] {
+            let out = instance(package).process(&input).unwrap();
+            assert_eq!(
+                per_input(&out, 2),
+                [[expected[0]], [expected[1]]],
+                "{package}"
+            );
+        }
+        let mut seq = start(&load("fixture-seq"), Limits::default(), &[("prefix", "n")]).unwrap();
+        seq.process(&input).unwrap();
+        let out = seq.process(&input).unwrap();
+        assert_eq!(per_input(&out, 2), [["n2"], ["n3"]]);
+    }
+
     /// The output cap is the host's to enforce: the plugin must deliver the million outputs
     /// and the 64 MiB value within a roomy memory cap, not die of memory first.
     #[test]

@@ -5,7 +5,10 @@
 //! fields before this writer replaced it: `"` and `\` are escaped with a backslash, the
 //! control characters with a short form (`\b`, `\t`, `\n`, `\f`, `\r`) have it, the others
 //! become `\u00XX` with lower-case hex, and everything else (DEL and non-ASCII included) is
-//! copied as it is.
+//! copied as it is. The bytes that need an escape are exactly those `object` scans for, so
+//! the same eight-bytes-at-a-time test finds them, and the runs between them are copied whole.
+
+use crate::object::special_bytes;
 
 /// For each byte, 0 if it is copied as it is, else the letter after the backslash (`u` for
 /// `\u00XX`).
@@ -32,12 +35,10 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// need no escape in one piece.
 pub fn write_escaped(out: &mut Vec<u8>, text: &[u8]) {
     let mut copied = 0;
-    for (i, &b) in text.iter().enumerate() {
-        let escape = ESCAPE[b as usize];
-        if escape == 0 {
-            continue;
-        }
+    while let Some(i) = next_escape(text, copied) {
         out.extend_from_slice(&text[copied..i]);
+        let b = text[i];
+        let escape = ESCAPE[usize::from(b)];
         if escape == b'u' {
             out.extend_from_slice(&[
                 b'\\',
@@ -53,6 +54,21 @@ pub fn write_escaped(out: &mut Vec<u8>, text: &[u8]) {
         copied = i + 1;
     }
     out.extend_from_slice(&text[copied..]);
+}
+
+/// The position of the first byte at or after `from` that needs an escape.
+fn next_escape(text: &[u8], from: usize) -> Option<usize> {
+    let rest = &text[from..];
+    let mut words = rest.chunks_exact(8);
+    for (n, word) in words.by_ref().enumerate() {
+        let special = special_bytes(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        if special != 0 {
+            return Some(from + n * 8 + special.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = words.remainder();
+    let i = tail.iter().position(|&b| ESCAPE[usize::from(b)] != 0)?;
+    Some(text.len() - tail.len() + i)
 }
 
 /// Appends `n` in decimal, without leading zeros.
@@ -90,6 +106,24 @@ mod tests {
         for text in ["", "é ü 日本 \u{ff}", "\u{7f}\u{80}\u{2028}", "\"\\\"\\"] {
             let serde = serde_json::to_string(text).unwrap();
             assert_eq!(format!("\"{}\"", escaped(text)), serde, "{text:?}");
+        }
+    }
+
+    /// Every byte that needs an escape, at every position of a word and of the tail.
+    #[test]
+    fn finds_escapes_wherever_they_are() {
+        for c in (0..=0x7fu8).map(char::from) {
+            for position in 0..19 {
+                let mut text: Vec<char> = "abcdefghijklmnopqrs".chars().collect();
+                text[position] = c;
+                let text: String = text.into_iter().collect();
+                let serde = serde_json::to_string(&text).unwrap();
+                assert_eq!(
+                    format!("\"{}\"", escaped(&text)),
+                    serde,
+                    "{c:?} at {position}"
+                );
+            }
         }
     }
 

@@ -353,4 +353,43 @@ mod tests {
             Some(plain.len() - 2..plain.len() - 2)
         );
     }
+
+    /// The word-at-a-time scan agrees with the byte-at-a-time definition: any byte, at any
+    /// position of a word or of the tail, in any field.
+    #[test]
+    fn the_fast_path_scans_as_the_byte_by_byte_definition_does() {
+        fn reference(json: &[u8]) -> Option<std::ops::Range<usize>> {
+            std::str::from_utf8(json).ok()?;
+            let prefix = br#"{"ts":"t","host":"h","proc":"p","pid":1,"msg":""#;
+            let rest = json.strip_prefix(prefix.as_slice())?;
+            let end = rest.iter().position(|&b| b == b'"')?;
+            let plain = rest[..end].iter().all(|&b| b != b'\\' && b >= 0x20);
+            (plain && &rest[end..] == b"\"}").then_some(prefix.len()..prefix.len() + end)
+        }
+        for len in [0, 1, 7, 8, 9, 16, 19] {
+            for position in 0..len {
+                for b in 0..=255u8 {
+                    let mut msg = vec![b'a'; len];
+                    msg[position] = b;
+                    let mut json = br#"{"ts":"t","host":"h","proc":"p","pid":1,"msg":""#.to_vec();
+                    json.extend_from_slice(&msg);
+                    json.extend_from_slice(b"\"}");
+                    assert_eq!(
+                        object::plain_msg(&json),
+                        reference(&json),
+                        "{b:#x} at {position}/{len}"
+                    );
+                }
+            }
+        }
+        let utf8 = "{\"ts\":\"t\",\"host\":\"h\u{e9}\u{e9}\u{e9}\u{e9}\",\"proc\":\"p\",\"pid\":1,\"msg\":\"\u{65e5}\u{672c}\"}";
+        let msg = object::plain_msg(utf8.as_bytes()).expect("UTF-8 strings are plain");
+        assert_eq!(&utf8[msg], "\u{65e5}\u{672c}");
+        let broken = b"{\"ts\":\"t\",\"host\":\"h\",\"proc\":\"p\xc3\",\"pid\":1,\"msg\":\"m\"}";
+        assert_eq!(
+            object::plain_msg(broken),
+            None,
+            "a truncated UTF-8 sequence"
+        );
+    }
 }

@@ -606,7 +606,7 @@ mod load_refusals {
 
     #[test]
     fn a_plugin_built_against_weir_stage_0_2_is_refused_naming_the_version() -> Result<()> {
-        let file = plugin("fixture-evil-v2");
+        let file = plugin("fixture-evil-unknown-version");
         refused(
             &file,
             "",

@@ -31,13 +31,17 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-busy-wait",
     "fixture-evil-trap-every",
     "fixture-evil-other-world",
-    "fixture-evil-v2",
+    "fixture-evil-unknown-version",
+    "fixture-evil-bad-spans",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",
     "fixture-seq",
     "fixture-other-world",
     "fixture-trap-init",
+    "fixture-v01-upper",
+    "fixture-v01-retry",
+    "fixture-stage-passthrough",
 ];
 
 fn main() {

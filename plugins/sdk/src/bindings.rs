@@ -1,17 +1,21 @@
-//! Guest bindings for the `stage` world, generated at compile time from `wit/stage.wit`.
+//! Guest bindings for the `stage` world of `weir:stage@0.2.0`, generated at compile time from
+//! this crate's own copy of the contract, `wit/stage.wit`.
 //!
-//! [`export_stage!`](crate::export_stage) is the supported way to use them. The generated
-//! export macro is public and looks for these bindings at `weir_plugin::bindings`, so that it
-//! can be expanded in a plugin crate rather than in this one.
+//! The copy lives inside the crate (a test keeps it byte-identical to the workspace's
+//! `wit/0.2/stage.wit`) so that the SDK builds wherever it is fetched from, as a path or a git
+//! dependency. [`export_stage!`](crate::export_stage) is the supported way to use these
+//! bindings: its expansion converts between their records and the SDK's own types. The
+//! generated export macro is public and looks for the bindings at `weir_plugin::bindings`, so
+//! that it can be expanded in a plugin crate rather than in this one.
 
 #![doc(hidden)]
+// The generated lowering of a `batch` record takes one argument per number of its four lists.
+#![allow(clippy::too_many_arguments)]
 
 wit_bindgen::generate!({
-    path: "../../wit/0.1",
+    path: "wit",
     world: "stage",
     pub_export_macro: true,
     export_macro_name: "__export_stage_bindings",
     default_bindings_module: "weir_plugin::bindings",
-    // Equality lets tests compare outcomes directly; it costs nothing at run time.
-    additional_derives: [PartialEq, Eq],
 });

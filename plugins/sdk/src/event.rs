@@ -1,6 +1,25 @@
-//! Constructors and accessors on the generated [`Event`] and [`Failure`] types.
+//! The owned shapes of the simple API: [`Event`], [`Failure`] and [`Outcome`].
+//!
+//! A [`Stage`](crate::Stage) receives each input as an owned [`Event`], copied out of the
+//! packed batch, and returns owned events; the SDK copies them back into the packed output.
+//! That costs allocations per event, which is what the [`Transform`](crate::Transform) shape
+//! avoids.
 
-use crate::{Event, Failure};
+use std::fmt;
+
+/// One event as it flows through a pipeline, owned.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// Optional partitioning or identity key.
+    pub key: Option<Vec<u8>>,
+    /// The payload: for line-oriented sources, one line without its line ending.
+    pub value: Vec<u8>,
+    /// Named metadata, in order. Names starting with `weir.` belong to the host.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Milliseconds since the Unix epoch, when known. `Some(u64::MAX)` cannot cross the
+    /// boundary: the contract spells "none" that way.
+    pub timestamp: Option<u64>,
+}
 
 impl Event {
     /// An event with this value and no key, headers or timestamp.
@@ -22,6 +41,15 @@ impl Event {
     }
 }
 
+/// Why an input event could not be processed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// The event is bad: the host dead-letters it with this reason.
+    Reject(String),
+    /// A transient failure: the host retries the event with backoff, then dead-letters it.
+    Retry(String),
+}
+
 impl Failure {
     /// A permanent failure: the host dead-letters the event with `reason`.
     pub fn reject(reason: impl Into<String>) -> Self {
@@ -41,11 +69,16 @@ impl Failure {
     }
 }
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Reject(reason) => write!(f, "rejected: {reason}"),
             Failure::Retry(reason) => write!(f, "retry: {reason}"),
         }
     }
 }
+
+impl std::error::Error for Failure {}
+
+/// What became of one input event: zero or more output events, or a failure.
+pub type Outcome = Result<Vec<Event>, Failure>;

@@ -1,9 +1,14 @@
 //! [`export_stage!`](crate::export_stage) and the per-instance state it manages.
 //!
 //! The macro expands in the plugin crate; the logic it calls lives in [`__private`] so that it
-//! is compiled, documented and tested once, here, and natively as well as on wasm.
+//! is compiled, documented and tested once, here, and natively as well as on wasm. A call
+//! moves the bindings' `batch` record into the SDK's [`Batch`](crate::Batch) (the vectors
+//! move, nothing is copied), runs it as [`native::process`](crate::native::process) does, and
+//! moves the [`Output`](crate::Output) back into the bindings' record; when the stage passed
+//! every input unchanged, the input batch itself goes back.
 
-/// Exports a [`Stage`](crate::Stage) implementation as the component's `init` and `process`.
+/// Exports a [`Transform`](crate::Transform) (so also any [`Stage`](crate::Stage)) as the
+/// component's `describe`, `init` and `process`.
 ///
 /// ```
 /// # use weir_plugin::{Event, Outcome, Settings, Stage};
@@ -21,21 +26,21 @@
 /// weir_plugin::export_stage!(Passthrough);
 /// ```
 ///
-/// On `wasm32` the expansion keeps one `Option<T>` per instance. `init` drops any previous
-/// state, then stores the result of [`Stage::init`](crate::Stage::init) (nothing, if it
-/// fails). `process` hands the whole batch to
-/// [`Stage::process_batch`](crate::Stage::process_batch) and returns its outcomes as they are,
-/// so a wrong count reaches the host, which detects it; before a successful `init`, every
-/// event is rejected.
+/// On `wasm32` the expansion keeps one `Option<T>` per instance. `describe` returns the
+/// plugin crate's name and version (`CARGO_PKG_NAME`, `CARGO_PKG_VERSION`, read where the
+/// macro expands) and the stage's `SETTINGS`. `init` drops any previous state, then stores
+/// the result of [`native::init`](crate::native::init) (nothing, if it fails). `process` runs
+/// the batch through [`native::process`](crate::native::process); before a successful `init`,
+/// every event is rejected.
 ///
-/// On other targets the expansion only checks that the type implements `Stage`, so the plugin
-/// crate also builds natively for tests and benchmarks.
+/// On other targets the expansion only checks that the type implements `Transform`, so the
+/// plugin crate also builds natively for tests and benchmarks.
 ///
 /// Invoke it once per crate, at module level.
 #[macro_export]
 macro_rules! export_stage {
     ($stage:ty $(,)?) => {
-        const _: fn() = $crate::__private::assert_stage::<$stage>;
+        const _: fn() = $crate::__private::assert_transform::<$stage>;
 
         #[cfg(target_arch = "wasm32")]
         const _: () = {
@@ -49,15 +54,20 @@ macro_rules! export_stage {
             struct WeirStageExport;
 
             impl $crate::__private::Guest for WeirStageExport {
+                fn describe() -> $crate::__private::WitDescription {
+                    $crate::__private::describe::<$stage>(
+                        ::core::env!("CARGO_PKG_NAME"),
+                        ::core::env!("CARGO_PKG_VERSION"),
+                    )
+                }
+
                 fn init(
                     settings: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::core::result::Result<(), ::std::string::String> {
                     STATE.with(|state| $crate::__private::init::<$stage>(state, settings))
                 }
 
-                fn process(
-                    batch: ::std::vec::Vec<$crate::Event>,
-                ) -> ::std::vec::Vec<$crate::Outcome> {
+                fn process(batch: $crate::__private::WitBatch) -> $crate::__private::WitOutput {
                     STATE.with(|state| $crate::__private::process::<$stage>(state, batch))
                 }
             }
@@ -72,38 +82,119 @@ macro_rules! export_stage {
 pub mod __private {
     use std::cell::RefCell;
 
-    use crate::{Event, Failure, Outcome, Settings, Stage};
+    use crate::bindings::weir::stage::types as wit;
+    use crate::emit::Finished;
+    use crate::{Batch, FailedEvent, Failure, Output, SettingType, Settings, Transform, native};
 
     pub use crate::bindings::Guest;
+    pub use wit::{Batch as WitBatch, Description as WitDescription, Output as WitOutput};
 
     /// The reason given for events that arrive before a successful `init`.
     pub const NOT_INITIALISED: &str =
         "stage not initialised: process was called before a successful init";
 
-    /// Compiles only if `T` implements [`Stage`].
-    pub fn assert_stage<T: Stage>() {}
+    /// Compiles only if `T` implements [`Transform`].
+    pub fn assert_transform<T: Transform>() {}
+
+    /// What the stage says of itself: the plugin crate's name and version, and its settings.
+    pub fn describe<T: Transform>(name: &str, version: &str) -> WitDescription {
+        let settings = T::SETTINGS
+            .iter()
+            .map(|s| wit::Setting {
+                name: s.name().to_string(),
+                type_: match s.setting_type() {
+                    SettingType::Text => wit::SettingType::Text,
+                    SettingType::Integer => wit::SettingType::Integer,
+                    SettingType::Float => wit::SettingType::Float,
+                    SettingType::Boolean => wit::SettingType::Boolean,
+                },
+                required: s.is_required(),
+                default: s.default_value().map(str::to_string),
+                help: s.help_text().to_string(),
+            })
+            .collect();
+        WitDescription {
+            name: name.to_string(),
+            version: version.to_string(),
+            settings,
+        }
+    }
 
     /// Replaces the instance's state with a stage built from `settings`.
     ///
     /// The old state is dropped first, so that a failed `init` leaves no stale stage behind
     /// and the two never hold memory at the same time.
-    pub fn init<T: Stage>(
+    pub fn init<T: Transform>(
         state: &RefCell<Option<T>>,
         settings: Vec<(String, String)>,
     ) -> Result<(), String> {
         *state.borrow_mut() = None;
-        let stage = T::init(&Settings::new(settings))?;
+        let stage = native::init::<T>(Settings::new(settings))?;
         *state.borrow_mut() = Some(stage);
         Ok(())
     }
 
     /// Runs a batch through the instance's stage, or rejects it all if there is none.
-    pub fn process<T: Stage>(state: &RefCell<Option<T>>, batch: Vec<Event>) -> Vec<Outcome> {
-        match state.borrow_mut().as_mut() {
-            Some(stage) => stage.process_batch(batch),
-            None => batch
-                .iter()
-                .map(|_| Err(Failure::Reject(NOT_INITIALISED.to_string())))
+    pub fn process<T: Transform>(state: &RefCell<Option<T>>, batch: WitBatch) -> WitOutput {
+        let batch = Batch {
+            data: batch.data,
+            events: batch.events,
+            headers: batch.headers,
+            timestamps: batch.timestamps,
+        };
+        let finished = match state.borrow_mut().as_mut() {
+            Some(stage) => native::run(stage, &batch),
+            None => Finished::Written(reject_all(batch.len())),
+        };
+        to_wit(match finished {
+            // Every input passed unchanged: the input is the output, moved back as it came.
+            Finished::Input => Output {
+                events: batch,
+                ..Output::default()
+            },
+            Finished::Written(output) => output,
+        })
+    }
+
+    /// Every input rejected as not initialised.
+    fn reject_all(inputs: usize) -> Output {
+        Output {
+            events: Batch::new(),
+            counts: vec![0; inputs],
+            failures: (0..inputs)
+                .map(|index| FailedEvent {
+                    index: index as u32,
+                    failure: Failure::reject(NOT_INITIALISED),
+                })
+                .collect(),
+        }
+    }
+
+    /// Moves an output into the bindings' record; only failures are rebuilt.
+    fn to_wit(output: Output) -> WitOutput {
+        let events = output.events;
+        WitOutput {
+            events: WitBatch {
+                data: events.data,
+                events: events.events,
+                headers: events.headers,
+                timestamps: events.timestamps,
+            },
+            counts: output.counts,
+            failures: output
+                .failures
+                .into_iter()
+                .map(|f| {
+                    let (kind, reason) = match f.failure {
+                        Failure::Reject(reason) => (wit::FailureKind::Reject, reason),
+                        Failure::Retry(reason) => (wit::FailureKind::Retry, reason),
+                    };
+                    wit::Failure {
+                        index: f.index,
+                        kind,
+                        reason,
+                    }
+                })
                 .collect(),
         }
     }
@@ -111,13 +202,21 @@ pub mod __private {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::{Declare, Event, Outcome, Stage};
 
-        /// Appends its `suffix` setting to every value; rejects empty values.
+        /// Appends its `suffix` setting (default `!`) to every value; rejects empty values.
         struct Suffix {
             suffix: String,
         }
 
         impl Stage for Suffix {
+            const SETTINGS: &'static [Declare] = &[
+                Declare::text("suffix")
+                    .default("!")
+                    .help("appended to every value"),
+                Declare::integer("unused").required(),
+            ];
+
             fn init(settings: &Settings) -> Result<Self, String> {
                 Ok(Suffix {
                     suffix: settings.require("suffix")?.to_string(),
@@ -157,12 +256,48 @@ pub mod __private {
                 .collect()
         }
 
+        /// Runs owned events through the export's `process`, as the bindings would call it,
+        /// and reads the output back.
+        fn run<T: Transform>(state: &RefCell<Option<T>>, values: &[&str]) -> Vec<Outcome> {
+            let events: Vec<Event> = values.iter().map(|v| Event::new(*v)).collect();
+            let batch = Batch::from_events(&events);
+            let out = process(
+                state,
+                WitBatch {
+                    data: batch.data,
+                    events: batch.events,
+                    headers: batch.headers,
+                    timestamps: batch.timestamps,
+                },
+            );
+            let output = Output {
+                events: Batch {
+                    data: out.events.data,
+                    events: out.events.events,
+                    headers: out.events.headers,
+                    timestamps: out.events.timestamps,
+                },
+                counts: out.counts,
+                failures: out
+                    .failures
+                    .into_iter()
+                    .map(|f| FailedEvent {
+                        index: f.index,
+                        failure: match f.kind {
+                            wit::FailureKind::Reject => Failure::Reject(f.reason),
+                            wit::FailureKind::Retry => Failure::Retry(f.reason),
+                        },
+                    })
+                    .collect(),
+            };
+            output.outcomes()
+        }
+
         #[test]
         fn process_before_init_rejects_every_event() {
             let state = RefCell::new(None::<Suffix>);
-            let outcomes = process(&state, vec![Event::new("a"), Event::new("b")]);
             assert_eq!(
-                outcomes,
+                run(&state, &["a", "b"]),
                 vec![
                     Err(Failure::reject(NOT_INITIALISED)),
                     Err(Failure::reject(NOT_INITIALISED)),
@@ -171,15 +306,11 @@ pub mod __private {
         }
 
         #[test]
-        fn one_outcome_per_input_in_order() {
+        fn one_outcome_per_input_in_order_with_declared_defaults() {
             let state = RefCell::new(None);
-            init::<Suffix>(&state, settings(&[("suffix", "!")])).unwrap();
-            let outcomes = process(
-                &state,
-                vec![Event::new("a"), Event::new(""), Event::new("b")],
-            );
+            init::<Suffix>(&state, settings(&[("unused", "1")])).unwrap();
             assert_eq!(
-                outcomes,
+                run(&state, &["a", "", "b"]),
                 vec![
                     Ok(vec![Event::new("a!")]),
                     Err(Failure::reject("empty")),
@@ -191,32 +322,43 @@ pub mod __private {
         #[test]
         fn init_replaces_the_previous_state() {
             let state = RefCell::new(None);
-            init::<Suffix>(&state, settings(&[("suffix", "1")])).unwrap();
-            init::<Suffix>(&state, settings(&[("suffix", "2")])).unwrap();
-            assert_eq!(
-                process(&state, vec![Event::new("a")]),
-                vec![Ok(vec![Event::new("a2")])]
-            );
+            init::<Suffix>(&state, settings(&[("suffix", "1"), ("unused", "0")])).unwrap();
+            init::<Suffix>(&state, settings(&[("suffix", "2"), ("unused", "0")])).unwrap();
+            assert_eq!(run(&state, &["a"]), vec![Ok(vec![Event::new("a2")])]);
         }
 
         #[test]
         fn failed_init_leaves_no_state() {
             let state = RefCell::new(None);
-            init::<Suffix>(&state, settings(&[("suffix", "1")])).unwrap();
+            init::<Suffix>(&state, settings(&[("unused", "1")])).unwrap();
             let err = init::<Suffix>(&state, Vec::new()).unwrap_err();
-            assert_eq!(err, "setting `suffix` is required");
+            assert_eq!(err, "setting `unused` is required");
             assert_eq!(
-                process(&state, vec![Event::new("a")]),
+                run(&state, &["a"]),
                 vec![Err(Failure::reject(NOT_INITIALISED))]
             );
         }
 
         #[test]
-        fn a_wrong_count_is_passed_through_unchanged() {
+        fn a_wrong_count_reaches_the_host_as_counts_of_that_length() {
             let state = RefCell::new(None);
             init::<Lossy>(&state, Vec::new()).unwrap();
-            let outcomes = process(&state, vec![Event::new("a"), Event::new("b")]);
-            assert_eq!(outcomes, vec![Ok(Vec::new())]);
+            assert_eq!(run(&state, &["a", "b"]), vec![Ok(Vec::new())]);
+        }
+
+        #[test]
+        fn describe_gives_the_crate_and_the_declared_settings() {
+            let d = describe::<Suffix>("suffix", "1.2.3");
+            assert_eq!((d.name.as_str(), d.version.as_str()), ("suffix", "1.2.3"));
+            assert_eq!(d.settings.len(), 2);
+            let s = &d.settings[0];
+            assert_eq!(s.name, "suffix");
+            assert!(matches!(s.type_, wit::SettingType::Text));
+            assert!(!s.required);
+            assert_eq!(s.default.as_deref(), Some("!"));
+            assert_eq!(s.help, "appended to every value");
+            assert!(d.settings[1].required);
+            assert!(describe::<Lossy>("lossy", "0").settings.is_empty());
         }
     }
 }

@@ -1,19 +1,30 @@
-//! The SDK for writing weir transform stages.
+//! The SDK for writing weir transform stages in Rust.
 //!
-//! A stage is a WebAssembly component that targets the `weir:stage` world (`wit/stage.wit`).
-//! This crate owns the generated bindings for that world, so a stage author only writes a type
-//! that implements [`Stage`] and exports it with [`export_stage!`]:
+//! A stage is a WebAssembly component that targets the `stage` world of `weir:stage@0.2.0`
+//! (a copy of the contract lives in this crate, `wit/stage.wit`; `docs/contract.md` explains
+//! it). The host calls the component's `process` with a whole batch of events packed into one
+//! byte buffer and columns of offsets; the component returns its outputs packed the same way.
+//! This crate owns the bindings and that encoding, so an author writes a type and exports it
+//! with [`export_stage!`]. There are two shapes to write it in.
+//!
+//! **[`Stage`], the simple shape.** Each input is an owned [`Event`]; the stage returns an
+//! [`Outcome`]: zero or more owned events, or a [`Failure`]. The SDK copies events out of the
+//! packed batch and back, a few allocations per event.
 //!
 //! ```
-//! use weir_plugin::{Event, Failure, Outcome, Settings, Stage};
+//! use weir_plugin::{Declare, Event, Failure, Outcome, Settings, Stage};
 //!
-//! /// Cuts every value to at most `max` bytes (setting `max`, default 1024).
+//! /// Cuts every value to at most `max` bytes.
 //! pub struct Truncate {
 //!     max: usize,
 //! }
 //!
 //! impl Stage for Truncate {
+//!     const SETTINGS: &'static [Declare] =
+//!         &[Declare::integer("max").default("1024").help("longest value kept, in bytes")];
+//!
 //!     fn init(settings: &Settings) -> Result<Self, String> {
+//!         // The declared default is applied before `init`, so `max` is always set.
 //!         Ok(Truncate { max: settings.parse_or("max", 1024)? })
 //!     }
 //!
@@ -29,25 +40,75 @@
 //! weir_plugin::export_stage!(Truncate);
 //! ```
 //!
-//! The plugin crate declares `crate-type = ["cdylib", "rlib"]` and is built with
-//! `cargo build --release --target wasm32-wasip2`, which yields a component. The `rlib` lets the
-//! same logic be called natively from tests and benchmarks: on targets other than `wasm32`,
-//! [`export_stage!`] only checks that the type implements [`Stage`], and [`log`] writes to
-//! stderr instead of calling the host.
+//! **[`Transform`], the fast shape.** Each input is an [`EventView`], slices of the packed
+//! input; outputs are written through an [`Emitter`] straight into the call's output buffer:
+//! [`Emitter::pass`] (the input unchanged), [`Emitter::emit_value`] (a new value, the input's
+//! key, headers and timestamp), [`Emitter::emit_with`] (a value appended in place, no
+//! intermediate buffer), [`Emitter::emit`] (every part given). No output filters the event
+//! out. A call then makes the same few allocations whatever its number of events; when every
+//! input becomes one output it writes no per-event counts, and when every input is passed
+//! unchanged it hands the input batch back without copying a byte.
 //!
-//! Because [`export_stage!`] defines the component's exports, a plugin crate must not be a
-//! (non-dev) dependency of another plugin crate: the two sets of exports would collide.
+//! ```
+//! use weir_plugin::{Emitter, EventView, Failure, Settings, Transform};
+//!
+//! /// Upper-cases the ASCII letters of every value.
+//! pub struct Upper;
+//!
+//! impl Transform for Upper {
+//!     fn init(_: &Settings) -> Result<Self, String> {
+//!         Ok(Upper)
+//!     }
+//!
+//!     fn process(&mut self, event: &EventView<'_>, out: &mut Emitter<'_>) -> Result<(), Failure> {
+//!         let value = event.value();
+//!         out.emit_with(|buf| buf.extend(value.iter().map(u8::to_ascii_uppercase)));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! weir_plugin::export_stage!(Upper);
+//! ```
+//!
+//! Every `Stage` is also a `Transform`, so [`export_stage!`] takes either; import only the
+//! trait a type implements, or calls such as `T::init` become ambiguous. Both traits declare
+//! their settings in `SETTINGS` ([`Declare`]): the host reads them through `describe` along
+//! with the plugin crate's name and version, and refuses pipeline files that do not fit; the
+//! SDK applies their defaults before `init`.
+//!
+//! The plugin crate declares `crate-type = ["cdylib", "rlib"]` and is built with
+//! `cargo build --release --target wasm32-wasip2`, which yields a component. The `rlib` lets
+//! the same code run natively: on targets other than `wasm32`, [`export_stage!`] only checks
+//! that the type implements [`Transform`], [`log`] writes to stderr, and [`native`] runs a
+//! stage on packed batches ([`native::process`]) or owned events exactly as the component
+//! does. Because [`export_stage!`] defines the component's exports, a plugin crate must not be
+//! a (non-dev) dependency of another plugin crate: the two sets of exports would collide.
+//!
+//! Modules: `batch` ([`Batch`], [`EventView`]), `output` ([`Output`]), `emit` ([`Outputs`],
+//! [`Emitter`]), `stage` and `transform` (the traits), `declare` and `settings`, `event` (the
+//! owned types), [`native`], `export` (the macro), `log`, and the generated `bindings`.
 
+mod batch;
+mod declare;
+mod emit;
 mod event;
 mod export;
 mod log;
+pub mod native;
+mod output;
 mod settings;
 mod stage;
+mod transform;
 
 pub use crate::log::{Level, log};
-pub use bindings::weir::stage::types::{Event, Failure, Outcome};
+pub use batch::{Batch, EVENT_STRIDE, EventView, HEADER_STRIDE, Headers, NO_KEY, NO_TIMESTAMP};
+pub use declare::{Declare, SettingType};
+pub use emit::{Emitter, Outputs};
+pub use event::{Event, Failure, Outcome};
+pub use output::{FailedEvent, Output};
 pub use settings::Settings;
 pub use stage::Stage;
+pub use transform::Transform;
 
 #[doc(hidden)]
 pub use export::__private;

@@ -1,7 +1,13 @@
 //! [`Settings`]: the key/value pairs a stage receives from the pipeline file at `init`.
+//!
+//! The host passes the pipeline file's pairs as text; before the stage's `init` sees them,
+//! [`Settings::with_declared`] adds the default of every declared setting left unset and
+//! checks the declared rules, so that `init` reads one complete set.
 
 use std::fmt::Display;
 use std::str::FromStr;
+
+use crate::Declare;
 
 /// A stage's settings, as (key, value) pairs in the order the host passed them.
 ///
@@ -61,7 +67,36 @@ impl Settings {
         Ok(self.parse(key)?.unwrap_or(default))
     }
 
-    /// All pairs, in the order the host passed them (duplicates included).
+    /// Applies a stage's declared settings: checks that every required one is given and that
+    /// every given value fits its declared type, then appends the default of each declared
+    /// setting that is not given. Keys the stage does not declare are left alone (the host
+    /// refuses them before a plugin is ever called).
+    pub fn with_declared(mut self, declared: &[Declare]) -> Result<Settings, String> {
+        for setting in declared {
+            let name = setting.name();
+            match self.get(name) {
+                Some(value) if !setting.setting_type().accepts(value) => {
+                    return Err(format!(
+                        "setting `{name}`: {value:?} is not of type {}",
+                        setting.setting_type().as_str()
+                    ));
+                }
+                Some(_) => {}
+                None if setting.is_required() => {
+                    return Err(format!("setting `{name}` is required"));
+                }
+                None => {
+                    if let Some(default) = setting.default_value() {
+                        self.pairs.push((name.to_string(), default.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// All pairs, in the order the host passed them (duplicates included), then the declared
+    /// defaults that were added.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
@@ -121,6 +156,33 @@ mod tests {
         assert_eq!(settings.parse_or("max", 5u32), Ok(10));
         assert_eq!(settings.parse_or("min", 5u32), Ok(5));
         assert_eq!(settings.parse::<u32>("min"), Ok(None));
+    }
+
+    #[test]
+    fn declared_defaults_fill_in_only_what_is_unset() {
+        let declared = [
+            Declare::integer("max").default("10"),
+            Declare::text("name").default("x"),
+            Declare::boolean("strict"),
+        ];
+        let settings = Settings::from_iter([("max", "3")])
+            .with_declared(&declared)
+            .unwrap();
+        assert_eq!(settings.get("max"), Some("3"));
+        assert_eq!(settings.get("name"), Some("x"));
+        assert_eq!(settings.get("strict"), None);
+        assert_eq!(settings.len(), 2);
+    }
+
+    #[test]
+    fn declared_rules_are_checked() {
+        let declared = [Declare::integer("max"), Declare::text("path").required()];
+        let err = Settings::from_iter([("path", "/"), ("max", "ten")])
+            .with_declared(&declared)
+            .unwrap_err();
+        assert_eq!(err, "setting `max`: \"ten\" is not of type integer");
+        let err = Settings::default().with_declared(&declared).unwrap_err();
+        assert_eq!(err, "setting `path` is required");
     }
 
     #[test]

@@ -1,6 +1,12 @@
-//! The [`Stage`] trait: what a plugin author implements.
+//! The [`Stage`] trait: the simple, owned shape of a stage.
+//!
+//! Each input event is copied out of the packed batch into an owned [`Event`], handed to
+//! [`Stage::process`], and the events it returns are copied into the packed output. That is
+//! a few allocations per event, the price of the simplest API; a stage that cares implements
+//! [`Transform`](crate::Transform) instead. Every `Stage` is a `Transform` (a blanket impl),
+//! so [`export_stage!`](crate::export_stage) takes either.
 
-use crate::{Event, Outcome, Settings};
+use crate::{Declare, Event, Outcome, Settings};
 
 /// A transform stage: built once per instance by [`Stage::init`], then fed batches of events.
 ///
@@ -13,6 +19,10 @@ use crate::{Event, Outcome, Settings};
 ///
 /// [`Failure`]: crate::Failure
 pub trait Stage: Sized + 'static {
+    /// The settings the stage accepts, for the contract's `describe`; their defaults are
+    /// applied before [`Stage::init`]. None by default.
+    const SETTINGS: &'static [Declare] = &[];
+
     /// Builds the stage from its settings. An `Err` fails the instance with that message.
     fn init(settings: &Settings) -> Result<Self, String>;
 
@@ -20,7 +30,8 @@ pub trait Stage: Sized + 'static {
     fn process(&mut self, event: Event) -> Outcome;
 
     /// Transforms a batch. Override it to amortise work across a batch; an override must keep
-    /// the one-outcome-per-input contract, which the host checks.
+    /// the one-outcome-per-input contract: the host reports any other number of outcomes as
+    /// `wrong-outcome-count` and fails the call's events.
     fn process_batch(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
         batch.into_iter().map(|event| self.process(event)).collect()
     }

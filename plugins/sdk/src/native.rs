@@ -1,0 +1,63 @@
+//! Running a stage natively, without a host: the same code path a plugin runs in the
+//! sandbox, for tests and benchmarks.
+//!
+//! [`process`] is the packed entry point: a [`Batch`] in, an [`Output`] out, through
+//! [`Transform::process_batch`] exactly as the component's `process` export runs it (the
+//! export only moves the vectors between the bindings' records and these). [`init`] applies
+//! declared settings as the export's `init` does. [`process_event`] and [`process_events`]
+//! pack owned events, run them, and read the output back as owned outcomes, which is what a
+//! unit test wants to compare.
+
+use crate::emit::Finished;
+use crate::{Batch, Event, Outcome, Output, Outputs, Settings, Transform};
+
+/// Builds a stage as the component's `init` does: the declared defaults are applied and the
+/// declared rules checked before [`Transform::init`] sees the settings.
+pub fn init<T: Transform>(settings: Settings) -> Result<T, String> {
+    T::init(&settings.with_declared(T::SETTINGS)?)
+}
+
+/// Runs one packed batch through a stage, as the component's `process` does.
+///
+/// Panics if `input` breaks the contract's encoding ([`Batch::check`]); in a component that
+/// panic is a trap, and the host never sends such a batch. When the stage passed every input
+/// unchanged, the output's events are a copy of `input` (the component returns the input
+/// itself).
+pub fn process<T: Transform>(stage: &mut T, input: &Batch) -> Output {
+    match run(stage, input) {
+        Finished::Input => Output {
+            events: input.clone(),
+            ..Output::default()
+        },
+        Finished::Written(output) => output,
+    }
+}
+
+/// The common part of [`process`] and the component's export, which can give the input back
+/// without copying it.
+pub(crate) fn run<T: Transform>(stage: &mut T, input: &Batch) -> Finished {
+    if let Err(breach) = input.check() {
+        panic!("the input batch breaks the contract: {breach}");
+    }
+    let mut outputs = Outputs::for_input(input);
+    stage.process_batch(input, &mut outputs);
+    outputs.finish()
+}
+
+/// Runs owned events through [`process`] as one batch; one outcome per input (unless the
+/// stage breaks the contract, in which case as many as it recorded).
+pub fn process_events<T: Transform>(stage: &mut T, events: &[Event]) -> Vec<Outcome> {
+    process(stage, &Batch::from_events(events)).outcomes()
+}
+
+/// Runs one owned event through [`process`].
+pub fn process_event<T: Transform>(stage: &mut T, event: &Event) -> Outcome {
+    let mut outcomes = process_events(stage, std::slice::from_ref(event));
+    assert_eq!(
+        outcomes.len(),
+        1,
+        "the stage recorded {} outcomes for one event",
+        outcomes.len()
+    );
+    outcomes.remove(0)
+}

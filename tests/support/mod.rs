@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use weir_plugin::{Event, Settings, Stage};
+use weir_plugin::{Event, Settings, Transform};
 
 pub use weir_test_plugins::plugin;
 
@@ -61,10 +61,9 @@ pub fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Runs a stage natively over events, panicking on any failure (W3 on its data has none).
-fn stage<S: Stage>(events: Vec<Event>) -> Vec<Event> {
-    let mut stage = S::init(&Settings::default()).expect("init");
-    stage
-        .process_batch(events)
+fn stage<S: Transform>(events: Vec<Event>) -> Vec<Event> {
+    let mut stage = weir_plugin::native::init::<S>(Settings::default()).expect("init");
+    weir_plugin::native::process_events(&mut stage, &events)
         .into_iter()
         .flat_map(|o| o.expect("the native stage failed"))
         .collect()

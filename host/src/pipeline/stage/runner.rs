@@ -145,20 +145,23 @@ impl StageRunner {
         reason: String,
     ) -> StageResult {
         let n = input.len();
-        let mut dead = self.letters(&input, version);
-        let reason = Reason {
-            kind: FailureKind::BreakerOpen,
-            message: Arc::from(reason),
-            attempts: attempt,
-        };
-        for event in input.events.iter() {
-            dead.push(event, reason.clone());
-        }
         self.handle.metrics.fail(FailureKind::BreakerOpen, n as u64);
         self.handle.record(version.generation, n as u64, n as u64);
+        let dead = (self.handle.config.on_error != OnError::Drop).then(|| {
+            let mut dead = self.letters(&input, version);
+            let reason = Reason {
+                kind: FailureKind::BreakerOpen,
+                message: Arc::from(reason),
+                attempts: attempt,
+            };
+            for event in input.events.iter() {
+                dead.push(event, reason.clone());
+            }
+            dead
+        });
         StageResult {
             output: input.derive(Events::new(), Default::default()),
-            dead: Some(dead),
+            dead,
             retry: None,
             tripped: None,
         }

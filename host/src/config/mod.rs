@@ -80,6 +80,10 @@ pub struct Pipeline {
     pub linger: Duration,
     /// `[pipeline] buffer`, in [`ranges::BUFFER`]: 1 to 1,024 batches.
     pub buffer: usize,
+    /// `[pipeline] chain` (default true): run consecutive stages with one input and one
+    /// consumer on the same worker threads. Off, every stage runs on threads of its own, with a
+    /// channel between stages: more parallelism across stages, a hop per stage per batch.
+    pub chain: bool,
     /// Hot loading: the admin API, when the file has an `[admin]` table.
     pub admin: Option<Admin>,
 }
@@ -393,6 +397,11 @@ impl Pipeline {
             batch_size,
             linger,
             buffer,
+            chain: raw
+                .pipeline
+                .as_ref()
+                .and_then(|g| g.chain.as_ref())
+                .is_none_or(|c| *c.get_ref()),
             admin: raw
                 .admin
                 .as_ref()

@@ -16,7 +16,7 @@ const FILE_KEYS: &[&str] = &[
     "dead_letter",
     "admin",
 ];
-const GLOBAL_KEYS: &[&str] = &["batch_size", "linger", "buffer"];
+const GLOBAL_KEYS: &[&str] = &["batch_size", "linger", "buffer", "chain"];
 const SOURCE_KEYS: &[&str] = &[
     "type",
     "path",
@@ -65,6 +65,7 @@ pub(crate) struct RawGlobal {
     pub batch_size: Option<Sp<i128>>,
     pub linger: Option<Sp<String>>,
     pub buffer: Option<Sp<i128>>,
+    pub chain: Option<Sp<bool>>,
 }
 
 /// Where a node (source, stage or sink) was written: its name's key and its table.
@@ -205,6 +206,7 @@ fn read_global(t: &Table) -> Result<RawGlobal, ConfigError> {
         batch_size: t.whole("batch_size")?,
         linger: t.duration("linger")?,
         buffer: t.whole("buffer")?,
+        chain: t.flag("chain")?,
     })
 }
 

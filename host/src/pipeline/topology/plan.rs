@@ -1,8 +1,8 @@
 //! Planning: which stages run together as a chain, and who consumes what.
 //!
 //! A stage continues the chain of the stage before it when it has exactly that one input,
-//! it is that stage's only consumer, and both have the same number of workers. Everything
-//! else starts a chain of its own. The plan is a pure function of the pipeline, tested below.
+//! it is that stage's only consumer, and both have the same number of workers (and
+//! `[pipeline] chain` is not off). Everything else starts a chain of its own. The plan is a pure function of the pipeline, tested below.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +35,9 @@ pub fn chains(pipeline: &Pipeline) -> Vec<ChainPlan> {
         .collect();
     // The stage each stage continues, if it does.
     let continues = |name: &str| -> Option<String> {
+        if !pipeline.chain {
+            return None;
+        }
         let stage = pipeline.stages.iter().find(|s| s.name == name)?;
         let [input] = stage.inputs.as_slice() else {
             return None;

@@ -18,6 +18,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-loop-one",
     "fixture-evil-loop-every",
     "fixture-evil-loop-init",
+    "fixture-evil-sleep",
     "fixture-evil-memory-bomb",
     "fixture-evil-recursion",
     "fixture-evil-wrong-count",

@@ -8,10 +8,14 @@
 //! adapter allocates per event; it is the price of the older contract, paid only by its
 //! plugins.
 
+// Exports are called asynchronously so that a call can be abandoned at its deadline even
+// while the guest waits in a host call (a WASI sleep, poll or read), where epoch
+// interruption never fires; see `store`.
 pub(crate) mod v01 {
     wasmtime::component::bindgen!({
         world: "stage",
         path: "../../wit/0.1",
+        exports: { default: async },
     });
 }
 
@@ -20,6 +24,7 @@ pub(crate) mod v02 {
         world: "stage",
         path: "../../wit/0.2",
         additional_derives: [PartialEq, Eq],
+        exports: { default: async },
     });
 }
 

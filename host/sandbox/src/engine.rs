@@ -47,7 +47,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         // WASI is linked because ordinary guests (Rust's std among them) import it; the
         // context each store gets grants nothing (see `host`).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v01::weir::stage::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         v02::weir::stage::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
 

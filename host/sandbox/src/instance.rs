@@ -19,9 +19,7 @@ use crate::events::Events;
 use crate::host::HostState;
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
-use crate::store::{
-    INIT_FUEL_EVENTS, TrapKind, Trapped, arm, describe_trap as describe, new_store,
-};
+use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
 
 enum Bindings {
     V01(v01::Stage),
@@ -60,20 +58,24 @@ impl Instance {
             limits.fuel.saturating_mul(INIT_FUEL_EVENTS),
             deadline_ticks,
         );
-        let bindings = match plugin.pre() {
-            Pre::V01(pre) => pre.instantiate(&mut store).map(Bindings::V01),
-            Pre::V02(pre) => pre.instantiate(&mut store).map(Bindings::V02),
-        }
-        .map_err(|e| {
+        let instantiated = drive(limits.timeout, async {
+            match plugin.pre() {
+                Pre::V01(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V01),
+                Pre::V02(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V02),
+            }
+        });
+        let bindings = instantiated.map_err(|stop| {
             init_failed(format!(
                 "cannot instantiate: {}",
-                describe(&store, e).message
+                stopped(&store, stop).message
             ))
         })?;
-        let result = match &bindings {
-            Bindings::V01(b) => b.call_init(&mut store, settings),
-            Bindings::V02(b) => b.call_init(&mut store, settings),
-        };
+        let result = drive(limits.timeout, async {
+            match &bindings {
+                Bindings::V01(b) => b.call_init(&mut store, settings).await,
+                Bindings::V02(b) => b.call_init(&mut store, settings).await,
+            }
+        });
         match result {
             Ok(Ok(())) => Ok(Instance {
                 store,
@@ -83,8 +85,8 @@ impl Instance {
                 last_fuel: 0,
             }),
             Ok(Err(reason)) => Err(init_failed(format!("init returned an error: {reason}"))),
-            Err(e) => {
-                let trapped = describe(&store, e);
+            Err(stop) => {
+                let trapped = stopped(&store, stop);
                 Err(init_failed(format!(
                     "init trapped ({}): {}",
                     trapped.kind.as_str(),
@@ -99,23 +101,27 @@ impl Instance {
     pub fn process(&mut self, input: &Events) -> Result<Output, Trapped> {
         let fuel = self.limits.fuel.saturating_mul(input.len().max(1) as u64);
         arm(&mut self.store, fuel, self.deadline_ticks);
+        let timeout = self.limits.timeout;
+        let store = &mut self.store;
         let result = match &self.bindings {
-            Bindings::V02(b) => b
-                .call_process(&mut self.store, input)
-                .map_err(|e| describe(&self.store, e)),
+            Bindings::V02(b) => drive(timeout, b.call_process(&mut *store, input)).map(Ok),
             Bindings::V01(b) => {
                 let events = contract::to_v01(input);
-                match b.call_process(&mut self.store, &events) {
-                    Ok(outcomes) if outcomes.len() == input.len() => {
+                drive(timeout, b.call_process(&mut *store, &events)).map(|outcomes| {
+                    if outcomes.len() == input.len() {
                         Ok(contract::from_v01(outcomes))
+                    } else {
+                        Err(outcomes.len())
                     }
-                    Ok(outcomes) => Err(wrong_count(outcomes.len(), input.len())),
-                    Err(e) => Err(describe(&self.store, e)),
-                }
+                })
             }
         };
         self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let output = result?;
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(outcomes)) => return Err(wrong_count(outcomes, input.len())),
+            Err(stop) => return Err(stopped(&self.store, stop)),
+        };
         check(&output, input.len())?;
         Ok(output)
     }

@@ -259,12 +259,11 @@ fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Descrip
         limits.fuel.saturating_mul(INIT_FUEL_EVENTS),
         Sandbox::deadline_ticks(limits.timeout),
     );
-    let bindings = pre
-        .instantiate(&mut store)
-        .map_err(|e| store::describe_trap(&store, e).to_string())?;
-    let description = bindings
-        .call_describe(&mut store)
-        .map_err(|e| store::describe_trap(&store, e).to_string())?;
+    let described = store::drive(limits.timeout, async {
+        let bindings = pre.instantiate_async(&mut store).await?;
+        bindings.call_describe(&mut store).await
+    });
+    let description = described.map_err(|stop| store::stopped(&store, stop).to_string())?;
     let texts = [&description.name, &description.version].into_iter().chain(
         description
             .settings

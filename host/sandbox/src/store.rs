@@ -1,14 +1,25 @@
 //! What every instance's store shares: its making (WASI, limiter, a deadline that traps),
-//! arming it before a call, and naming what stopped a call ([`Trapped`]).
+//! arming it before a call, driving a call to its end or its deadline, and naming what
+//! stopped a call ([`Trapped`]).
 //!
 //! Both a stage's instances and the throwaway instance that asks a plugin to describe itself
 //! are made here, so they run under the same rules.
+//!
+//! A call's wall-clock deadline is enforced twice, because a guest can wait in two ways.
+//! While it runs wasm code, epoch interruption traps it at the next tick past its deadline.
+//! While it waits in a host call (a WASI sleep, a poll, a read from a granted file or socket),
+//! no wasm runs and the epoch cannot fire, so every call is made asynchronously ([`drive`])
+//! on a small runtime of the calling thread's own, under a timer a little later than the
+//! epoch deadline: when the timer fires first, the call is abandoned there and then. An
+//! abandoned call leaves its store unusable, like a trap, so the instance is replaced.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
-use crate::engine::Sandbox;
+use crate::engine::{EPOCH_TICK, Sandbox};
 use crate::host::HostState;
 use crate::limits::{Grant, Limits};
 
@@ -84,6 +95,76 @@ pub(crate) fn new_store(
     // synchronous on worker threads, and a stuck call must end.
     store.epoch_deadline_trap();
     Ok(store)
+}
+
+/// Why a driven call did not return a value.
+pub(crate) enum Stopped {
+    /// The deadline passed while the guest waited in a host call.
+    Deadline,
+    /// The call failed: a trap, or an error from wasmtime.
+    Failed(wasmtime::Error),
+}
+
+/// The runtime that drives this thread's calls; shut down in the background when the thread
+/// ends, so a host call still blocked in a read (abandoned at its deadline) cannot hold the
+/// thread's exit.
+struct CallRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for CallRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+thread_local! {
+    static CALLS: CallRuntime = CallRuntime(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("weir-call")
+            .build()
+            .ok(),
+    );
+}
+
+/// The timer's deadline for a call whose epoch deadline is `timeout`: two ticks later, so
+/// that a guest running wasm code is stopped by the epoch (the precise path) and the timer
+/// only catches one that waits in a host call.
+pub(crate) fn timer(timeout: Duration) -> Duration {
+    timeout + 2 * EPOCH_TICK
+}
+
+/// Drives `call` on this thread until it returns or `timeout` passes. Must not be called
+/// from inside an async task (the data plane's workers and blocking tasks are fine).
+pub(crate) fn drive<T>(
+    timeout: Duration,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, Stopped> {
+    CALLS.with(|calls| {
+        let Some(runtime) = &calls.0 else {
+            return Err(Stopped::Failed(wasmtime::format_err!(
+                "cannot start the runtime that drives plugin calls"
+            )));
+        };
+        // The timer is made inside `block_on`: it needs the runtime's context.
+        match runtime.block_on(async { tokio::time::timeout(timer(timeout), call).await }) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Stopped::Failed(e)),
+            Err(_) => Err(Stopped::Deadline),
+        }
+    })
+}
+
+/// Names what stopped a driven call.
+pub(crate) fn stopped(store: &Store<HostState>, stop: Stopped) -> Trapped {
+    match stop {
+        Stopped::Deadline => Trapped {
+            kind: TrapKind::Deadline,
+            message: "the call ran past its deadline while waiting in a host call (a sleep, a poll or a read)".into(),
+        },
+        Stopped::Failed(e) => describe_trap(store, e),
+    }
 }
 
 pub(crate) fn arm(store: &mut Store<HostState>, fuel: u64, deadline_ticks: u64) {

@@ -65,10 +65,12 @@ pub async fn watch_signals(shutdown: CancellationToken) {
             _ = term.recv() => {}
         }
         if round == 0 {
-            eprintln!("weir: stopping: draining what is in flight (signal again to exit at once)");
+            crate::notice::warn(
+                "stopping: draining what is in flight (signal again to exit at once)",
+            );
             shutdown.cancel();
         } else {
-            eprintln!("weir: error: interrupted twice; exiting without draining");
+            crate::notice::error("interrupted twice; exiting without draining");
             std::process::exit(130);
         }
     }

@@ -23,6 +23,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod notice;
 pub mod pipeline;
 
 pub use app::run;

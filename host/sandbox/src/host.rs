@@ -4,8 +4,11 @@
 //! network, empty stdin, unless the stage grants them), its memory limiter, and a
 //! [`GuestLog`]: the one funnel through
 //! which the guest's `log` calls, stdout and stderr reach the host's log. The funnel is
-//! rate-limited and line-capped, so a noisy guest costs a counter, never host memory or a
-//! flooded log; it also keeps the guest's last stderr lines, which name a panic's cause.
+//! rate-limited by a [`LogQuota`] shared by every instance of a stage (an instance replaced
+//! after each trap does not start a fresh quota), and every line is cut and escaped as guest
+//! text ([`crate::text`]), so a noisy guest costs a counter, never host memory, a flooded
+//! log or a forged log line; it also keeps the guest's last stderr lines, which name a
+//! panic's cause.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,10 +24,11 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::contract::v01::weir::stage::log as log01;
 use crate::contract::v02::weir::stage::log::{Host as LogHost, Level};
 use crate::limits::Grant;
+use crate::text::guest_text;
 
-/// Guest log lines forwarded per second, per instance, after a burst of the same size.
+/// Guest log lines forwarded per second, per stage, after a burst of the same size.
 /// Blocks a guest from flooding the host log (and the disk behind it).
-const LOG_LINES_PER_SECOND: u32 = 100;
+pub const LOG_LINES_PER_SECOND: u32 = 100;
 /// Longest guest log line kept; the rest is cut. Blocks one huge line from being copied
 /// into the host log.
 const MAX_LOG_LINE: usize = 1024;
@@ -44,8 +48,13 @@ pub struct HostState {
 
 impl HostState {
     /// The state of a new instance: WASI grants exactly what `grant` names.
-    pub fn new(stage: Arc<str>, memory_cap: u64, grant: &Grant) -> Result<HostState, String> {
-        let log = Arc::new(GuestLog::new(stage));
+    pub fn new(
+        stage: Arc<str>,
+        memory_cap: u64,
+        grant: &Grant,
+        quota: Arc<LogQuota>,
+    ) -> Result<HostState, String> {
+        let log = Arc::new(GuestLog::new(stage, quota));
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(GuestStream {
             log: Arc::clone(&log),
@@ -162,16 +171,73 @@ enum Stream {
     Log(Level),
 }
 
+/// The log lines a stage's instances may still write this second, shared by all of them.
+#[derive(Debug)]
+pub struct LogQuota {
+    inner: Mutex<Quota>,
+}
+
+#[derive(Debug)]
+struct Quota {
+    tokens: u32,
+    refilled: Instant,
+    /// Lines dropped since the last report of them.
+    dropped: u64,
+    dropped_total: u64,
+}
+
+impl LogQuota {
+    pub fn new() -> Arc<LogQuota> {
+        Arc::new(LogQuota {
+            inner: Mutex::new(Quota {
+                tokens: LOG_LINES_PER_SECOND,
+                refilled: Instant::now(),
+                dropped: 0,
+                dropped_total: 0,
+            }),
+        })
+    }
+
+    /// Whether one more line may go to the host log now; reports the lines dropped in the
+    /// last second once the quota refills.
+    fn take(&self, stage: &str) -> bool {
+        let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now.duration_since(q.refilled).as_secs() >= 1 {
+            q.tokens = LOG_LINES_PER_SECOND;
+            q.refilled = now;
+            if q.dropped > 0 {
+                tracing::warn!(target: "weir::guest", stage, dropped = q.dropped,
+                    "guest output over {LOG_LINES_PER_SECOND} lines/s was dropped");
+                q.dropped = 0;
+            }
+        }
+        if q.tokens == 0 {
+            q.dropped += 1;
+            q.dropped_total += 1;
+            return false;
+        }
+        q.tokens -= 1;
+        true
+    }
+
+    /// Lines dropped by the rate limit so far.
+    pub fn dropped(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped_total
+    }
+}
+
 /// The rate-limited funnel from a guest to the host log.
 pub struct GuestLog {
     stage: Arc<str>,
+    quota: Arc<LogQuota>,
     inner: Mutex<LogInner>,
 }
 
 struct LogInner {
-    tokens: u32,
-    refilled: Instant,
-    dropped: u64,
     partial_out: Vec<u8>,
     partial_err: Vec<u8>,
     /// Whether the current stdout/stderr line was cut at its cap and its rest is dropped.
@@ -181,13 +247,11 @@ struct LogInner {
 }
 
 impl GuestLog {
-    fn new(stage: Arc<str>) -> GuestLog {
+    fn new(stage: Arc<str>, quota: Arc<LogQuota>) -> GuestLog {
         GuestLog {
             stage,
+            quota,
             inner: Mutex::new(LogInner {
-                tokens: LOG_LINES_PER_SECOND,
-                refilled: Instant::now(),
-                dropped: 0,
                 partial_out: Vec::new(),
                 partial_err: Vec::new(),
                 cut_out: false,
@@ -197,9 +261,9 @@ impl GuestLog {
         }
     }
 
-    /// Lines the guest wrote that were dropped by the rate limit.
+    /// Lines the stage's instances wrote that were dropped by the rate limit.
     pub fn dropped(&self) -> u64 {
-        self.lock().dropped
+        self.quota.dropped()
     }
 
     /// The guest's last stderr lines, oldest first, including an unfinished last line.
@@ -238,41 +302,34 @@ impl GuestLog {
             partial.extend_from_slice(&body[..body.len().min(room)]);
             if complete || partial.len() >= MAX_LOG_LINE {
                 *cut = !complete;
-                let line = std::mem::take(partial);
+                let mut line = std::mem::take(partial);
+                if *cut {
+                    line.extend_from_slice(b" [cut: the rest of the line is dropped]");
+                }
                 self.emit(inner, stream, &line);
             }
         }
     }
 
-    /// Forwards one whole line (a `log` call).
+    /// Forwards one whole line (a `log` call), cut as guest text.
     fn line(&self, stream: Stream, bytes: &[u8]) {
         let mut inner = self.lock();
-        self.emit(&mut inner, stream, &bytes[..bytes.len().min(MAX_LOG_LINE)]);
+        self.emit(&mut inner, stream, bytes);
     }
 
     fn emit(&self, inner: &mut LogInner, stream: Stream, line: &[u8]) {
-        let text = String::from_utf8_lossy(line);
+        // One line, escaped and cut: a guest cannot forge a host log line or flood it.
+        let text = guest_text(line);
         if let Stream::Stderr = stream {
             if inner.recent_stderr.len() == RECENT_STDERR_LINES {
                 inner.recent_stderr.pop_front();
             }
-            inner.recent_stderr.push_back(text.clone().into_owned());
+            inner.recent_stderr.push_back(text.clone());
         }
-        let now = Instant::now();
-        if now.duration_since(inner.refilled).as_secs() >= 1 {
-            inner.tokens = LOG_LINES_PER_SECOND;
-            inner.refilled = now;
-            if inner.dropped > 0 {
-                tracing::warn!(target: "weir::guest", stage = %self.stage, dropped = inner.dropped,
-                    "guest output over {LOG_LINES_PER_SECOND} lines/s was dropped");
-            }
-        }
-        if inner.tokens == 0 {
-            inner.dropped += 1;
+        let stage = &*self.stage;
+        if !self.quota.take(stage) {
             return;
         }
-        inner.tokens -= 1;
-        let stage = &*self.stage;
         match stream {
             Stream::Stdout => {
                 tracing::info!(target: "weir::guest", stage, stream = "stdout", "{text}")

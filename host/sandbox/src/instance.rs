@@ -16,10 +16,11 @@ use wasmtime::Store;
 use crate::contract::{self, Output, v01, v02};
 use crate::engine::Sandbox;
 use crate::events::Events;
-use crate::host::HostState;
+use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
 use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
+use crate::text::{MAX_GUEST_TEXT, guest_text};
 
 enum Bindings {
     V01(v01::Stage),
@@ -47,11 +48,33 @@ impl Instance {
         grant: &Grant,
         settings: &[(String, String)],
     ) -> Result<Instance, Trapped> {
+        Instance::with_quota(
+            sandbox,
+            plugin,
+            stage,
+            limits,
+            grant,
+            settings,
+            LogQuota::new(),
+        )
+    }
+
+    /// Like [`Instance::new`], writing its log lines under `quota`, which the stage's other
+    /// instances share.
+    pub fn with_quota(
+        sandbox: &Sandbox,
+        plugin: &Plugin,
+        stage: &Arc<str>,
+        limits: Limits,
+        grant: &Grant,
+        settings: &[(String, String)],
+        quota: Arc<LogQuota>,
+    ) -> Result<Instance, Trapped> {
         let init_failed = |message: String| Trapped {
             kind: TrapKind::InitFailed,
             message,
         };
-        let mut store = new_store(sandbox, stage, limits, grant).map_err(init_failed)?;
+        let mut store = new_store(sandbox, stage, limits, grant, quota).map_err(init_failed)?;
         let deadline_ticks = Sandbox::deadline_ticks(limits.timeout);
         arm(
             &mut store,
@@ -84,7 +107,10 @@ impl Instance {
                 deadline_ticks,
                 last_fuel: 0,
             }),
-            Ok(Err(reason)) => Err(init_failed(format!("init returned an error: {reason}"))),
+            Ok(Err(reason)) => Err(init_failed(format!(
+                "init returned an error: {}",
+                guest_text(reason.as_bytes())
+            ))),
             Err(stop) => {
                 let trapped = stopped(&store, stop);
                 Err(init_failed(format!(
@@ -123,7 +149,7 @@ impl Instance {
             Err(stop) => return Err(stopped(&self.store, stop)),
         };
         check(&output, input.len())?;
-        Ok(output)
+        Ok(bound_reasons(output))
     }
 
     /// Fuel the last call burned.
@@ -147,6 +173,17 @@ fn check(output: &Output, inputs: usize) -> Result<(), Trapped> {
         kind: TrapKind::Trap,
         message: format!("the plugin's output breaks the contract: {message}"),
     })
+}
+
+/// Cuts and escapes the failures' reasons, once per call: each may be copied into many dead
+/// letters and log lines.
+fn bound_reasons(mut output: Output) -> Output {
+    for failure in &mut output.failures {
+        if failure.reason.len() > MAX_GUEST_TEXT || failure.reason.chars().any(char::is_control) {
+            failure.reason = guest_text(failure.reason.as_bytes());
+        }
+    }
+    output
 }
 
 fn wrong_count(outcomes: usize, inputs: usize) -> Trapped {

@@ -24,12 +24,13 @@ mod plugin;
 mod processor;
 pub mod settings;
 mod store;
+pub mod text;
 
 pub use cache::{CompileCache, Origin as CacheOrigin};
 pub use contract::{Description, GuestFailure, GuestFailureKind, Output, Setting, SettingType};
 pub use engine::{EPOCH_TICK, Sandbox};
 pub use events::{EventRef, Events};
-pub use host::HostState;
+pub use host::{HostState, LOG_LINES_PER_SECOND, LogQuota};
 pub use instance::Instance;
 pub use limits::{DirGrant, Grant, Limits};
 pub use plugin::{

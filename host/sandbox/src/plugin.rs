@@ -19,7 +19,7 @@ use wasmtime::component::{Component, InstancePre};
 use crate::cache::CompileCache;
 use crate::contract::{Description, v01, v02};
 use crate::engine::Sandbox;
-use crate::host::HostState;
+use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
 use crate::store::{self, INIT_FUEL_EVENTS};
 
@@ -253,7 +253,13 @@ fn typecheck(
 /// Asks a 0.2 plugin to describe itself, in a throwaway instance under default limits.
 fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Description, String> {
     let limits = Limits::default();
-    let mut store = store::new_store(sandbox, &Arc::from("describe"), limits, &Grant::default())?;
+    let mut store = store::new_store(
+        sandbox,
+        &Arc::from("describe"),
+        limits,
+        &Grant::default(),
+        LogQuota::new(),
+    )?;
     store::arm(
         &mut store,
         limits.fuel.saturating_mul(INIT_FUEL_EVENTS),

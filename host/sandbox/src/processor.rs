@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::contract::Output;
 use crate::engine::Sandbox;
 use crate::events::Events;
+use crate::host::LogQuota;
 use crate::instance::Instance;
 use crate::limits::{Grant, Limits};
 use crate::plugin::Plugin;
@@ -53,17 +54,20 @@ pub struct WasmStage {
     pub limits: Limits,
     pub grant: Grant,
     pub settings: Vec<(String, String)>,
+    /// The stage's log quota, shared by its instances (and its versions).
+    pub log: Arc<LogQuota>,
 }
 
 impl ProcessorFactory for WasmStage {
     fn make(&self) -> Result<Box<dyn Processor>, Trapped> {
-        let instance = Instance::new(
+        let instance = Instance::with_quota(
             &self.sandbox,
             &self.plugin,
             &self.stage,
             self.limits,
             &self.grant,
             &self.settings,
+            Arc::clone(&self.log),
         )?;
         Ok(Box::new(instance))
     }

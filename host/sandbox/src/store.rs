@@ -20,8 +20,9 @@ use std::time::Duration;
 use wasmtime::{Store, Trap};
 
 use crate::engine::{EPOCH_TICK, Sandbox};
-use crate::host::HostState;
+use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
+use crate::text::guest_text;
 
 /// `init` may do more than one event's work (build tables, compile patterns): it gets this
 /// many events' worth of fuel, under the same deadline as a call.
@@ -87,8 +88,9 @@ pub(crate) fn new_store(
     stage: &Arc<str>,
     limits: Limits,
     grant: &Grant,
+    quota: Arc<LogQuota>,
 ) -> Result<Store<HostState>, String> {
-    let state = HostState::new(Arc::clone(stage), limits.memory, grant)?;
+    let state = HostState::new(Arc::clone(stage), limits.memory, grant, quota)?;
     let mut store = Store::new(sandbox.engine(), state);
     store.limiter(|state| &mut state.limiter);
     // A deadline traps the call (rather than yielding): the pipeline's calls are
@@ -204,7 +206,11 @@ pub(crate) fn describe_trap(store: &Store<HostState>, error: wasmtime::Error) ->
         Some(trap) => (TrapKind::Trap, trap.to_string()),
         None => (TrapKind::Trap, format!("{error:#}")),
     };
-    Trapped { kind, message }
+    // A backtrace names guest functions, and a panic message is the guest's own: guest text.
+    Trapped {
+        kind,
+        message: guest_text(message.as_bytes()),
+    }
 }
 
 /// A Rust guest prints `panicked at FILE:LINE:COL:` and then its message before it aborts;

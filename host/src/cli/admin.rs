@@ -78,7 +78,7 @@ pub(super) fn reload(
         }
     }
     .map_err(client_failed)?;
-    println!("{}", describe_version(stage, &answer));
+    out!("{}", describe_version(stage, &answer));
     Ok(())
 }
 
@@ -86,7 +86,7 @@ pub(super) fn rollback(stage: &str, admin: &AdminArgs) -> CommandResult {
     let answer = Client::new(&admin.admin, &admin.token)
         .rollback(stage)
         .map_err(client_failed)?;
-    println!("{}", describe_version(stage, &answer));
+    out!("{}", describe_version(stage, &answer));
     Ok(())
 }
 
@@ -96,7 +96,7 @@ pub(super) fn stages(json: bool, admin: &AdminArgs) -> CommandResult {
         .map_err(client_failed)?;
     if json {
         let text = serde_json::to_string_pretty(&stages).map_err(|e| (1, e.to_string()))?;
-        println!("{text}");
+        out!("{text}");
         return Ok(());
     }
     let now_ms = std::time::SystemTime::now()
@@ -105,16 +105,20 @@ pub(super) fn stages(json: bool, admin: &AdminArgs) -> CommandResult {
         .unwrap_or(0);
     for stage in &stages {
         let Some(live) = &stage.live else {
-            println!("{}: native code, not reloadable", stage.name);
+            out!("{}: native code, not reloadable", stage.name);
             continue;
         };
-        println!(
+        out!(
             "{}: version {} ({}) live: {} events, {} failed since it was swapped in",
-            stage.name, live.id, live.short_digest, stage.events, stage.failed
+            stage.name,
+            live.id,
+            live.short_digest,
+            stage.events,
+            stage.failed
         );
         for v in &stage.versions {
             let age = now_ms.saturating_sub(v.loaded_at_ms);
-            println!(
+            out!(
                 "  version {} {} {:<11} from {:<8} loaded {:.1} s ago, ready {} ms after its trigger{}",
                 v.id,
                 v.short_digest,

@@ -4,6 +4,14 @@
 //! command and turns its outcome into an exit code: 0 on success, 1 when a run failed, 2 when
 //! the pipeline file or a plugin was refused. Failures end with one line saying why.
 
+/// `println!` for a command's output, except that a reader who went away (`weir stages |
+/// head -1`) ends the command quietly with status 0, as Unix tools do, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod admin;
 mod plugin;
 
@@ -165,13 +173,24 @@ pub fn main(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
-            eprintln!("weir: error: {message}");
+            crate::notice::error(&message);
             ExitCode::from(code)
         }
     }
 }
 
 type CommandResult = Result<(), (u8, String)>;
+
+#[doc(hidden)]
+pub fn print_line(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
 
 fn refused(e: impl std::fmt::Display) -> (u8, String) {
     (2, one_line(e))
@@ -186,14 +205,33 @@ fn one_line(e: impl std::fmt::Display) -> String {
 }
 
 fn init_logging(format: LogFormat, filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn,weir::guest=info"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
+    let wanted = filter.unwrap_or("warn,weir::guest=info");
+    // Notices are log events in JSON mode: whatever the filter, they get through.
+    let with_notices = format!("{wanted},{}=info", crate::notice::TARGET);
+    let (filter, refused) = match tracing_subscriber::EnvFilter::try_new(&with_notices) {
+        Ok(f) => (f, None),
+        Err(e) => (
+            tracing_subscriber::EnvFilter::new(format!("warn,{}=info", crate::notice::TARGET)),
+            Some(e),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never into a file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            builder.json().init();
+            crate::notice::use_json();
+        }
+    }
+    if let Some(e) = refused {
+        crate::notice::warn(&format!(
+            "the log filter `{wanted}` is not valid ({e}); logging warnings only"
+        ));
     }
 }
 
@@ -215,7 +253,7 @@ fn run(file: &Path, quiet: bool, report: Option<ReportFormat>) -> CommandResult 
         Ok(summary) => {
             match report {
                 Some(ReportFormat::Json) => eprintln!("{}", summary.to_json()),
-                None if !quiet => eprintln!("weir: {summary}"),
+                None if !quiet => crate::notice::info(&summary.to_string()),
                 None => {}
             }
             Ok(())
@@ -233,7 +271,7 @@ fn check(file: &Path) -> CommandResult {
         .filter(|c| c.stages.len() > 1)
         .map(|c| c.stages.join(" -> "))
         .collect();
-    println!(
+    out!(
         "{}: ok: {} sources, {} stages, {} sinks; at most {} events in flight",
         file.display(),
         pipeline.sources.len(),
@@ -242,7 +280,7 @@ fn check(file: &Path) -> CommandResult {
         topology.in_flight_bound()
     );
     if !chains.is_empty() {
-        println!("chained: {}", chains.join("; "));
+        out!("chained: {}", chains.join("; "));
     }
     Ok(())
 }

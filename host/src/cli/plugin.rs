@@ -43,26 +43,26 @@ pub(super) fn inspect(
             );
         }
         let text = serde_json::to_string_pretty(&value).map_err(|e| (1, e.to_string()))?;
-        println!("{text}");
+        out!("{text}");
         return Ok(());
     }
-    println!("plugin:  {}", report.path.display());
-    println!("size:    {} bytes", report.size);
-    println!("sha256:  {}", report.sha256);
+    out!("plugin:  {}", report.path.display());
+    out!("size:    {} bytes", report.size);
+    out!("sha256:  {}", report.sha256);
     match (&report.loadable, report.contract) {
-        (Ok(()), Some(contract)) => println!(
+        (Ok(()), Some(contract)) => out!(
             "world:   weir:stage/stage@{}.0 (loads on this host)",
             contract.as_str()
         ),
-        (Ok(()), None) => println!("world:   loads on this host"),
-        (Err(why), _) => println!("world:   not loadable on this host: {why}"),
+        (Ok(()), None) => out!("world:   loads on this host"),
+        (Err(why), _) => out!("world:   not loadable on this host: {why}"),
     }
     if let Some(d) = &report.description {
-        println!("stage:   {} {}", d.name, d.version);
+        out!("stage:   {} {}", d.name, d.version);
         if d.settings.is_empty() {
-            println!("settings: none");
+            out!("settings: none");
         } else {
-            println!("settings:");
+            out!("settings:");
         }
         for s in &d.settings {
             let default = s
@@ -71,27 +71,27 @@ pub(super) fn inspect(
                 .map(|d| format!(", default {d}"))
                 .unwrap_or_default();
             let required = if s.required { ", required" } else { "" };
-            println!("  {} ({}{required}{default}): {}", s.name, s.ty, s.help);
+            out!("  {} ({}{required}{default}): {}", s.name, s.ty, s.help);
         }
     }
-    println!("imports:");
+    out!("imports:");
     for import in &report.imports {
         match &import.refused {
-            None => println!("  {}  (granted)", import.name),
-            Some(why) => println!("  {}  (refused: {why})", import.name),
+            None => out!("  {}  (granted)", import.name),
+            Some(why) => out!("  {}  (refused: {why})", import.name),
         }
     }
-    println!("exports:");
+    out!("exports:");
     for export in &report.exports {
-        println!("  {export}");
+        out!("  {export}");
     }
     if let Some(running) = running {
-        println!("running:");
+        out!("running:");
         if running.is_empty() {
-            println!("  in no stage of the pipeline");
+            out!("  in no stage of the pipeline");
         }
         for (stage, state) in running {
-            println!("  stage `{stage}`: {state}");
+            out!("  stage `{stage}`: {state}");
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use weir_sandbox::{Plugin, ProcessorFactory, Sandbox, WasmStage};
+use weir_sandbox::{LogQuota, Plugin, ProcessorFactory, Sandbox, WasmStage};
 
 use crate::config;
 use crate::control::ReloadError;
@@ -219,13 +219,14 @@ impl Actor {
         };
         let sandbox = Arc::clone(&self.sandbox);
         let config = Arc::clone(&self.config);
+        let quota = Arc::clone(&self.handle.log_quota);
         let prepared = blocking(move || {
             let digest = weir_sandbox::check_bytes(&label, &bytes)?;
             let plugin = match kept.into_iter().find(|p| p.digest == digest) {
                 Some(plugin) => plugin,
                 None => Arc::new(Plugin::from_bytes(&sandbox, &label, &bytes)?),
             };
-            prepare(&config, &sandbox, plugin, settings)
+            prepare(&config, &sandbox, quota, plugin, settings)
         })
         .await?;
         Ok(self.swap_in(prepared, origin, trigger))
@@ -242,7 +243,9 @@ impl Actor {
             .ok_or_else(|| ReloadError::Internal("the stage has no live version".into()))?;
         let sandbox = Arc::clone(&self.sandbox);
         let config = Arc::clone(&self.config);
-        let prepared = blocking(move || prepare(&config, &sandbox, plugin, settings)).await?;
+        let quota = Arc::clone(&self.handle.log_quota);
+        let prepared =
+            blocking(move || prepare(&config, &sandbox, quota, plugin, settings)).await?;
         Ok(self.swap_in(prepared, Origin::Settings, trigger))
     }
 
@@ -382,12 +385,10 @@ impl Actor {
         match result {
             Ok(back) => {
                 history.counters.canary_rollbacks += 1;
-                tracing::warn!(stage = %self.config.name, "{reason}: rolled back to version {} ({})",
-                    back.id, back.short_digest);
-                eprintln!(
-                    "weir: stage `{}`: {reason}: rolled back to version {} ({})",
+                crate::notice::warn(&format!(
+                    "stage `{}`: {reason}: rolled back to version {} ({})",
                     self.config.name, back.id, back.short_digest
-                );
+                ));
             }
             Err(e) => {
                 tracing::error!(stage = %self.config.name, "{reason}, but the rollback failed: {e}")
@@ -428,14 +429,14 @@ impl Actor {
         }
         let result = self.load(bytes, Origin::File, trigger).await;
         if let Ok(v) = self.report("plugin", result) {
-            eprintln!(
-                "weir: stage `{}`: reloaded {} (version {}, {}) in {:.1} ms",
+            crate::notice::info(&format!(
+                "stage `{}`: reloaded {} (version {}, {}) in {:.1} ms",
                 self.config.name,
                 path.display(),
                 v.id,
                 v.short_digest,
                 v.ready_ms
-            );
+            ));
         }
     }
 }
@@ -452,6 +453,7 @@ struct Prepared {
 fn prepare(
     config: &config::Stage,
     sandbox: &Arc<Sandbox>,
+    quota: Arc<LogQuota>,
     plugin: Arc<Plugin>,
     settings: Vec<(String, String)>,
 ) -> Result<Prepared, ReloadError> {
@@ -473,6 +475,7 @@ fn prepare(
         limits: config.limits.sandbox(),
         grant: config.grant.clone(),
         settings: settings.clone(),
+        log: quota,
     });
     trial(&config.name, factory.as_ref())?;
     Ok(Prepared {

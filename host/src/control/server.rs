@@ -94,8 +94,7 @@ pub(crate) async fn serve(
         .with_state(state);
     // The address is printed whatever the log filter: with port 0, it is how a caller finds
     // the server.
-    eprintln!("weir: admin API listening on http://{addr}");
-    tracing::info!(%addr, "admin API listening");
+    crate::notice::info(&format!("admin API listening on http://{addr}"));
     let task = tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = server.await {

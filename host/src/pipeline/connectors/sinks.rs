@@ -56,6 +56,7 @@ pub(crate) fn spawn_sink(
     };
     let name = sink.name.clone();
     let encoding = sink.encoding;
+    let stdout = matches!(sink.kind, SinkKind::Stdout);
     std::thread::Builder::new()
         .name(format!("weir-sink-{name}"))
         .spawn(move || {
@@ -64,11 +65,12 @@ pub(crate) fn spawn_sink(
                 held: Vec::with_capacity(buffer + 1),
                 buffer,
                 failure: None,
+                closed: false,
             };
             while let Ok(batch) = rx.recv_blocking() {
                 let n = batch.len() as u64;
                 NodeMetrics::add(&metrics.events_in, n);
-                if writer.failure.is_some() {
+                if writer.failure.is_some() || writer.closed {
                     // Never written, so never acknowledged: a checkpoint must not pass them.
                     batch.ack.forget();
                     continue;
@@ -85,8 +87,18 @@ pub(crate) fn spawn_sink(
                         Err(e)
                     }
                 };
-                if let Err(e) = result {
-                    writer.fail(format!("sink `{name}`: cannot write: {e}"), &ctx);
+                match result {
+                    Ok(()) => {}
+                    // The reader of standard output went away (`weir run … | head -1`): stop
+                    // reading, as a Unix tool would, without calling it a failure. What
+                    // was not written is not acknowledged.
+                    Err(e) if stdout && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        writer.forget_held();
+                        writer.out = None;
+                        writer.closed = true;
+                        ctx.stop.cancel();
+                    }
+                    Err(e) => writer.fail(format!("sink `{name}`: cannot write: {e}"), &ctx),
                 }
             }
             writer.close(&format!("sink `{name}`"), &ctx)
@@ -99,6 +111,8 @@ struct Writer {
     held: Vec<Ack>,
     buffer: usize,
     failure: Option<String>,
+    /// Set when the reader of standard output went away.
+    closed: bool,
 }
 
 impl Writer {
@@ -178,6 +192,7 @@ pub(crate) fn spawn_dead_letters(
                 held: Vec::new(),
                 buffer: DEAD_LETTER_BUFFER,
                 failure: None,
+                closed: false,
             };
             let mut written = 0u64;
             while let Ok(letters) = rx.recv_blocking() {

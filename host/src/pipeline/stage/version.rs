@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{Notify, watch};
-use weir_sandbox::ProcessorFactory;
+use weir_sandbox::{LogQuota, ProcessorFactory};
 
 use crate::config;
 use crate::pipeline::provenance::VersionHeader;
@@ -49,6 +49,8 @@ pub struct StageHandle {
     pub config: Arc<config::Stage>,
     pub name: Arc<str>,
     pub metrics: Arc<NodeMetrics>,
+    /// The guest log lines the stage's instances may write, shared by every version.
+    pub log_quota: Arc<LogQuota>,
     version: watch::Sender<Arc<StageVersion>>,
     counts: Mutex<GenerationCounts>,
     recorded: Notify,
@@ -60,6 +62,7 @@ impl StageHandle {
         config: Arc<config::Stage>,
         factory: Arc<dyn ProcessorFactory>,
         metrics: Arc<NodeMetrics>,
+        log_quota: Arc<LogQuota>,
     ) -> Arc<StageHandle> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let version = Arc::new(StageVersion {
@@ -73,6 +76,7 @@ impl StageHandle {
             config,
             name,
             metrics,
+            log_quota,
             version: watch::Sender::new(version),
             counts: Mutex::new(GenerationCounts::default()),
             recorded: Notify::new(),

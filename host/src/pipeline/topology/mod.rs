@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_sandbox::{Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
+use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
 
 use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
@@ -89,13 +89,14 @@ impl Topology {
             .map(|s| Arc::new(NodeMetrics::new(&s.name, NodeKind::Source)))
             .collect();
         for stage in &pipeline.stages {
+            let quota = LogQuota::new();
             let factory = match natives.remove(&stage.name) {
                 Some(native) => native,
-                None => loader.factory(stage)?,
+                None => loader.factory(stage, &quota)?,
             };
             let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
             metrics.push(Arc::clone(&node));
-            let handle = StageHandle::new(Arc::new(stage.clone()), factory, node);
+            let handle = StageHandle::new(Arc::new(stage.clone()), factory, node, quota);
             handles.insert(stage.name.clone(), handle);
         }
         metrics.extend(
@@ -213,6 +214,7 @@ impl Loader {
     fn factory(
         &mut self,
         stage: &crate::config::Stage,
+        quota: &Arc<LogQuota>,
     ) -> Result<Arc<dyn ProcessorFactory>, RunError> {
         let sandbox = match &self.sandbox {
             Some(s) => Arc::clone(s),
@@ -245,6 +247,7 @@ impl Loader {
             limits: stage.limits.sandbox(),
             grant: stage.grant.clone(),
             settings: stage.settings.clone(),
+            log: Arc::clone(quota),
         }))
     }
 }

@@ -181,9 +181,9 @@ pub struct LogQuota {
 struct Quota {
     tokens: u32,
     refilled: Instant,
-    /// Lines dropped since the last report of them.
+    /// Lines dropped since the last report of them, and in all.
+    dropped_unreported: u64,
     dropped: u64,
-    dropped_total: u64,
 }
 
 impl LogQuota {
@@ -192,8 +192,8 @@ impl LogQuota {
             inner: Mutex::new(Quota {
                 tokens: LOG_LINES_PER_SECOND,
                 refilled: Instant::now(),
+                dropped_unreported: 0,
                 dropped: 0,
-                dropped_total: 0,
             }),
         })
     }
@@ -206,15 +206,15 @@ impl LogQuota {
         if now.duration_since(q.refilled).as_secs() >= 1 {
             q.tokens = LOG_LINES_PER_SECOND;
             q.refilled = now;
-            if q.dropped > 0 {
-                tracing::warn!(target: "weir::guest", stage, dropped = q.dropped,
+            if q.dropped_unreported > 0 {
+                tracing::warn!(target: "weir::guest", stage, dropped = q.dropped_unreported,
                     "guest output over {LOG_LINES_PER_SECOND} lines/s was dropped");
-                q.dropped = 0;
+                q.dropped_unreported = 0;
             }
         }
         if q.tokens == 0 {
+            q.dropped_unreported += 1;
             q.dropped += 1;
-            q.dropped_total += 1;
             return false;
         }
         q.tokens -= 1;
@@ -226,7 +226,7 @@ impl LogQuota {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .dropped_total
+            .dropped
     }
 }
 

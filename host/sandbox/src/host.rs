@@ -223,10 +223,7 @@ impl LogQuota {
 
     /// Lines dropped by the rate limit so far.
     pub fn dropped(&self) -> u64 {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dropped
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).dropped
     }
 }
 

@@ -8,6 +8,7 @@
 //! for `weir plugin inspect` without refusing. A plugin is a version: path, sha256 digest,
 //! load time.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -293,20 +294,31 @@ fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Descrip
     Ok(description)
 }
 
-/// Reads a plugin file (refusing one over the size limit) and checks its bytes.
+/// Reads a plugin file (refusing one that is not a regular file, or over the size limit) and
+/// checks its bytes. The read itself is bounded too: a file that grows while it is read
+/// cannot make the host read more than the limit.
 pub fn read(path: &Path) -> Result<(Vec<u8>, String), PluginError> {
     let read_err = |source| PluginError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let size = std::fs::metadata(path).map_err(read_err)?.len();
-    if size > MAX_PLUGIN_SIZE {
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() {
+        // A FIFO would block the read for ever, `/dev/zero` would never end it.
+        return Err(read_err(std::io::Error::other(
+            "not a regular file (a pipe, a device or a folder cannot be a plugin)",
+        )));
+    }
+    if meta.len() > MAX_PLUGIN_SIZE {
         return Err(PluginError::TooLarge {
             path: path.to_path_buf(),
-            size,
+            size: meta.len(),
         });
     }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PLUGIN_SIZE + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
     let digest = check_bytes(path, &bytes)?;
     Ok((bytes, digest))
 }

@@ -29,11 +29,9 @@ if [ -e "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
     exit 1
 fi
 mkdir -p "$dir"
-# Identifiers derived from the name, for languages that need one (Go's module, C's symbols).
-ident=${name//-/_}
 (cd "$src" && find . -type f ! -path '*/__pycache__/*') | while read -r f; do
     mkdir -p "$dir/$(dirname "$f")"
-    sed -e "s/{{name}}/$name/g" -e "s/{{ident}}/$ident/g" "$src/$f" >"$dir/$f"
+    sed -e "s/{{name}}/$name/g" "$src/$f" >"$dir/$f"
     [ -x "$src/$f" ] && chmod +x "$dir/$f"
     true
 done

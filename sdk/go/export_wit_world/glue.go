@@ -5,6 +5,10 @@
 package export_wit_world
 
 import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+
 	"wit_component/weir"
 	"wit_component/weir_stage_log"
 	. "wit_component/weir_stage_types"
@@ -13,6 +17,8 @@ import (
 )
 
 func init() {
+	// The garbage collector runs only at the end of a batch (see collect).
+	debug.SetGCPercent(-1)
 	weir.LogSink = func(level weir.Level, message string) {
 		weir_stage_log.Log(weir_stage_log.Level(level), message)
 	}
@@ -51,7 +57,28 @@ func Init(given []witTypes.Tuple2[string, string]) witTypes.Result[witTypes.Unit
 
 var failures []Failure
 
+// Go's collector calls WASI imports (clocks) when it runs. Left to itself, it may run inside
+// the cabi_realloc calls with which the host hands over the next batch, where the component
+// model forbids imports: the call traps with "cannot leave component instance". So it is
+// off (see init), and collect runs it at the end of a batch, once the batches have
+// allocated gcEvery bytes since the last collection.
+const gcEvery = 4 << 20
+
+var (
+	allocs     = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	lastAllocs uint64
+)
+
+func collect() {
+	metrics.Read(allocs)
+	if now := allocs[0].Value.Uint64(); now-lastAllocs >= gcEvery {
+		runtime.GC()
+		lastAllocs = now
+	}
+}
+
 func Process(batch Batch) Output {
+	defer collect()
 	in := weir.Batch(batch)
 	o := weir.ProcessBatch(&in)
 	failures = failures[:0]

@@ -63,9 +63,8 @@ wasi-preview1-component-adapter-provider = "=$ADAPTER"
 EOF
         : >"$crate/src/lib.rs"
         (cd "$crate" && cargo fetch --quiet)
-        local src
-        src=$(ls -d "$CARGO_HOME"/registry/src/*/wasi-preview1-component-adapter-provider-"$ADAPTER" | head -n1)
-        cp "$src"/artefacts/wasi_snapshot_preview1.reactor.wasm "$tc/adapter/"
+        local src=("$CARGO_HOME"/registry/src/*/wasi-preview1-component-adapter-provider-"$ADAPTER")
+        cp "${src[0]}"/artefacts/wasi_snapshot_preview1.reactor.wasm "$tc/adapter/"
     fi
 }
 
@@ -95,9 +94,8 @@ c() {
         [ ! -e /usr/lib/llvm-19/bin/wasm-ld ] ||
         ! ls /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
         say "clang-19, lld-19, wasi-libc (Debian)"
-        if [ ! -d /var/lib/apt/lists ] || [ -z "$(ls /var/lib/apt/lists 2>/dev/null | grep -v lock)" ]; then
-            apt-get update -qq
-        fi
+        # The package lists, once, when apt does not know the packages yet.
+        apt-cache show clang-19 >/dev/null 2>&1 || apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 >/dev/null
     fi
@@ -118,10 +116,9 @@ go() {
         ln -sfn "$goroot" "$tc/go"
     fi
     if [ ! -f "$tc/go-pkg/go.mod" ]; then
-        local src
-        src=$(ls -d "$CARGO_HOME"/registry/src/*/wit-bindgen-go-"$WIT_BINDGEN"/src/pkg | head -n1)
+        local src=("$CARGO_HOME"/registry/src/*/wit-bindgen-go-"$WIT_BINDGEN"/src/pkg)
         rm -rf "$tc/go-pkg"
-        cp -r "$src" "$tc/go-pkg"
+        cp -r "${src[0]}" "$tc/go-pkg"
     fi
 }
 

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dir=$(cd "$1" && pwd)
 mkdir -p "$(dirname "$2")"
 out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
-# shellcheck source=env.sh
+# shellcheck source-path=SCRIPTDIR source=env.sh
 . "$here/env.sh"
 tool() { # the toolchains folder's copy, else PATH's
     if [ -x "$tc/bin/$1" ]; then echo "$tc/bin/$1"; else command -v "$1" || {

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # $here is the sourcing script's folder
 # Sourced by the Go scripts: the Go toolchain of sdk/toolchains.sh, with its caches inside
 # the toolchains folder, offline (there is no module proxy here: the one module the bindings
 # need is replaced by the copy in the toolchains folder).

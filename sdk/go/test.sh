@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dir=$(cd "${1:-.}" && pwd)
-# shellcheck source=env.sh
+# shellcheck source-path=SCRIPTDIR source=env.sh
 . "$here/env.sh"
 if [ -d "$dir/weir" ]; then
     cd "$dir" && exec go test ./...

@@ -99,14 +99,16 @@ export class Event {
     this._key = key === null ? null : bytes(key);
     this._headers = headers;
     this.timestamp = timestamp;
-    this._src = null; // [batch, index] of an input event not yet read apart
+    this._src = null; // the batch of an input event not yet read apart
+    this._index = 0; // and its index there
   }
 
   static _view(batch, i, value, timestamp) {
     const e = Object.create(Event.prototype);
     e.value = value;
     e.timestamp = timestamp;
-    e._src = [batch, i];
+    e._src = batch;
+    e._index = i;
     e._key = null;
     e._headers = null;
     return e;
@@ -136,7 +138,8 @@ export class Event {
   }
 
   _materialize() {
-    const [b, i] = this._src;
+    const b = this._src;
+    const i = this._index;
     this._src = null;
     const ev = b.events;
     const d = b.data;
@@ -241,7 +244,7 @@ class Out {
   pushAny(item, b, i, timestamp) {
     if (item instanceof Event) {
       if (item._src) {
-        this.pushFrom(bytes(item.value), item._src[0], item._src[1], item.timestamp);
+        this.pushFrom(bytes(item.value), item._src, item._index, item.timestamp);
       } else {
         this.pushParts(bytes(item.value), item._key, item._headers, item.timestamp);
       }

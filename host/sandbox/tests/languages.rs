@@ -1,0 +1,372 @@
+//! Stages written in Python, JavaScript, C and Go, through the real sandbox.
+//!
+//! The components are built outside cargo, by `sdk/build-examples.sh` (which needs the
+//! toolchains of `sdk/toolchains.sh`), into `target/languages/` or `$WEIR_LANG_DIR`:
+//! `<lang>-uppercase.wasm` from `sdk/examples/<lang>-uppercase/` and `<lang>-filter.wasm`
+//! from the `filter` template. Every test that needs one is `#[ignore]`d, so that a plain
+//! `cargo test` needs no toolchain; run them with
+//!
+//! ```text
+//! sdk/toolchains.sh && sdk/build-examples.sh
+//! cargo test --release -p weir-sandbox --test languages -- --ignored --nocapture
+//! ```
+//!
+//! A test run with `--ignored` fails when its component is missing, rather than passing
+//! without having checked anything. `throughput` prints events/s and sizes for every
+//! language whose component is present, beside the Rust `passthrough` and `uppercase`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_sandbox::{
+    CompileCache, ContractVersion, Events, Grant, Instance, Limits, Output, Plugin, Sandbox,
+    SettingType,
+};
+
+const LANGS: [&str; 4] = ["python", "js", "c", "go"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lang_dir() -> PathBuf {
+    std::env::var_os("WEIR_LANG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/languages"))
+}
+
+fn component(name: &str) -> PathBuf {
+    let path = lang_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "no component at {} (build it with sdk/build-examples.sh)",
+        path.display()
+    );
+    path
+}
+
+/// Loads a component, compiled once into a cache beside it: the interpreters' components
+/// take many seconds to compile.
+fn load(sandbox: &Sandbox, path: &Path) -> Plugin {
+    let cache = CompileCache::at(lang_dir().join(".cache"));
+    let plugin = Plugin::load_with(sandbox, path, Some(&cache))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    plugin
+        .check_grants(&Grant::default())
+        .unwrap_or_else(|e| panic!("a stage that grants nothing refuses it: {e}"));
+    plugin
+}
+
+fn instance(sandbox: &Sandbox, plugin: &Plugin, settings: &[(&str, &str)]) -> Instance {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Instance::new(
+        sandbox,
+        plugin,
+        &Arc::from("lang"),
+        Limits::default(),
+        &Grant::default(),
+        &settings,
+    )
+    .unwrap_or_else(|e| panic!("init: {e:?}"))
+}
+
+/// 256 events: every fourth without a key, every third with two headers, every other with a
+/// timestamp; values mix ASCII of both cases, digits, UTF-8 and bytes that are not UTF-8.
+fn mixed_batch() -> Events {
+    let mut batch = Events::new();
+    for i in 0..256u32 {
+        let mut value = format!("event {i}: Hello, wörld ß {} ", i * 7).into_bytes();
+        value.extend_from_slice(&[0xff, b'z', 0x80, b'a' + (i % 26) as u8]);
+        let key = format!("key-{i}");
+        let h1 = format!("v{i}");
+        let headers: Vec<(&[u8], &[u8])> = if i % 3 == 0 {
+            vec![(b"trace", h1.as_bytes()), (b"weir.src", b"lang-test")]
+        } else {
+            vec![]
+        };
+        batch.push_parts(
+            (i % 4 != 0).then_some(key.as_bytes()),
+            &value,
+            headers,
+            (i % 2 == 0).then_some(1_700_000_000_000 + u64::from(i)),
+        );
+    }
+    batch
+}
+
+fn check_uppercase(input: &Events, out: &Output) {
+    assert!(
+        out.counts.is_empty(),
+        "one output per input: counts stay empty"
+    );
+    assert!(out.failures.is_empty());
+    assert_eq!(out.events.len(), input.len());
+    out.events.check().unwrap();
+    for (a, b) in input.iter().zip(out.events.iter()) {
+        assert_eq!(b.value(), a.value().to_ascii_uppercase().as_slice());
+        assert_eq!(b.key(), a.key());
+        assert_eq!(b.timestamp(), a.timestamp());
+        assert_eq!(
+            b.headers().collect::<Vec<_>>(),
+            a.headers().collect::<Vec<_>>()
+        );
+    }
+}
+
+fn uppercase(lang: &str) {
+    let sandbox = Sandbox::new().unwrap();
+    let name = format!("{lang}-uppercase");
+    let plugin = load(&sandbox, &component(&name));
+    assert_eq!(plugin.contract, ContractVersion::V02);
+    let description = plugin.description.as_ref().expect("0.2 describes itself");
+    assert_eq!(description.name, name);
+    assert_eq!(description.version, "0.1.0");
+    assert!(description.settings.is_empty());
+    let mut instance = instance(&sandbox, &plugin, &[]);
+    let input = mixed_batch();
+    // Twice: the second batch runs on an instance that has already run one.
+    for _ in 0..2 {
+        let out = instance.process(&input).unwrap();
+        check_uppercase(&input, &out);
+    }
+    let mut empty = Events::new();
+    let out = instance.process(&empty).unwrap();
+    assert!(out.events.is_empty() && out.counts.is_empty() && out.failures.is_empty());
+    empty.push_value(b"");
+    let out = instance.process(&empty).unwrap();
+    assert_eq!(out.events.get(0).value(), b"");
+}
+
+/// The `filter` template: drops values containing `drop` (default `DEBUG`), rejects empty
+/// values, passes the rest through whole.
+fn filter(lang: &str) {
+    let sandbox = Sandbox::new().unwrap();
+    let name = format!("{lang}-filter");
+    let plugin = load(&sandbox, &component(&name));
+    let description = plugin.description.as_ref().unwrap();
+    assert_eq!(description.name, name);
+    let settings: Vec<_> = description
+        .settings
+        .iter()
+        .map(|s| (s.name.as_str(), s.type_, s.default.as_deref(), s.required))
+        .collect();
+    assert_eq!(
+        settings,
+        [
+            ("drop", SettingType::Text, Some("DEBUG"), false),
+            ("ignore-case", SettingType::Boolean, Some("false"), false),
+        ]
+    );
+    let mut input = Events::new();
+    let values: [&[u8]; 6] = [b"INFO a", b"DEBUG b", b"", b"WARN c", b"debug d", b"x"];
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        input.push_parts(Some(key.as_bytes()), v, [(&b"h"[..], &b"1"[..])], Some(5));
+    }
+    let kept = |out: &Output| -> Vec<Vec<u8>> {
+        out.events.check().unwrap();
+        out.events.iter().map(|e| e.value().to_vec()).collect()
+    };
+
+    let mut defaults = instance(&sandbox, &plugin, &[]);
+    let out = defaults.process(&input).unwrap();
+    assert_eq!(kept(&out), [&b"INFO a"[..], b"WARN c", b"debug d", b"x"]);
+    assert_eq!(out.counts, [1, 0, 0, 1, 1, 1]);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].index, 2);
+    assert_eq!(out.failures[0].kind, weir_sandbox::GuestFailureKind::Reject);
+    assert_eq!(out.failures[0].reason, "empty value");
+    let first = out.events.get(0);
+    assert_eq!(first.key(), Some(&b"k0"[..]));
+    assert_eq!(first.timestamp(), Some(5));
+    assert_eq!(
+        first.headers().collect::<Vec<_>>(),
+        [(&b"h"[..], &b"1"[..])]
+    );
+
+    let mut set = instance(&sandbox, &plugin, &[("drop", "c"), ("ignore-case", "true")]);
+    let out = set.process(&input).unwrap();
+    assert_eq!(kept(&out), [&b"INFO a"[..], b"DEBUG b", b"debug d", b"x"]);
+
+    let bad = Instance::new(
+        &sandbox,
+        &plugin,
+        &Arc::from("lang"),
+        Limits::default(),
+        &Grant::default(),
+        &[("ignore-case".to_string(), "maybe".to_string())],
+    );
+    assert!(
+        bad.is_err(),
+        "a boolean that is not true or false fails init"
+    );
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn python_uppercase() {
+    uppercase("python");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn python_filter() {
+    filter("python");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn js_uppercase() {
+    uppercase("js");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn js_filter() {
+    filter("js");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn c_uppercase() {
+    uppercase("c");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn c_filter() {
+    filter("c");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn go_uppercase() {
+    uppercase("go");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn go_filter() {
+    filter("go");
+}
+
+/// Events/s through `Instance::process` on batches of 256 × 100-byte values, after a
+/// warm-up, for every language component present and the Rust example plugins.
+#[test]
+#[ignore = "a measurement; needs sdk/build-examples.sh for the other languages"]
+fn throughput() {
+    let sandbox = Sandbox::new().unwrap();
+    let mut batch = Events::with_capacity(256, 256 * 100);
+    for i in 0..256 {
+        let value = format!(
+            "{:<100}",
+            format!("{i:03} Accepted publickey for root from 203.0.113.7 port 52344 ssh2: ED25519")
+        );
+        assert_eq!(value.len(), 100);
+        batch.push_value(value.as_bytes());
+    }
+    let mut plugins: Vec<(String, PathBuf)> = ["passthrough", "uppercase"]
+        .iter()
+        .map(|p| (format!("rust-{p}"), weir_test_plugins::plugin(p)))
+        .collect();
+    for lang in LANGS {
+        let path = lang_dir().join(format!("{lang}-uppercase.wasm"));
+        if path.is_file() {
+            plugins.push((format!("{lang}-uppercase"), path));
+        } else {
+            println!("{lang}-uppercase: not built, skipped");
+        }
+    }
+    let budget = Duration::from_secs(
+        std::env::var("WEIR_LANG_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3),
+    );
+    println!(
+        "{:<18} {:>10} {:>8} {:>12} {:>10} {:>9}",
+        "plugin", "size", "contract", "events/s", "µs/batch", "replaced"
+    );
+    let cache = CompileCache::at(lang_dir().join(".cache"));
+    let mut notes = Vec::new();
+    for (name, path) in plugins {
+        let plugin = match Plugin::load_with(&sandbox, &path, Some(&cache)) {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                println!("{name}: not loaded: {e}");
+                continue;
+            }
+        };
+        let mut instance = instance(&sandbox, &plugin, &[]);
+        for _ in 0..20 {
+            // Checked against the contract by `process`; the values are the tests' business.
+            std::hint::black_box(instance.process(&batch).unwrap());
+        }
+        // As the host does: an instance that traps (a memory cap reached, say) is replaced
+        // by a new one, and the time that takes counts.
+        let start = Instant::now();
+        let (mut batches, mut replaced) = (0u64, 0u64);
+        while start.elapsed() < budget {
+            match instance.process(&batch) {
+                Ok(out) => {
+                    std::hint::black_box(&out);
+                    batches += 1;
+                }
+                Err(trapped) => {
+                    if replaced == 0 {
+                        notes.push(format!(
+                            "{name}: trapped after {batches} batches: {}",
+                            trapped.message
+                        ));
+                    }
+                    replaced += 1;
+                    instance = self::instance(&sandbox, &plugin, &[]);
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{:<18} {:>10} {:>8} {:>12.0} {:>10.1} {:>9}",
+            name,
+            plugin.size,
+            plugin.contract.as_str(),
+            (batches * 256) as f64 / secs,
+            secs * 1e6 / batches.max(1) as f64,
+            replaced
+        );
+    }
+    for note in notes {
+        println!("{note}");
+    }
+}
+
+/// Every template and example carries its own copy of the contract; they must not drift
+/// from `wit/0.2/stage.wit`.
+#[test]
+fn every_sdk_project_carries_the_current_contract() {
+    let contract = std::fs::read_to_string(root().join("wit/0.2/stage.wit")).unwrap();
+    let mut seen = 0;
+    for base in ["sdk/templates", "sdk/examples"] {
+        let mut stack = vec![root().join(base)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.file_name().is_some_and(|n| n == "stage.wit") {
+                    let copy = std::fs::read_to_string(&path).unwrap();
+                    assert!(copy == contract, "{} differs from wit/0.2", path.display());
+                    seen += 1;
+                }
+            }
+        }
+    }
+    assert!(seen >= 2, "found {seen} copies of the contract under sdk/");
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds a C stage project into a component:  sdk/c/build.sh DIR OUT.wasm
+#
+# DIR holds app.c (the stage) and wit/stage.wit (the contract); weir.h, weir.c and
+# weir_main.c come from DIR when it has its own copies, else from beside this script.
+# Needs clang-19 and wasi-libc (Debian), wit-bindgen, wasm-tools and the preview1 adapter
+# (sdk/toolchains.sh c). $CC overrides the compiler.
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+    echo "usage: $0 DIR OUT.wasm" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=$(cd "$1" && pwd)
+out=$2
+tc=${WEIR_TOOLCHAINS:-$here/../../.toolchains}
+tool() { # the toolchains folder's copy, else PATH's
+    if [ -x "$tc/bin/$1" ]; then echo "$tc/bin/$1"; else command -v "$1" || {
+        echo "$1 not found: run sdk/toolchains.sh c" >&2
+        exit 1
+    }; fi
+}
+wit_bindgen=$(tool wit-bindgen)
+wasm_tools=$(tool wasm-tools)
+adapter=${WEIR_ADAPTER:-$tc/adapter/wasi_snapshot_preview1.reactor.wasm}
+cc=${CC:-clang-19}
+sdk=$dir
+[ -f "$sdk/weir_main.c" ] || sdk=$here
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$wit_bindgen" c "$dir/wit" --world stage --out-dir "$work" >"$work/wit-bindgen.log" 2>&1 || {
+    cat "$work/wit-bindgen.log" >&2
+    exit 1
+}
+# A reactor (no main): the host calls the exports. The stage's own sources are every .c file
+# of DIR but its native test.
+sources=()
+for f in "$dir"/*.c; do
+    case "$(basename "$f")" in test_*.c | weir.c | weir_main.c) ;; *) sources+=("$f") ;; esac
+done
+"$cc" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror=implicit-function-declaration \
+    -I"$work" -I"$sdk" -o "$work/core.wasm" \
+    "${sources[@]}" "$sdk/weir.c" "$sdk/weir_main.c" "$work/stage.c" "$work/stage_component_type.o"
+mkdir -p "$(dirname "$out")"
+"$wasm_tools" component new "$work/core.wasm" --adapt "wasi_snapshot_preview1=$adapter" -o "$out"
+echo "built $out ($(stat -c %s "$out") bytes)" >&2

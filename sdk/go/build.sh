@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds a Go stage project into a component:  sdk/go/build.sh DIR OUT.wasm
+#
+# DIR holds the stage's package main (app.go: it registers the stage with package weir) and
+# wit/stage.wit (the contract); the packages weir and export_wit_world come from DIR when
+# it has its own copies, else from beside this script. Needs Go, wit-bindgen, wasm-tools,
+# the preview1 adapter and wit-bindgen's Go package (sdk/toolchains.sh go).
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+    echo "usage: $0 DIR OUT.wasm" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=$(cd "$1" && pwd)
+mkdir -p "$(dirname "$2")"
+out=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+# shellcheck source-path=SCRIPTDIR source=env.sh
+. "$here/env.sh"
+tool() { # the toolchains folder's copy, else PATH's
+    if [ -x "$tc/bin/$1" ]; then echo "$tc/bin/$1"; else command -v "$1" || {
+        echo "$1 not found: run sdk/toolchains.sh go" >&2
+        exit 1
+    }; fi
+}
+wit_bindgen=$(tool wit-bindgen)
+wasm_tools=$(tool wasm-tools)
+adapter=${WEIR_ADAPTER:-$tc/adapter/wasi_snapshot_preview1.reactor.wasm}
+pkg=${WEIR_GO_PKG:-$tc/go-pkg}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$dir"/. "$work"/
+for p in weir export_wit_world; do
+    [ -d "$work/$p" ] || cp -r "$here/$p" "$work/$p"
+done
+rm -f "$work"/*_test.go
+"$wit_bindgen" go "$dir/wit" --world stage --out-dir "$work/gen" >/dev/null 2>&1
+cp -r "$work"/gen/*/ "$work"/
+cp "$work/gen/wit_exports.go" "$work/gen/go.mod" "$work/"
+rm -rf "$work/gen"
+printf '\nreplace go.bytecodealliance.org/pkg => %s\n' "$pkg" >>"$work/go.mod"
+# -checklinkname=0: the bindings' runtime allocates with runtime.sbrk before Go's own runtime is up.
+(cd "$work" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -checklinkname=0" -o core.wasm .)
+# Go's file functions go to shim.wat rather than to the preview1 adapter (see shim.wat).
+shimmed="fd_write|fd_close|fd_fdstat_get|fd_fdstat_set_flags|fd_prestat_get|fd_prestat_dir_name|poll_oneoff"
+"$wasm_tools" print "$work/core.wasm" |
+    sed -E "s/^(\s*\(import )\"wasi_snapshot_preview1\" \"($shimmed)\"/\1\"weir_wasi_shim\" \"\2\"/" |
+    "$wasm_tools" parse -o "$work/core-shimmed.wasm"
+mkdir -p "$work/shim-wit/deps/stage"
+cp "$dir/wit/stage.wit" "$work/shim-wit/deps/stage/"
+printf 'package weir:go-shim;\nworld shim {\n    import weir:stage/log@0.2.0;\n}\n' >"$work/shim-wit/shim.wit"
+"$wasm_tools" parse "$here/shim.wat" -o "$work/shim.wasm"
+"$wasm_tools" component embed "$work/shim-wit" --world shim "$work/shim.wasm" -o "$work/shim.wasm"
+"$wasm_tools" component embed "$dir/wit" --world stage "$work/core-shimmed.wasm" -o "$work/embedded.wasm"
+"$wasm_tools" component new "$work/embedded.wasm" -o "$out" \
+    --adapt "wasi_snapshot_preview1=$adapter" --adapt "weir_wasi_shim=$work/shim.wasm"
+echo "built $out ($(stat -c %s "$out") bytes)" >&2

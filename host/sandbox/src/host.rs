@@ -88,6 +88,7 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 cap: usize::try_from(memory_cap).unwrap_or(usize::MAX),
+                peak: 0,
                 hit: None,
             },
             log,
@@ -128,6 +129,8 @@ impl log01::Host for HostState {
 /// follows is reported as `memory-limit` and not as whatever the guest did next.
 pub struct MemoryLimiter {
     cap: usize,
+    /// The largest linear memory the instance has grown to.
+    pub(crate) peak: usize,
     /// Set when the cap was hit, with what was asked for.
     pub(crate) hit: Option<String>,
 }
@@ -151,6 +154,7 @@ impl ResourceLimiter for MemoryLimiter {
                 self.cap
             ));
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

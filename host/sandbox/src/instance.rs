@@ -152,6 +152,20 @@ impl Instance {
         Ok(bound_reasons(output))
     }
 
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub fn memory(&self) -> usize {
+        self.store.data().limiter.peak
+    }
+
+    /// Whether the instance should be replaced before its next call: its memory has grown past
+    /// three quarters of its cap. Some guests (CPython, a JavaScript engine) grow a little on
+    /// every call and never give memory back; replacing them between calls costs a fresh
+    /// instance, where reaching the cap would cost a trap and the re-run of a batch.
+    pub fn wants_recycling(&self) -> bool {
+        let cap = usize::try_from(self.limits.memory).unwrap_or(usize::MAX);
+        self.memory() > cap / 4 * 3
+    }
+
     /// Fuel the last call burned.
     pub fn last_fuel(&self) -> u64 {
         self.last_fuel

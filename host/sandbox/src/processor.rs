@@ -25,6 +25,16 @@ pub trait Processor: Send {
     fn last_fuel(&self) -> u64 {
         0
     }
+
+    /// Linear memory the processor holds, in bytes; 0 for native code.
+    fn memory(&self) -> usize {
+        0
+    }
+
+    /// Whether it should be replaced before its next call (its memory nears its cap).
+    fn wants_recycling(&self) -> bool {
+        false
+    }
 }
 
 /// Makes a stage's processors: one per worker at start, and a fresh one after each trap.
@@ -42,6 +52,14 @@ impl Processor for Instance {
 
     fn last_fuel(&self) -> u64 {
         Instance::last_fuel(self)
+    }
+
+    fn memory(&self) -> usize {
+        Instance::memory(self)
+    }
+
+    fn wants_recycling(&self) -> bool {
+        Instance::wants_recycling(self)
     }
 }
 

@@ -38,6 +38,8 @@ pub struct NodeMetrics {
     pub traps: AtomicU64,
     /// Events sent back to the plugin after a `retry` outcome.
     pub retries: AtomicU64,
+    /// Instances replaced before their memory reached its cap.
+    pub recycled: AtomicU64,
     /// Plugin calls, and the fuel they burned.
     pub calls: AtomicU64,
     pub fuel: AtomicU64,
@@ -57,6 +59,7 @@ impl NodeMetrics {
             filtered: AtomicU64::new(0),
             traps: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             fuel: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -95,6 +98,7 @@ impl NodeMetrics {
             filtered: get(&self.filtered),
             traps: get(&self.traps),
             retries: get(&self.retries),
+            recycled: get(&self.recycled),
             calls: get(&self.calls),
             fuel: get(&self.fuel),
             failures,
@@ -117,6 +121,7 @@ pub struct NodeReport {
     pub filtered: u64,
     pub traps: u64,
     pub retries: u64,
+    pub recycled: u64,
     pub calls: u64,
     pub fuel: u64,
     /// Failed events by failure kind (`panic`, `deadline`, …); kinds with none are left out.

@@ -200,11 +200,16 @@ impl StageRunner {
             None => slot.insert(version.factory.make()?),
         };
         let result = call_on(processor, events, &metrics);
+        let recycle = processor.wants_recycling();
         if let Err(trapped) = &result
             && trapped.kind != TrapKind::WrongOutcomeCount
         {
             *slot = None;
             self.log_trap(trapped, events.len());
+        } else if recycle {
+            // Its memory nears its cap: a fresh instance now costs less than a trap later.
+            *slot = None;
+            NodeMetrics::add(&metrics.recycled, 1);
         }
         result
     }

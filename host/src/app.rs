@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Pipeline;
 use crate::control;
+use crate::pipeline::topology::RunOptions;
 use crate::pipeline::{RunError, RunReport, Topology};
 
 /// Builds the topology off the runtime's threads: compiling plugins is CPU work.
@@ -26,20 +27,21 @@ pub async fn build(pipeline: &Pipeline) -> Result<Topology, RunError> {
 pub async fn run(pipeline: &Pipeline, shutdown: CancellationToken) -> Result<RunReport, RunError> {
     let started = Instant::now();
     let topology = build(pipeline).await?;
-    run_topology(topology, shutdown, started).await
+    run_topology(topology, shutdown, RunOptions::default(), started).await
 }
 
 /// Runs a built topology, with hot loading when its pipeline asks for it.
 pub async fn run_topology(
     topology: Topology,
     shutdown: CancellationToken,
+    options: RunOptions,
     started: Instant,
 ) -> Result<RunReport, RunError> {
     // The admin API binds before any event is read, so a taken port stops the run at once.
     let control = control::start(&topology)
         .await
         .map_err(|e| RunError::Io(e.to_string()))?;
-    let result = topology.run(shutdown).await;
+    let result = topology.run_with(shutdown, options).await;
     if let Some(control) = control {
         control.stop().await;
     }

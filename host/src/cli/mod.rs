@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app;
 use crate::config::{DEFAULT_ADMIN_LISTEN, Pipeline};
 use crate::pipeline::Topology;
+use crate::pipeline::topology::RunOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +70,9 @@ pub enum Command {
         /// in-flight maximum and bound; duration; whether the run was interrupted).
         #[arg(long, value_enum, value_name = "FORMAT")]
         report: Option<ReportFormat>,
+        /// Read every file source from its start, whatever its checkpoint in `data_dir` says.
+        #[arg(long)]
+        from_start: bool,
     },
     /// Check a pipeline file and load every plugin, without reading any event.
     Check {
@@ -150,7 +154,8 @@ pub fn main(cli: Cli) -> ExitCode {
             file,
             quiet,
             report,
-        } => run(&file, quiet, report),
+            from_start,
+        } => run(&file, quiet, report, RunOptions { from_start }),
         Command::Check { file } => check(&file),
         Command::Plugin {
             command:
@@ -235,7 +240,7 @@ fn init_logging(format: LogFormat, filter: Option<&str>) {
     }
 }
 
-fn run(file: &Path, quiet: bool, report: Option<ReportFormat>) -> CommandResult {
+fn run(file: &Path, quiet: bool, report: Option<ReportFormat>, options: RunOptions) -> CommandResult {
     let started = Instant::now();
     let pipeline = Pipeline::load(file).map_err(refused)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -247,7 +252,7 @@ fn run(file: &Path, quiet: bool, report: Option<ReportFormat>) -> CommandResult 
         let shutdown = CancellationToken::new();
         tokio::spawn(app::watch_signals(shutdown.clone()));
         let topology = app::build(&pipeline).await?;
-        app::run_topology(topology, shutdown, started).await
+        app::run_topology(topology, shutdown, options, started).await
     });
     match result {
         Ok(summary) => {

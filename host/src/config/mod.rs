@@ -84,9 +84,20 @@ pub struct Pipeline {
     /// consumer on the same worker threads. Off, every stage runs on threads of its own, with a
     /// channel between stages: more parallelism across stages, a hop per stage per batch.
     pub chain: bool,
+    /// `[pipeline] data_dir`: where sources keep their checkpoints; none, no checkpoints.
+    pub data_dir: Option<PathBuf>,
+    /// `[pipeline] checkpoint_interval`, in [`ranges::CHECKPOINT_INTERVAL`]: 10 ms to 1 h;
+    /// 1 s unless set.
+    pub checkpoint_interval: Duration,
     /// Hot loading: the admin API, when the file has an `[admin]` table.
     pub admin: Option<Admin>,
 }
+
+/// How often a source commits its position unless the file says otherwise.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where a NATS source or sink connects unless the file says otherwise.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -114,6 +125,26 @@ pub enum SourceKind {
         count: u64,
         size: usize,
     },
+    /// A durable pull consumer of a NATS JetStream stream.
+    Nats(NatsSource),
+}
+
+/// A NATS JetStream source.
+#[derive(Debug, Clone)]
+pub struct NatsSource {
+    pub url: String,
+    pub stream: String,
+    /// The durable consumer's name; created with `subject` as its filter if it does not exist.
+    pub consumer: String,
+    pub subject: Option<String>,
+    /// Messages fetched per request, in [`ranges::NATS_BATCH`]; the source's batch size unless set.
+    pub batch: usize,
+    /// In [`ranges::ACK_WAIT`]: 1 s to a day; 30 s unless set.
+    pub ack_wait: Duration,
+    /// In [`ranges::MAX_ACK_PENDING`]; 4 × the fetch batch unless set.
+    pub max_ack_pending: usize,
+    /// The header whose value becomes the event's key.
+    pub key_header: Option<String>,
 }
 
 /// What a stage does when its plugin fails on an event.
@@ -332,9 +363,31 @@ pub enum SinkKind {
     Stdout,
     File {
         path: PathBuf,
+        mode: WriteMode,
+        sync: SyncMode,
     },
     /// Counts events and bytes, writes nothing.
     Null,
+    /// Publishes each event to a NATS JetStream subject, with a message id for deduplication.
+    Nats { url: String, subject: String },
+}
+
+/// What a file sink does with what the file already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Keep it and write after it (the default: a second run never destroys the first's).
+    Append,
+    /// Start empty.
+    Truncate,
+}
+
+/// How far written events must have gone before their acknowledgement is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Flushed to the operating system: a crash of the process loses nothing acknowledged.
+    Flush,
+    /// Flushed and `fsync`ed: a crash of the machine loses nothing acknowledged.
+    Fsync,
 }
 
 /// How a sink writes an event.
@@ -350,7 +403,11 @@ pub enum Encoding {
 #[derive(Debug, Clone)]
 pub enum DeadLetterConfig {
     Stderr,
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+        mode: WriteMode,
+        sync: SyncMode,
+    },
 }
 
 impl Pipeline {
@@ -402,6 +459,24 @@ impl Pipeline {
                 .as_ref()
                 .and_then(|g| g.chain.as_ref())
                 .is_none_or(|c| *c.get_ref()),
+            data_dir: raw
+                .pipeline
+                .as_ref()
+                .and_then(|g| g.data_dir.as_ref())
+                .map(|d| cx.path(d.get_ref())),
+            checkpoint_interval: match raw
+                .pipeline
+                .as_ref()
+                .and_then(|g| g.checkpoint_interval.as_ref())
+            {
+                Some(v) => units::duration(
+                    &cx,
+                    v,
+                    "pipeline.checkpoint_interval",
+                    &ranges::CHECKPOINT_INTERVAL,
+                )?,
+                None => DEFAULT_CHECKPOINT_INTERVAL,
+            },
             admin: raw
                 .admin
                 .as_ref()

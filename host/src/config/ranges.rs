@@ -90,3 +90,22 @@ pub const SETTING_KEY_LEN: RangeInclusive<usize> = 1..=64;
 /// Sources, stages and sinks in one pipeline. Each is a task with a channel of `buffer`
 /// batches; blocks a file that makes the host spawn and reserve without end.
 pub const MAX_NODES: usize = 1024;
+
+/// `checkpoint_interval`: how often a source's position may be committed. Blocks an fsync
+/// storm (each commit is a write, an fsync and a rename) and a commit so rare that a crash
+/// replays hours of input.
+pub const CHECKPOINT_INTERVAL: RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(3600);
+
+/// `batch` of a NATS source: messages fetched per request. Blocks a fetch larger than the
+/// largest batch the pipeline would make of it.
+pub const NATS_BATCH: RangeInclusive<usize> = 1..=65_536;
+
+/// `ack_wait` of a NATS source: how long the server waits for an ack before redelivering.
+/// Below a second, batches still in the stages would be redelivered to others; past a day, a
+/// crashed process's messages wait that long.
+pub const ACK_WAIT: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(86_400);
+
+/// `max_ack_pending` of a NATS source: unacknowledged messages the server lets the consumer
+/// hold. Bounds what one process can take from a work queue and hold in flight.
+pub const MAX_ACK_PENDING: RangeInclusive<usize> = 1..=1_000_000;

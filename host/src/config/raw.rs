@@ -16,7 +16,14 @@ const FILE_KEYS: &[&str] = &[
     "dead_letter",
     "admin",
 ];
-const GLOBAL_KEYS: &[&str] = &["batch_size", "linger", "buffer", "chain"];
+const GLOBAL_KEYS: &[&str] = &[
+    "batch_size",
+    "linger",
+    "buffer",
+    "chain",
+    "data_dir",
+    "checkpoint_interval",
+];
 const SOURCE_KEYS: &[&str] = &[
     "type",
     "path",
@@ -25,6 +32,14 @@ const SOURCE_KEYS: &[&str] = &[
     "size",
     "batch_size",
     "linger",
+    "url",
+    "stream",
+    "consumer",
+    "subject",
+    "batch",
+    "ack_wait",
+    "max_ack_pending",
+    "key_header",
 ];
 const STAGE_KEYS: &[&str] = &[
     "inputs",
@@ -48,8 +63,10 @@ const BREAKER_KEYS: &[&str] = &["window", "threshold", "cooldown"];
 const GRANT_KEYS: &[&str] = &["dirs", "env", "network"];
 const DIR_KEYS: &[&str] = &["host", "guest"];
 const CANARY_KEYS: &[&str] = &["events", "max_failure_rate"];
-const SINK_KEYS: &[&str] = &["inputs", "type", "path", "encoding"];
-const DEAD_LETTER_KEYS: &[&str] = &["type", "path"];
+const SINK_KEYS: &[&str] = &[
+    "inputs", "type", "path", "encoding", "mode", "sync", "url", "subject",
+];
+const DEAD_LETTER_KEYS: &[&str] = &["type", "path", "mode", "sync"];
 const ADMIN_KEYS: &[&str] = &["listen", "token", "token_env"];
 
 pub(crate) struct RawFile {
@@ -66,6 +83,8 @@ pub(crate) struct RawGlobal {
     pub linger: Option<Sp<String>>,
     pub buffer: Option<Sp<i128>>,
     pub chain: Option<Sp<bool>>,
+    pub data_dir: Option<Sp<String>>,
+    pub checkpoint_interval: Option<Sp<String>>,
 }
 
 /// Where a node (source, stage or sink) was written: its name's key and its table.
@@ -83,6 +102,21 @@ pub(crate) struct RawSource {
     pub size: Option<Sp<String>>,
     pub batch_size: Option<Sp<i128>>,
     pub linger: Option<Sp<String>>,
+    /// NATS JetStream.
+    pub nats: RawNats,
+}
+
+/// The keys of a `nats` source or sink.
+#[derive(Default)]
+pub(crate) struct RawNats {
+    pub url: Option<Sp<String>>,
+    pub stream: Option<Sp<String>>,
+    pub consumer: Option<Sp<String>>,
+    pub subject: Option<Sp<String>>,
+    pub batch: Option<Sp<i128>>,
+    pub ack_wait: Option<Sp<String>>,
+    pub max_ack_pending: Option<Sp<i128>>,
+    pub key_header: Option<Sp<String>>,
 }
 
 /// Each setting's key, and its value as the text the plugin receives, in key order.
@@ -138,11 +172,17 @@ pub(crate) struct RawSink {
     pub kind: Sp<String>,
     pub path: Option<Sp<String>>,
     pub encoding: Option<Sp<String>>,
+    pub mode: Option<Sp<String>>,
+    pub sync: Option<Sp<String>>,
+    pub url: Option<Sp<String>>,
+    pub subject: Option<Sp<String>>,
 }
 
 pub(crate) struct RawDeadLetter {
     pub kind: Sp<String>,
     pub path: Option<Sp<String>>,
+    pub mode: Option<Sp<String>>,
+    pub sync: Option<Sp<String>>,
 }
 
 pub(crate) struct RawAdmin {
@@ -207,6 +247,8 @@ fn read_global(t: &Table) -> Result<RawGlobal, ConfigError> {
         linger: t.duration("linger")?,
         buffer: t.whole("buffer")?,
         chain: t.flag("chain")?,
+        data_dir: t.text("data_dir")?,
+        checkpoint_interval: t.duration("checkpoint_interval")?,
     })
 }
 
@@ -216,7 +258,7 @@ fn read_source(t: &Table, at: Place) -> Result<RawSource, ConfigError> {
         kind: t.required(
             kind,
             "type",
-            "a source needs `type`: `\"stdin\"`, `\"file\"` or `\"generate\"`",
+            "a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"` or `\"nats\"`",
         )?,
         path: t.text("path")?,
         repeat: t.whole("repeat")?,
@@ -224,6 +266,16 @@ fn read_source(t: &Table, at: Place) -> Result<RawSource, ConfigError> {
         size: t.size("size")?,
         batch_size: t.whole("batch_size")?,
         linger: t.duration("linger")?,
+        nats: RawNats {
+            url: t.text("url")?,
+            stream: t.text("stream")?,
+            consumer: t.text("consumer")?,
+            subject: t.text("subject")?,
+            batch: t.whole("batch")?,
+            ack_wait: t.duration("ack_wait")?,
+            max_ack_pending: t.whole("max_ack_pending")?,
+            key_header: t.text("key_header")?,
+        },
         at,
     })
 }
@@ -329,10 +381,14 @@ fn read_sink(t: &Table, at: Place) -> Result<RawSink, ConfigError> {
         kind: t.required(
             kind,
             "type",
-            "a sink needs `type`: `\"stdout\"`, `\"file\"` or `\"null\"`",
+            "a sink needs `type`: `\"stdout\"`, `\"file\"`, `\"null\"` or `\"nats\"`",
         )?,
         path: t.text("path")?,
         encoding: t.text("encoding")?,
+        mode: t.text("mode")?,
+        sync: t.text("sync")?,
+        url: t.text("url")?,
+        subject: t.text("subject")?,
         at,
     })
 }
@@ -346,6 +402,8 @@ fn read_dead_letter(t: &Table) -> Result<RawDeadLetter, ConfigError> {
             "`[dead_letter]` needs `type`: `\"file\"` or `\"stderr\"`",
         )?,
         path: t.text("path")?,
+        mode: t.text("mode")?,
+        sync: t.text("sync")?,
     })
 }
 

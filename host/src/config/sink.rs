@@ -2,9 +2,12 @@
 
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, shown};
 use crate::config::raw::{RawDeadLetter, RawSink};
-use crate::config::{DeadLetterConfig, Encoding, Sink, SinkKind};
+use crate::config::error::Sp;
+use crate::config::{DEFAULT_NATS_URL, DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
 
-const KINDS: &[&str] = &["stdout", "file", "null"];
+const KINDS: &[&str] = &["stdout", "file", "null", "nats"];
+const MODES: &[&str] = &["append", "truncate"];
+const SYNCS: &[&str] = &["flush", "fsync"];
 const ENCODINGS: &[&str] = &["text", "json"];
 const DEAD_LETTER_KINDS: &[&str] = &["file", "stderr"];
 
@@ -23,12 +26,30 @@ pub(crate) fn check(
         "file" => match &raw.path {
             Some(p) => SinkKind::File {
                 path: cx.path(p.get_ref()),
+                mode: mode(cx, &node, raw.mode.as_ref())?,
+                sync: sync(cx, &node, raw.sync.as_ref())?,
             },
             None => {
                 return Err(cx.err(
                     &raw.kind.span(),
                     key("path"),
                     "a `file` sink needs `path`, the file to write",
+                ));
+            }
+        },
+        "nats" => match &raw.subject {
+            Some(subject) => SinkKind::Nats {
+                url: raw
+                    .url
+                    .as_ref()
+                    .map_or_else(|| DEFAULT_NATS_URL.to_string(), |u| u.get_ref().clone()),
+                subject: subject.get_ref().clone(),
+            },
+            None => {
+                return Err(cx.err(
+                    &raw.kind.span(),
+                    key("subject"),
+                    "a `nats` sink needs `subject`, the subject to publish to (a stream must capture it)",
                 ));
             }
         },
@@ -45,6 +66,27 @@ pub(crate) fn check(
             ));
         }
     };
+    let only = |present: &Option<Sp<String>>, what: &str, kinds: &str| -> Result<(), ConfigError> {
+        match present {
+            Some(v) => Err(cx.err(
+                &v.span(),
+                key(what),
+                format!(
+                    "a `{}` sink has no `{what}`: it is for {kinds} sinks",
+                    raw.kind.get_ref()
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
+    if !matches!(kind, SinkKind::File { .. }) {
+        only(&raw.mode, "mode", "`file`")?;
+        only(&raw.sync, "sync", "`file`")?;
+    }
+    if !matches!(kind, SinkKind::Nats { .. }) {
+        only(&raw.url, "url", "`nats`")?;
+        only(&raw.subject, "subject", "`nats`")?;
+    }
     if !matches!(kind, SinkKind::File { .. })
         && let Some(p) = &raw.path
     {
@@ -94,17 +136,19 @@ pub(crate) fn check_dead_letter(
         return Ok(DeadLetterConfig::Stderr);
     };
     match dl.kind.get_ref().as_str() {
-        "stderr" => match &dl.path {
+        "stderr" => match dl.path.as_ref().or(dl.mode.as_ref()).or(dl.sync.as_ref()) {
             Some(p) => Err(cx.err(
                 &p.span(),
                 "dead_letter.path",
-                "a `stderr` dead-letter sink takes no path: remove it, or use `type = \"file\"`",
+                "a `stderr` dead-letter sink takes no path, mode or sync: remove it, or use `type = \"file\"`",
             )),
             None => Ok(DeadLetterConfig::Stderr),
         },
         "file" => match &dl.path {
             Some(p) => Ok(DeadLetterConfig::File {
                 path: cx.path(p.get_ref()),
+                mode: mode(cx, "dead_letter", dl.mode.as_ref())?,
+                sync: sync(cx, "dead_letter", dl.sync.as_ref())?,
             }),
             None => Err(cx.err(
                 &dl.kind.span(),
@@ -120,6 +164,48 @@ pub(crate) fn check_dead_letter(
                 shown(other),
                 list(DEAD_LETTER_KINDS, "or"),
                 did_you_mean(other, DEAD_LETTER_KINDS)
+            ),
+        )),
+    }
+}
+
+/// `mode`: `append` (the default) or `truncate`.
+fn mode(cx: &Ctx, node: &str, raw: Option<&Sp<String>>) -> Result<WriteMode, ConfigError> {
+    let Some(v) = raw else {
+        return Ok(WriteMode::Append);
+    };
+    match v.get_ref().as_str() {
+        "append" => Ok(WriteMode::Append),
+        "truncate" => Ok(WriteMode::Truncate),
+        other => Err(cx.err(
+            &v.span(),
+            join(node, "mode"),
+            format!(
+                "unknown mode {}: use {} (`append` keeps what the file holds){}",
+                shown(other),
+                list(MODES, "or"),
+                did_you_mean(other, MODES)
+            ),
+        )),
+    }
+}
+
+/// `sync`: `flush` (the default) or `fsync`.
+fn sync(cx: &Ctx, node: &str, raw: Option<&Sp<String>>) -> Result<SyncMode, ConfigError> {
+    let Some(v) = raw else {
+        return Ok(SyncMode::Flush);
+    };
+    match v.get_ref().as_str() {
+        "flush" => Ok(SyncMode::Flush),
+        "fsync" => Ok(SyncMode::Fsync),
+        other => Err(cx.err(
+            &v.span(),
+            join(node, "sync"),
+            format!(
+                "unknown sync {}: use {} (`fsync` survives a power loss, at a cost){}",
+                shown(other),
+                list(SYNCS, "or"),
+                did_you_mean(other, SYNCS)
             ),
         )),
     }

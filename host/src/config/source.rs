@@ -1,15 +1,30 @@
-//! `[sources.NAME]`: stdin, a file read `repeat` times, or `count` generated events.
+//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, or a NATS
+//! JetStream durable consumer.
 
 use std::ops::Range;
 use std::time::Duration;
 
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, plain, shown};
-use crate::config::ranges::{BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, REPEAT};
+use crate::config::ranges::{
+    ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, MAX_ACK_PENDING, NATS_BATCH, REPEAT,
+};
 use crate::config::raw::RawSource;
 use crate::config::units;
-use crate::config::{DEFAULT_GENERATE_SIZE, Source, SourceKind};
+use crate::config::{DEFAULT_GENERATE_SIZE, DEFAULT_NATS_URL, NatsSource, Source, SourceKind};
 
-const KINDS: &[&str] = &["stdin", "file", "generate"];
+const KINDS: &[&str] = &["stdin", "file", "generate", "nats"];
+
+/// The keys only a `nats` source has.
+const NATS_KEYS: &[&str] = &[
+    "url",
+    "stream",
+    "consumer",
+    "subject",
+    "batch",
+    "ack_wait",
+    "max_ack_pending",
+    "key_header",
+];
 
 /// One source; `batch_size` and `linger` are the pipeline's, for a source that sets neither.
 pub(crate) fn check(
@@ -21,6 +36,13 @@ pub(crate) fn check(
 ) -> Result<Source, ConfigError> {
     let node = join("sources", name);
     let key = |k: &str| join(&node, k);
+    let batch_size = match &raw.batch_size {
+        Some(v) => units::whole(cx, v, &key("batch_size"), &BATCH_SIZE)?,
+        None => batch_size,
+    };
+    if raw.kind.get_ref() != "nats" {
+        no_nats_keys(cx, &node, raw)?;
+    }
     let kind = match raw.kind.get_ref().as_str() {
         "stdin" => {
             unused(
@@ -34,6 +56,7 @@ pub(crate) fn check(
         }
         "file" => file(cx, &node, raw)?,
         "generate" => generate(cx, &node, raw)?,
+        "nats" => nats(cx, &node, raw, batch_size)?,
         other => {
             return Err(cx.err(
                 &raw.kind.span(),
@@ -50,10 +73,7 @@ pub(crate) fn check(
     Ok(Source {
         name: name.to_string(),
         kind,
-        batch_size: match &raw.batch_size {
-            Some(v) => units::whole(cx, v, &key("batch_size"), &BATCH_SIZE)?,
-            None => batch_size,
-        },
+        batch_size,
         linger: match &raw.linger {
             Some(v) => units::duration(cx, v, &key("linger"), &LINGER)?,
             None => linger,
@@ -128,4 +148,70 @@ fn generate(cx: &Ctx, node: &str, raw: &RawSource) -> Result<SourceKind, ConfigE
         None => DEFAULT_GENERATE_SIZE,
     };
     Ok(SourceKind::Generate { count, size })
+}
+
+/// The NATS keys are refused on other source types.
+fn no_nats_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError> {
+    let n = &raw.nats;
+    let present: [(&str, Option<Range<usize>>); 8] = [
+        ("url", n.url.as_ref().map(|v| v.span())),
+        ("stream", n.stream.as_ref().map(|v| v.span())),
+        ("consumer", n.consumer.as_ref().map(|v| v.span())),
+        ("subject", n.subject.as_ref().map(|v| v.span())),
+        ("batch", n.batch.as_ref().map(|v| v.span())),
+        ("ack_wait", n.ack_wait.as_ref().map(|v| v.span())),
+        ("max_ack_pending", n.max_ack_pending.as_ref().map(|v| v.span())),
+        ("key_header", n.key_header.as_ref().map(|v| v.span())),
+    ];
+    debug_assert_eq!(present.len(), NATS_KEYS.len());
+    for (key, span) in present {
+        if let Some(span) = span {
+            return Err(cx.err(
+                &span,
+                join(node, key),
+                format!(
+                    "only a `nats` source has `{key}`: remove it, or use `type = \"nats\"`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn nats(cx: &Ctx, node: &str, raw: &RawSource, batch_size: usize) -> Result<SourceKind, ConfigError> {
+    unused(cx, node, raw, "nats", &["path", "repeat", "count", "size"])?;
+    let n = &raw.nats;
+    let required = |value: &Option<crate::config::error::Sp<String>>, key: &str, what: &str| {
+        value
+            .as_ref()
+            .map(|v| v.get_ref().clone())
+            .ok_or_else(|| cx.err(&raw.kind.span(), join(node, key), format!("a `nats` source needs `{key}`, {what}")))
+    };
+    let stream = required(&n.stream, "stream", "the JetStream stream to read")?;
+    let consumer = required(&n.consumer, "consumer", "the name of its durable pull consumer")?;
+    let batch = match &n.batch {
+        Some(v) => units::whole(cx, v, &join(node, "batch"), &NATS_BATCH)?,
+        None => batch_size,
+    };
+    let ack_wait = match &n.ack_wait {
+        Some(v) => units::duration(cx, v, &join(node, "ack_wait"), &ACK_WAIT)?,
+        None => Duration::from_secs(30),
+    };
+    let max_ack_pending = match &n.max_ack_pending {
+        Some(v) => units::whole(cx, v, &join(node, "max_ack_pending"), &MAX_ACK_PENDING)?,
+        None => (4 * batch).clamp(*MAX_ACK_PENDING.start(), *MAX_ACK_PENDING.end()),
+    };
+    Ok(SourceKind::Nats(NatsSource {
+        url: n
+            .url
+            .as_ref()
+            .map_or_else(|| DEFAULT_NATS_URL.to_string(), |u| u.get_ref().clone()),
+        stream,
+        consumer,
+        subject: n.subject.as_ref().map(|s| s.get_ref().clone()),
+        batch,
+        ack_wait,
+        max_ack_pending,
+        key_header: n.key_header.as_ref().map(|s| s.get_ref().clone()),
+    }))
 }

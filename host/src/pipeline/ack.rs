@@ -7,9 +7,14 @@
 //! emitted in that batch has been written or dead-lettered: the tracker counts them done,
 //! which yields the number of events in flight and its high-water mark.
 //!
+//! A source that keeps a position (a file's offset, a broker's messages) registers its batches
+//! with a [`Ledger`] of its own: when a batch's acknowledgement is released, the ledger hears
+//! of it, whatever order batches finish in, and the source commits only the contiguous prefix
+//! of finished batches.
+//!
 //! An acknowledgement that must never be released (its events could not be written) is
-//! [`Ack::forget`]ten: the events stay in flight, so nothing downstream of a failed sink can
-//! count as delivered.
+//! [`Ack::forget`]ten: the events stay in flight and its source never hears of it, so nothing
+//! downstream of a failed sink can count as delivered, nor be committed past.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +30,18 @@ pub struct Tracker {
 impl Tracker {
     /// Registers `count` events a source is about to send, and returns their acknowledgement.
     pub fn emit(self: &Arc<Self>, count: u64) -> Ack {
+        self.emit_to(count, None)
+    }
+
+    /// Like [`Tracker::emit`], and `ledger` hears of batch `seq` when it is done.
+    pub fn emit_to(self: &Arc<Self>, count: u64, ledger: Option<(Arc<dyn Ledger>, u64)>) -> Ack {
         let emitted = self.emitted.fetch_add(count, Ordering::AcqRel) + count;
         let in_flight = emitted.saturating_sub(self.done.load(Ordering::Acquire));
         self.high_water.fetch_max(in_flight, Ordering::AcqRel);
         Ack(Arc::new(AckInner {
             count,
             tracker: Arc::clone(self),
+            ledger,
         }))
     }
 
@@ -60,15 +71,34 @@ impl Tracker {
 #[derive(Debug, Clone)]
 pub struct Ack(Arc<AckInner>);
 
-#[derive(Debug)]
+/// What a source with a position learns of its batches.
+pub trait Ledger: Send + Sync {
+    /// Batch `seq` is done: every event derived from it is written or dead-lettered, and
+    /// flushed.
+    fn done(&self, seq: u64);
+}
+
 struct AckInner {
     count: u64,
     tracker: Arc<Tracker>,
+    ledger: Option<(Arc<dyn Ledger>, u64)>,
+}
+
+impl std::fmt::Debug for AckInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack")
+            .field("count", &self.count)
+            .field("seq", &self.ledger.as_ref().map(|(_, seq)| seq))
+            .finish()
+    }
 }
 
 impl Drop for AckInner {
     fn drop(&mut self) {
         self.tracker.done.fetch_add(self.count, Ordering::AcqRel);
+        if let Some((ledger, seq)) = &self.ledger {
+            ledger.done(*seq);
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod checkpoint;
 pub mod connectors;
 pub mod dead_letter;
 pub mod edge;

@@ -19,13 +19,16 @@ pub const OVERSIZED_KEPT: usize = 1024;
 
 /// What the splitter hands over.
 pub enum Chunk {
-    /// A batch of line events (full, or partial at the end of input or when idle).
-    Events(Events),
-    /// A line over [`MAX_LINE`]: its number, its first bytes, its length.
+    /// A batch of line events (full, or partial at the end of input or when idle), and the
+    /// byte position just past its last line.
+    Events(Events, u64),
+    /// A line over [`MAX_LINE`]: its number, its first bytes, its length, and the position
+    /// just past it.
     Oversized {
         line: u64,
         kept: Vec<u8>,
         len: usize,
+        end: u64,
     },
 }
 
@@ -47,6 +50,8 @@ pub struct Lines {
     pub line_no: u64,
     /// Bytes read so far.
     pub bytes: u64,
+    /// The position just past the last complete line.
+    pub offset: u64,
 }
 
 impl Lines {
@@ -58,7 +63,15 @@ impl Lines {
             skipping: None,
             line_no: 0,
             bytes: 0,
+            offset: 0,
         }
+    }
+
+    /// Positions are counted from `offset`: the reader starts there (a resumed file, or a
+    /// new round of a repeated one).
+    pub fn start_at(&mut self, offset: u64) {
+        self.bytes = offset;
+        self.offset = offset;
     }
 
     fn batch(batch_size: usize) -> Events {
@@ -87,12 +100,14 @@ impl Lines {
                 return Ok(self.end_line(hand));
             }
             let len = buf.len();
+            let base = self.bytes;
             self.bytes += len as u64;
             let mut rest = buf;
             let mut stopped = false;
             while let Some(pos) = memchr::memchr(b'\n', rest) {
                 let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
                 rest = tail;
+                self.offset = base + (len - rest.len()) as u64;
                 if let Flow::Stop = self.line(line, hand) {
                     stopped = true;
                     break;
@@ -125,7 +140,7 @@ impl Lines {
 
     fn hand_over(&mut self, hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
         let full = std::mem::replace(&mut self.events, Lines::batch(self.batch_size));
-        hand(Chunk::Events(full))
+        hand(Chunk::Events(full, self.offset))
     }
 
     /// The end of a line whose last bytes are `tail` (after any gathered part).
@@ -172,6 +187,7 @@ impl Lines {
         if self.partial.is_empty() && self.skipping.is_none() {
             return Flow::Continue;
         }
+        self.offset = self.bytes;
         self.line(&[], hand)
     }
 
@@ -182,6 +198,7 @@ impl Lines {
             line: self.line_no,
             kept,
             len,
+            end: self.offset,
         })
     }
 }
@@ -201,7 +218,7 @@ mod tests {
         let mut oversized = Vec::new();
         let mut hand = |chunk: Chunk| {
             match chunk {
-                Chunk::Events(events) => {
+                Chunk::Events(events, _) => {
                     assert!(events.len() <= batch_size);
                     values.extend(events.iter().map(|e| e.value().to_vec()));
                 }

@@ -5,6 +5,7 @@
 //! out (and the dead-letter writer, dead letters) and releases their acknowledgements only
 //! once flushed.
 
+pub(crate) mod file;
 pub(crate) mod lines;
 pub(crate) mod sinks;
 pub(crate) mod sources;

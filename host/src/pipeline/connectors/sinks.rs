@@ -6,6 +6,9 @@
 //! one flush per burst, at rest one per batch, and the events held unflushed stay bounded. A
 //! sink that fails to write reports why, stops the sources, and keeps draining so that the
 //! stages can finish; the acknowledgements of what it could not write are never released.
+//!
+//! File sinks append to what the file holds unless `mode = "truncate"`; with `sync =
+//! "fsync"` a flush also waits for the disk before it releases acknowledgements.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -13,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crate::config::{DeadLetterConfig, Encoding, Sink, SinkKind};
+use crate::config::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{DeadLetterRx, Receiver, RunContext};
@@ -28,17 +31,53 @@ pub const DEAD_LETTER_BUFFER: usize = 4;
 /// Write buffer of a sink: large enough that a batch is one write call or a few.
 const WRITE_BUFFER: usize = 64 << 10;
 
-fn open(path: &Path) -> std::io::Result<Box<dyn Write + Send>> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let file = File::create(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    Ok(Box::new(BufWriter::with_capacity(WRITE_BUFFER, file)))
+/// Where a sink writes, and how far a write must go before its acknowledgement is released.
+enum Out {
+    Stdout(BufWriter<std::io::Stdout>),
+    Stderr(BufWriter<std::io::Stderr>),
+    File(BufWriter<File>, SyncMode),
 }
 
-fn stdout() -> Box<dyn Write + Send> {
-    Box::new(BufWriter::with_capacity(WRITE_BUFFER, std::io::stdout()))
+impl Out {
+    fn open(path: &Path, mode: WriteMode, sync: SyncMode) -> std::io::Result<Out> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut options = File::options();
+        match mode {
+            // What an earlier run wrote stays: its events were acknowledged, perhaps committed.
+            WriteMode::Append => options.append(true).create(true),
+            WriteMode::Truncate => options.write(true).create(true).truncate(true),
+        };
+        let file = options
+            .open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Out::File(BufWriter::with_capacity(WRITE_BUFFER, file), sync))
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Out::Stdout(w) => w,
+            Out::Stderr(w) => w,
+            Out::File(w, _) => w,
+        }
+    }
+
+    /// Makes what was written as durable as the sink's `sync` asks: in the operating system,
+    /// or on the disk.
+    fn commit(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Stdout(w) => w.flush(),
+            Out::Stderr(w) => w.flush(),
+            Out::File(w, sync) => {
+                w.flush()?;
+                if *sync == SyncMode::Fsync {
+                    w.get_ref().sync_data()?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Starts a sink's thread; it returns why it failed, if it did.
@@ -49,10 +88,16 @@ pub(crate) fn spawn_sink(
     ctx: Arc<RunContext>,
     buffer: usize,
 ) -> std::io::Result<JoinHandle<Result<(), String>>> {
-    let out: Option<Box<dyn Write + Send>> = match &sink.kind {
-        SinkKind::Stdout => Some(stdout()),
-        SinkKind::File { path } => Some(open(path)?),
+    let out = match &sink.kind {
+        SinkKind::Stdout => Some(Out::Stdout(BufWriter::with_capacity(
+            WRITE_BUFFER,
+            std::io::stdout(),
+        ))),
+        SinkKind::File { path, mode, sync } => Some(Out::open(path, *mode, *sync)?),
         SinkKind::Null => None,
+        SinkKind::Nats { .. } => {
+            return Err(std::io::Error::other("NATS sinks are started by the nats module"));
+        }
     };
     let name = sink.name.clone();
     let encoding = sink.encoding;
@@ -107,7 +152,7 @@ pub(crate) fn spawn_sink(
 
 /// A sink's output and the acknowledgements it holds until the next flush.
 struct Writer {
-    out: Option<Box<dyn Write + Send>>,
+    out: Option<Out>,
     held: Vec<Ack>,
     buffer: usize,
     failure: Option<String>,
@@ -117,9 +162,10 @@ struct Writer {
 
 impl Writer {
     fn write(&mut self, batch: &Batch, encoding: Encoding) -> std::io::Result<()> {
-        let Some(w) = &mut self.out else {
+        let Some(out) = &mut self.out else {
             return Ok(());
         };
+        let w = out.writer();
         for event in batch.events.iter() {
             match encoding {
                 Encoding::Text => w.write_all(event.value())?,
@@ -135,8 +181,8 @@ impl Writer {
     fn hold(&mut self, ack: Ack, idle: bool) -> std::io::Result<()> {
         self.held.push(ack);
         if idle || self.held.len() >= self.buffer {
-            if let Some(w) = &mut self.out {
-                w.flush()?;
+            if let Some(out) = &mut self.out {
+                out.commit()?;
             }
             self.held.clear();
         }
@@ -159,8 +205,8 @@ impl Writer {
     /// The final flush; releases what it covers.
     fn close(mut self, what: &str, ctx: &RunContext) -> Result<(), String> {
         if self.failure.is_none()
-            && let Some(w) = &mut self.out
-            && let Err(e) = w.flush()
+            && let Some(out) = &mut self.out
+            && let Err(e) = out.commit()
         {
             let message = format!("{what}: cannot write: {e}");
             self.forget_held();
@@ -180,9 +226,14 @@ pub(crate) fn spawn_dead_letters(
     rx: DeadLetterRx,
     ctx: Arc<RunContext>,
 ) -> std::io::Result<JoinHandle<Result<u64, String>>> {
-    let (out, place): (Box<dyn Write + Send>, String) = match config {
-        DeadLetterConfig::Stderr => (Box::new(BufWriter::new(std::io::stderr())), "stderr".into()),
-        DeadLetterConfig::File { path } => (open(path)?, path.display().to_string()),
+    let (out, place) = match config {
+        DeadLetterConfig::Stderr => (
+            Out::Stderr(BufWriter::new(std::io::stderr())),
+            "stderr".to_string(),
+        ),
+        DeadLetterConfig::File { path, mode, sync } => {
+            (Out::open(path, *mode, *sync)?, path.display().to_string())
+        }
     };
     std::thread::Builder::new()
         .name("weir-dead-letters".into())
@@ -203,7 +254,8 @@ pub(crate) fn spawn_dead_letters(
                 let w = writer
                     .out
                     .as_mut()
-                    .expect("the dead-letter writer has an output");
+                    .expect("the dead-letter writer has an output")
+                    .writer();
                 let result =
                     letters
                         .events

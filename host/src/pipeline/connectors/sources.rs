@@ -1,8 +1,8 @@
 //! Sources: `file` and `stdin` (one event per line) and `generate` (workload W1's values).
 //!
-//! A file source runs on a blocking thread: it splits what it reads into batches ([`Lines`])
-//! and sends each one as soon as it is full, waiting while the first channel is full (that
-//! wait is backpressure: it stops reading). Standard input may wait for ever on a terminal or
+//! A file source (in `file`) runs on a blocking thread: it splits what it reads into batches
+//! ([`Lines`]) and sends each one as soon as it is full, waiting while the first channel is
+//! full (that wait is backpressure: it stops reading), and resumes from its checkpoint. Standard input may wait for ever on a terminal or
 //! a trickling pipe, so its reader thread hands over whatever it has whenever the next read
 //! would wait, and an async task groups those chunks into batches by size and `linger`. The
 //! generator fills batches with W1's values on a blocking thread.
@@ -21,6 +21,9 @@ use weir_sandbox::Events;
 
 use crate::config::{Source, SourceKind};
 use crate::pipeline::batch::Batch;
+use crate::pipeline::ack::Ledger;
+use crate::pipeline::checkpoint::Positions;
+use crate::pipeline::connectors::file;
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines, MAX_LINE, OVERSIZED_KEPT};
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::edge::{DeadLetterTx, Outputs, RunContext};
@@ -37,6 +40,16 @@ pub(crate) struct SourceParts {
     pub metrics: Arc<NodeMetrics>,
     pub ctx: Arc<RunContext>,
     pub dead_letters: DeadLetterTx,
+    /// For a source that keeps a position: its ledger, and whether to ignore where it was.
+    pub checkpoint: Option<SourceCheckpoint>,
+}
+
+/// A source's checkpoint: where it commits, and the ledger it commits from.
+pub(crate) struct SourceCheckpoint {
+    pub path: std::path::PathBuf,
+    pub positions: Arc<Positions>,
+    /// `weir run --from-start`: read from the start, whatever the checkpoint says.
+    pub from_start: bool,
 }
 
 /// Starts a source; its task returns whether the run stopped it before its input ended.
@@ -50,7 +63,12 @@ pub(crate) fn spawn(
             let (count, size) = (*count, *size);
             tokio::task::spawn_blocking(move || generate(&source, count, size, &parts))
         }
-        SourceKind::File { .. } => tokio::task::spawn_blocking(move || read_file(&source, &parts)),
+        SourceKind::File { .. } => {
+            tokio::task::spawn_blocking(move || file::read(&source, &parts))
+        }
+        SourceKind::Nats(_) => {
+            return Err(std::io::Error::other("NATS sources are started by the nats module"));
+        }
         SourceKind::Stdin => {
             // Two chunks in hand let the reader work ahead by one while a batch is sent.
             let (tx, rx) = mpsc::channel(2);
@@ -67,16 +85,32 @@ pub(crate) fn spawn(
 }
 
 impl SourceParts {
-    fn emit(&self, events: Events) -> Batch {
+    pub(crate) fn emit(&self, events: Events) -> Batch {
+        self.emit_acked(events, None)
+    }
+
+    /// A batch whose acknowledgement also tells `ledger` when batch `seq` is done.
+    pub(crate) fn emit_acked(
+        &self,
+        events: Events,
+        ledger: Option<(Arc<dyn Ledger>, u64)>,
+    ) -> Batch {
         let n = events.len() as u64;
         NodeMetrics::add(&self.metrics.events_in, n);
         NodeMetrics::add(&self.metrics.events_out, n);
         NodeMetrics::add(&self.metrics.bytes_out, events.value_bytes());
-        Batch::new(events, self.ctx.tracker.emit(n))
+        Batch::new(events, self.ctx.tracker.emit_to(n, ledger))
     }
 
     /// An over-long line: dead-lettered with its first bytes, counted as a failure here.
-    fn oversized(&self, source: &str, line: u64, kept: Vec<u8>, len: usize) -> DeadLetters {
+    pub(crate) fn oversized(
+        &self,
+        source: &str,
+        line: u64,
+        kept: Vec<u8>,
+        len: usize,
+        ledger: Option<(Arc<dyn Ledger>, u64)>,
+    ) -> DeadLetters {
         tracing::error!(
             source,
             line,
@@ -88,7 +122,7 @@ impl SourceParts {
             Arc::from(source),
             Arc::from(""),
             Provenance::default(),
-            self.ctx.tracker.emit(1),
+            self.ctx.tracker.emit_to(1, ledger),
         );
         let mut event = Events::new();
         event.push_value(&kept);
@@ -105,17 +139,15 @@ impl SourceParts {
         letters
     }
 
-    /// Hands a chunk on from a blocking thread; stops once the run stops.
-    fn hand_blocking(&self, source: &str, chunk: Chunk) -> Flow {
-        match chunk {
-            Chunk::Events(events) => self.outputs.send_blocking(self.emit(events)),
-            Chunk::Oversized { line, kept, len } => {
-                let letters = self.oversized(source, line, kept, len);
-                if let Err(lost) = self.dead_letters.send_blocking(letters) {
-                    lost.into_inner().ack.forget();
-                }
-            }
+    /// Sends dead letters from a blocking thread.
+    pub(crate) fn dead_letter_blocking(&self, letters: DeadLetters) {
+        if let Err(lost) = self.dead_letters.send_blocking(letters) {
+            lost.into_inner().ack.forget();
         }
+    }
+
+    /// `Stop` once the run is stopping.
+    pub(crate) fn flow(&self) -> Flow {
         if self.ctx.stop.is_cancelled() {
             Flow::Stop
         } else {
@@ -143,55 +175,6 @@ fn generate(source: &Source, count: u64, size: usize, parts: &SourceParts) -> bo
         i += n;
     }
     false
-}
-
-/// A file, read `repeat` times in a row.
-fn read_file(source: &Source, parts: &SourceParts) -> bool {
-    let SourceKind::File { path, repeat } = &source.kind else {
-        unreachable!("a file source")
-    };
-    let mut lines = Lines::new(source.batch_size);
-    let mut hand = |chunk| parts.hand_blocking(&source.name, chunk);
-    let mut interrupted = false;
-    for _ in 0..*repeat {
-        if parts.ctx.stop.is_cancelled() {
-            interrupted = true;
-            break;
-        }
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                parts.ctx.fail(format!(
-                    "source `{}`: cannot open {}: {e}",
-                    source.name,
-                    path.display()
-                ));
-                break;
-            }
-        };
-        let mut reader = BufReader::with_capacity(READ_BUFFER, file);
-        match lines.read(&mut reader, false, &mut hand) {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Stop) => {
-                interrupted = true;
-                break;
-            }
-            Err(e) => {
-                parts.ctx.fail(format!(
-                    "source `{}`: cannot read {}: {e}",
-                    source.name,
-                    path.display()
-                ));
-                break;
-            }
-        }
-    }
-    // What was read is accepted: it goes on even when the run is stopping.
-    lines.finish(&mut |chunk| {
-        parts.hand_blocking(&source.name, chunk);
-        Flow::Continue
-    });
-    interrupted
 }
 
 /// What the stdin reader thread sends its task.
@@ -261,7 +244,7 @@ async fn batch_stdin(
             next = rx.recv() => next,
         };
         match next {
-            Some(FromReader::Chunk(Chunk::Events(chunk))) => {
+            Some(FromReader::Chunk(Chunk::Events(chunk, _))) => {
                 if pending.is_empty() && chunk.len() >= source.batch_size {
                     parts.outputs.send(parts.emit(chunk)).await;
                     continue;
@@ -280,8 +263,8 @@ async fn batch_stdin(
                     deadline = Some(Instant::now() + source.linger);
                 }
             }
-            Some(FromReader::Chunk(Chunk::Oversized { line, kept, len })) => {
-                let letters = parts.oversized(&source.name, line, kept, len);
+            Some(FromReader::Chunk(Chunk::Oversized { line, kept, len, .. })) => {
+                let letters = parts.oversized(&source.name, line, kept, len, None);
                 if let Err(lost) = parts.dead_letters.send(letters).await {
                     lost.into_inner().ack.forget();
                 }

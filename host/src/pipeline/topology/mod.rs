@@ -24,6 +24,7 @@ use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
 
 pub use plan::{ChainPlan, chains, consumers};
+pub use run::RunOptions;
 
 /// Why a pipeline could not start or did not finish cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,7 @@ impl Topology {
         pipeline: &Pipeline,
         mut natives: HashMap<String, Arc<dyn ProcessorFactory>>,
     ) -> Result<Topology, RunError> {
+        refuse_writing_a_source(pipeline)?;
         let mut loader = Loader::default();
         let mut handles = BTreeMap::new();
         let mut metrics: Vec<Arc<NodeMetrics>> = pipeline
@@ -200,6 +202,49 @@ impl Topology {
         let dead_letters = 2 * DEAD_LETTER_BUFFER as u64 + 1;
         (sources + chains + sinks + dead_letters) * batch
     }
+}
+
+/// Refuses a sink or dead-letter file that is one of the sources' files, through whatever
+/// path or link: the sink would write into the input it is reading (and `mode = "truncate"`
+/// would empty it before it is read).
+fn refuse_writing_a_source(pipeline: &Pipeline) -> Result<(), RunError> {
+    use std::os::unix::fs::MetadataExt;
+    use crate::config::{DeadLetterConfig, SinkKind, SourceKind};
+    let identity = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let sources: Vec<(&str, (u64, u64))> = pipeline
+        .sources
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SourceKind::File { path, .. } => identity(path).map(|id| (s.name.as_str(), id)),
+            _ => None,
+        })
+        .collect();
+    let written = pipeline
+        .sinks
+        .iter()
+        .filter_map(|s| match &s.kind {
+            SinkKind::File { path, .. } => Some((format!("sinks.{}.path", s.name), path)),
+            _ => None,
+        })
+        .chain(match &pipeline.dead_letter {
+            DeadLetterConfig::File { path, .. } => Some(("dead_letter.path".to_string(), path)),
+            DeadLetterConfig::Stderr => None,
+        });
+    for (key, path) in written {
+        let Some(id) = identity(path) else { continue };
+        if let Some((source, _)) = sources.iter().find(|(_, s)| *s == id) {
+            return Err(RunError::Config(ConfigError {
+                file: pipeline.file.clone(),
+                line: None,
+                key: Some(key),
+                message: format!(
+                    "{} is the file source `{source}` reads: write somewhere else",
+                    path.display()
+                ),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// Loads each plugin file once and makes each sandboxed stage's first version.

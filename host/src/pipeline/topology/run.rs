@@ -13,18 +13,41 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{RunError, Topology};
+use crate::config::SourceKind;
+use crate::pipeline::checkpoint::{Checkpointer, DataDir, Positions};
 use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
 use crate::pipeline::connectors::sinks::{spawn_dead_letters, spawn_sink};
-use crate::pipeline::connectors::sources::{self, SourceParts};
+use crate::pipeline::connectors::sources::{self, SourceCheckpoint, SourceParts};
 use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
 use crate::pipeline::report::{NodeKind, RunReport};
 use crate::pipeline::stage::chain::Chain;
 
+/// How a run starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Read every file source from its start, whatever its checkpoint says.
+    pub from_start: bool,
+}
+
 impl Topology {
     /// Runs the pipeline until its sources end or `shutdown` is cancelled, then drains.
     pub async fn run(self, shutdown: CancellationToken) -> Result<RunReport, RunError> {
+        self.run_with(shutdown, RunOptions::default()).await
+    }
+
+    /// [`Topology::run`] with options.
+    pub async fn run_with(
+        self,
+        shutdown: CancellationToken,
+        options: RunOptions,
+    ) -> Result<RunReport, RunError> {
         let started = Instant::now();
         let bound = self.in_flight_bound();
+        // The data folder is locked before anything is read, and until the run ends.
+        let data_dir = match &self.pipeline.data_dir {
+            Some(dir) => Some(DataDir::open(dir).map_err(|e| RunError::Failed(e.to_string()))?),
+            None => None,
+        };
         let ctx = RunContext::new(shutdown);
         let Topology {
             pipeline,
@@ -99,12 +122,34 @@ impl Topology {
             threads.extend(spawned);
         }
         let mut source_tasks = Vec::new();
+        let mut checkpointers = Vec::new();
+        let checkpoint_stop = CancellationToken::new();
         for source in &pipeline.sources {
+            let checkpoint = match (&data_dir, &source.kind) {
+                (Some(dir), SourceKind::File { .. }) => {
+                    let cp = Arc::new(Checkpointer {
+                        path: dir.checkpoint(&source.name),
+                        positions: Arc::new(Positions::default()),
+                    });
+                    tokio::spawn(Arc::clone(&cp).run(
+                        pipeline.checkpoint_interval,
+                        checkpoint_stop.clone(),
+                    ));
+                    checkpointers.push(Arc::clone(&cp));
+                    Some(SourceCheckpoint {
+                        path: cp.path.clone(),
+                        positions: Arc::clone(&cp.positions),
+                        from_start: options.from_start,
+                    })
+                }
+                _ => None,
+            };
             let parts = SourceParts {
                 outputs: outputs_of(&source.name),
                 metrics: metric(&source.name),
                 ctx: Arc::clone(&ctx),
                 dead_letters: dl_tx.clone(),
+                checkpoint,
             };
             let task = sources::spawn(source, parts)
                 .map_err(|e| RunError::Io(format!("source `{}`: {e}", source.name)))?;
@@ -152,6 +197,17 @@ impl Topology {
         }
         // A dead-letter writer that failed has recorded why already.
         let dead_lettered = dead.unwrap_or(0);
+        // Everything is written and every acknowledgement released (or never will be): the
+        // last commit of each source.
+        checkpoint_stop.cancel();
+        tokio::task::spawn_blocking(move || {
+            for cp in checkpointers {
+                cp.commit();
+            }
+        })
+        .await
+        .map_err(|e| RunError::Failed(format!("the last checkpoint stopped unexpectedly: {e}")))?;
+        drop(data_dir);
 
         let nodes: Vec<_> = metrics.iter().map(|m| m.snapshot()).collect();
         let report = RunReport {

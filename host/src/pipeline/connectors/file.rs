@@ -1,0 +1,177 @@
+//! The file source: one event per line, the file read `repeat` times in a row, resumed from
+//! its checkpoint when the run has a data folder.
+//!
+//! Each batch is registered with the source's [`Positions`] ledger with the position just
+//! past its last line (round of `repeat`, byte offset), so the checkpoint only ever passes
+//! events that are written or dead-lettered. On start, a checkpoint taken in this very file
+//! (same device, inode and first bytes, and a file at least that long) is resumed from; any
+//! other (a rotated or truncated file) is set aside and the file is read from its start.
+
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::sync::Arc;
+
+use crate::config::{Source, SourceKind};
+use crate::pipeline::ack::Ledger;
+use crate::pipeline::checkpoint::{self, FileIdentity, FilePosition};
+use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
+use crate::pipeline::connectors::sources::SourceParts;
+
+/// Read buffer of the file source.
+const READ_BUFFER: usize = 64 << 10;
+
+/// Where reading starts: a round of `repeat` and an offset in it.
+struct Start {
+    round: u64,
+    offset: u64,
+}
+
+/// Reads the file; returns whether the run stopped it before its input ended.
+pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
+    let SourceKind::File { path, repeat } = &source.kind else {
+        unreachable!("a file source")
+    };
+    let fail = |what: &str, e: std::io::Error| {
+        parts.ctx.fail(format!(
+            "source `{}`: cannot {what} {}: {e}",
+            source.name,
+            path.display()
+        ));
+        false
+    };
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return fail("open", e),
+    };
+    let identity = match FileIdentity::of(&mut file) {
+        Ok(id) => id,
+        Err(e) => return fail("read", e),
+    };
+    let start = resume(source, parts, &mut file, &identity);
+    let mut reader = Reader {
+        parts,
+        name: &source.name,
+        identity,
+        round: start.round,
+        seq: 0,
+    };
+    if let Some(cp) = &parts.checkpoint {
+        cp.positions
+            .start(reader.identity.at(start.round, start.offset));
+    }
+    let mut lines = Lines::new(source.batch_size);
+    let mut interrupted = false;
+    for round in start.round..*repeat {
+        if parts.ctx.stop.is_cancelled() {
+            interrupted = true;
+            break;
+        }
+        reader.round = round;
+        let offset = if round == start.round { start.offset } else { 0 };
+        if round != start.round {
+            file = match File::open(path) {
+                Ok(f) => f,
+                Err(e) => return fail("open", e),
+            };
+        }
+        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+            return fail("read", e);
+        }
+        lines.start_at(offset);
+        let mut buffered = BufReader::with_capacity(READ_BUFFER, &mut file);
+        match lines.read(&mut buffered, false, &mut |chunk| reader.hand(chunk)) {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Stop) => {
+                interrupted = true;
+                break;
+            }
+            Err(e) => return fail("read", e),
+        }
+        // The last line of a round needs no line ending: it is complete here.
+        lines.finish(&mut |chunk| {
+            reader.hand(chunk);
+            Flow::Continue
+        });
+    }
+    // What was read is accepted: it goes on even when the run is stopping.
+    lines.finish(&mut |chunk| {
+        reader.hand(chunk);
+        Flow::Continue
+    });
+    interrupted
+}
+
+/// Where to start: the checkpoint's position when it was taken in this file, else the start.
+fn resume(source: &Source, parts: &SourceParts, file: &mut File, identity: &FileIdentity) -> Start {
+    let from_start = Start {
+        round: 0,
+        offset: 0,
+    };
+    let Some(cp) = &parts.checkpoint else {
+        return from_start;
+    };
+    if cp.from_start {
+        return from_start;
+    }
+    let Some(position) = checkpoint::load(&cp.path) else {
+        return from_start;
+    };
+    if identity.holds(file, &position) {
+        tracing::info!(source = %source.name, round = position.round, offset = position.offset,
+            "resuming after the last checkpoint");
+        return Start {
+            round: position.round,
+            offset: position.offset,
+        };
+    }
+    crate::notice::warn(&format!(
+        "source `{}`: the file is not the one checkpointed (rotated, replaced or truncated): reading it from its start",
+        source.name
+    ));
+    from_start
+}
+
+/// Hands the splitter's chunks on, registering each with the ledger.
+struct Reader<'a> {
+    parts: &'a SourceParts,
+    name: &'a str,
+    identity: FileIdentity,
+    round: u64,
+    seq: u64,
+}
+
+impl Reader<'_> {
+    /// The ledger entry of the next batch, ending at `end`.
+    fn ledger(&mut self, end: u64) -> Option<(Arc<dyn Ledger>, u64)> {
+        let cp = self.parts.checkpoint.as_ref()?;
+        let seq = self.seq;
+        self.seq += 1;
+        cp.positions.emitted(seq, self.position(end));
+        Some((Arc::clone(&cp.positions) as Arc<dyn Ledger>, seq))
+    }
+
+    fn position(&self, end: u64) -> FilePosition {
+        self.identity.at(self.round, end)
+    }
+
+    fn hand(&mut self, chunk: Chunk) -> Flow {
+        match chunk {
+            Chunk::Events(events, end) => {
+                let ledger = self.ledger(end);
+                let batch = self.parts.emit_acked(events, ledger);
+                self.parts.outputs.send_blocking(batch);
+            }
+            Chunk::Oversized {
+                line,
+                kept,
+                len,
+                end,
+            } => {
+                let ledger = self.ledger(end);
+                let letters = self.parts.oversized(self.name, line, kept, len, ledger);
+                self.parts.dead_letter_blocking(letters);
+            }
+        }
+        self.parts.flow()
+    }
+}

@@ -23,6 +23,8 @@ pub struct BinaryRun {
     pub wall: Duration,
     /// Peak resident memory, from `wait4`.
     pub max_rss_kib: i64,
+    /// CPU time (user and system) of the process, from `wait4`.
+    pub cpu: Duration,
 }
 
 impl BinaryRun {
@@ -71,7 +73,7 @@ impl Weir {
             let mut text = String::new();
             stderr.read_to_string(&mut text).map(|_| text)
         });
-        let (status, max_rss_kib) = wait_with_max_rss(child)?;
+        let (status, usage) = wait_with_usage(child)?;
         let wall = started.elapsed();
         let stderr = reader.join().expect("the stderr reader")?;
         ensure!(status == 0, "weir run exited with {status}: {stderr}");
@@ -83,7 +85,8 @@ impl Weir {
         Ok(BinaryRun {
             report: serde_json::from_str(line)?,
             wall,
-            max_rss_kib,
+            max_rss_kib: usage.ru_maxrss,
+            cpu: cpu_time(&usage),
         })
     }
 
@@ -115,9 +118,25 @@ impl Weir {
     }
 }
 
-/// Waits for a child and returns its exit status and peak resident set (KiB), which only
-/// `wait4` reports exactly: `/proc` loses it when the process ends.
-fn wait_with_max_rss(child: Child) -> Result<(i32, i64)> {
+/// User and system time of a resource usage.
+pub fn cpu_time(usage: &libc::rusage) -> Duration {
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// CPU time this process has used so far, all its threads together.
+pub fn own_cpu_time() -> Duration {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer is to a live local; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    cpu_time(&usage)
+}
+
+/// Waits for a child and returns its exit status and resource usage: its peak resident set
+/// (KiB) and CPU time, which only `wait4` reports exactly (`/proc` loses them when the
+/// process ends).
+fn wait_with_usage(child: Child) -> Result<(i32, libc::rusage)> {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
@@ -134,5 +153,5 @@ fn wait_with_max_rss(child: Child) -> Result<(i32, i64)> {
         -1
     };
     drop(child);
-    Ok((code, usage.ru_maxrss))
+    Ok((code, usage))
 }

@@ -8,22 +8,31 @@ use crate::spec::Workload;
 pub struct Sample {
     pub events: u64,
     pub elapsed: Duration,
+    /// CPU time (user and system) the run used: the `weir run` process, or this process's
+    /// threads over an in-process run.
+    pub cpu: Duration,
     /// For `weir run`: the report's `total_s` (start of the command to the end), the process's
     /// wall time, and its peak resident memory in KiB.
     pub process: Option<(Duration, Duration, i64)>,
 }
 
 impl Sample {
-    pub fn new(events: u64, elapsed: Duration) -> Sample {
+    pub fn new(events: u64, elapsed: Duration, cpu: Duration) -> Sample {
         Sample {
             events,
             elapsed,
+            cpu,
             process: None,
         }
     }
 
     pub fn rate(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Events per second of CPU time: what a run costs, whatever else the machine does.
+    pub fn per_cpu(&self) -> f64 {
+        self.events as f64 / self.cpu.as_secs_f64()
     }
 }
 
@@ -54,9 +63,20 @@ impl Results {
 
     /// Median events/s of a mode.
     fn median(&self, label: &str) -> Option<f64> {
+        self.median_of(label, Sample::rate)
+    }
+
+    fn median_of(&self, label: &str, metric: fn(&Sample) -> f64) -> Option<f64> {
         let i = self.index(label)?;
-        let rates: Vec<f64> = self.samples[i].iter().map(Sample::rate).collect();
-        Some(Spread::of(&rates).median)
+        let values: Vec<f64> = self.samples[i].iter().map(metric).collect();
+        Some(Spread::of(&values).median)
+    }
+
+    /// The better of the ceiling's two shapes in events per CPU-second.
+    fn ceiling_per_cpu(&self) -> f64 {
+        let threads = self.median_of("ceiling threads", Sample::per_cpu);
+        let chained = self.median_of("ceiling chained", Sample::per_cpu);
+        threads.unwrap_or(0.0).max(chained.unwrap_or(0.0))
     }
 
     /// The ratio of two modes' medians.
@@ -182,9 +202,9 @@ pub fn print(all: &[Results], start_up: Option<&(Duration, Vec<Duration>)>, smok
     }
     println!("\n### Ratios (medians over medians)\n");
     println!(
-        "| workload | weir ÷ ceiling | target | weir ÷ native-in-weir (sandbox) | native-in-weir ÷ ceiling chained (host) | weir unchained ÷ weir | weir workers=2 ÷ weir | weir 0.1 ÷ weir |"
+        "| workload | weir ÷ ceiling | target | per CPU-second: weir ÷ ceiling | weir ÷ native-in-weir (sandbox) | native-in-weir ÷ ceiling chained (host) | weir unchained ÷ weir | weir workers=2 ÷ weir | weir 0.1 ÷ weir |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
     let f = |x: Option<f64>| x.map_or("".to_string(), |x| format!("{x:.2}"));
     for r in all {
         let ratio = r.median("weir").unwrap_or(0.0) / r.ceiling();
@@ -194,8 +214,9 @@ pub fn print(all: &[Results], start_up: Option<&(Duration, Vec<Duration>)>, smok
             (false, true) => "met",
             (false, false) => "missed",
         };
+        let per_cpu = r.median_of("weir", Sample::per_cpu).unwrap_or(0.0) / r.ceiling_per_cpu();
         println!(
-            "| {} | {ratio:.2} | ≥ {target} {verdict} | {} | {} | {} | {} | {} |",
+            "| {} | {ratio:.2} | ≥ {target} {verdict} | {per_cpu:.2} | {} | {} | {} | {} | {} |",
             r.workload.name(),
             f(r.ratio("weir", "native-in-weir chained")),
             f(r.ratio("native-in-weir chained", "ceiling chained")),
@@ -205,7 +226,7 @@ pub fn print(all: &[Results], start_up: Option<&(Duration, Vec<Duration>)>, smok
         );
     }
     println!(
-        "\n`weir ÷ ceiling` is weir with default settings over the faster shape of the ceiling."
+        "\n`weir ÷ ceiling` is weir with default settings over the faster shape of the ceiling; `per CPU-second` compares events per second of CPU time (user and system) the same way."
     );
     let w3 = all.iter().find(|r| r.workload == Workload::W3);
     if let Some((median, max)) = w3.and_then(Results::weir_rss) {
@@ -239,9 +260,9 @@ fn modes_table(r: &Results) {
         thousands(events as f64)
     );
     println!(
-        "| mode | events/s, median (min–max) | ÷ ceiling threads | ÷ ceiling chained | `weir run` total_s / process wall, median | peak RSS, largest |"
+        "| mode | events/s, median (min–max) | ÷ ceiling threads | ÷ ceiling chained | events per CPU-second, median | `weir run` total_s / process wall, median | peak RSS, largest |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (label, samples) in r.labels.iter().zip(&r.samples) {
         let rates: Vec<f64> = samples.iter().map(Sample::rate).collect();
         let s = Spread::of(&rates);
@@ -266,13 +287,15 @@ fn modes_table(r: &Results) {
                 format!("{:.1} MiB", rss.max),
             )
         };
+        let cpu: Vec<f64> = samples.iter().map(Sample::per_cpu).collect();
         println!(
-            "| {label} | {} ({}–{}) | {} | {} | {time} | {rss} |",
+            "| {label} | {} ({}–{}) | {} | {} | {} | {time} | {rss} |",
             thousands(s.median),
             thousands(s.min),
             thousands(s.max),
             over("ceiling threads"),
             over("ceiling chained"),
+            thousands(Spread::of(&cpu).median),
         );
     }
 }

@@ -15,8 +15,11 @@ use crate::config;
 
 pub(crate) struct Breaker {
     config: config::Breaker,
-    /// One entry per recent event: whether it failed.
-    recent: VecDeque<bool>,
+    /// The last `window` events, oldest first, as runs of (failed, how many): a batch adds at
+    /// most two runs, so recording it costs the same whatever its number of events.
+    recent: VecDeque<(bool, usize)>,
+    /// Events in `recent`, and how many of them failed.
+    len: usize,
     failed: usize,
     open_until: Option<Instant>,
     trial: bool,
@@ -28,7 +31,8 @@ impl Breaker {
     pub(crate) fn new(config: config::Breaker) -> Breaker {
         Breaker {
             config,
-            recent: VecDeque::with_capacity(config.window),
+            recent: VecDeque::new(),
+            len: 0,
             failed: 0,
             open_until: None,
             trial: false,
@@ -40,8 +44,7 @@ impl Breaker {
     pub(crate) fn admit(&mut self, generation: u64, now: Instant) -> Option<String> {
         if generation != self.generation {
             self.generation = generation;
-            self.recent.clear();
-            self.failed = 0;
+            self.clear();
             self.open_until = None;
             self.trial = false;
         }
@@ -54,7 +57,7 @@ impl Breaker {
         Some(format!(
             "the circuit breaker is open: {} of the last {} events failed; the plugin is tried again in {:.1}s",
             self.failed,
-            self.recent.len(),
+            self.len,
             (until - now).as_secs_f64()
         ))
     }
@@ -75,23 +78,17 @@ impl Breaker {
         }
         if std::mem::take(&mut self.trial) {
             if processed > 0 && (failed as f64) < self.config.threshold * processed as f64 {
-                self.recent.clear();
-                self.failed = 0;
+                self.clear();
                 tracing::info!("circuit breaker closed after a healthy trial batch");
             } else {
                 self.open_until = Some(now + self.config.cooldown);
             }
             return None;
         }
-        for i in 0..processed {
-            let bad = i < failed;
-            if self.recent.len() == self.config.window && self.recent.pop_front() == Some(true) {
-                self.failed -= 1;
-            }
-            self.recent.push_back(bad);
-            self.failed += usize::from(bad);
-        }
-        let full = self.recent.len() == self.config.window;
+        // A batch's failed events are counted first: the window keeps its last `window`.
+        self.push(true, failed.min(processed));
+        self.push(false, processed.saturating_sub(failed));
+        let full = self.len == self.config.window;
         if self.open_until.is_none()
             && full
             && self.failed as f64 >= self.config.threshold * self.config.window as f64
@@ -100,11 +97,42 @@ impl Breaker {
             return Some(format!(
                 "circuit breaker tripped: {} of the last {} events failed (last: {})",
                 self.failed,
-                self.recent.len(),
+                self.len,
                 last.unwrap_or("none")
             ));
         }
         None
+    }
+
+    fn clear(&mut self) {
+        self.recent.clear();
+        self.len = 0;
+        self.failed = 0;
+    }
+
+    /// Appends `n` events that failed (or not), then drops the oldest past the window.
+    fn push(&mut self, bad: bool, n: usize) {
+        if n == 0 {
+            return;
+        }
+        match self.recent.back_mut() {
+            Some((b, count)) if *b == bad => *count += n,
+            _ => self.recent.push_back((bad, n)),
+        }
+        self.len += n;
+        self.failed += if bad { n } else { 0 };
+        while self.len > self.config.window {
+            let Some((b, count)) = self.recent.front_mut() else {
+                break;
+            };
+            let drop = (*count).min(self.len - self.config.window);
+            *count -= drop;
+            self.len -= drop;
+            self.failed -= if *b { drop } else { 0 };
+            if *count == 0 {
+                self.recent.pop_front();
+            }
+        }
     }
 }
 
@@ -152,6 +180,31 @@ mod tests {
             b.record(0, 5, 5, None, later).is_none(),
             "a clean window must fill again before tripping"
         );
+    }
+
+    /// The runs hold exactly what one entry per event held: the last `window` events.
+    #[test]
+    fn the_window_keeps_the_last_events_whatever_the_batch_sizes() {
+        let mut b = breaker(100);
+        let mut model: VecDeque<bool> = VecDeque::new();
+        let t0 = Instant::now();
+        let mut x = 7u64;
+        for _ in 0..2_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let processed = (x >> 33) as usize % 300;
+            let failed = (x >> 13) as usize % (processed + 2);
+            b.record(0, failed, processed, None, t0);
+            for i in 0..processed {
+                model.push_back(i < failed);
+                if model.len() > 100 {
+                    model.pop_front();
+                }
+            }
+            assert_eq!(b.len, model.len());
+            assert_eq!(b.failed, model.iter().filter(|&&f| f).count());
+        }
     }
 
     #[test]

@@ -5,14 +5,33 @@
 //! output value over `max_value_size` (one huge value copied by every later node), and at most
 //! `max_output_bytes` per call (the data one call hands the host). An input whose outputs
 //! break a cap fails as `output-cap`; the others pass. [`violations`] is a pure function of
-//! the output and the limits, and allocates nothing when every input is within them.
+//! the output and the limits, and allocates nothing when every input is within them. When the
+//! output's sizes alone show that no input can break a cap ([`surely_within`]), it does not
+//! walk the events at all: that walk was a tenth of the CPU of a W1 run.
 
 use weir_sandbox::Output;
+use weir_sandbox::events::HEADER_STRIDE;
 
 use crate::config::Limits;
 
+/// Whether no input can break a cap, judged in constant time from the output's sizes. The
+/// sandbox has checked that every span lies inside the output's buffer, so no value is longer
+/// than the buffer, no input has more outputs than the call, and no event weighs more than
+/// its key, its value and each header's name and value as long as the whole buffer.
+fn surely_within(output: &Output, limits: &Limits) -> bool {
+    let data = output.events.data.len() as u64;
+    let outputs = output.events.len();
+    let spans = 2 * outputs as u64 + 2 * (output.events.headers.len() / HEADER_STRIDE) as u64;
+    outputs <= limits.max_output_events
+        && data <= limits.max_value_size
+        && spans.saturating_mul(data) <= limits.max_output_bytes
+}
+
 /// The inputs (index within the call) whose outputs break a cap, with why.
 pub(crate) fn violations(output: &Output, inputs: usize, limits: &Limits) -> Vec<(usize, String)> {
+    if surely_within(output, limits) {
+        return Vec::new();
+    }
     let mut found = Vec::new();
     let mut call_bytes = 0u64;
     for (i, range) in output.ranges(inputs).enumerate() {
@@ -84,6 +103,22 @@ mod tests {
         let found = violations(&out, 2, &Limits::default());
         assert!(found.is_empty());
         assert_eq!(found.capacity(), 0, "no allocation on the common path");
+    }
+
+    #[test]
+    fn a_call_far_below_every_cap_is_judged_without_a_walk() {
+        let value = [b'x'; 100];
+        let out = output(&[value.as_slice(); 256], Vec::new());
+        assert!(surely_within(&out, &Limits::default()));
+        let tight = Limits {
+            max_value_size: 1000,
+            ..Limits::default()
+        };
+        assert!(
+            !surely_within(&out, &tight),
+            "the buffer is over the value cap"
+        );
+        assert!(violations(&out, 256, &tight).is_empty(), "yet no value is");
     }
 
     #[test]

@@ -123,10 +123,15 @@ impl Chain {
 /// One worker's loop: retries first (they hold their source batch open), then new input.
 async fn work(mut runners: Vec<StageRunner>, shared: Arc<Shared>) {
     let mut input_done = false;
+    // One receive on the retry channel, kept from turn to turn until it yields: a fresh one
+    // each turn would find the channel empty (it nearly always is) and register a new
+    // listener, one allocation per batch (tests/allocations.rs counts them).
+    let mut retry = std::pin::pin!(shared.retry_rx.recv());
     loop {
         tokio::select! {
             biased;
-            job = shared.retry_rx.recv() => {
+            job = &mut retry => {
+                retry.set(shared.retry_rx.recv());
                 let Ok(job) = job else { break };
                 let out = run_chain(&mut runners, job.batch, job.stage, job.attempt, Some(job.version), &shared).await;
                 if let Some(batch) = out {

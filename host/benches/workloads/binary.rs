@@ -1,0 +1,157 @@
+//! The `weir` binary as a user runs it: `weir run --report json FILE`, a whole process, with
+//! plugins compiled once into a compile cache of the harness's own (`WEIR_CACHE_DIR`) and
+//! mapped from it on every timed run. Default limits apply (fuel and deadline on).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// A `weir` binary and the compile cache it runs with.
+pub struct Weir {
+    pub bin: PathBuf,
+    pub cache: PathBuf,
+}
+
+/// What one `weir run` did.
+pub struct BinaryRun {
+    /// The JSON report it printed on stderr.
+    pub report: serde_json::Value,
+    /// From spawning the process to reaping it.
+    pub wall: Duration,
+    /// Peak resident memory, from `wait4`.
+    pub max_rss_kib: i64,
+    /// CPU time (user and system) of the process, from `wait4`.
+    pub cpu: Duration,
+}
+
+impl BinaryRun {
+    pub fn seconds(&self, key: &str) -> Result<Duration> {
+        let s = self.report[key]
+            .as_f64()
+            .with_context(|| format!("no `{key}` in the report"))?;
+        Ok(Duration::from_secs_f64(s))
+    }
+}
+
+impl Weir {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("WEIR_CACHE_DIR", &self.cache)
+            .env_remove("WEIR_LOG")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `weir check FILE`: loads every plugin, so that later runs find them compiled.
+    pub fn warm(&self, file: &Path) -> Result<()> {
+        let out = self.command().arg("check").arg(file).output()?;
+        ensure!(
+            out.status.success(),
+            "weir check {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// `weir run --report json FILE`, its stdout discarded.
+    pub fn run(&self, file: &Path) -> Result<BinaryRun> {
+        let started = Instant::now();
+        let mut child = self
+            .command()
+            .args(["run", "--report", "json"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        // Read stderr beside the wait, so that a chatty run cannot block on a full pipe.
+        let mut stderr = child.stderr.take().context("no stderr")?;
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).map(|_| text)
+        });
+        let (status, usage) = wait_with_usage(child)?;
+        let wall = started.elapsed();
+        let stderr = reader.join().expect("the stderr reader")?;
+        ensure!(status == 0, "weir run exited with {status}: {stderr}");
+        let line = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .with_context(|| format!("no JSON report on stderr: {stderr}"))?;
+        Ok(BinaryRun {
+            report: serde_json::from_str(line)?,
+            wall,
+            max_rss_kib: usage.ru_maxrss,
+            cpu: cpu_time(&usage),
+        })
+    }
+
+    /// Time from spawning `weir run FILE` to the first line on its stdout (a pipe); the rest
+    /// is read to the end and must have `lines` lines in all.
+    pub fn first_line(&self, file: &Path, lines: u64) -> Result<Duration> {
+        let started = Instant::now();
+        let mut child = self
+            .command()
+            .args(["run", "--quiet"])
+            .arg(file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut out = BufReader::new(child.stdout.take().context("no stdout")?);
+        let mut line = Vec::new();
+        out.read_until(b'\n', &mut line)?;
+        let first = started.elapsed();
+        let mut rest = Vec::new();
+        out.read_to_end(&mut rest)?;
+        let seen =
+            u64::from(!line.is_empty()) + rest.iter().filter(|&&b| b == b'\n').count() as u64;
+        ensure!(child.wait()?.success(), "weir run failed");
+        ensure!(
+            seen == lines,
+            "weir run printed {seen} lines, expected {lines}"
+        );
+        Ok(first)
+    }
+}
+
+/// User and system time of a resource usage.
+pub fn cpu_time(usage: &libc::rusage) -> Duration {
+    let t = |v: libc::timeval| Duration::new(v.tv_sec as u64, v.tv_usec as u32 * 1000);
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// CPU time this process has used so far, all its threads together.
+pub fn own_cpu_time() -> Duration {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer is to a live local; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    cpu_time(&usage)
+}
+
+/// Waits for a child and returns its exit status and resource usage: its peak resident set
+/// (KiB) and CPU time, which only `wait4` reports exactly (`/proc` loses them when the
+/// process ends).
+fn wait_with_usage(child: Child) -> Result<(i32, libc::rusage)> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for; the pointers are to live locals. `child`
+    // is not waited on afterwards (dropping a `Child` does not wait).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    drop(child);
+    Ok((code, usage))
+}

@@ -42,6 +42,7 @@ const PACKAGES: &[&str] = &[
     "fixture-v01-upper",
     "fixture-v01-retry",
     "fixture-stage-passthrough",
+    "fixture-burn",
 ];
 
 fn main() {

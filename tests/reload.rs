@@ -177,7 +177,7 @@ impl Pipeline {
     /// Interrupts the run (the source stops, everything drains) and waits for its end.
     fn finish(mut self) -> Result<String> {
         drop(self.stdin.take());
-        support::interrupt(&self.child)?;
+        support::legacy::interrupt(&self.child)?;
         let status = self.child.wait()?;
         // Let the reader thread take the last lines.
         std::thread::sleep(Duration::from_millis(100));
@@ -350,7 +350,7 @@ fn twenty_swaps_under_load_lose_nothing_and_tag_each_event_with_one_version() ->
     assert_eq!(stage["counters"]["swaps"], 20, "{stage:#}");
     assert_eq!(stage["live"]["digest"], sha256_hex(&a));
     let stderr = p.finish()?;
-    let emitted = support::summary_field(&stderr, "weir: ", " in,").context("summary")?;
+    let emitted = support::legacy::summary_field(&stderr, "weir: ", " in,").context("summary")?;
     let (events, runs) = check_out(&dir, &[("a", short(&a)), ("b", short(&b))], &[])?;
     assert_eq!(events, emitted, "{stderr}");
     assert_eq!(runs, 21, "one run per version made live");
@@ -427,7 +427,7 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() -> Result<()> {
         stderr.contains("refused, the old version keeps serving"),
         "{stderr}"
     );
-    let emitted = support::summary_field(&stderr, "weir: ", " in,").context("summary")?;
+    let emitted = support::legacy::summary_field(&stderr, "weir: ", " in,").context("summary")?;
     let (events, _) = check_out(&dir, &[("a", short(&a))], &[])?;
     assert_eq!(events, emitted);
     Ok(())
@@ -485,7 +485,7 @@ fn a_version_that_fails_every_event_is_rolled_back_by_the_canary() -> Result<()>
         "{} events failed before the rollback",
         dead.len()
     );
-    let emitted = support::summary_field(&stderr, "weir: ", " in,").context("summary")?;
+    let emitted = support::legacy::summary_field(&stderr, "weir: ", " in,").context("summary")?;
     let (events, _) = check_out(&dir, &[("a", short(&a))], &dead)?;
     assert_eq!(events, emitted);
     Ok(())

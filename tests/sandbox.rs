@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::Value;
-use support::{Dir, Watched, plugin, run_watched, stage_count, weir};
+use support::legacy::stage_count;
+use support::{Dir, Watched, plugin, run_watched, weir};
 
 /// Peak resident memory allowed for a whole `weir` process. A run with small plugins sits
 /// near 25 MiB and the memory bomb, held to its 64 MiB cap, near 85 MiB. The worst cases
@@ -120,7 +121,7 @@ path = "dead.jsonl"
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        let letters = support::dead_letters(&dir.path("dead.jsonl"))?;
+        let letters = support::legacy::dead_letters(&dir.path("dead.jsonl"))?;
         Ok(Ran {
             watched,
             out,
@@ -934,7 +935,7 @@ path = "dead.jsonl"
             watched.stderr
         );
         assert!(
-            support::dead_letters(&dir.path("dead.jsonl"))?.is_empty(),
+            support::legacy::dead_letters(&dir.path("dead.jsonl"))?.is_empty(),
             "`drop` wrote dead letters"
         );
         Ok(())
@@ -964,7 +965,7 @@ path = "dead.jsonl"
             "{:?}",
             watched.elapsed
         );
-        let letters = support::dead_letters(&dir.path("dead.jsonl"))?;
+        let letters = support::legacy::dead_letters(&dir.path("dead.jsonl"))?;
         assert_eq!(letters.len(), 5_000);
         let open = letters
             .iter()
@@ -1018,7 +1019,7 @@ path = "dead.jsonl"
         )?;
         let good: Vec<String> = (0..600).map(|i| format!("good {i}")).collect();
         let paced = good.clone();
-        let feed: support::Feeder = Box::new(move |mut stdin| {
+        let feed: support::legacy::Feeder = Box::new(move |mut stdin| {
             let poison: String = (0..256).map(|i| format!("poison {i}\n")).collect();
             stdin.write_all(poison.as_bytes())?;
             stdin.flush()?;
@@ -1031,7 +1032,7 @@ path = "dead.jsonl"
         });
         let mut cmd = weir();
         cmd.arg("run").arg(&pipeline);
-        let watched = support::run_watched_feeding(cmd, TIME_BOUND, Some(feed))?;
+        let watched = support::legacy::run_watched_feeding(cmd, TIME_BOUND, Some(feed))?;
         assert_eq!(watched.code(), 0, "{}", watched.stderr);
         assert_within_bounds(&watched);
 
@@ -1040,7 +1041,7 @@ path = "dead.jsonl"
             .lines()
             .map(str::to_string)
             .collect();
-        let letters = support::dead_letters(&dir.path("dead.jsonl"))?;
+        let letters = support::legacy::dead_letters(&dir.path("dead.jsonl"))?;
         // Every good event was either written, in order, or failed fast while open; the
         // last 100 were sent well after the cooldown and must all have been written.
         let mut expected = good.iter();

@@ -2,12 +2,15 @@
 //! stdin fed or left open, signals sent to it, and its end awaited with its exit status,
 //! duration and peak resident memory.
 //!
-//! The peak is the kernel's: `ru_maxrss` from `wait4`, the high-water mark of the child's
-//! resident set over its whole life, so no peak falls between two samples. `VmHWM` from
-//! `/proc/PID/status` gives the same figure while the process runs.
+//! The peak is the kernel's high-water mark of the child's resident set, `VmHWM` in
+//! `/proc/PID/status`, read every few milliseconds while it runs: a peak between two reads is
+//! still seen by the next one. (`ru_maxrss` from `wait4` cannot serve: Linux folds the
+//! parent's resident set at the moment of the spawn into it, and this test process can be far
+//! larger than the child it watches.)
 
 use std::io::Read;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,7 +55,7 @@ pub struct Watched {
     pub stdout: Vec<u8>,
     pub stderr: String,
     pub elapsed: Duration,
-    /// The peak resident set of the whole run, in KiB.
+    /// The peak resident set of the run, in KiB.
     pub peak_rss_kib: u64,
 }
 
@@ -122,6 +125,9 @@ pub struct Running {
     out_reader: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     err_reader: Option<JoinHandle<()>>,
+    /// The largest `VmHWM` read so far, in KiB, and the thread that reads it.
+    peak_kib: Arc<AtomicU64>,
+    memory_watcher: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -173,6 +179,17 @@ impl Running {
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
+        // `spawn` returns once the child has exec'd, so every read is of weir's own memory.
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let pid = child.id();
+        let peak = Arc::clone(&peak_kib);
+        let memory_watcher = std::thread::spawn(move || {
+            // Ends when the process has exited: a zombie's status has no `VmHWM`.
+            while let Some(kib) = peak_rss_kib_now(pid) {
+                peak.fetch_max(kib, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
         Ok(Running {
             stdout: child.stdout.take(),
             child,
@@ -183,6 +200,8 @@ impl Running {
             out_reader: None,
             stderr,
             err_reader: Some(err_reader),
+            peak_kib,
+            memory_watcher: Some(memory_watcher),
         })
     }
 
@@ -271,16 +290,14 @@ impl Running {
     /// plugin must never make the host hang.
     pub fn wait(mut self, limit: Duration) -> Result<Watched> {
         let pid = i32::try_from(self.child.id())?;
-        let (status, rusage) = loop {
+        let status = loop {
             let mut status = 0;
-            // SAFETY: a zeroed `rusage` is a valid value of that plain C struct.
-            let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: `wait4` writes only to the two locals it is given; the pid is our
-            // child's, and no one else waits for it (`Child::wait` is never called).
-            let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut rusage) };
-            ensure!(rc >= 0, "wait4: {}", std::io::Error::last_os_error());
+            // SAFETY: `waitpid` writes only to the local it is given; the pid is our child's,
+            // and no one else waits for it (`Child::wait` is only called after a kill).
+            let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            ensure!(rc >= 0, "waitpid: {}", std::io::Error::last_os_error());
             if rc == pid {
-                break (status, rusage);
+                break status;
             }
             if self.started.elapsed() > limit {
                 let _ = self.child.kill();
@@ -308,14 +325,16 @@ impl Running {
         if let Some(reader) = self.err_reader.take() {
             reader.join().expect("the stderr reader panicked");
         }
+        if let Some(watcher) = self.memory_watcher.take() {
+            watcher.join().expect("the memory watcher panicked");
+        }
         use std::os::unix::process::ExitStatusExt;
         Ok(Watched {
             status: ExitStatus::from_raw(status),
             stdout,
             stderr: self.stderr(),
             elapsed,
-            // Linux counts `ru_maxrss` in KiB.
-            peak_rss_kib: u64::try_from(rusage.ru_maxrss).unwrap_or(0),
+            peak_rss_kib: self.peak_kib.load(Ordering::Relaxed),
         })
     }
 

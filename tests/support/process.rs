@@ -229,12 +229,15 @@ impl Running {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
-    /// Waits until a line of stderr holds `text`; returns that line. Fails if the child
-    /// exits first.
+    /// Waits until a whole line of stderr holds `text`; returns that line. Fails if the
+    /// child exits first.
     pub fn wait_for_stderr(&mut self, text: &str) -> Result<String> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(line) = self.stderr().lines().find(|l| l.contains(text)) {
+            // Whole lines only: the last one may still be on its way.
+            let said = self.stderr();
+            let whole = &said[..said.rfind('\n').map_or(0, |end| end + 1)];
+            if let Some(line) = whole.lines().find(|l| l.contains(text)) {
                 return Ok(line.to_string());
             }
             if self.exited() {

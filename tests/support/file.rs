@@ -72,6 +72,14 @@ fn names(inputs: &[&str]) -> Value {
     Value::Array(inputs.iter().map(|i| Value::from(*i)).collect())
 }
 
+/// Sets the table of node `name`, in place when there is one.
+fn put(nodes: &mut Vec<(String, Table)>, name: &str, table: Table) {
+    match nodes.iter_mut().find(|(n, _)| n == name) {
+        Some((_, old)) => *old = table,
+        None => nodes.push((name.to_string(), table)),
+    }
+}
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineFile {
@@ -109,18 +117,21 @@ impl PipelineFile {
         self
     }
 
+    /// Adds a source, or replaces the one of that name.
     pub fn source(mut self, name: &str, source: Source) -> Self {
-        self.sources.push((name.to_string(), source.0));
+        put(&mut self.sources, name, source.0);
         self
     }
 
+    /// Adds a stage, or replaces the one of that name.
     pub fn stage(mut self, name: &str, stage: Stage) -> Self {
-        self.stages.push((name.to_string(), stage.0));
+        put(&mut self.stages, name, stage.0);
         self
     }
 
+    /// Adds a sink, or replaces the one of that name.
     pub fn sink(mut self, name: &str, sink: Sink) -> Self {
-        self.sinks.push((name.to_string(), sink.0));
+        put(&mut self.sinks, name, sink.0);
         self
     }
 

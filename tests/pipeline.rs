@@ -679,11 +679,9 @@ mod signals {
             watched.last_line(),
             "weir: error: interrupted twice; exiting without draining"
         );
-        assert!(
-            watched.elapsed < Duration::from_secs(6),
-            "weir drained the three slow events ({:?}) instead of exiting",
-            watched.elapsed
-        );
+        // Draining would have written all three; at most the first was done in time.
+        let written = read_lines(&dir.path("out.txt"))?;
+        assert!(written.len() < 3, "weir drained instead of exiting: {written:?}");
         Ok(())
     }
 }

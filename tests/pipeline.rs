@@ -681,7 +681,10 @@ mod signals {
         );
         // Draining would have written all three; at most the first was done in time.
         let written = read_lines(&dir.path("out.txt"))?;
-        assert!(written.len() < 3, "weir drained instead of exiting: {written:?}");
+        assert!(
+            written.len() < 3,
+            "weir drained instead of exiting: {written:?}"
+        );
         Ok(())
     }
 }

@@ -956,6 +956,8 @@ mod compile_cache {
         Ok(())
     }
 
+    /// `$WEIR_CACHE_DIR` names the cache folder, before `$XDG_CACHE_HOME`; the folder is private
+    /// to the user, and a second load maps the entry instead of compiling.
     #[test]
     fn weir_cache_dir_names_the_cache_and_a_second_load_maps_the_entry() -> Result<()> {
         let dir = Dir::new()?;
@@ -976,6 +978,7 @@ mod compile_cache {
         Ok(())
     }
 
+    /// Without `$WEIR_CACHE_DIR`, the cache is `$XDG_CACHE_HOME/weir`, not under `$HOME`.
     #[test]
     fn without_weir_cache_dir_the_cache_is_under_xdg_cache_home() -> Result<()> {
         let dir = Dir::new()?;
@@ -989,6 +992,8 @@ mod compile_cache {
         Ok(())
     }
 
+    /// Without either variable (an empty `$XDG_CACHE_HOME` counts as unset), the cache is
+    /// `$HOME/.cache/weir`.
     #[test]
     fn without_either_variable_the_cache_is_under_home() -> Result<()> {
         let dir = Dir::new()?;
@@ -1001,6 +1006,8 @@ mod compile_cache {
         Ok(())
     }
 
+    /// An empty `$WEIR_CACHE_DIR` turns the cache off: nothing is written anywhere, and a
+    /// second load compiles again.
     #[test]
     fn an_empty_weir_cache_dir_turns_the_cache_off() -> Result<()> {
         let dir = Dir::new()?;
@@ -1062,6 +1069,8 @@ mod refused {
         Ok(())
     }
 
+    /// A good file passes `weir check`, which names it, counts its nodes and states the
+    /// in-flight bound.
     #[test]
     fn a_good_file_passes_check_and_states_its_bound() -> Result<()> {
         let dir = Dir::new()?;
@@ -1079,6 +1088,7 @@ mod refused {
         Ok(())
     }
 
+    /// `[pipeline]`: a number out of its range.
     #[test]
     fn a_pipeline_value_out_of_range_is_named_with_its_line() -> Result<()> {
         assert_refused(
@@ -1089,6 +1099,7 @@ mod refused {
         )
     }
 
+    /// `[sources.NAME]`: an unknown type, with the closest one.
     #[test]
     fn a_source_of_an_unknown_type_is_named_with_a_suggestion() -> Result<()> {
         assert_refused(
@@ -1099,6 +1110,7 @@ mod refused {
         )
     }
 
+    /// `[stages.NAME]`: an input no node has.
     #[test]
     fn an_unknown_input_is_named_with_its_line() -> Result<()> {
         assert_refused(
@@ -1109,6 +1121,7 @@ mod refused {
         )
     }
 
+    /// `[stages.NAME]`: stages that feed each other.
     #[test]
     fn a_cycle_is_named_with_its_line() -> Result<()> {
         let pass = plugin("passthrough");
@@ -1122,6 +1135,7 @@ mod refused {
         )
     }
 
+    /// `[stages.NAME]`: a plugin file that does not exist.
     #[test]
     fn a_missing_plugin_file_is_named_with_its_line() -> Result<()> {
         assert_refused(
@@ -1132,6 +1146,7 @@ mod refused {
         )
     }
 
+    /// `[stages.NAME]`: a value of the wrong type.
     #[test]
     fn a_stage_value_of_the_wrong_type_is_named_with_its_line() -> Result<()> {
         assert_refused(
@@ -1147,6 +1162,7 @@ mod refused {
         )
     }
 
+    /// `[sinks.NAME]`: a key a sink does not take.
     #[test]
     fn an_unknown_sink_key_is_named_with_its_line() -> Result<()> {
         assert_refused(
@@ -1157,6 +1173,7 @@ mod refused {
         )
     }
 
+    /// `[dead_letter]`: a file sink without its path.
     #[test]
     fn a_file_dead_letter_sink_without_a_path_is_named_with_its_line() -> Result<()> {
         let mut table = support::Table::default();
@@ -1169,6 +1186,7 @@ mod refused {
         )
     }
 
+    /// `[admin]`: a token too short to guess hard.
     #[test]
     fn a_short_admin_token_is_named_with_its_line() -> Result<()> {
         assert_refused(
@@ -1198,38 +1216,6 @@ mod refused {
             "stages.a.settings.attempts",
             "\"many\" is not an integer (the plugin declares `attempts` as integer)",
         )
-    }
-
-    #[test]
-    fn a_core_module_is_refused_as_not_a_component() -> Result<()> {
-        let dir = Dir::new()?;
-        let module = dir.write_bytes("core.wasm", b"\0asm\x01\0\0\0")?;
-        let path = with_stage(Stage::plugin(&module)).write(&dir)?;
-        let (code, _, stderr) = dir.check(&path)?;
-        assert_eq!(code, 2);
-        assert!(
-            stderr.contains("core.wasm: a core WebAssembly module, not a component"),
-            "{stderr}"
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn a_plugin_whose_init_fails_is_refused_naming_the_stage_and_reason() -> Result<()> {
-        let dir = Dir::new()?;
-        let path = with_stage(
-            Stage::plugin(plugin("fixture-bad-init")).setting("database", "db.internal"),
-        )
-        .write(&dir)?;
-        let (code, _, stderr) = dir.check(&path)?;
-        assert_eq!(code, 2);
-        assert!(
-            stderr.contains("stage `a`")
-                && stderr
-                    .contains("init returned an error: cannot reach the database at db.internal"),
-            "{stderr}"
-        );
-        Ok(())
     }
 }
 

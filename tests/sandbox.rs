@@ -593,6 +593,7 @@ mod load_refusals {
         Ok(())
     }
 
+    /// A text file is refused as not WebAssembly.
     #[test]
     fn a_file_that_is_not_webassembly_is_refused() -> Result<()> {
         let dir = Dir::new()?;
@@ -603,6 +604,7 @@ mod load_refusals {
         )
     }
 
+    /// A core module is refused, with how to make it a component.
     #[test]
     fn a_core_module_is_refused_as_not_a_component() -> Result<()> {
         let dir = Dir::new()?;
@@ -616,6 +618,7 @@ mod load_refusals {
         )
     }
 
+    /// A component of another world is refused as not implementing `stage`.
     #[test]
     fn a_component_of_another_world_is_refused_as_not_implementing_the_stage_world() -> Result<()> {
         let file = plugin("fixture-evil-other-world");
@@ -628,6 +631,7 @@ mod load_refusals {
         )
     }
 
+    /// A plugin of `weir:stage@0.9.0` is refused, naming that version and those the host speaks.
     #[test]
     fn a_plugin_built_against_an_unknown_contract_version_is_refused_naming_it() -> Result<()> {
         let file = plugin("fixture-evil-unknown-version");
@@ -657,6 +661,7 @@ mod load_refusals {
         )
     }
 
+    /// An `init` that returns an error is refused with that error and the stage's name.
     #[test]
     fn an_init_that_returns_an_error_is_refused_naming_the_stage() -> Result<()> {
         refused(
@@ -679,6 +684,7 @@ mod load_refusals {
         )
     }
 
+    /// An endless `init`, its fuel out of the way, meets the deadline and is refused.
     #[test]
     fn an_init_that_never_returns_is_refused_at_its_deadline() -> Result<()> {
         refused(
@@ -755,6 +761,7 @@ mod capabilities {
 
     use super::*;
 
+    /// A plugin importing `wasi:filesystem` is refused without a `dirs` grant, naming the import.
     #[test]
     fn a_plugin_importing_the_filesystem_is_refused_without_a_dirs_grant() -> Result<()> {
         let dir = Dir::new()?;
@@ -819,6 +826,8 @@ mod capabilities {
         Ok(())
     }
 
+    /// `weir plugin inspect` marks the filesystem imports as refused and std's usual ones as
+    /// granted.
     #[test]
     fn plugin_inspect_shows_the_filesystem_import_as_refused() -> Result<()> {
         let out = support::weir()
@@ -920,6 +929,7 @@ mod capabilities {
     const SECRET: (&str, &str) = ("SECRET", "hunter2");
     const OTHER: (&str, &str) = ("OTHER_VARIABLE", "also-private");
 
+    /// Without an `env` grant the guest sees no variable, though the host has some.
     #[test]
     fn without_an_env_grant_the_guest_sees_no_environment_variables() -> Result<()> {
         let lines = vec!["a".to_string(), "b".to_string()];
@@ -931,6 +941,7 @@ mod capabilities {
         Ok(())
     }
 
+    /// An `env` grant shows the guest the variables it names and no other.
     #[test]
     fn an_env_grant_shows_the_guest_only_the_named_variables() -> Result<()> {
         let lines = vec!["a".to_string(), "b".to_string()];
@@ -959,6 +970,8 @@ mod breaker {
             .write(dir)
     }
 
+    /// With `on_error = "stop"`, a tripped breaker stops the run: exit 1, one last line naming
+    /// the stage, the breaker and the last failure.
     #[test]
     fn a_tripped_breaker_with_on_error_stop_exits_1_naming_the_stage() -> Result<()> {
         let dir = Dir::new()?;

@@ -409,7 +409,8 @@ mod hostile_events {
     /// Forwarded guest lines may not exceed 100 a second per instance, after a burst of 100.
     /// Every trap replaces the instance (a fresh one has a fresh burst), so the bound counts
     /// the instances: one plus one per trap. The flood event, 51st of 101 in one batch, costs
-    /// one trap per halving down to it: 7.
+    /// at least one trap per halving down to it, 7; on a loaded machine a half of ordinary
+    /// events, each writing its 100 lines, may meet the deadline too and cost more.
     fn assert_rate_limited(ran: &Hostile, marker: &str) {
         let messages = guest_messages(ran.ran.stderr());
         let flood: Vec<&String> = messages.iter().filter(|m| m.contains(marker)).collect();
@@ -418,7 +419,7 @@ mod hostile_events {
             assert!(line.len() <= 1024, "a guest line of {} bytes", line.len());
         }
         let traps = ran.hostile().traps;
-        assert_eq!(traps, 7);
+        assert!(traps >= 7, "{traps} traps");
         let instances = 1 + traps;
         let seconds = ran.ran.watched.elapsed.as_secs() + 1;
         let allowed = 100 * instances * (seconds + 1);

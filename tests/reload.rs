@@ -938,6 +938,10 @@ fn a_watched_file_reloads_once_per_replacement() -> Result<()> {
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
     let mut p = Live::start(&dir, &file)?;
+    // The watcher starts after the admin API says it listens, and before the first event
+    // is read: once an event went through, a replacement cannot be missed.
+    p.send(&["x"])?;
+    p.wait_for_events("tag", 1)?;
 
     let staged = dir.path("plugins/.tag.wasm.tmp");
     std::fs::write(&staged, &b)?;
@@ -945,8 +949,8 @@ fn a_watched_file_reloads_once_per_replacement() -> Result<()> {
     let stage = p.wait_for_stage("tag", "loaded b", |s| s["live"]["digest"] == sha256_hex(&b))?;
     assert_eq!(stage["counters"]["swaps"], 1, "{stage:#}");
     assert_eq!(stage["live"]["origin"], "file");
-    p.send(&["x"])?;
-    p.wait_for_events("tag", 1)?;
+    p.send(&["y"])?;
+    p.wait_for_events("tag", 2)?;
 
     // In place, in two writes: the debounce must not load the half-written file. (The
     // stage's actor takes file changes in order, so a half-file load would be counted as
@@ -962,8 +966,8 @@ fn a_watched_file_reloads_once_per_replacement() -> Result<()> {
     let stage = p.wait_for_stage("tag", "loaded a", |s| s["live"]["digest"] == sha256_hex(&a))?;
     assert_eq!(stage["counters"]["swaps"], 2, "{stage:#}");
     assert_eq!(stage["counters"]["refused"], 0, "a partial file was loaded");
-    p.send(&["y"])?;
-    p.wait_for_events("tag", 2)?;
+    p.send(&["z"])?;
+    p.wait_for_events("tag", 3)?;
     let ran = p.finish()?;
     assert_eq!(
         ran.stderr().matches("reloaded").count(),
@@ -978,8 +982,9 @@ fn a_watched_file_reloads_once_per_replacement() -> Result<()> {
     assert_eq!(
         lines,
         [
-            (0, "b".to_string(), short_digest(&b)),
-            (1, "a".to_string(), short_digest(&a))
+            (0, "a".to_string(), short_digest(&a)),
+            (1, "b".to_string(), short_digest(&b)),
+            (2, "a".to_string(), short_digest(&a))
         ]
     );
     Ok(())

@@ -1,88 +1,91 @@
-//! End-to-end tests of hot loading: the `weir` binary runs a pipeline with its admin API on
-//! a free loopback port, and the tests swap, refuse, roll back and watch real plugins built
-//! from the fixtures while events flow.
+//! End-to-end tests of hot loading: the `weir` binary runs a pipeline fed through stdin with
+//! its admin API on a free loopback port, and the tests swap, refuse, roll back and watch real
+//! plugins built from the fixtures while events flow. Every run ends when its input does, with
+//! the report of `weir run --report json`.
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use support::{Dir, plugin, sha256_hex, weir};
+use support::{
+    Dir, JsonEvent, PATIENCE, PipelineFile, Ran, Running, Sink, Source, Stage, Stdin, dead_letters,
+    json_events, plugin, sha256_hex, short_digest, wait_until,
+};
+use weir::control::MAX_KEPT_VERSIONS;
 
 const TOKEN: &str = "test-token-0123456789";
-/// The longest any test waits for one thing to happen.
-const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A `weir run` in the background, with its stderr collected and its admin address known.
-struct Pipeline {
-    child: Child,
+/// A `weir run` in the background with its admin API's address known.
+struct Live {
+    running: Running,
     addr: String,
-    stderr: Arc<Mutex<String>>,
-    stdin: Option<ChildStdin>,
+    /// Set to stop the feeder of a [`Live::fed`] run: its input then ends.
+    stop_feeding: Arc<AtomicBool>,
 }
 
-impl Pipeline {
-    fn start(file: &Path) -> Result<Pipeline> {
-        let mut child = weir()
-            .arg("run")
-            .arg(file)
-            .env_remove("WEIR_ADMIN_TOKEN")
-            .env("WEIR_TEST_ADMIN_TOKEN", TOKEN)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let reader = BufReader::new(child.stderr.take().context("stderr")?);
-        let collected = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                let mut all = collected.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
+impl Live {
+    /// Starts the pipeline with stdin a pipe the test writes.
+    fn start(dir: &Dir, file: &Path) -> Result<Live> {
+        Live::start_with(dir, file, Stdin::Piped, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Starts the pipeline with stdin fed numbered lines, 64 every millisecond at most,
+    /// until [`Live::finish`]: events flow all along, and the run's size stays bounded.
+    fn fed(dir: &Dir, file: &Path) -> Result<Live> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let feed: support::Feeder = Box::new(move |mut stdin| {
+            let mut n = 0u64;
+            // At most 2 million lines, should the test never say stop.
+            while !stopped.load(Ordering::Relaxed) && n < 2_000_000 {
+                let chunk: String = (n..n + 64).map(|i| format!("{i}\n")).collect();
+                stdin.write_all(chunk.as_bytes())?;
+                n += 64;
+                std::thread::sleep(Duration::from_millis(1));
             }
+            Ok(())
         });
-        let stdin = child.stdin.take();
-        let mut pipeline = Pipeline {
-            child,
-            addr: String::new(),
-            stderr,
-            stdin,
-        };
+        Live::start_with(dir, file, Stdin::Feed(feed), stop)
+    }
+
+    fn start_with(
+        dir: &Dir,
+        file: &Path,
+        stdin: Stdin,
+        stop_feeding: Arc<AtomicBool>,
+    ) -> Result<Live> {
+        let mut cmd = dir.weir();
+        cmd.env("WEIR_TEST_ADMIN_TOKEN", TOKEN)
+            .args(["run", "--report", "json"])
+            .arg(file);
+        let mut running = Running::start(cmd, stdin)?;
         let marker = "admin API listening on http://";
-        let line = pipeline.wait_for_stderr(marker)?;
-        pipeline.addr = line[line.find(marker).unwrap() + marker.len()..]
+        let line = running.wait_for_stderr(marker)?;
+        let addr = line[line.find(marker).context("marker")? + marker.len()..]
             .trim()
             .to_string();
-        Ok(pipeline)
+        Ok(Live {
+            running,
+            addr,
+            stop_feeding,
+        })
     }
 
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits until a stderr line contains `text`; returns that line.
-    fn wait_for_stderr(&mut self, text: &str) -> Result<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(line) = self.stderr().lines().find(|l| l.contains(text)) {
-                return Ok(line.to_string());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("weir exited ({status}) before `{text}`: {}", self.stderr());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "no `{text}` on stderr: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+    /// Writes lines to the pipeline's stdin.
+    fn send(&mut self, lines: &[&str]) -> Result<()> {
+        let stdin = self.running.stdin();
+        for line in lines {
+            writeln!(stdin, "{line}")?;
         }
+        stdin.flush()?;
+        Ok(())
     }
 
     fn request(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
@@ -122,12 +125,80 @@ impl Pipeline {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A PUT of `len` bytes (a component header, then zeros) over a plain TCP connection,
+    /// returning the answer's status. The body is written on a thread of its own that stops
+    /// at the first error: a server that refuses a body by its size may answer and close
+    /// before reading it all, which makes an ordinary client fail on a broken pipe before it
+    /// reads the answer.
+    fn put_sized(&self, path: &str, len: usize) -> Result<u16> {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(&self.addr)?;
+        stream.set_read_timeout(Some(PATIENCE))?;
+        write!(
+            stream,
+            "PUT {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Length: {len}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )?;
+        let mut body = stream.try_clone()?;
+        let writer = std::thread::spawn(move || {
+            let mut chunk = vec![0u8; 64 << 10];
+            chunk[..8].copy_from_slice(b"\0asm\x0d\0\x01\0");
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if body.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                chunk[..8].fill(0);
+                left -= n;
+            }
+        });
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Up to the end of the answer's status line; a reset after it does not matter.
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if answer.is_empty() => return Err(e.into()),
+                Err(_) => break,
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        writer.join().expect("the body writer");
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .with_context(|| format!("not an HTTP answer: {text}"))?;
+        Ok(status.parse()?)
+    }
+
     fn put_plugin(&self, stage: &str, bytes: &[u8]) -> (u16, Value) {
         self.request(
             "PUT",
             &format!("/stages/{stage}/plugin"),
             Some(TOKEN),
             bytes,
+        )
+    }
+
+    fn put_settings(&self, stage: &str, body: &[u8]) -> (u16, Value) {
+        self.request(
+            "PUT",
+            &format!("/stages/{stage}/settings"),
+            Some(TOKEN),
+            body,
+        )
+    }
+
+    fn rollback(&self, stage: &str) -> (u16, Value) {
+        self.request(
+            "POST",
+            &format!("/stages/{stage}/rollback"),
+            Some(TOKEN),
+            b"",
         )
     }
 
@@ -144,138 +215,66 @@ impl Pipeline {
             .to_string()
     }
 
-    /// Waits until `check` holds for the stage's state.
+    /// Waits until `check` holds for the stage's state; returns that state.
     fn wait_for_stage(
         &self,
         stage: &str,
         what: &str,
         check: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let value = self.stage(stage);
-            if check(&value) {
-                return Ok(value);
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "stage `{stage}` never {what}: {value:#}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(
+            &format!("stage `{stage}` to have {what}"),
+            || {
+                let value = self.stage(stage);
+                Ok(check(&value).then_some(value))
+            },
+            || format!("{:#}", self.stage(stage)),
+        )
+    }
+
+    /// Waits until the stage has taken `n` events since the start, retries included.
+    fn wait_for_events(&self, stage: &str, n: u64) -> Result<Value> {
+        self.wait_for_stage(stage, &format!("taken {n} events"), |s| {
+            s["events_total"].as_u64() >= Some(n)
+        })
     }
 
     /// A `weir` command against this pipeline's admin API.
     fn cli(&self, args: &[&str]) -> Result<Output> {
-        Ok(weir()
-            .env_remove("WEIR_ADMIN_TOKEN")
+        Ok(support::weir()
             .args(args)
             .args(["--admin", &self.addr])
             .output()?)
     }
 
-    /// Interrupts the run (the source stops, everything drains) and waits for its end.
-    fn finish(mut self) -> Result<String> {
-        drop(self.stdin.take());
-        support::interrupt(&self.child)?;
-        let status = self.child.wait()?;
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(100));
-        let stderr = self.stderr();
-        ensure!(status.success(), "weir failed ({status}): {stderr}");
-        Ok(stderr)
+    /// Ends the input (the feeder stops, or stdin closes) and waits for the run's end.
+    fn finish(mut self) -> Result<Ran> {
+        self.stop_feeding.store(true, Ordering::Relaxed);
+        self.running.close_stdin();
+        let ran = self.running.finish(PATIENCE)?;
+        ensure!(ran.code() == 0, "weir failed: {}", ran.stderr());
+        Ok(ran)
     }
 }
 
-impl Drop for Pipeline {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One output line of `seq -> tag`: its sequence number, its marker, its `tag` version.
+fn parse_out(event: &JsonEvent) -> Result<(u64, String, String)> {
+    let (n, marker) = event.value().split_once('|').context("no marker")?;
+    // The upstream stage's version travels around `tag`, untouched.
+    event.version_of("seq");
+    Ok((n.parse()?, marker.to_string(), event.version_of("tag")))
 }
 
-fn short(bytes: &[u8]) -> String {
-    sha256_hex(bytes)[..12].to_string()
-}
-
-/// A generator at full speed numbered by `seq`, then the stage `tag` under test, into a
-/// JSON-lines file; the admin API on a free port.
-fn generated_pipeline(dir: &Dir, tag_extra: &str) -> Result<PathBuf> {
-    dir.write(
-        "p.toml",
-        &format!(
-            r#"
-[pipeline]
-batch_size = 64
-
-[sources.gen]
-type = "generate"
-count = 1_000_000_000
-size = 4
-
-[stages.seq]
-inputs = ["gen"]
-plugin = "{seq}"
-
-[stages.tag]
-inputs = ["seq"]
-plugin = "{a}"
-workers = 2
-{tag_extra}
-
-[sinks.out]
-inputs = ["tag"]
-type = "file"
-path = "out.jsonl"
-encoding = "json"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-"#,
-            seq = plugin("fixture-seq").display(),
-            a = plugin("fixture-tag-a").display(),
-        ),
-    )
-}
-
-/// One output line: its sequence number, its marker, and its `tag` version header.
-fn parse_out(line: &str) -> Result<(u64, String, String)> {
-    let v: Value = serde_json::from_str(line)?;
-    let value = v["value"].as_str().context("value")?;
-    let (n, marker) = value.split_once('|').context("no marker")?;
-    let headers = v["headers"].as_array().context("headers")?;
-    let tags: Vec<&str> = headers
-        .iter()
-        .filter(|h| h[0] == "weir.version.tag")
-        .filter_map(|h| h[1].as_str())
-        .collect();
-    ensure!(tags.len() == 1, "not exactly one version header: {line}");
-    let upstream = headers
-        .iter()
-        .filter(|h| h[0] == "weir.version.seq")
-        .count();
-    ensure!(
-        upstream == 1,
-        "the upstream version header did not follow: {line}"
-    );
-    Ok((n.parse()?, marker.to_string(), tags[0].to_string()))
-}
-
-/// Checks the sink got events 0.. in order, each once, each tagged by one version whose
-/// marker and header agree; returns the number of events and of runs of one version.
+/// Checks the sink got events 0.. in order, each once but the dead-lettered ones, each
+/// tagged by one version whose marker and header agree; returns the number of events and of
+/// runs of one version.
 fn check_out(dir: &Dir, versions: &[(&str, String)], dead: &[u64]) -> Result<(u64, usize)> {
-    let text = std::fs::read_to_string(dir.path("out.jsonl"))?;
     let mut next = 0u64;
     let mut dead = dead.iter().copied().peekable();
     let mut runs = 0;
     let mut last = String::new();
-    for line in text.lines() {
-        let (n, marker, header) = parse_out(line)?;
+    for event in json_events(&dir.path("out.jsonl"))? {
+        let (n, marker, header) = parse_out(&event)?;
         while dead.peek() == Some(&next) {
             dead.next();
             next += 1;
@@ -283,7 +282,7 @@ fn check_out(dir: &Dir, versions: &[(&str, String)], dead: &[u64]) -> Result<(u6
         ensure!(n == next, "expected event {next}, got {n}");
         next += 1;
         let Some((_, digest)) = versions.iter().find(|(m, _)| *m == marker) else {
-            bail!("unknown marker in {line}");
+            bail!("unknown marker in {event:?}");
         };
         ensure!(&header == digest, "marker `{marker}` with header {header}");
         if marker != last {
@@ -291,23 +290,36 @@ fn check_out(dir: &Dir, versions: &[(&str, String)], dead: &[u64]) -> Result<(u6
             last = marker;
         }
     }
-    ensure!(
-        dead.next().is_none(),
-        "a dead-lettered event is past the output's end"
-    );
+    next += dead.count() as u64;
     Ok((next, runs))
 }
 
-/// Twenty swaps between two versions while the generator runs at full speed: every event
-/// reaches the sink once, in order, tagged by exactly one version, and the tags change at
-/// each swap.
+/// Numbered lines through `seq`, then the stage `tag` under test (two workers) into a
+/// JSON-lines file; the admin API on a free port.
+fn tagged(tag: Stage) -> PipelineFile {
+    PipelineFile::new()
+        .batch_size(64)
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage("seq", Stage::plugin(plugin("fixture-seq")).inputs(&["in"]))
+        .stage("tag", tag.inputs(&["seq"]).workers(2))
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
+        .dead_letters("dead.jsonl")
+        .admin_token(TOKEN)
+}
+
+/// Twenty swaps between two versions while events flow: every event reaches the sink once,
+/// in order, tagged by exactly one version, and each version leaves a run of events. (With
+/// two workers a batch taken just before the swap may start just after it, on the new
+/// version, while the next batch started on the old one: around a swap the tags of two
+/// neighbouring batches may alternate, so there may be more runs than versions.)
 #[test]
 fn twenty_swaps_under_load_lose_nothing_and_tag_each_event_with_one_version() -> Result<()> {
     let dir = Dir::new()?;
-    let file = generated_pipeline(&dir, "canary = { events = 0 }")?;
+    let file = tagged(Stage::plugin(plugin("fixture-tag-a")).canary(0, 0.5)).write(&dir)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
-    let p = Pipeline::start(&file)?;
+    let p = Live::fed(&dir, &file)?;
     p.wait_for_stage("tag", "served", |s| s["events"].as_u64() > Some(0))?;
     for i in 0..20 {
         let (name, bytes) = if i % 2 == 0 {
@@ -323,7 +335,7 @@ fn twenty_swaps_under_load_lose_nothing_and_tag_each_event_with_one_version() ->
                 "--stage",
                 "tag",
                 "--plugin",
-                path.to_str().unwrap(),
+                path.to_str().context("path")?,
                 "--token",
                 TOKEN,
             ])?;
@@ -333,7 +345,7 @@ fn twenty_swaps_under_load_lose_nothing_and_tag_each_event_with_one_version() ->
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            ensure!(said.contains(&short(bytes)), "{said}");
+            ensure!(said.contains(&short_digest(bytes)), "{said}");
         } else {
             let (status, v) = p.put_plugin("tag", bytes);
             ensure!(status == 200, "{v}");
@@ -349,12 +361,19 @@ fn twenty_swaps_under_load_lose_nothing_and_tag_each_event_with_one_version() ->
     let stage = p.stage("tag");
     assert_eq!(stage["counters"]["swaps"], 20, "{stage:#}");
     assert_eq!(stage["live"]["digest"], sha256_hex(&a));
-    let stderr = p.finish()?;
-    let emitted = support::summary_field(&stderr, "weir: ", " in,").context("summary")?;
-    let (events, runs) = check_out(&dir, &[("a", short(&a)), ("b", short(&b))], &[])?;
-    assert_eq!(events, emitted, "{stderr}");
-    assert_eq!(runs, 21, "one run per version made live");
-    assert!(stderr.contains("0 dead-lettered"), "{stderr}");
+    let ran = p.finish()?;
+    let report = ran.report();
+    let (events, runs) = check_out(
+        &dir,
+        &[("a", short_digest(&a)), ("b", short_digest(&b))],
+        &[],
+    )?;
+    assert_eq!(events, report.events_in);
+    assert!(
+        runs >= 21,
+        "{runs} runs: a version made live served nothing"
+    );
+    assert_eq!(report.dead_lettered, 0);
     Ok(())
 }
 
@@ -363,9 +382,9 @@ fn twenty_swaps_under_load_lose_nothing_and_tag_each_event_with_one_version() ->
 #[test]
 fn a_broken_version_is_refused_and_the_old_one_keeps_serving() -> Result<()> {
     let dir = Dir::new()?;
-    let file = generated_pipeline(&dir, "")?;
+    let file = tagged(Stage::plugin(plugin("fixture-tag-a"))).write(&dir)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
-    let p = Pipeline::start(&file)?;
+    let p = Live::fed(&dir, &file)?;
     p.wait_for_stage("tag", "served", |s| s["events"].as_u64() > Some(0))?;
 
     let broken: [(&str, Vec<u8>, &str); 4] = [
@@ -402,7 +421,7 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() -> Result<()> {
         "--stage",
         "tag",
         "--plugin",
-        plugin("fixture-trap-init").to_str().unwrap(),
+        plugin("fixture-trap-init").to_str().context("path")?,
         "--token",
         TOKEN,
     ])?;
@@ -418,117 +437,212 @@ fn a_broken_version_is_refused_and_the_old_one_keeps_serving() -> Result<()> {
     assert_eq!(stage["counters"]["swaps"], 0);
     assert_eq!(stage["generation"], 0, "nothing was swapped in");
     assert_eq!(stage["live"]["digest"], sha256_hex(&a));
-    let before = stage["events"].as_u64().unwrap();
+    let before = stage["events"].as_u64().context("events")?;
     p.wait_for_stage("tag", "kept serving", |s| {
         s["events"].as_u64() > Some(before)
     })?;
-    let stderr = p.finish()?;
+    let ran = p.finish()?;
     assert!(
-        stderr.contains("refused, the old version keeps serving"),
-        "{stderr}"
+        ran.stderr()
+            .contains("refused, the old version keeps serving"),
+        "{}",
+        ran.stderr()
     );
-    let emitted = support::summary_field(&stderr, "weir: ", " in,").context("summary")?;
-    let (events, _) = check_out(&dir, &[("a", short(&a))], &[])?;
-    assert_eq!(events, emitted);
+    let (events, _) = check_out(&dir, &[("a", short_digest(&a))], &[])?;
+    assert_eq!(events, ran.report().events_in);
     Ok(())
 }
 
-/// A version that fails every event is rolled back by the canary guard; every event is
-/// written once, either by a good version or as a dead letter of the bad one.
+/// A version that fails every event is rolled back by the canary guard as soon as its
+/// failures pass what its settings allow: with `events = 500, max_failure_rate = 0.2`, 100
+/// failures are allowed and the 101st rolls it back. The events come one per batch, each
+/// only once the last was taken, so the bad version sees no event after its verdict: it
+/// fails exactly 101. Every event is written once, by the good version or as a dead letter.
 #[test]
-fn a_version_that_fails_every_event_is_rolled_back_by_the_canary() -> Result<()> {
+fn a_version_that_fails_every_event_is_rolled_back_at_its_101st_failure() -> Result<()> {
     let dir = Dir::new()?;
-    let file = generated_pipeline(&dir, "canary = { events = 500, max_failure_rate = 0.2 }")?;
+    let file = tagged(Stage::plugin(plugin("fixture-tag-a")).canary(500, 0.2))
+        .source("in", Source::stdin().batch_size(1))
+        .write(&dir)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let bad = std::fs::read(plugin("fixture-fail-all"))?;
-    let p = Pipeline::start(&file)?;
-    p.wait_for_stage("tag", "served", |s| s["events"].as_u64() > Some(0))?;
+    let mut p = Live::start(&dir, &file)?;
+    let mut sent = 0u64;
+    for _ in 0..10 {
+        p.send(&["x"])?;
+        sent += 1;
+    }
+    p.wait_for_events("tag", sent)?;
     let (status, v) = p.put_plugin("tag", &bad);
     assert_eq!(status, 200, "{v}");
-    let stage = p.wait_for_stage("tag", "rolled back", |s| {
-        s["canary"]["state"] == "rolled-back"
-    })?;
+    loop {
+        ensure!(sent < 1000, "the bad version was never rolled back");
+        p.send(&["x"])?;
+        sent += 1;
+        let stage = p.wait_for_events("tag", sent)?;
+        if stage["canary"]["state"] == "rolled-back" {
+            break;
+        }
+        if stage["failed"].as_u64() > Some(100) {
+            p.wait_for_stage("tag", "rolled back", |s| {
+                s["canary"]["state"] == "rolled-back"
+            })?;
+            break;
+        }
+    }
+    let stage = p.stage("tag");
     assert_eq!(stage["live"]["digest"], sha256_hex(&a), "{stage:#}");
     assert_eq!(stage["counters"]["canary_rollbacks"], 1);
-    let bad_version = stage["versions"]
-        .as_array()
-        .unwrap()
+    let versions = stage["versions"].as_array().context("versions")?;
+    let bad_version = versions
         .iter()
         .find(|v| v["digest"] == sha256_hex(&bad))
-        .unwrap();
+        .context("the bad version is kept")?;
     assert_eq!(bad_version["state"], "rolled-back");
     assert!(
         bad_version["rolled_back"]
             .as_str()
-            .unwrap()
-            .contains("canary")
+            .unwrap_or_default()
+            .contains("canary: 101 of its first 101 events failed"),
+        "{bad_version:#}"
     );
-    let before = p.stage("tag")["events"].as_u64().unwrap();
-    p.wait_for_stage("tag", "served again", |s| {
-        s["events"].as_u64() > Some(before)
-    })?;
-    let stderr = p.finish()?;
-    assert!(
-        stderr.contains("canary:") && stderr.contains("rolled back to version 1"),
-        "{stderr}"
-    );
-
-    let mut dead = Vec::new();
-    for line in std::fs::read_to_string(dir.path("dead.jsonl"))?.lines() {
-        let letter: Value = serde_json::from_str(line)?;
-        assert_eq!(letter["plugin_digest"], sha256_hex(&bad));
-        dead.push(letter["event"]["value"].as_str().unwrap().parse::<u64>()?);
+    for _ in 0..10 {
+        p.send(&["x"])?;
+        sent += 1;
     }
-    assert!(!dead.is_empty());
+    p.wait_for_events("tag", sent)?;
+    let ran = p.finish()?;
     assert!(
-        dead.len() < 5_000,
-        "{} events failed before the rollback",
-        dead.len()
+        ran.stderr().contains(
+            "canary: 101 of its first 101 events failed (more than 20 %): rolled back to version 1"
+        ),
+        "{}",
+        ran.stderr()
     );
-    let emitted = support::summary_field(&stderr, "weir: ", " in,").context("summary")?;
-    let (events, _) = check_out(&dir, &[("a", short(&a))], &dead)?;
-    assert_eq!(events, emitted);
+    let letters = dead_letters(&dir.path("dead.jsonl"))?;
+    assert_eq!(
+        letters.len(),
+        101,
+        "the bad version failed more than it was allowed"
+    );
+    let mut dead = Vec::new();
+    for (i, letter) in letters.iter().enumerate() {
+        assert_eq!(letter.plugin_digest, sha256_hex(&bad));
+        assert!(
+            letter.kind == "reject" || letter.kind == "breaker-open",
+            "letter {i}: {letter:?}"
+        );
+        dead.push(letter.value().parse::<u64>()?);
+    }
+    // Two workers write their dead letters each on its own: sorted, they are events 10 to 110.
+    dead.sort_unstable();
+    assert_eq!(dead, (10..111).collect::<Vec<u64>>());
+    let (events, _) = check_out(&dir, &[("a", short_digest(&a))], &dead)?;
+    assert_eq!(events, sent);
+    assert_eq!(ran.report().events_in, sent);
     Ok(())
 }
 
-/// A pipeline fed through stdin, with `tag` watching its plugin file in a folder of its own.
+/// Appends a custom section to a component: the same code under a new digest.
+fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"weir-test";
+    let payload = n.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}
+
+/// An event whose retries began on one version finishes on it, even when another version
+/// went live meanwhile: its output carries the first version's header, the events after the
+/// swap the second's, and no event carries two. The `flaky` event passes at its eighth
+/// sighting, after 10 + 20 + ... + 640 ms of backoff (at least 0.6 s with the jitter), so
+/// the swap lands while it waits.
+#[test]
+fn a_retried_event_finishes_on_the_version_that_started_it() -> Result<()> {
+    let dir = Dir::new()?;
+    let a = std::fs::read(plugin("fixture-flaky"))?;
+    // Version B: the same code under another digest, compiled ahead into the warm cache.
+    let b = with_custom_section(&a, 1);
+    let b_file = dir.write_bytes("flaky-b.wasm", &b)?;
+    support::warm(&b_file)?;
+    let file = PipelineFile::new()
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage(
+            "flaky",
+            Stage::plugin(plugin("fixture-flaky"))
+                .inputs(&["in"])
+                .setting("attempts", 8)
+                .retries(10),
+        )
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["flaky"]))
+        .dead_letters("dead.jsonl")
+        .admin_token(TOKEN)
+        .write(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    p.send(&["flaky-x"])?;
+    p.wait_for_events("flaky", 1)?;
+    let (status, v) = p.put_plugin("flaky", &b);
+    assert_eq!(status, 200, "{v}");
+    let out = dir.path("out.jsonl");
+    ensure!(
+        support::count_lines(&out) == 0,
+        "the retried event finished before the swap: the test shows nothing"
+    );
+    let written = |n: u64| {
+        wait_until(
+            &format!("{n} events written"),
+            || Ok((support::count_lines(&out) >= n).then_some(())),
+            String::new,
+        )
+    };
+    written(1)?;
+    p.send(&["after the swap"])?;
+    written(2)?;
+    let ran = p.finish()?;
+    let events = json_events(&out)?;
+    let values: Vec<&str> = events.iter().map(JsonEvent::value).collect();
+    assert_eq!(values, ["flaky-x", "after the swap"]);
+    assert_eq!(events[0].version_of("flaky"), short_digest(&a));
+    assert_eq!(events[1].version_of("flaky"), short_digest(&b));
+    let flaky = ran.report().node("flaky");
+    assert_eq!(flaky.retries, 7);
+    assert!(dead_letters(&dir.path("dead.jsonl"))?.is_empty());
+    Ok(())
+}
+
+/// A pipeline fed through stdin, `seq` then `tag`, with `tag` watching its plugin file in a
+/// folder of its own; the admin token comes from the environment.
 fn stdin_pipeline(dir: &Dir, watch: bool) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir.path("plugins"))?;
     let tag = dir.path("plugins/tag.wasm");
+    std::fs::create_dir_all(dir.path("plugins"))?;
     std::fs::copy(plugin("fixture-tag-a"), &tag)?;
-    let file = dir.write(
-        "p.toml",
-        &format!(
-            r#"
-[pipeline]
-linger = "1ms"
-
-[sources.in]
-type = "stdin"
-
-[stages.seq]
-inputs = ["in"]
-plugin = "{seq}"
-
-[stages.tag]
-inputs = ["seq"]
-plugin = "plugins/tag.wasm"
-watch = {watch}
-
-[sinks.out]
-inputs = ["tag"]
-type = "file"
-path = "out.jsonl"
-encoding = "json"
-
-[admin]
-listen = "127.0.0.1:0"
-token_env = "WEIR_TEST_ADMIN_TOKEN"
-"#,
-            seq = plugin("fixture-seq").display(),
-        ),
-    )?;
+    let mut stage = Stage::plugin("plugins/tag.wasm").inputs(&["seq"]);
+    if watch {
+        stage = stage.watch();
+    }
+    let file = PipelineFile::new()
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage("seq", Stage::plugin(plugin("fixture-seq")).inputs(&["in"]))
+        .stage("tag", stage)
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
+        .admin_token_env("WEIR_TEST_ADMIN_TOKEN")
+        .write(dir)?;
     Ok((file, tag))
+}
+
+/// The values the sink wrote.
+fn values(dir: &Dir) -> Result<Vec<String>> {
+    Ok(json_events(&dir.path("out.jsonl"))?
+        .iter()
+        .map(|e| e.value().to_string())
+        .collect())
 }
 
 /// Requests without the token, or with a wrong one, get 401 and change nothing; the CLI
@@ -539,7 +653,7 @@ fn without_the_token_nothing_changes() -> Result<()> {
     let (file, _) = stdin_pipeline(&dir, false)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
-    let mut p = Pipeline::start(&file)?;
+    let mut p = Live::start(&dir, &file)?;
     for token in [None, Some("wrong-token-0123456789"), Some("")] {
         for (method, path, body) in [
             ("PUT", "/stages/tag/plugin", b.as_slice()),
@@ -560,7 +674,7 @@ fn without_the_token_nothing_changes() -> Result<()> {
         "--stage",
         "tag",
         "--plugin",
-        plugin("fixture-tag-b").to_str().unwrap(),
+        plugin("fixture-tag-b").to_str().context("path")?,
         "--token",
         "wrong-token-0123456789",
     ])?;
@@ -591,12 +705,8 @@ fn without_the_token_nothing_changes() -> Result<()> {
 
     // A settings change: the same plugin on new instances.
     let seq_digest = p.live_digest("seq");
-    let stdin = p.stdin.as_mut().context("stdin")?;
-    stdin.write_all(b"x\ny\n")?;
-    stdin.flush()?;
-    p.wait_for_stage("seq", "saw two events", |s| {
-        s["events_total"].as_u64() == Some(2)
-    })?;
+    p.send(&["x", "y"])?;
+    p.wait_for_events("seq", 2)?;
     let out = p.cli(&[
         "reload", "--stage", "seq", "--set", "prefix=1", "--token", TOKEN,
     ])?;
@@ -609,111 +719,275 @@ fn without_the_token_nothing_changes() -> Result<()> {
     assert_eq!(stage["live"]["digest"], seq_digest.as_str());
     assert_eq!(stage["live"]["origin"], "settings");
     assert_eq!(stage["live"]["settings"]["prefix"], "1");
-    let stdin = p.stdin.as_mut().context("stdin")?;
-    stdin.write_all(b"z\n")?;
-    stdin.flush()?;
-    p.wait_for_stage("seq", "saw the third event", |s| {
-        s["events_total"].as_u64() == Some(3)
-    })?;
+    p.send(&["z"])?;
+    p.wait_for_events("seq", 3)?;
 
     // `weir plugin inspect` names the stage a file is live in.
     let out = p.cli(&[
         "plugin",
         "inspect",
-        plugin("fixture-tag-a").to_str().unwrap(),
+        plugin("fixture-tag-a").to_str().context("path")?,
         "--token",
         TOKEN,
     ])?;
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("stage `tag`: live"), "{said}");
     p.finish()?;
-    let values: Vec<String> = std::fs::read_to_string(dir.path("out.jsonl"))?
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["value"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    assert_eq!(values(&dir)?, ["0|a", "1|a", "10|a"]);
+    Ok(())
+}
+
+/// The admin API's error answers, each `{"error": ...}` and none changing anything: 404 for
+/// a stage that does not exist, 400 for settings that are not a JSON object of scalars or
+/// that the plugin does not declare, 413 for a body over the route's cap (64 KiB of
+/// settings, a plugin's 64 MiB and a little more), and 422 for an upload within the body cap
+/// but over the plugin size limit.
+#[test]
+fn the_admin_api_answers_404_400_413_and_422_and_changes_nothing() -> Result<()> {
+    use weir::sandbox::MAX_PLUGIN_SIZE;
+
+    let dir = Dir::new()?;
+    let (file, _) = stdin_pipeline(&dir, false)?;
+    let a = std::fs::read(plugin("fixture-tag-a"))?;
+    let b = std::fs::read(plugin("fixture-tag-b"))?;
+    let mut p = Live::start(&dir, &file)?;
+    let error = |v: &Value| v["error"].as_str().unwrap_or_default().to_string();
+
+    for (method, path, body) in [
+        ("GET", "/stages/nope", b"".as_slice()),
+        ("PUT", "/stages/nope/plugin", b.as_slice()),
+        (
+            "PUT",
+            "/stages/nope/settings",
+            br#"{"prefix": "x"}"#.as_slice(),
+        ),
+        ("POST", "/stages/nope/rollback", b"".as_slice()),
+    ] {
+        let (status, v) = p.request(method, path, Some(TOKEN), body);
+        assert_eq!(status, 404, "{method} {path}: {v}");
+        assert_eq!(error(&v), "no stage is named `nope`", "{method} {path}");
+    }
+
+    for (body, says) in [
+        (b"prefix=x".as_slice(), "not JSON"),
+        (b"[]".as_slice(), "must be a JSON object of settings"),
+        (
+            br#"{"prefix": [1]}"#.as_slice(),
+            "a setting must be a string, number or boolean",
+        ),
+        (
+            br#"{"prefx": "x"}"#.as_slice(),
+            "the plugin does not declare a setting `prefx`; did you mean `prefix`?",
+        ),
+    ] {
+        let (status, v) = p.put_settings("seq", body);
+        assert_eq!(status, 400, "{}: {v}", String::from_utf8_lossy(body));
+        assert!(error(&v).contains(says), "{v}");
+    }
+
+    let status = p.put_sized("/stages/seq/settings", (64 << 10) + 1)?;
+    assert_eq!(status, 413, "settings over 64 KiB");
+
+    // A component header, then zeros to the size wanted.
+    let upload = |size: u64| {
+        let mut bytes = vec![0u8; size as usize];
+        bytes[..8].copy_from_slice(b"\0asm\x0d\0\x01\0");
+        bytes
+    };
+    let (status, v) = p.put_plugin("tag", &upload(MAX_PLUGIN_SIZE + 1));
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        error(&v).contains(&format!(
+            "{} bytes is over the {MAX_PLUGIN_SIZE}-byte limit",
+            MAX_PLUGIN_SIZE + 1
+        )),
+        "{v}"
+    );
+    let status = p.put_sized("/stages/tag/plugin", (MAX_PLUGIN_SIZE + (1 << 20)) as usize)?;
+    assert_eq!(status, 413, "an upload far over the plugin size limit");
+
+    let tag = p.stage("tag");
+    assert_eq!(tag["generation"], 0, "{tag:#}");
+    assert_eq!(tag["live"]["digest"], sha256_hex(&a));
+    assert_eq!(tag["counters"]["refused"], 1, "the 422 counts as refused");
+    let seq = p.stage("seq");
+    assert_eq!(seq["generation"], 0, "{seq:#}");
+    assert_eq!(
+        seq["counters"]["refused"], 1,
+        "the undeclared setting reached the stage and was refused"
+    );
+    p.send(&["x"])?;
+    p.wait_for_events("tag", 1)?;
+    p.finish()?;
+    assert_eq!(values(&dir)?, ["0|a"]);
+    Ok(())
+}
+
+/// A stage keeps its last `MAX_KEPT_VERSIONS` (8) versions: after ten settings changes, the
+/// versions 4 to 11 are kept, and a rollback can go back through the seven standby ones,
+/// and no further.
+#[test]
+fn a_stage_keeps_its_last_eight_versions_and_rolls_back_through_them() -> Result<()> {
+    assert_eq!(MAX_KEPT_VERSIONS, 8);
+    let dir = Dir::new()?;
+    let (file, _) = stdin_pipeline(&dir, false)?;
+    let mut p = Live::start(&dir, &file)?;
+    for i in 1..=10 {
+        let (status, v) = p.put_settings("seq", format!(r#"{{"prefix": "p{i}-"}}"#).as_bytes());
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["id"], i + 1);
+    }
+    let seq = p.stage("seq");
+    let versions = seq["versions"].as_array().context("versions")?;
+    let ids: Vec<u64> = versions.iter().filter_map(|v| v["id"].as_u64()).collect();
+    assert_eq!(ids, (4..=11).collect::<Vec<u64>>(), "{seq:#}");
+    let states: Vec<&str> = versions
+        .iter()
+        .filter_map(|v| v["state"].as_str())
         .collect();
-    assert_eq!(values, ["0|a", "1|a", "10|a"]);
+    assert_eq!(states, [vec!["standby"; 7], vec!["live"]].concat());
+
+    for back_to in (4..=10).rev() {
+        let (status, v) = p.rollback("seq");
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["id"], back_to);
+    }
+    let (status, v) = p.rollback("seq");
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(
+        v["error"],
+        "stage `seq` has no earlier version to roll back to"
+    );
+    let seq = p.stage("seq");
+    assert_eq!(seq["live"]["id"], 4);
+    assert_eq!(seq["live"]["settings"]["prefix"], "p3-");
+    assert_eq!(seq["counters"]["rollbacks"], 7);
+    p.send(&["x"])?;
+    p.wait_for_events("tag", 1)?;
+    p.finish()?;
+    assert_eq!(values(&dir)?, ["p3-0|a"]);
+    Ok(())
+}
+
+/// A swap starts the new version with a closed breaker: the breaker that a poison batch
+/// opened (for an hour) no longer fails events once another version is live.
+#[test]
+fn a_swap_closes_the_breaker_the_old_version_opened() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage(
+            "tag",
+            Stage::plugin(plugin("fixture-poison"))
+                .inputs(&["in"])
+                .breaker(100, 0.5, "1h")
+                .canary(0, 0.5),
+        )
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
+        .dead_letters("dead.jsonl")
+        .admin_token(TOKEN)
+        .write(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    let poison: Vec<String> = (0..256).map(|i| format!("poison {i}")).collect();
+    let poison: Vec<&str> = poison.iter().map(String::as_str).collect();
+    p.send(&poison)?;
+    let dead = dir.path("dead.jsonl");
+    let letters = |n: u64| {
+        wait_until(
+            &format!("{n} dead letters"),
+            || Ok((support::count_lines(&dead) >= n).then_some(())),
+            String::new,
+        )
+    };
+    letters(256)?;
+    p.send(&["good 1"])?;
+    letters(257)?;
+    let tag_a = std::fs::read(plugin("fixture-tag-a"))?;
+    let (status, v) = p.put_plugin("tag", &tag_a);
+    assert_eq!(status, 200, "{v}");
+    p.send(&["good 2"])?;
+    p.wait_for_stage("tag", "served the new version", |s| {
+        s["events"].as_u64() == Some(1)
+    })?;
+    let ran = p.finish()?;
+    let written = json_events(&dir.path("out.jsonl"))?;
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].value(), "good 2|a");
+    assert_eq!(written[0].version_of("tag"), short_digest(&tag_a));
+    let all = dead_letters(&dead)?;
+    assert_eq!(all.len(), 257);
+    assert_eq!(all[256].value(), "good 1");
+    assert_eq!(
+        all[256].kind, "breaker-open",
+        "the breaker was open before the swap"
+    );
+    assert_eq!(
+        ran.report().node("tag").failures_of("breaker-open") as usize,
+        { all.iter().filter(|l| l.kind == "breaker-open").count() }
+    );
     Ok(())
 }
 
 /// Replacing the watched plugin file (write elsewhere then rename; then overwrite in place,
-/// in two writes) reloads it exactly once each time; our own reads do not trigger reloads.
+/// in two writes a moment apart) reloads it once each time, never the half-written file.
 #[test]
 fn a_watched_file_reloads_once_per_replacement() -> Result<()> {
     let dir = Dir::new()?;
     let (file, tag) = stdin_pipeline(&dir, true)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
-    let mut p = Pipeline::start(&file)?;
+    let mut p = Live::start(&dir, &file)?;
+    // The watcher starts after the admin API says it listens, and before the first event
+    // is read: once an event went through, a replacement cannot be missed.
+    p.send(&["x"])?;
+    p.wait_for_events("tag", 1)?;
 
     let staged = dir.path("plugins/.tag.wasm.tmp");
     std::fs::write(&staged, &b)?;
     std::fs::rename(&staged, &tag)?;
-    p.wait_for_stage("tag", "loaded b", |s| s["live"]["digest"] == sha256_hex(&b))?;
-    // Long enough for any stray event (our own read of the file among them) to settle.
-    std::thread::sleep(Duration::from_millis(1000));
-    let stage = p.stage("tag");
+    let stage = p.wait_for_stage("tag", "loaded b", |s| s["live"]["digest"] == sha256_hex(&b))?;
     assert_eq!(stage["counters"]["swaps"], 1, "{stage:#}");
     assert_eq!(stage["live"]["origin"], "file");
-    let stdin = p.stdin.as_mut().context("stdin")?;
-    stdin.write_all(b"x\n")?;
-    stdin.flush()?;
-    p.wait_for_stage("tag", "saw an event", |s| {
-        s["events_total"].as_u64() == Some(1)
-    })?;
+    p.send(&["y"])?;
+    p.wait_for_events("tag", 2)?;
 
-    // In place, in two steps: the debounce must not load the half-written file.
+    // In place, in two writes: the debounce must not load the half-written file. (The
+    // stage's actor takes file changes in order, so a half-file load would be counted as
+    // refused before the whole file is loaded.)
     {
         let mut f = std::fs::File::create(&tag)?;
         f.write_all(&a[..a.len() / 2])?;
         f.flush()?;
-        std::thread::sleep(Duration::from_millis(50));
+        // A writer that pauses mid-file, for less than the debounce.
+        std::thread::sleep(weir::control::WATCH_DEBOUNCE / 6);
         f.write_all(&a[a.len() / 2..])?;
     }
-    p.wait_for_stage("tag", "loaded a", |s| s["live"]["digest"] == sha256_hex(&a))?;
-    std::thread::sleep(Duration::from_millis(1000));
-    let stage = p.stage("tag");
+    let stage = p.wait_for_stage("tag", "loaded a", |s| s["live"]["digest"] == sha256_hex(&a))?;
     assert_eq!(stage["counters"]["swaps"], 2, "{stage:#}");
     assert_eq!(stage["counters"]["refused"], 0, "a partial file was loaded");
-    let stdin = p.stdin.as_mut().context("stdin")?;
-    stdin.write_all(b"y\n")?;
-    stdin.flush()?;
-    p.wait_for_stage("tag", "saw an event", |s| {
-        s["events_total"].as_u64() == Some(2)
-    })?;
-    let stderr = p.finish()?;
-    assert_eq!(stderr.matches("reloaded").count(), 2, "{stderr}");
-    let lines: Vec<(u64, String, String)> = std::fs::read_to_string(dir.path("out.jsonl"))?
-        .lines()
-        .map(|l| parse_out(l).unwrap())
-        .collect();
+    p.send(&["z"])?;
+    p.wait_for_events("tag", 3)?;
+    let ran = p.finish()?;
+    assert_eq!(
+        ran.stderr().matches("reloaded").count(),
+        2,
+        "{}",
+        ran.stderr()
+    );
+    let lines: Vec<(u64, String, String)> = json_events(&dir.path("out.jsonl"))?
+        .iter()
+        .map(parse_out)
+        .collect::<Result<_>>()?;
     assert_eq!(
         lines,
         [
-            (0, "b".to_string(), short(&b)),
-            (1, "a".to_string(), short(&a))
+            (0, "a".to_string(), short_digest(&a)),
+            (1, "b".to_string(), short_digest(&b)),
+            (2, "a".to_string(), short_digest(&a))
         ]
     );
     Ok(())
-}
-
-/// Appends a custom section to a component: the same code under a new digest, which the
-/// host has never compiled.
-fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
-    let name = b"weir-bench";
-    let payload = n.to_le_bytes();
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    let mut out = bytes.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend_from_slice(&section);
-    out
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -727,37 +1001,24 @@ fn median(values: &mut [f64]) -> f64 {
 #[ignore = "benchmark"]
 fn bench_swap_latency_and_throughput() -> Result<()> {
     let dir = Dir::new()?;
-    let file = dir.write(
-        "p.toml",
-        &format!(
-            r#"
-[sources.gen]
-type = "generate"
-count = 1_000_000_000
-size = 100
-
-[stages.tag]
-inputs = ["gen"]
-plugin = "{a}"
-canary = {{ events = 0 }}
-
-[sinks.out]
-inputs = ["tag"]
-type = "null"
-
-[admin]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-"#,
-            a = plugin("fixture-tag-a").display(),
-        ),
-    )?;
+    let file = PipelineFile::new()
+        .source("gen", Source::generate(1_000_000_000_000).size(100))
+        .stage(
+            "tag",
+            Stage::plugin(plugin("fixture-tag-a"))
+                .inputs(&["gen"])
+                .canary(0, 0.5),
+        )
+        .sink("out", Sink::null().inputs(&["tag"]))
+        .admin_token(TOKEN)
+        .write(&dir)?;
     let a = std::fs::read(plugin("fixture-tag-a"))?;
     let b = std::fs::read(plugin("fixture-tag-b"))?;
-    let p = Pipeline::start(&file)?;
+    let p = Live::start_with(&dir, &file, Stdin::Null, Arc::new(AtomicBool::new(false)))?;
     p.wait_for_stage("tag", "served", |s| s["events"].as_u64() > Some(0))?;
+    // Measurement windows: the benchmark measures rates over fixed stretches of time.
     std::thread::sleep(Duration::from_secs(1));
-    let total = || p.stage("tag")["events_total"].as_u64().unwrap();
+    let total = || p.stage("tag")["events_total"].as_u64().unwrap_or(0);
     let window = Duration::from_secs(3);
 
     let quiet = |label: &str| {
@@ -778,8 +1039,8 @@ token = "{TOKEN}"
         })?;
         Ok((
             answered,
-            s["live"]["ready_ms"].as_f64().unwrap(),
-            s["live"]["serving_ms"].as_f64().unwrap(),
+            s["live"]["ready_ms"].as_f64().unwrap_or(0.0),
+            s["live"]["serving_ms"].as_f64().unwrap_or(0.0),
         ))
     };
 
@@ -824,7 +1085,8 @@ token = "{TOKEN}"
         c_ready.push(r);
         c_serving.push(s);
     }
-    p.finish()?;
+    p.running.signal(libc::SIGINT)?;
+    p.running.wait(PATIENCE)?;
     println!(
         "cached version ({} swaps): median request {:.2} ms, trigger->swapped {:.2} ms, trigger->serving {:.2} ms",
         ready.len(),

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod evil_table_grow;
+
 /// Every plugin the tests load.
 const PACKAGES: &[&str] = &[
     "passthrough",
@@ -43,6 +45,7 @@ const PACKAGES: &[&str] = &[
     "fixture-v01-upper",
     "fixture-v01-retry",
     "fixture-stage-passthrough",
+    "fixture-burn",
 ];
 
 fn main() {
@@ -87,8 +90,11 @@ fn main() {
         status.success(),
         "building the plugins for wasm32-wasip2 failed; is the target installed? (rustup target add wasm32-wasip2)"
     );
-    println!(
-        "cargo:rustc-env=WEIR_PLUGIN_DIR={}",
-        target.join("wasm32-wasip2").join("plugin").display()
-    );
+    let dir = target.join("wasm32-wasip2").join("plugin");
+    // The fixture written instruction by instruction, beside the built ones.
+    let table_grow = evil_table_grow::component(&root.join("wit").join("0.2"))
+        .expect("the evil-table-grow fixture encodes");
+    std::fs::write(dir.join("fixture_evil_table_grow.wasm"), table_grow)
+        .expect("the evil-table-grow fixture is written");
+    println!("cargo:rustc-env=WEIR_PLUGIN_DIR={}", dir.display());
 }

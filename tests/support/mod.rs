@@ -1,20 +1,41 @@
-//! Shared helpers of the end-to-end tests: the binary, temporary folders, the built plugins,
-//! and the native run of the W3 stage logic that sandboxed runs are compared with.
+//! What every end-to-end test shares: the `weir` binary, a temporary folder per test with its
+//! own compile cache, the built plugins, the pipeline-file builder (`file`), the watched
+//! process (`process`) and what a run leaves to read (`report`).
+//!
+//! **Compile caches.** No test touches the user's cache. Each test's folder has a cache of
+//! its own (`WEIR_CACHE_DIR`), filled with hard links to a warm cache kept under cargo's
+//! `target/tmp`, into which every plugin a test names is compiled once (by a `weir check` of
+//! it). So no run of a test pays a cold compile, which keeps compiling out of time and memory
+//! bounds, and no run can disturb another's cache: weir replaces an entry by renaming a new
+//! file over it, never by writing into a linked one.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+pub mod file;
+pub mod process;
+pub mod report;
+
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use weir_plugin::{Event, Settings, Transform};
 
-pub use weir_test_plugins::plugin;
+pub use file::{PipelineFile, Sink, Source, Stage, Table};
+pub use process::{Feeder, PATIENCE, Ran, Running, Stdin, Watched, run_watched, wait_until};
+pub use report::{
+    DeadLetter, JsonEvent, NodeReport, Report, count_lines, dead_letters, json_events, read_lines,
+};
 
-/// The `weir` binary, with logging left at its defaults.
+/// The `weir` binary with logging at its defaults and the compile cache off: a command that
+/// loads plugins should come from [`Dir::weir`], which gives it the test's own cache.
 pub fn weir() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
-    cmd.env_remove("WEIR_LOG");
+    cmd.env_remove("WEIR_LOG")
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .env("WEIR_CACHE_DIR", "");
     cmd
 }
 
@@ -25,12 +46,77 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// A temporary folder, removed when dropped.
+/// The built component of a plugin package (`sshd-parse`, `fixture-poison`), compiled into
+/// the warm cache.
+pub fn plugin(package: &str) -> PathBuf {
+    let path = weir_test_plugins::plugin(package);
+    warm(&path).unwrap_or_else(|e| panic!("cannot compile {}: {e:#}", path.display()));
+    path
+}
+
+/// The warm compile cache the tests' caches link to.
+fn warm_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-compile-cache")
+}
+
+/// Plugin files this process has made sure are in the warm cache.
+static WARMED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Makes a folder private to this user, as weir wants a cache folder.
+fn private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("cannot create {}", path.display()))),
+    }
+}
+
+/// Compiles the plugin at `path` into the warm cache, unless an entry of it is there.
+pub fn warm(path: &Path) -> Result<()> {
+    let mut warmed = WARMED.lock().unwrap_or_else(|e| e.into_inner());
+    if warmed.contains(path) {
+        return Ok(());
+    }
+    let cache = warm_dir();
+    private_dir(&cache)?;
+    let digest = sha256_hex(&std::fs::read(path)?);
+    let cached = std::fs::read_dir(&cache)?
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with(&digest));
+    if !cached {
+        // Compiling comes before every check of a plugin, so even one that is refused at
+        // load (another world, an ungranted import) lands in the cache.
+        let scratch = tempfile::tempdir()?;
+        let file = PipelineFile::new()
+            .source("in", Source::stdin())
+            .stage("warm", Stage::plugin(path).inputs(&["in"]))
+            .sink("out", Sink::null().inputs(&["warm"]));
+        let pipeline = scratch.path().join("warm.toml");
+        std::fs::write(&pipeline, file.text())?;
+        weir()
+            .env("WEIR_CACHE_DIR", &cache)
+            .arg("check")
+            .arg(&pipeline)
+            .output()?;
+    }
+    warmed.insert(path.to_path_buf());
+    Ok(())
+}
+
+/// A temporary folder, removed when dropped, with the test's own compile cache in `cache/`.
 pub struct Dir(tempfile::TempDir);
 
 impl Dir {
     pub fn new() -> Result<Dir> {
         Ok(Dir(tempfile::tempdir()?))
+    }
+
+    pub fn root(&self) -> &Path {
+        self.0.path()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -43,8 +129,94 @@ impl Dir {
 
     pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::write(&path, bytes)?;
         Ok(path)
+    }
+
+    /// Writes `lines`, each ending with `\n`.
+    pub fn write_lines<S: AsRef<str>>(&self, name: &str, lines: &[S]) -> Result<PathBuf> {
+        let mut text = String::new();
+        for line in lines {
+            text.push_str(line.as_ref());
+            text.push('\n');
+        }
+        self.write(name, &text)
+    }
+
+    /// The test's compile cache: `cache/`, holding links to every entry of the warm cache.
+    pub fn cache(&self) -> Result<PathBuf> {
+        let cache = self.path("cache");
+        private_dir(&cache)?;
+        for entry in std::fs::read_dir(warm_dir())? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !name.to_string_lossy().ends_with(".cwasm") {
+                continue;
+            }
+            let to = cache.join(&name);
+            if to.exists() {
+                continue;
+            }
+            if std::fs::hard_link(entry.path(), &to).is_err() {
+                // Another file system: a copy does as well, only slower.
+                std::fs::copy(entry.path(), &to)
+                    .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            }
+        }
+        Ok(cache)
+    }
+
+    /// The `weir` binary with this test's compile cache.
+    pub fn weir(&self) -> Command {
+        let mut cmd = weir();
+        match self.cache() {
+            Ok(cache) => {
+                cmd.env("WEIR_CACHE_DIR", cache);
+            }
+            Err(e) => panic!("cannot prepare the test's compile cache: {e:#}"),
+        }
+        cmd
+    }
+
+    /// `weir run --report json FILE` to its end, with no input.
+    pub fn run(&self, file: &Path) -> Result<Ran> {
+        self.run_with(file, &[], Stdin::Null)
+    }
+
+    /// `weir ARGS run --report json FILE` to its end, its stdin as given.
+    pub fn run_with(&self, file: &Path, args: &[&str], stdin: Stdin) -> Result<Ran> {
+        let mut cmd = self.weir();
+        cmd.args(args).args(["run", "--report", "json"]).arg(file);
+        Running::start(cmd, stdin)?.finish(PATIENCE)
+    }
+
+    /// `weir run --report json FILE` started, its stdin a pipe the test writes.
+    pub fn start(&self, file: &Path) -> Result<Running> {
+        let mut cmd = self.weir();
+        cmd.args(["run", "--report", "json"]).arg(file);
+        Running::start(cmd, Stdin::Piped)
+    }
+
+    /// `weir check FILE`: its exit code, stdout and stderr.
+    pub fn check(&self, file: &Path) -> Result<(i32, String, String)> {
+        let out = self.weir().arg("check").arg(file).output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// The in-flight bound `weir check` prints for a pipeline file.
+    pub fn checked_bound(&self, file: &Path) -> Result<u64> {
+        let (code, stdout, stderr) = self.check(file)?;
+        anyhow::ensure!(code == 0, "weir check failed: {stderr}");
+        let start = stdout.find("at most ").context("no bound")? + "at most ".len();
+        let end = start + stdout[start..].find(' ').context("no bound")?;
+        Ok(stdout[start..end].parse()?)
     }
 }
 
@@ -58,6 +230,19 @@ pub fn lines(bytes: &[u8]) -> Vec<Vec<u8>> {
         out.pop();
     }
     out
+}
+
+/// `count` lines `event I`, with `poison` in place of the one at `at`.
+pub fn events_with(count: usize, at: usize, poison: &str) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            if i == at {
+                poison.to_string()
+            } else {
+                format!("event {i}")
+            }
+        })
+        .collect()
 }
 
 /// Runs a stage natively over events, panicking on any failure (W3 on its data has none).
@@ -83,166 +268,32 @@ pub fn native_w3(log: &[u8]) -> String {
     out
 }
 
-/// Reads the number between `before` and `after` in the run's summary line.
-pub fn summary_field(stderr: &str, before: &str, after: &str) -> Option<u64> {
-    let line = stderr.lines().rev().find(|l| l.starts_with("weir: "))?;
-    let start = line.find(before)? + before.len();
-    let end = start + line[start..].find(after)?;
-    line[start..end].trim().parse().ok()
-}
-
-/// Sends SIGINT to a child process.
-pub fn interrupt(child: &std::process::Child) -> Result<()> {
-    let status = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status()?;
-    anyhow::ensure!(status.success(), "kill -INT failed");
-    Ok(())
-}
-
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
-/// What a child process did, watched while it ran: its output, exit status, how long it took
-/// and the most memory it held resident.
-pub struct Watched {
-    pub status: std::process::ExitStatus,
-    pub stdout: Vec<u8>,
-    pub stderr: String,
-    pub elapsed: std::time::Duration,
-    /// The largest `VmHWM` (peak resident set) read from `/proc/<pid>/status`, in KiB.
-    pub peak_rss_kib: u64,
+/// The first 12 hex digits of a plugin's sha256: its version header.
+pub fn short_digest(bytes: &[u8]) -> String {
+    sha256_hex(bytes)[..12].to_string()
 }
 
-impl Watched {
-    /// The exit code, or -1 when a signal ended the process.
-    pub fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
+/// Asserts that `written` is `expected`, line for line. A failure names the first
+/// difference, cut short: a hostile plugin's output can be a million lines or 64 MiB long.
+pub fn assert_same_lines<S: AsRef<str>, T: AsRef<str>>(written: &[S], expected: &[T]) {
+    let short = |s: &str| s.chars().take(60).collect::<String>();
+    let first_difference = written
+        .iter()
+        .zip(expected)
+        .position(|(w, e)| w.as_ref() != e.as_ref())
+        .or((written.len() != expected.len()).then(|| written.len().min(expected.len())));
+    if let Some(i) = first_difference {
+        panic!(
+            "the events did not arrive as expected: {} lines written, {} expected; line {i} is {:?}, expected {:?}",
+            written.len(),
+            expected.len(),
+            written.get(i).map(|s| short(s.as_ref())),
+            expected.get(i).map(|s| short(s.as_ref())),
+        );
     }
-
-    pub fn peak_rss_mib(&self) -> u64 {
-        self.peak_rss_kib / 1024
-    }
-}
-
-/// Reads `VmHWM` and `VmRSS` of a live process, in KiB; `None` once it has exited.
-pub fn resident_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .filter(|l| l.starts_with("VmHWM:") || l.starts_with("VmRSS:"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .max()
-}
-
-/// Runs `cmd` to the end with stdout and stderr captured, polling its resident memory every
-/// few milliseconds. `VmHWM` is the kernel's high-water mark, so a peak between two polls is
-/// still seen by the next one. A process still running after `limit` is killed, and the
-/// call fails: a hostile plugin must never make the host hang.
-pub fn run_watched(cmd: Command, limit: std::time::Duration) -> Result<Watched> {
-    run_watched_feeding(cmd, limit, None)
-}
-
-/// What writes a child's stdin, on a thread of its own; dropping the pipe closes it.
-pub type Feeder = Box<dyn FnOnce(std::process::ChildStdin) -> std::io::Result<()> + Send>;
-
-/// [`run_watched`], with stdin written by `feed` while the child runs (empty without one).
-pub fn run_watched_feeding(
-    mut cmd: Command,
-    limit: std::time::Duration,
-    feed: Option<Feeder>,
-) -> Result<Watched> {
-    use std::io::Read;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(if feed.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let feeder = match (feed, child.stdin.take()) {
-        (Some(feed), Some(stdin)) => Some(std::thread::spawn(move || feed(stdin))),
-        _ => None,
-    };
-    // Both pipes are drained on threads of their own, so a chatty child never blocks on a
-    // full pipe while this thread polls its memory.
-    let mut out_pipe = child.stdout.take().expect("stdout is piped");
-    let mut err_pipe = child.stderr.take().expect("stderr is piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        out_pipe.read_to_end(&mut buf).map(|_| buf)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        err_pipe.read_to_end(&mut buf).map(|_| buf)
-    });
-    let pid = child.id();
-    let mut peak = 0;
-    let status = loop {
-        if let Some(kib) = resident_kib(pid) {
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!("the process ran for more than {limit:?} and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    if let Some(feeder) = feeder {
-        // A child that exits before reading all its input makes the feeder fail with a
-        // broken pipe; the caller judges the child by what it wrote, not by that.
-        let _ = feeder.join().expect("stdin feeder");
-    }
-    let stdout = out_reader.join().expect("stdout reader")?;
-    let stderr = err_reader.join().expect("stderr reader")?;
-    Ok(Watched {
-        status,
-        stdout,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        elapsed,
-        peak_rss_kib: peak,
-    })
-}
-
-/// The dead letters in a JSON-lines file; none when the file was never written.
-pub fn dead_letters(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(text
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?)
-}
-
-/// The number before `what` (such as `traps` or `failed`) in a stage's part of the summary
-/// line, `| NAME: IN -> OUT, N failed, N traps`; 0 when the summary leaves it out.
-pub fn stage_count(stderr: &str, stage: &str, what: &str) -> Option<u64> {
-    let line = stderr.lines().rev().find(|l| l.starts_with("weir: "))?;
-    let part = line
-        .split(" | ")
-        .skip(1)
-        .find(|p| p.starts_with(&format!("{stage}: ")))?;
-    Some(
-        part.split(", ")
-            .skip(1)
-            .find_map(|f| f.strip_suffix(&format!(" {what}"))?.parse().ok())
-            .unwrap_or(0),
-    )
 }

@@ -8,29 +8,35 @@
 //! `weir: error: …` would write a line into the host's log that looks like the host's own, so
 //! control characters are escaped (`\n`, `\u{1b}`): a guest's text is always one line.
 
-/// Bytes of guest text the host keeps from one string.
+/// Bytes of guest text the host keeps from one string, the note of a cut included.
 pub const MAX_GUEST_TEXT: usize = 1024;
 
-/// `bytes` as one line of at most [`MAX_GUEST_TEXT`] bytes (plus the cut's note): lossy
-/// UTF-8, control characters escaped, the rest cut with its size.
+/// Room kept for the note that says how much was cut.
+const NOTE_ROOM: usize = 48;
+
+/// `bytes` as one line of at most [`MAX_GUEST_TEXT`] bytes: lossy UTF-8, control characters
+/// escaped, and when it is longer, its start and a note of how many bytes were cut.
 pub fn guest_text(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(text.len().min(MAX_GUEST_TEXT) + 32);
-    let mut kept = 0usize;
+    let mut out = String::with_capacity(text.len().min(MAX_GUEST_TEXT));
+    // Where to cut if the whole does not fit: the last point with room for the note.
+    let mut cut_at: Option<(usize, usize)> = None;
     for (at, c) in text.char_indices() {
-        let before = out.len();
+        if out.len() <= MAX_GUEST_TEXT - NOTE_ROOM {
+            cut_at = Some((out.len(), at));
+        }
         if c.is_control() {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
         if out.len() > MAX_GUEST_TEXT {
-            out.truncate(before);
-            let cut = bytes.len().saturating_sub(kept);
+            let (keep, kept_in) = cut_at.unwrap_or((0, 0));
+            out.truncate(keep);
+            let cut = bytes.len().saturating_sub(kept_in);
             out.push_str(&format!("… [cut: {cut} more bytes]"));
             return out;
         }
-        kept = at + c.len_utf8();
     }
     out
 }
@@ -50,14 +56,14 @@ mod tests {
     fn a_long_text_is_cut_with_its_size() {
         let long = vec![b'x'; 16 << 20];
         let text = guest_text(&long);
-        assert!(text.len() < MAX_GUEST_TEXT + 40, "{}", text.len());
+        assert!(text.len() <= MAX_GUEST_TEXT, "{}", text.len());
+        let kept = text.find('…').expect("a cut text has a note");
         assert!(
-            text.ends_with(&format!(
-                "[cut: {} more bytes]",
-                (16 << 20) - MAX_GUEST_TEXT
-            )),
+            text.ends_with(&format!("[cut: {} more bytes]", (16 << 20) - kept)),
             "{text}"
         );
+        let escaped = guest_text(&vec![b'\n'; 4096]);
+        assert!(escaped.len() <= MAX_GUEST_TEXT, "{}", escaped.len());
         assert_eq!(guest_text(b"short"), "short");
     }
 }

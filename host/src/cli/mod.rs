@@ -240,7 +240,12 @@ fn init_logging(format: LogFormat, filter: Option<&str>) {
     }
 }
 
-fn run(file: &Path, quiet: bool, report: Option<ReportFormat>, options: RunOptions) -> CommandResult {
+fn run(
+    file: &Path,
+    quiet: bool,
+    report: Option<ReportFormat>,
+    options: RunOptions,
+) -> CommandResult {
     let started = Instant::now();
     let pipeline = Pipeline::load(file).map_err(refused)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

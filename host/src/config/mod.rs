@@ -369,7 +369,10 @@ pub enum SinkKind {
     /// Counts events and bytes, writes nothing.
     Null,
     /// Publishes each event to a NATS JetStream subject, with a message id for deduplication.
-    Nats { url: String, subject: String },
+    Nats {
+        url: String,
+        subject: String,
+    },
 }
 
 /// What a file sink does with what the file already holds.

@@ -1,9 +1,11 @@
 //! `[sinks.NAME]` and `[dead_letter]`: where events and failed events go.
 
+use crate::config::error::Sp;
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, shown};
 use crate::config::raw::{RawDeadLetter, RawSink};
-use crate::config::error::Sp;
-use crate::config::{DEFAULT_NATS_URL, DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
+use crate::config::{
+    DEFAULT_NATS_URL, DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode,
+};
 
 const KINDS: &[&str] = &["stdout", "file", "null", "nats"];
 const MODES: &[&str] = &["append", "truncate"];

@@ -160,7 +160,10 @@ fn no_nats_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError
         ("subject", n.subject.as_ref().map(|v| v.span())),
         ("batch", n.batch.as_ref().map(|v| v.span())),
         ("ack_wait", n.ack_wait.as_ref().map(|v| v.span())),
-        ("max_ack_pending", n.max_ack_pending.as_ref().map(|v| v.span())),
+        (
+            "max_ack_pending",
+            n.max_ack_pending.as_ref().map(|v| v.span()),
+        ),
         ("key_header", n.key_header.as_ref().map(|v| v.span())),
     ];
     debug_assert_eq!(present.len(), NATS_KEYS.len());
@@ -169,26 +172,36 @@ fn no_nats_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError
             return Err(cx.err(
                 &span,
                 join(node, key),
-                format!(
-                    "only a `nats` source has `{key}`: remove it, or use `type = \"nats\"`"
-                ),
+                format!("only a `nats` source has `{key}`: remove it, or use `type = \"nats\"`"),
             ));
         }
     }
     Ok(())
 }
 
-fn nats(cx: &Ctx, node: &str, raw: &RawSource, batch_size: usize) -> Result<SourceKind, ConfigError> {
+fn nats(
+    cx: &Ctx,
+    node: &str,
+    raw: &RawSource,
+    batch_size: usize,
+) -> Result<SourceKind, ConfigError> {
     unused(cx, node, raw, "nats", &["path", "repeat", "count", "size"])?;
     let n = &raw.nats;
     let required = |value: &Option<crate::config::error::Sp<String>>, key: &str, what: &str| {
-        value
-            .as_ref()
-            .map(|v| v.get_ref().clone())
-            .ok_or_else(|| cx.err(&raw.kind.span(), join(node, key), format!("a `nats` source needs `{key}`, {what}")))
+        value.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {
+            cx.err(
+                &raw.kind.span(),
+                join(node, key),
+                format!("a `nats` source needs `{key}`, {what}"),
+            )
+        })
     };
     let stream = required(&n.stream, "stream", "the JetStream stream to read")?;
-    let consumer = required(&n.consumer, "consumer", "the name of its durable pull consumer")?;
+    let consumer = required(
+        &n.consumer,
+        "consumer",
+        "the name of its durable pull consumer",
+    )?;
     let batch = match &n.batch {
         Some(v) => units::whole(cx, v, &join(node, "batch"), &NATS_BATCH)?,
         None => batch_size,

@@ -273,7 +273,7 @@ const SYNTAX_AND_UNKNOWN_KEYS: &[Row] = &[
     ("buffer = 4", "bufer = 4", 4, "pipeline.bufer", "did you mean `buffer`?"),
     ("repeat = 1", "repeats = 1", 9, "sources.logs.repeats", "did you mean `repeat`?"),
     ("inputs = [\"logs\", \"gen\"]", "input = [\"logs\", \"gen\"]", 17, "stages.parse.input", "did you mean `inputs`?"),
-    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "a sink takes `inputs`, `type`, `path` and `encoding`"),
+    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "a sink takes `inputs`, `type`, `path`, `encoding`, `mode`, `sync`, `url` and `subject`"),
     ("window = 100", "windw = 100", 29, "stages.parse.breaker.windw", "did you mean `window`?"),
     ("host = \"lookup\"", "hst = \"lookup\"", 30, "stages.parse.grant.dirs[0].hst", "did you mean `host`?"),
     ("network = false", "netwrk = false", 30, "stages.parse.grant.netwrk", "did you mean `network`?"),
@@ -568,6 +568,6 @@ fn errors_print_file_line_and_key() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size` and `linger`"
+        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size`, `linger`, `url`, `stream`, `consumer`, `subject`, `batch`, `ack_wait`, `max_ack_pending` and `key_header`"
     );
 }

@@ -295,7 +295,11 @@ impl Checkpointer {
     }
 
     /// Commits every `interval` until `stop` is cancelled.
-    pub async fn run(self: Arc<Self>, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -345,7 +349,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = DataDir::open(dir.path()).unwrap();
         let err = DataDir::open(dir.path()).err().expect("locked");
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         DataDir::open(dir.path()).expect("free again");
     }
@@ -365,6 +373,9 @@ mod tests {
         std::fs::write(&log, b"ONE\ntwo\n").unwrap();
         let mut file = File::open(&log).unwrap();
         let id = FileIdentity::of(&mut file).unwrap();
-        assert!(!id.holds(&mut file, &position), "same inode, other contents");
+        assert!(
+            !id.holds(&mut file, &position),
+            "same inode, other contents"
+        );
     }
 }

@@ -13,24 +13,32 @@
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::dead_letter::DeadLetters;
 
-pub type Sender = async_channel::Sender<Batch>;
-pub type Receiver = async_channel::Receiver<Batch>;
+// tokio's channels: a task or thread that waits on a full or empty one registers in the
+// channel itself, without an allocation per wait, and they work from plain threads too.
+pub type Sender = mpsc::Sender<Batch>;
+pub type Receiver = mpsc::Receiver<Batch>;
 
 /// A bounded channel of `capacity` batches.
 pub fn channel(capacity: usize) -> (Sender, Receiver) {
-    async_channel::bounded(capacity.max(1))
+    mpsc::channel(capacity.max(1))
 }
 
 /// The dead-letter channel: every stage and source holds a sender; the writer ends when the
 /// last one is dropped.
-pub type DeadLetterTx = async_channel::Sender<DeadLetters>;
-pub type DeadLetterRx = async_channel::Receiver<DeadLetters>;
+pub type DeadLetterTx = mpsc::Sender<DeadLetters>;
+pub type DeadLetterRx = mpsc::Receiver<DeadLetters>;
+
+/// A bounded dead-letter channel of `capacity` letter batches.
+pub fn dead_letter_channel(capacity: usize) -> (DeadLetterTx, DeadLetterRx) {
+    mpsc::channel(capacity.max(1))
+}
 
 /// The senders towards every consumer of one node.
 #[derive(Clone, Default)]
@@ -52,11 +60,11 @@ impl Outputs {
         if let Some((last, rest)) = self.senders.split_last() {
             for sender in rest {
                 if let Err(lost) = sender.send(batch.clone()).await {
-                    unwritten(lost.into_inner());
+                    unwritten(lost.0);
                 }
             }
             if let Err(lost) = last.send(batch).await {
-                unwritten(lost.into_inner());
+                unwritten(lost.0);
             }
         }
     }
@@ -65,12 +73,12 @@ impl Outputs {
     pub fn send_blocking(&self, batch: Batch) {
         if let Some((last, rest)) = self.senders.split_last() {
             for sender in rest {
-                if let Err(lost) = sender.send_blocking(batch.clone()) {
-                    unwritten(lost.into_inner());
+                if let Err(lost) = sender.blocking_send(batch.clone()) {
+                    unwritten(lost.0);
                 }
             }
-            if let Err(lost) = last.send_blocking(batch) {
-                unwritten(lost.into_inner());
+            if let Err(lost) = last.blocking_send(batch) {
+                unwritten(lost.0);
             }
         }
     }

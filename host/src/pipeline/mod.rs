@@ -26,6 +26,7 @@ pub mod dead_letter;
 pub mod edge;
 pub mod encode;
 pub mod failure;
+pub mod pool;
 pub mod provenance;
 pub mod report;
 pub mod stage;

@@ -67,7 +67,11 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
             break;
         }
         reader.round = round;
-        let offset = if round == start.round { start.offset } else { 0 };
+        let offset = if round == start.round {
+            start.offset
+        } else {
+            0
+        };
         if round != start.round {
             file = match File::open(path) {
                 Ok(f) => f,

@@ -11,6 +11,8 @@ use std::io::{self, BufRead};
 
 use weir_sandbox::Events;
 
+use crate::pipeline::pool;
+
 /// Longest line a line source accepts as one event. Blocks a file without line endings from
 /// making the host buffer all of it; a longer line is dead-lettered (its first bytes kept).
 pub const MAX_LINE: usize = 16 << 20;
@@ -75,8 +77,14 @@ impl Lines {
     }
 
     fn batch(batch_size: usize) -> Events {
-        // Room for lines of about 128 bytes without growing: typical of logs.
-        Events::with_capacity(batch_size, batch_size * 128)
+        // Room for lines of about 128 bytes without growing (typical of logs), in recycled
+        // buffers when there are some.
+        let mut events = pool::take();
+        events.data.reserve(batch_size * 128);
+        events
+            .events
+            .reserve(batch_size * weir_sandbox::events::EVENT_STRIDE);
+        events
     }
 
     /// Reads `reader` to its end, handing over every full batch. With `hand_over_when_idle`,

@@ -21,6 +21,7 @@ use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{DeadLetterRx, Receiver, RunContext};
 use crate::pipeline::encode;
+use crate::pipeline::pool;
 use crate::pipeline::report::NodeMetrics;
 
 /// Dead-letter batches that may wait for the writer. Each is one stage call's failures; when
@@ -52,7 +53,10 @@ impl Out {
         let file = options
             .open(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Ok(Out::File(BufWriter::with_capacity(WRITE_BUFFER, file), sync))
+        Ok(Out::File(
+            BufWriter::with_capacity(WRITE_BUFFER, file),
+            sync,
+        ))
     }
 
     fn writer(&mut self) -> &mut dyn Write {
@@ -83,7 +87,7 @@ impl Out {
 /// Starts a sink's thread; it returns why it failed, if it did.
 pub(crate) fn spawn_sink(
     sink: &Sink,
-    rx: Receiver,
+    mut rx: Receiver,
     metrics: Arc<NodeMetrics>,
     ctx: Arc<RunContext>,
     buffer: usize,
@@ -96,7 +100,9 @@ pub(crate) fn spawn_sink(
         SinkKind::File { path, mode, sync } => Some(Out::open(path, *mode, *sync)?),
         SinkKind::Null => None,
         SinkKind::Nats { .. } => {
-            return Err(std::io::Error::other("NATS sinks are started by the nats module"));
+            return Err(std::io::Error::other(
+                "NATS sinks are started by the nats module",
+            ));
         }
     };
     let name = sink.name.clone();
@@ -112,7 +118,7 @@ pub(crate) fn spawn_sink(
                 failure: None,
                 closed: false,
             };
-            while let Ok(batch) = rx.recv_blocking() {
+            while let Some(batch) = rx.blocking_recv() {
                 let n = batch.len() as u64;
                 NodeMetrics::add(&metrics.events_in, n);
                 if writer.failure.is_some() || writer.closed {
@@ -124,7 +130,8 @@ pub(crate) fn spawn_sink(
                     NodeMetrics::add(&metrics.events_out, n);
                     NodeMetrics::add(&metrics.bytes_out, batch.events.value_bytes());
                 });
-                let Batch { ack, .. } = batch;
+                let Batch { ack, events, .. } = batch;
+                pool::recycle(events);
                 let result = match written {
                     Ok(()) => writer.hold(ack, rx.is_empty()),
                     Err(e) => {
@@ -223,7 +230,7 @@ impl Writer {
 /// Starts the dead-letter writer; its thread returns how many letters it wrote.
 pub(crate) fn spawn_dead_letters(
     config: &DeadLetterConfig,
-    rx: DeadLetterRx,
+    mut rx: DeadLetterRx,
     ctx: Arc<RunContext>,
 ) -> std::io::Result<JoinHandle<Result<u64, String>>> {
     let (out, place) = match config {
@@ -246,7 +253,7 @@ pub(crate) fn spawn_dead_letters(
                 closed: false,
             };
             let mut written = 0u64;
-            while let Ok(letters) = rx.recv_blocking() {
+            while let Some(letters) = rx.blocking_recv() {
                 if writer.failure.is_some() {
                     letters.ack.forget();
                     continue;

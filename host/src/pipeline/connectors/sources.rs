@@ -20,14 +20,15 @@ use tokio::time::Instant;
 use weir_sandbox::Events;
 
 use crate::config::{Source, SourceKind};
-use crate::pipeline::batch::Batch;
 use crate::pipeline::ack::Ledger;
+use crate::pipeline::batch::Batch;
 use crate::pipeline::checkpoint::Positions;
 use crate::pipeline::connectors::file;
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines, MAX_LINE, OVERSIZED_KEPT};
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::edge::{DeadLetterTx, Outputs, RunContext};
 use crate::pipeline::failure::FailureKind;
+use crate::pipeline::pool;
 use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
 
@@ -63,11 +64,11 @@ pub(crate) fn spawn(
             let (count, size) = (*count, *size);
             tokio::task::spawn_blocking(move || generate(&source, count, size, &parts))
         }
-        SourceKind::File { .. } => {
-            tokio::task::spawn_blocking(move || file::read(&source, &parts))
-        }
+        SourceKind::File { .. } => tokio::task::spawn_blocking(move || file::read(&source, &parts)),
         SourceKind::Nats(_) => {
-            return Err(std::io::Error::other("NATS sources are started by the nats module"));
+            return Err(std::io::Error::other(
+                "NATS sources are started by the nats module",
+            ));
         }
         SourceKind::Stdin => {
             // Two chunks in hand let the reader work ahead by one while a batch is sent.
@@ -141,8 +142,8 @@ impl SourceParts {
 
     /// Sends dead letters from a blocking thread.
     pub(crate) fn dead_letter_blocking(&self, letters: DeadLetters) {
-        if let Err(lost) = self.dead_letters.send_blocking(letters) {
-            lost.into_inner().ack.forget();
+        if let Err(lost) = self.dead_letters.blocking_send(letters) {
+            lost.0.ack.forget();
         }
     }
 
@@ -166,7 +167,11 @@ fn generate(source: &Source, count: u64, size: usize, parts: &SourceParts) -> bo
             return true;
         }
         let n = (count - i).min(source.batch_size as u64);
-        let mut events = Events::with_capacity(n as usize, n as usize * size);
+        let mut events = pool::take();
+        events.data.reserve(n as usize * size);
+        events
+            .events
+            .reserve(n as usize * weir_sandbox::events::EVENT_STRIDE);
         for k in i..i + n {
             let start = (k % 26) as usize;
             events.push_value(&pattern[start..start + size]);
@@ -263,10 +268,12 @@ async fn batch_stdin(
                     deadline = Some(Instant::now() + source.linger);
                 }
             }
-            Some(FromReader::Chunk(Chunk::Oversized { line, kept, len, .. })) => {
+            Some(FromReader::Chunk(Chunk::Oversized {
+                line, kept, len, ..
+            })) => {
                 let letters = parts.oversized(&source.name, line, kept, len, None);
                 if let Err(lost) = parts.dead_letters.send(letters).await {
-                    lost.into_inner().ack.forget();
+                    lost.0.ack.forget();
                 }
             }
             Some(FromReader::Failed(message)) => {

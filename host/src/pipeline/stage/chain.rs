@@ -44,7 +44,6 @@ pub(crate) struct Chain {
 
 /// What a chain's workers share.
 struct Shared {
-    input: Receiver,
     outputs: Outputs,
     dead_letters: DeadLetterTx,
     ctx: Arc<RunContext>,
@@ -52,8 +51,9 @@ struct Shared {
     window: u64,
     /// Retry batches that may wait at once.
     retry_bound: usize,
-    /// The next ticket; held while taking a batch so tickets follow the channel's order.
-    intake: Mutex<u64>,
+    /// The input and the next ticket; held while taking a batch, so tickets follow the
+    /// channel's order (and one worker at a time receives).
+    intake: Mutex<Intake>,
     reorder: Mutex<Reorder>,
     /// Tickets sent downstream so far.
     emitted: AtomicU64,
@@ -67,6 +67,11 @@ struct Shared {
     input_closed: AtomicBool,
     /// Where retry timers run.
     runtime: tokio::runtime::Handle,
+}
+
+struct Intake {
+    input: Receiver,
+    next: u64,
 }
 
 /// Finished batches waiting for their turn: slot `i` is ticket `next + i`; `None` while that
@@ -87,13 +92,15 @@ impl Chain {
         let (retry_tx, retry_rx) = async_channel::unbounded();
         let window = 2 * workers as u64;
         let shared = Arc::new(Shared {
-            input: self.input,
             outputs: self.outputs,
             dead_letters: self.dead_letters,
             ctx: self.ctx,
             window,
             retry_bound: MAX_WAITING_RETRIES * workers,
-            intake: Mutex::new(0),
+            intake: Mutex::new(Intake {
+                input: self.input,
+                next: 0,
+            }),
             reorder: Mutex::new(Reorder {
                 next: 0,
                 parked: VecDeque::with_capacity(window as usize),
@@ -183,7 +190,7 @@ async fn run_chain(
             && dead.kept()
             && let Err(lost) = shared.dead_letters.send(dead).await
         {
-            lost.into_inner().ack.forget();
+            lost.0.ack.forget();
         }
         if let Some(retry) = result.retry {
             shared.schedule(RetryJob {
@@ -205,22 +212,22 @@ impl Shared {
     /// Takes the next input batch and its ticket, once the window and the retry bound leave
     /// room; `None` when the input is closed and drained.
     async fn take(&self) -> Option<(u64, Batch)> {
-        let mut next = self.intake.lock().await;
+        let mut intake = self.intake.lock().await;
         loop {
             let progress = self.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            let room = *next < self.emitted.load(Ordering::Acquire) + self.window
+            let room = intake.next < self.emitted.load(Ordering::Acquire) + self.window
                 && self.retries.load(Ordering::Acquire) < self.retry_bound;
             if room {
                 break;
             }
             progress.await;
         }
-        let batch = self.input.recv().await.ok()?;
+        let batch = intake.input.recv().await?;
         self.pending.fetch_add(1, Ordering::SeqCst);
-        let ticket = *next;
-        *next += 1;
+        let ticket = intake.next;
+        intake.next += 1;
         Some((ticket, batch))
     }
 

@@ -23,6 +23,7 @@ use crate::config::OnError;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::failure::FailureKind;
+use crate::pipeline::pool;
 use crate::pipeline::provenance::{Stamp, VERSION_HEADER};
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::caps;
@@ -317,8 +318,19 @@ impl StageRunner {
                 version: Arc::clone(version),
             }
         });
+        let Batch {
+            events: consumed,
+            ack,
+            ..
+        } = input;
+        // The input's buffers are done with: the next batch a source fills can have them.
+        pool::recycle(consumed);
         StageResult {
-            output: input.derive(events, provenance),
+            output: Batch {
+                events,
+                ack,
+                provenance,
+            },
             dead: sorted.dead,
             retry,
             tripped,

@@ -208,9 +208,10 @@ impl Topology {
 /// path or link: the sink would write into the input it is reading (and `mode = "truncate"`
 /// would empty it before it is read).
 fn refuse_writing_a_source(pipeline: &Pipeline) -> Result<(), RunError> {
-    use std::os::unix::fs::MetadataExt;
     use crate::config::{DeadLetterConfig, SinkKind, SourceKind};
-    let identity = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    use std::os::unix::fs::MetadataExt;
+    let identity =
+        |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
     let sources: Vec<(&str, (u64, u64))> = pipeline
         .sources
         .iter()

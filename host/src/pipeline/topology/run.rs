@@ -82,7 +82,7 @@ impl Topology {
             Outputs::new(senders)
         };
 
-        let (dl_tx, dl_rx) = async_channel::bounded(DEAD_LETTER_BUFFER);
+        let (dl_tx, dl_rx) = edge::dead_letter_channel(DEAD_LETTER_BUFFER);
         let dead_letter_writer = spawn_dead_letters(&pipeline.dead_letter, dl_rx, Arc::clone(&ctx))
             .map_err(|e| RunError::Io(format!("dead-letter sink: {e}")))?;
         let mut sinks = Vec::new();
@@ -131,10 +131,9 @@ impl Topology {
                         path: dir.checkpoint(&source.name),
                         positions: Arc::new(Positions::default()),
                     });
-                    tokio::spawn(Arc::clone(&cp).run(
-                        pipeline.checkpoint_interval,
-                        checkpoint_stop.clone(),
-                    ));
+                    tokio::spawn(
+                        Arc::clone(&cp).run(pipeline.checkpoint_interval, checkpoint_stop.clone()),
+                    );
                     checkpointers.push(Arc::clone(&cp));
                     Some(SourceCheckpoint {
                         path: cp.path.clone(),

@@ -1,0 +1,39 @@
+//! A pool of batch buffers, so that a steady pipeline reuses its memory instead of
+//! allocating for every batch.
+//!
+//! A sink hands the buffers of each batch it has written back to the pool, and so does a stage
+//! for the input it has finished with; a source takes buffers from the pool for the batches it
+//! fills. The pool keeps at most [`MAX_POOLED`] buffers, and none larger than
+//! [`MAX_POOLED_BYTES`]: a burst of huge values cannot pin their memory for the rest of the
+//! run.
+
+use std::sync::Mutex;
+
+use weir_sandbox::Events;
+
+/// Buffers the pool keeps. Bounds the memory it holds to this many batches' worth.
+pub const MAX_POOLED: usize = 32;
+/// The largest data buffer kept; larger ones are freed.
+pub const MAX_POOLED_BYTES: usize = 1 << 20;
+
+static POOL: Mutex<Vec<Events>> = Mutex::new(Vec::new());
+
+/// An empty batch, with the capacity of a recycled one when there is one.
+pub fn take() -> Events {
+    POOL.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .unwrap_or_default()
+}
+
+/// Gives a batch's buffers back, emptied, for a later batch.
+pub fn recycle(mut events: Events) {
+    if events.data.capacity() == 0 || events.data.capacity() > MAX_POOLED_BYTES {
+        return;
+    }
+    events.clear();
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < MAX_POOLED {
+        pool.push(events);
+    }
+}

@@ -94,6 +94,8 @@ impl Sandbox {
         pool.total_memories(MAX_INSTANCES * 2);
         pool.total_tables(MAX_INSTANCES * 4);
         pool.max_memory_size(MAX_MEMORY);
+        // Room for the tables the limiter allows; the limiter refuses growth past it.
+        pool.table_elements(crate::host::MAX_TABLE_ELEMENTS);
         // Where the kernel can list the pages a guest dirtied (PAGEMAP_SCAN, Linux 6.7), a
         // freed slot keeps its low memory resident and only those pages are reset: no madvise
         // and no page faults when the next instance takes the slot. That is most of the cost

@@ -36,7 +36,7 @@ const MAX_LOG_LINE: usize = 1024;
 const RECENT_STDERR_LINES: usize = 8;
 /// Table elements an instance may grow to. Blocks a guest from making the host allocate an
 /// unbounded table (each element is a pointer on the host).
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// The store data of one plugin instance.
 pub struct HostState {
@@ -80,7 +80,10 @@ impl HostState {
             }
         }
         if grant.network {
-            wasi.inherit_network().allow_ip_name_lookup(true);
+            wasi.inherit_network()
+                .allow_ip_name_lookup(true)
+                .allow_tcp(true)
+                .allow_udp(true);
         }
         let wasi = wasi.build();
         Ok(HostState {

@@ -259,16 +259,22 @@ fn run(
         let topology = app::build(&pipeline).await?;
         app::run_topology(topology, shutdown, options, started).await
     });
+    let print = |summary: &crate::pipeline::RunReport| match report {
+        Some(ReportFormat::Json) => eprintln!("{}", summary.to_json()),
+        None if !quiet => crate::notice::info(&summary.to_string()),
+        None => {}
+    };
     match result {
         Ok(summary) => {
-            match report {
-                Some(ReportFormat::Json) => eprintln!("{}", summary.to_json()),
-                None if !quiet => crate::notice::info(&summary.to_string()),
-                None => {}
-            }
+            print(&summary);
             Ok(())
         }
         Err(e) if e.is_refusal() => Err(refused(e)),
+        Err(crate::pipeline::RunError::Stopped { message, report }) => {
+            // What the run did before it failed, then why it failed.
+            print(&report);
+            Err((1, one_line(message)))
+        }
         Err(e) => Err((1, one_line(e))),
     }
 }

@@ -74,7 +74,8 @@ struct FileMeta {
 }
 
 struct FileSeen {
-    meta: FileMeta,
+    /// `None` until the watcher's first look: the file may have changed since it was loaded.
+    meta: Option<FileMeta>,
     digest: String,
 }
 
@@ -128,8 +129,8 @@ impl Actor {
             rolled_back: None,
             plugin: Arc::clone(&plugin),
         };
-        let file = file_meta(&config.plugin).ok().map(|meta| FileSeen {
-            meta,
+        let file = Some(FileSeen {
+            meta: None,
             digest: plugin.digest.clone(),
         });
         Actor {
@@ -403,7 +404,7 @@ impl Actor {
             // Removed, or mid-rename: the next event brings the new file.
             return;
         };
-        if self.file.as_ref().is_some_and(|f| f.meta == meta) {
+        if self.file.as_ref().is_some_and(|f| f.meta == Some(meta)) {
             return;
         }
         let read_path = path.clone();
@@ -416,14 +417,17 @@ impl Actor {
                 tracing::warn!(stage = %self.config.name,
                     "watched plugin file refused, the old version keeps serving: {e}");
                 self.file = Some(FileSeen {
-                    meta,
+                    meta: Some(meta),
                     digest: String::new(),
                 });
                 return;
             }
         };
         let unchanged = self.file.as_ref().is_some_and(|f| f.digest == digest);
-        self.file = Some(FileSeen { meta, digest });
+        self.file = Some(FileSeen {
+            meta: Some(meta),
+            digest,
+        });
         if unchanged {
             return;
         }

@@ -276,17 +276,29 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
         stages.insert(stage.name.clone(), StageControl { handle, actor });
     }
     let control = Arc::new(Control { stages });
+    // The watcher starts before the admin API says it listens, and then looks at each file
+    // once: a file replaced between its load and now is not missed.
+    let watcher = if targets.is_empty() {
+        None
+    } else {
+        let first_looks: Vec<mpsc::Sender<Command>> =
+            targets.iter().map(|(_, _, tx)| tx.clone()).collect();
+        let watcher = watch::start(targets)?;
+        for commands in first_looks {
+            let _ = commands
+                .send(Command::FileChanged {
+                    trigger: Instant::now(),
+                })
+                .await;
+        }
+        Some(watcher)
+    };
     let mut admin_addr = None;
     if let Some(admin) = &pipeline.admin {
         let (addr, task) = server::serve(admin, Arc::clone(&control), stop.clone()).await?;
         admin_addr = Some(addr);
         tasks.push(task);
     }
-    let watcher = if targets.is_empty() {
-        None
-    } else {
-        Some(watch::start(targets)?)
-    };
     Ok(Some(Running {
         control,
         admin_addr,

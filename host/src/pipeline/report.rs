@@ -143,6 +143,9 @@ pub struct RunReport {
     pub dead_lettered: u64,
     /// The most events in flight at once: emitted, not yet written or dead-lettered.
     pub in_flight_max: u64,
+    /// Events whose every result was written (and flushed) or dead-lettered; after a failed
+    /// run, those not written are not among them.
+    pub acknowledged: u64,
     /// The bound `weir check` prints: the most that can be in flight.
     pub in_flight_bound: u64,
     /// Whether a signal stopped the sources before their input ended.
@@ -163,6 +166,7 @@ impl RunReport {
             "events_out": self.events_out,
             "dead_lettered": self.dead_lettered,
             "in_flight_max": self.in_flight_max,
+            "acknowledged": self.acknowledged,
             "in_flight_bound": self.in_flight_bound,
             "interrupted": self.interrupted,
             "nodes": self.nodes,

@@ -56,8 +56,10 @@ fn search(
     };
     *traps += 1;
     if range.len() == 1 || trapped.kind == TrapKind::InitFailed || *traps >= MAX_TRAPS_PER_BATCH {
+        // A single event that trapped alone is isolated; any other range failing here is not.
+        let isolated = range.len() == 1;
         pieces.push(Piece {
-            result: Err(not_isolated(trapped, range.len(), *traps)),
+            result: Err(not_isolated(trapped, isolated, *traps)),
             range,
         });
         return;
@@ -68,7 +70,7 @@ fn search(
     if *traps >= MAX_TRAPS_PER_BATCH {
         // The budget ran out in the left half: the right half is not tried.
         pieces.push(Piece {
-            result: Err(not_isolated(trapped, right.len(), *traps)),
+            result: Err(not_isolated(trapped, false, *traps)),
             range: right,
         });
     } else {
@@ -76,10 +78,10 @@ fn search(
     }
 }
 
-/// The trap as the events it fails see it: when several fail together, it says they were
-/// not isolated.
-fn not_isolated(trapped: Trapped, events: usize, traps: u32) -> Trapped {
-    if events == 1 || trapped.kind == TrapKind::InitFailed {
+/// The trap as the events it fails see it: events that were not called alone (the budget ran
+/// out first) are told so.
+fn not_isolated(trapped: Trapped, isolated: bool, traps: u32) -> Trapped {
+    if isolated || trapped.kind == TrapKind::InitFailed {
         return trapped;
     }
     Trapped {

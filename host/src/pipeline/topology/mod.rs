@@ -19,7 +19,7 @@ use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, Was
 
 use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
-use crate::pipeline::report::{NodeKind, NodeMetrics};
+use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
 
@@ -45,6 +45,13 @@ pub enum RunError {
     Io(String),
     #[error("{0}")]
     Failed(String),
+    /// The run ended with a fatal failure (a sink that could not write, a stage that stopped
+    /// it); the report says what it did before.
+    #[error("{message}")]
+    Stopped {
+        message: String,
+        report: Box<RunReport>,
+    },
 }
 
 impl RunError {

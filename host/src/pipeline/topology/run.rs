@@ -220,12 +220,16 @@ impl Topology {
                 .sum(),
             dead_lettered,
             in_flight_max: ctx.tracker.high_water(),
+            acknowledged: ctx.tracker.done(),
             in_flight_bound: bound,
             interrupted: interrupted && ctx.failure().is_none(),
             nodes,
         };
         match ctx.failure() {
-            Some(message) => Err(RunError::Failed(message)),
+            Some(message) => Err(RunError::Stopped {
+                message,
+                report: Box::new(report),
+            }),
             None => Ok(report),
         }
     }

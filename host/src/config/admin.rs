@@ -1,12 +1,13 @@
-//! The `[admin]` table: where the admin API listens and its bearer token, given in the file
-//! (`token`) or through an environment variable (`token_env`). Errors name the key written.
+//! The `[admin]` table: where the admin API listens, its bearer token, given in the file
+//! (`token`) or through an environment variable (`token_env`), and the limits each
+//! connection is held to. Errors name the key written.
 
 use std::ops::Range;
 
 use crate::config::error::{ConfigError, Ctx, shown};
-use crate::config::names;
 use crate::config::raw::RawAdmin;
-use crate::config::{Admin, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
+use crate::config::{Admin, AdminLimits, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
+use crate::config::{names, ranges, units};
 
 /// Reads the process environment when the file names `token_env`.
 pub(crate) fn check(cx: &Ctx, raw: &RawAdmin) -> Result<Admin, ConfigError> {
@@ -63,6 +64,7 @@ pub(crate) fn check_with(
     Ok(Admin {
         listen,
         token: token.to_string(),
+        limits: limits(cx, raw)?,
     })
 }
 
@@ -99,4 +101,40 @@ fn token(
             "missing: the admin API needs a bearer token: set `token_env` (or `token`)",
         )),
     }
+}
+
+/// The timeouts and the connection cap, each in its range.
+fn limits(cx: &Ctx, raw: &RawAdmin) -> Result<AdminLimits, ConfigError> {
+    let mut limits = AdminLimits::default();
+    let timeouts = [
+        (
+            &raw.header_timeout,
+            "admin.header_timeout",
+            &mut limits.header_timeout,
+        ),
+        (
+            &raw.idle_timeout,
+            "admin.idle_timeout",
+            &mut limits.idle_timeout,
+        ),
+        (
+            &raw.body_timeout,
+            "admin.body_timeout",
+            &mut limits.body_timeout,
+        ),
+    ];
+    for (value, key, slot) in timeouts {
+        if let Some(v) = value {
+            *slot = units::duration(cx, v, key, &ranges::ADMIN_TIMEOUT)?;
+        }
+    }
+    if let Some(v) = &raw.max_connections {
+        limits.max_connections = units::whole(
+            cx,
+            v,
+            "admin.max_connections",
+            &ranges::ADMIN_MAX_CONNECTIONS,
+        )?;
+    }
+    Ok(limits)
 }

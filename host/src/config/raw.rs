@@ -50,7 +50,15 @@ const DIR_KEYS: &[&str] = &["host", "guest"];
 const CANARY_KEYS: &[&str] = &["events", "max_failure_rate"];
 const SINK_KEYS: &[&str] = &["inputs", "type", "path", "encoding"];
 const DEAD_LETTER_KEYS: &[&str] = &["type", "path"];
-const ADMIN_KEYS: &[&str] = &["listen", "token", "token_env"];
+const ADMIN_KEYS: &[&str] = &[
+    "listen",
+    "token",
+    "token_env",
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "max_connections",
+];
 
 pub(crate) struct RawFile {
     pub pipeline: Option<RawGlobal>,
@@ -150,6 +158,10 @@ pub(crate) struct RawAdmin {
     pub listen: Option<Sp<String>>,
     pub token: Option<Sp<String>>,
     pub token_env: Option<Sp<String>>,
+    pub header_timeout: Option<Sp<String>>,
+    pub idle_timeout: Option<Sp<String>>,
+    pub body_timeout: Option<Sp<String>>,
+    pub max_connections: Option<Sp<i128>>,
 }
 
 /// Parses `cx.text` and reads every table of it.
@@ -355,5 +367,9 @@ fn read_admin(t: &Table) -> Result<RawAdmin, ConfigError> {
         listen: t.text("listen")?,
         token: t.text("token")?,
         token_env: t.text("token_env")?,
+        header_timeout: t.duration("header_timeout")?,
+        idle_timeout: t.duration("idle_timeout")?,
+        body_timeout: t.duration("body_timeout")?,
+        max_connections: t.whole("max_connections")?,
     })
 }

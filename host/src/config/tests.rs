@@ -76,6 +76,10 @@ path = "dead.jsonl"
 [admin]
 listen = "127.0.0.1:7878"
 token = "0123456789abcdef"
+header_timeout = "10s"
+idle_timeout = "5s"
+body_timeout = "1m"
+max_connections = 64
 "#;
 
 /// A smaller pipeline: stdin, one stage, a null sink.
@@ -122,6 +126,7 @@ fn the_base_pipeline_reads_every_key() {
     assert!(matches!(p.dead_letter, DeadLetterConfig::File { .. }));
     let admin = p.admin.expect("the admin table");
     assert_eq!(admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!(admin.limits, AdminLimits::default());
 }
 
 #[test]
@@ -438,10 +443,14 @@ fn a_stage_checks_its_plugin_settings_policy_and_grant() {
     run(BASE, STAGE);
 }
 
-/// The admin table: address and token.
+/// The admin table: address, token and limits.
 #[rustfmt::skip]
 const ADMIN: &[Row] = &[
     ("listen = \"127.0.0.1:7878\"", "listen = \"localhost\"", 45, "admin.listen", "not an address"),
+    ("header_timeout = \"10s\"", "header_timeout = \"0s\"", 47, "admin.header_timeout", "must be from 100ms to 1h"),
+    ("idle_timeout = \"5s\"", "idle_timeout = \"2h\"", 48, "admin.idle_timeout", "must be from 100ms to 1h"),
+    ("body_timeout = \"1m\"", "body_timeout = \"soon\"", 49, "admin.body_timeout", "not a duration"),
+    ("max_connections = 64", "max_connections = 0", 50, "admin.max_connections", "from 1 to 4096"),
     ("token = \"0123456789abcdef\"", "token = \"short\"", 46, "admin.token", "at least 16 characters"),
     ("token = \"0123456789abcdef\"", "token = \"0123456789 abcdef\"", 46, "admin.token", "visible ASCII"),
     ("token = \"0123456789abcdef\"", "token_env = \"WEIR_NO_SUCH_VARIABLE_FOR_TESTS\"", 46, "admin.token_env", "is not set"),

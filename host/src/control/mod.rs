@@ -1,7 +1,8 @@
 //! The control plane: hot loading of new stage versions into a running pipeline.
 //!
-//! Changes reach a stage from three triggers: the admin API (`server`, which the `weir
-//! reload`, `weir rollback` and `weir stages` commands call through `client`), the plugin
+//! Changes reach a stage from three triggers: the admin API (`server`, its routes, served on
+//! connections that `listener` accepts and holds to their limits; the `weir reload`, `weir
+//! rollback` and `weir stages` commands call it through `client`), the plugin
 //! file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage has one
 //! actor (`actor`) that takes those changes as commands, one at a time, prepares each new
 //! version off the data path and swaps it into the stage's
@@ -17,6 +18,7 @@ pub mod api;
 mod canary;
 pub mod client;
 mod history;
+mod listener;
 mod server;
 mod watch;
 
@@ -278,9 +280,27 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
     let control = Arc::new(Control { stages });
     let mut admin_addr = None;
     if let Some(admin) = &pipeline.admin {
-        let (addr, task) = server::serve(admin, Arc::clone(&control), stop.clone()).await?;
+        let bind_err = |source| StartError::Bind {
+            addr: admin.listen,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(admin.listen)
+            .await
+            .map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the admin API listens beyond this machine, over plain HTTP: the bearer token crosses the network in clear");
+        }
+        tasks.push(server::serve(
+            listener,
+            admin,
+            Arc::clone(&control),
+            stop.clone(),
+        ));
+        // The address is printed whatever the log filter: with port 0, it is how a caller
+        // finds the server.
+        crate::notice::info(&format!("admin API listening on http://{addr}"));
         admin_addr = Some(addr);
-        tasks.push(task);
     }
     let watcher = if targets.is_empty() {
         None

@@ -1,12 +1,19 @@
-//! The `[admin]` table: where the admin API listens, its bearer token, given in the file
-//! (`token`) or through an environment variable (`token_env`), and the limits each
-//! connection is held to. Errors name the key written.
+//! The `[admin]` table: where the admin API listens; its bearer token, given in the file
+//! (`token`) or through an environment variable (`token_env`); the certificate and key it
+//! serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback requires; and the
+//! limits each connection is held to. Errors name the key written.
 
+use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::config::error::{ConfigError, Ctx, shown};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::error::{ConfigError, Ctx, plain, shown};
 use crate::config::raw::RawAdmin;
-use crate::config::{Admin, AdminLimits, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
+use crate::config::{Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
 use crate::config::{names, ranges, units};
 
 /// Reads the process environment when the file names `token_env`.
@@ -20,25 +27,20 @@ pub(crate) fn check_with(
     raw: &RawAdmin,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Admin, ConfigError> {
-    let listen = match &raw.listen {
-        Some(l) => l.get_ref().parse().map_err(|_| {
-            cx.err(
-                &l.span(),
-                "admin.listen",
-                format!(
-                    "{} is not an address: write IP:PORT, such as `127.0.0.1:7878`",
-                    shown(l.get_ref())
-                ),
-            )
-        })?,
-        None => DEFAULT_ADMIN_LISTEN.parse().map_err(|_| {
-            cx.err(
-                &raw.table,
-                "admin.listen",
-                "the default address is unusable",
-            )
-        })?,
-    };
+    let (listen, listen_span) = listen(cx, raw)?;
+    let tls = tls(cx, raw)?;
+    // Over plain HTTP the token and every uploaded plugin would cross the network in clear.
+    if !listen.ip().is_loopback() && tls.is_none() {
+        return Err(cx.err(
+            &listen_span,
+            "admin.listen",
+            format!(
+                "`{listen}` is beyond loopback, where plain HTTP would show the bearer token \
+                 and the plugins to the network: set `tls_cert` and `tls_key` (PEM files) to \
+                 serve the admin API over TLS, or listen on `127.0.0.1`"
+            ),
+        ));
+    }
     let (token, span, key) = token(cx, raw, env)?;
     let token = token.trim();
     let from = if key == "admin.token_env" {
@@ -64,8 +66,38 @@ pub(crate) fn check_with(
     Ok(Admin {
         listen,
         token: token.to_string(),
+        tls,
         limits: limits(cx, raw)?,
     })
+}
+
+/// The address, and the span to blame for it (the table's when the default is used).
+fn listen(cx: &Ctx, raw: &RawAdmin) -> Result<(SocketAddr, Range<usize>), ConfigError> {
+    match &raw.listen {
+        Some(l) => {
+            let addr = l.get_ref().parse().map_err(|_| {
+                cx.err(
+                    &l.span(),
+                    "admin.listen",
+                    format!(
+                        "{} is not an address: write IP:PORT, such as `127.0.0.1:7878`",
+                        shown(l.get_ref())
+                    ),
+                )
+            })?;
+            Ok((addr, l.span()))
+        }
+        None => {
+            let addr = DEFAULT_ADMIN_LISTEN.parse().map_err(|_| {
+                cx.err(
+                    &raw.table,
+                    "admin.listen",
+                    "the default address is unusable",
+                )
+            })?;
+            Ok((addr, raw.table.clone()))
+        }
+    }
 }
 
 /// The token, the span to blame for it, and the key that gave it.
@@ -101,6 +133,91 @@ fn token(
             "missing: the admin API needs a bearer token: set `token_env` (or `token`)",
         )),
     }
+}
+
+/// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
+fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
+    let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(cert), None) => {
+            return Err(cx.err(
+                &cert.span(),
+                "admin.tls_cert",
+                "`tls_cert` needs `tls_key` too: the certificate's private key, a PEM file",
+            ));
+        }
+        (None, Some(key)) => {
+            return Err(cx.err(
+                &key.span(),
+                "admin.tls_key",
+                "`tls_key` needs `tls_cert` too: the certificate chain, a PEM file",
+            ));
+        }
+    };
+    let (cert_path, key_path) = (cx.path(cert.get_ref()), cx.path(key.get_ref()));
+    let shown_path = |p: &Path| plain(&p.display().to_string());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| {
+            let what = format!("{}: {}", shown_path(&cert_path), pem_error(e));
+            cx.err(&cert.span(), "admin.tls_cert", what)
+        })?;
+    if chain.is_empty() {
+        return Err(cx.err(
+            &cert.span(),
+            "admin.tls_cert",
+            format!(
+                "{}: no certificate in it: write the chain as PEM \
+                 (`-----BEGIN CERTIFICATE-----`), the server's own first",
+                shown_path(&cert_path)
+            ),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        let what = format!("{}: {}", shown_path(&key_path), pem_error(e));
+        cx.err(&key.span(), "admin.tls_key", what)
+    })?;
+    let config = server_config(chain, private).map_err(|e| {
+        let what = format!(
+            "{} does not fit {}: {e}",
+            shown_path(&key_path),
+            shown_path(&cert_path)
+        );
+        cx.err(&key.span(), "admin.tls_key", what)
+    })?;
+    Ok(Some(AdminTls {
+        cert: PathBuf::from(cert.get_ref()),
+        key: PathBuf::from(key.get_ref()),
+        config: Arc::new(config),
+    }))
+}
+
+/// A PEM reading error, said for a person.
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::Io(e) => format!("cannot read it: {e}"),
+        Error::NoItemsFound => "no private key in it: write it as PEM \
+                                (`-----BEGIN PRIVATE KEY-----`)"
+            .to_string(),
+        other => format!("not a PEM file: {other}"),
+    }
+}
+
+/// TLS 1.2 and 1.3 with the `ring` provider, HTTP/1.1 only; the key must match the
+/// certificate.
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The timeouts and the connection cap, each in its range.

@@ -242,13 +242,15 @@ pub const DEFAULT_ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// exhausting the host's file descriptors and memory.
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 
-/// The admin API: where it listens, the bearer token every request must carry, and the
-/// limits each connection is served under.
+/// The admin API: where it listens, the bearer token every request must carry, TLS when it
+/// listens beyond loopback, and the limits each connection is served under.
 #[derive(Clone)]
 pub struct Admin {
     pub listen: std::net::SocketAddr,
     /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
     pub token: String,
+    /// `tls_cert` and `tls_key`, loaded; required when `listen` is beyond loopback.
+    pub tls: Option<AdminTls>,
     pub limits: AdminLimits,
 }
 
@@ -257,7 +259,27 @@ impl fmt::Debug for Admin {
         // The token stays out of logs and error messages.
         f.debug_struct("Admin")
             .field("listen", &self.listen)
+            .field("tls", &self.tls)
             .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The admin API's certificate and key, read and checked against each other.
+#[derive(Clone)]
+pub struct AdminTls {
+    /// The PEM files, as the pipeline file names them (relative to its folder).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The server's TLS settings, with the `ring` provider.
+    pub config: std::sync::Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for AdminTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminTls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -265,7 +287,7 @@ impl fmt::Debug for Admin {
 /// What each connection to the admin API is held to; each default says the threat it blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdminLimits {
-    /// `header_timeout`, in [`ranges::ADMIN_TIMEOUT`].
+    /// `header_timeout`, in [`ranges::ADMIN_TIMEOUT`]; also bounds a TLS handshake.
     pub header_timeout: Duration,
     /// `idle_timeout`, in [`ranges::ADMIN_TIMEOUT`].
     pub idle_timeout: Duration,

@@ -126,6 +126,7 @@ fn the_base_pipeline_reads_every_key() {
     assert!(matches!(p.dead_letter, DeadLetterConfig::File { .. }));
     let admin = p.admin.expect("the admin table");
     assert_eq!(admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert!(admin.tls.is_none());
     assert_eq!(admin.limits, AdminLimits::default());
 }
 
@@ -443,10 +444,15 @@ fn a_stage_checks_its_plugin_settings_policy_and_grant() {
     run(BASE, STAGE);
 }
 
-/// The admin table: address, token and limits.
+/// The admin table: address, token, TLS and limits.
 #[rustfmt::skip]
 const ADMIN: &[Row] = &[
     ("listen = \"127.0.0.1:7878\"", "listen = \"localhost\"", 45, "admin.listen", "not an address"),
+    ("listen = \"127.0.0.1:7878\"", "listen = \"0.0.0.0:7878\"", 45, "admin.listen", "`0.0.0.0:7878` is beyond loopback, where plain HTTP would show the bearer token"),
+    ("listen = \"127.0.0.1:7878\"", "listen = \"[::]:7878\"", 45, "admin.listen", "set `tls_cert` and `tls_key` (PEM files)"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntls_key = \"k.pem\"", 47, "admin.tls_key", "`tls_key` needs `tls_cert` too"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntls_cert = \"p.wasm\"\ntls_key = \"p.wasm\"", 47, "admin.tls_cert", "no certificate in it"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntls_cert = \"none.pem\"\ntls_key = \"p.wasm\"", 47, "admin.tls_cert", "none.pem: cannot read it"),
     ("header_timeout = \"10s\"", "header_timeout = \"0s\"", 47, "admin.header_timeout", "must be from 100ms to 1h"),
     ("idle_timeout = \"5s\"", "idle_timeout = \"2h\"", 48, "admin.idle_timeout", "must be from 100ms to 1h"),
     ("body_timeout = \"1m\"", "body_timeout = \"soon\"", 49, "admin.body_timeout", "not a duration"),

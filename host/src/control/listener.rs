@@ -1,5 +1,5 @@
-//! The admin API's connections: the accept loop, and the limits that keep clients which open
-//! connections and then send slowly, or nothing, from exhausting the host.
+//! The admin API's connections: the accept loop, TLS, and the limits that keep clients which
+//! open connections and then send slowly, or nothing, from exhausting the host.
 //!
 //! axum's `serve` has no timeouts and no cap, so connections are accepted here and each is
 //! served with hyper's HTTP/1.1 connection under these limits (values in `[admin]`, defaults
@@ -7,6 +7,8 @@
 //!
 //! - **Connection cap** (`max_connections`): a connection over the cap is closed as soon as it
 //!   is accepted, so a flood of connections cannot exhaust file descriptors or memory.
+//! - **TLS handshake** (bounded by `header_timeout`): a client that connects and never
+//!   finishes its handshake loses its slot.
 //! - **Header-read timeout** (`header_timeout`, hyper's own): a request's head must arrive
 //!   within it, counted from when the connection is ready for a request, so a head trickled a
 //!   byte at a time (slowloris) ends.
@@ -33,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -53,6 +56,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub(crate) struct Serving {
     pub app: Router,
+    pub tls: Option<TlsAcceptor>,
     pub limits: AdminLimits,
     pub stop: CancellationToken,
 }
@@ -90,9 +94,20 @@ pub(crate) async fn accept_loop(listener: TcpListener, serving: Serving) {
     while connections.join_next().await.is_some() {}
 }
 
-/// One connection, holding its slot until it closes.
+/// One connection, holding its slot until it closes: the TLS handshake if any, then HTTP.
 async fn connection(stream: tokio::net::TcpStream, serving: Serving, _slot: OwnedSemaphorePermit) {
-    serve_http(stream, serving).await
+    let Some(acceptor) = serving.tls.clone() else {
+        return serve_http(stream, serving).await;
+    };
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(serving.limits.header_timeout, acceptor.accept(stream)) => done,
+        () = serving.stop.cancelled() => return,
+    };
+    match handshake {
+        Ok(Ok(tls)) => serve_http(tls, serving).await,
+        Ok(Err(e)) => tracing::debug!("admin API: TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!("admin API: TLS handshake not done in time; closed"),
+    }
 }
 
 /// Serves HTTP/1.1 on one connection until the client closes it, it is idle for too long, or

@@ -288,9 +288,6 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
             .await
             .map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
-        if !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "the admin API listens beyond this machine, over plain HTTP: the bearer token crosses the network in clear");
-        }
         tasks.push(server::serve(
             listener,
             admin,
@@ -299,7 +296,8 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
         ));
         // The address is printed whatever the log filter: with port 0, it is how a caller
         // finds the server.
-        crate::notice::info(&format!("admin API listening on http://{addr}"));
+        let scheme = if admin.tls.is_some() { "https" } else { "http" };
+        crate::notice::info(&format!("admin API listening on {scheme}://{addr}"));
         admin_addr = Some(addr);
     }
     let watcher = if targets.is_empty() {

@@ -1,6 +1,6 @@
 //! The admin API's server: HTTP requests in, commands to the stages' actors (through
-//! [`Control`]) and JSON answers ([`crate::control::api`]) out. Connections and their limits
-//! are `listener`'s; this module holds the routes and what each request is held to.
+//! [`Control`]) and JSON answers ([`crate::control::api`]) out. Connections, TLS and their
+//! limits are `listener`'s; this module holds the routes and what each request is held to.
 //!
 //! Routes (every one needs `Authorization: Bearer TOKEN`):
 //!
@@ -107,6 +107,10 @@ pub(crate) fn serve(
         .with_state(state);
     let serving = Serving {
         app,
+        tls: config
+            .tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config))),
         limits: config.limits,
         stop,
     };

@@ -1,8 +1,10 @@
 //! The `[admin]` table: where the admin API listens; its bearer token, given in the file
-//! (`token`) or through an environment variable (`token_env`); the certificate and key it
-//! serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback requires; and the
-//! limits each connection is held to. Errors name the key written.
+//! (`token`), through an environment variable (`token_env`) or in a file of its own
+//! (`token_file`, which [`read_token_file`] reads, for the command line too); the certificate
+//! and key it serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback
+//! requires; and the limits each connection is held to. Errors name the key written.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,55 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::error::{ConfigError, Ctx, plain, shown};
+use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
 use crate::config::raw::RawAdmin;
 use crate::config::{Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
 use crate::config::{names, ranges, units};
+
+/// Largest token file read. A token is a line of text; blocks a file such as `/dev/zero`
+/// (or a log named by mistake) from being read into memory.
+const MAX_TOKEN_FILE: u64 = 4096;
+
+/// Why a token file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("it is not a regular file")]
+    NotAFile,
+    #[error(
+        "others than its owner have access to it (mode {0:04o}), so they may read the token: \
+         run `chmod 600` on it"
+    )]
+    Open(u32),
+    #[error("it is over {MAX_TOKEN_FILE} bytes: a token file holds the token alone")]
+    TooLarge,
+    #[error("it is not UTF-8 text")]
+    NotText,
+}
+
+/// The token in a file that only its owner may read or write, without the spaces and line
+/// ends around it. The mode is read from the open file, so the file checked is the file read.
+pub fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(TokenFileError::NotAFile);
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    // Group or others: read access shows them the token, write access lets them set one.
+    if mode & 0o077 != 0 {
+        return Err(TokenFileError::Open(mode));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(TokenFileError::TooLarge);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| TokenFileError::NotText)?;
+    Ok(text.trim().to_string())
+}
 
 /// Reads the process environment when the file names `token_env`.
 pub(crate) fn check(cx: &Ctx, raw: &RawAdmin) -> Result<Admin, ConfigError> {
@@ -43,10 +90,10 @@ pub(crate) fn check_with(
     }
     let (token, span, key) = token(cx, raw, env)?;
     let token = token.trim();
-    let from = if key == "admin.token_env" {
-        "the token in that variable"
-    } else {
-        "the token"
+    let from = match key {
+        "admin.token_env" => "the token in that variable",
+        "admin.token_file" => "the token in that file",
+        _ => "the token",
     };
     if token.chars().count() < MIN_TOKEN_LEN {
         return Err(cx.err(
@@ -106,9 +153,23 @@ fn token(
     raw: &RawAdmin,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(String, Range<usize>, &'static str), ConfigError> {
-    match (&raw.token, &raw.token_env) {
-        (Some(t), None) => Ok((t.get_ref().clone(), t.span(), "admin.token")),
-        (None, Some(var)) => {
+    let given: Vec<(&Sp<String>, &'static str)> = [
+        (&raw.token, "admin.token"),
+        (&raw.token_env, "admin.token_env"),
+        (&raw.token_file, "admin.token_file"),
+    ]
+    .into_iter()
+    .filter_map(|(value, key)| value.as_ref().map(|v| (v, key)))
+    .collect();
+    match given.as_slice() {
+        [] => Err(cx.err(
+            &raw.table,
+            "admin.token",
+            "missing: the admin API needs a bearer token: set `token_env` or `token_file` \
+             (or `token`)",
+        )),
+        [(t, "admin.token")] => Ok((t.get_ref().clone(), t.span(), "admin.token")),
+        [(var, "admin.token_env")] => {
             names::env(var.get_ref()).map_err(|m| cx.err(&var.span(), "admin.token_env", m))?;
             match env(var.get_ref()) {
                 Some(t) => Ok((t, var.span(), "admin.token_env")),
@@ -122,15 +183,21 @@ fn token(
                 )),
             }
         }
-        (Some(_), Some(var)) => Err(cx.err(
-            &var.span(),
-            "admin.token_env",
-            "give `token` or `token_env`, not both",
-        )),
-        (None, None) => Err(cx.err(
-            &raw.table,
-            "admin.token",
-            "missing: the admin API needs a bearer token: set `token_env` (or `token`)",
+        [(file, key)] => {
+            let path = cx.path(file.get_ref());
+            let token = read_token_file(&path).map_err(|e| {
+                cx.err(
+                    &file.span(),
+                    *key,
+                    format!("{}: {e}", plain(&path.display().to_string())),
+                )
+            })?;
+            Ok((token, file.span(), "admin.token_file"))
+        }
+        [.., (last, key)] => Err(cx.err(
+            &last.span(),
+            *key,
+            "give one of `token`, `token_env` and `token_file`, not several",
         )),
     }
 }

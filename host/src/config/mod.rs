@@ -43,6 +43,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use admin::{TokenFileError, read_token_file};
 pub use error::ConfigError;
 pub(crate) use units::fmt_duration;
 pub use units::{parse_duration, parse_size};

@@ -112,6 +112,7 @@ pub(crate) fn check_with(
     }
     Ok(Admin {
         listen,
+        listen_line: cx.line_of(&listen_span),
         token: token.to_string(),
         tls,
         limits: limits(cx, raw)?,

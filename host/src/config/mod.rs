@@ -248,6 +248,9 @@ pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 #[derive(Clone)]
 pub struct Admin {
     pub listen: std::net::SocketAddr,
+    /// The line of `listen` (of `[admin]` when the default is used): an address that cannot
+    /// be bound is refused there.
+    pub listen_line: usize,
     /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
     pub token: String,
     /// `tls_cert` and `tls_key`, loaded; required when `listen` is beyond loopback.

@@ -126,6 +126,7 @@ fn the_base_pipeline_reads_every_key() {
     assert!(matches!(p.dead_letter, DeadLetterConfig::File { .. }));
     let admin = p.admin.expect("the admin table");
     assert_eq!(admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!(admin.listen_line, 45);
     assert!(admin.tls.is_none());
     assert_eq!(admin.limits, AdminLimits::default());
 }

@@ -24,7 +24,7 @@ mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use weir_sandbox::PluginError;
 
+use crate::config::{Admin, ConfigError};
 use crate::control::actor::{Actor, COMMAND_QUEUE, Command};
 use crate::control::api::{Origin, StageInfo, VersionInfo};
 use crate::control::history::History;
@@ -74,11 +75,10 @@ pub enum ReloadError {
 /// Why hot loading could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("admin API: cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    /// The admin API's address cannot be bound: an error of the pipeline file's
+    /// `admin.listen`, with its file and line.
+    #[error(transparent)]
+    Listen(ConfigError),
     #[error("stage `{stage}`: cannot watch {path}: {message}")]
     Watch {
         stage: String,
@@ -235,6 +235,37 @@ impl Drop for Running {
     }
 }
 
+/// Binds the admin API's address; a failure is the pipeline file's, at `admin.listen`.
+async fn bind(file: &Path, admin: &Admin) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .map_err(|e| listen_error(file, admin, e))
+}
+
+fn listen_error(file: &Path, admin: &Admin, e: std::io::Error) -> StartError {
+    use std::io::ErrorKind;
+    let addr = admin.listen;
+    let message = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "`{addr}` is in use: another program (or another weir) listens there; choose \
+             another port, or port 0 for any free one"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            format!("`{addr}` is not an address of this machine: {e}")
+        }
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on `{addr}`: permission denied (ports below 1024 need privileges)"
+        ),
+        _ => format!("cannot listen on `{addr}`: {e}"),
+    };
+    StartError::Listen(ConfigError {
+        file: file.to_path_buf(),
+        line: Some(admin.listen_line),
+        key: Some("admin.listen".to_string()),
+        message,
+    })
+}
+
 /// Starts hot loading for a pipeline that asks for it (an `[admin]` table, or a stage with
 /// `watch = true`); `Ok(None)` otherwise. Must run before the topology does, so that a taken
 /// admin port stops the run before any event is read.
@@ -280,14 +311,10 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
     let control = Arc::new(Control { stages });
     let mut admin_addr = None;
     if let Some(admin) = &pipeline.admin {
-        let bind_err = |source| StartError::Bind {
-            addr: admin.listen,
-            source,
-        };
-        let listener = tokio::net::TcpListener::bind(admin.listen)
-            .await
-            .map_err(bind_err)?;
-        let addr = listener.local_addr().map_err(bind_err)?;
+        let listener = bind(&pipeline.file, admin).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| listen_error(&pipeline.file, admin, e))?;
         tasks.push(server::serve(
             listener,
             admin,

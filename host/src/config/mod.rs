@@ -45,6 +45,7 @@ use std::time::Duration;
 
 pub use admin::{TokenFileError, read_token_file};
 pub use error::ConfigError;
+pub(crate) use error::{plain, shown};
 pub(crate) use units::fmt_duration;
 pub use units::{parse_duration, parse_size};
 pub use weir_sandbox::{DirGrant, Grant};

@@ -37,10 +37,12 @@ pub async fn run_topology(
     options: RunOptions,
     started: Instant,
 ) -> Result<RunReport, RunError> {
-    // The admin API binds before any event is read, so a taken port stops the run at once.
-    let control = control::start(&topology)
-        .await
-        .map_err(|e| RunError::Io(e.to_string()))?;
+    // The admin API binds before any event is read, so a taken port stops the run at once;
+    // it is refused as the pipeline file's `admin.listen` (exit 2).
+    let control = control::start(&topology).await.map_err(|e| match e {
+        control::StartError::Listen(e) => RunError::Config(e),
+        other => RunError::Io(other.to_string()),
+    })?;
     let result = topology.run_with(shutdown, options).await;
     if let Some(control) = control {
         control.stop().await;

@@ -1,10 +1,64 @@
-//! `weir reload`, `weir rollback` and `weir stages`: the admin API's client, and printing.
+//! `weir reload`, `weir rollback` and `weir stages`: where the admin API is and its token
+//! (from the command line or the environment), the client, and printing.
 
 use std::path::Path;
 
-use super::{AdminArgs, CommandResult, one_line};
+use super::{AdminArgs, AuthArgs, CommandResult, one_line};
+use crate::config::DEFAULT_ADMIN_LISTEN;
 use crate::control::api::{StageInfo, VersionInfo, VersionState};
-use crate::control::client::{Client, ClientError};
+use crate::control::client::{Client, ClientError, Endpoint};
+
+/// The admin API's address when `--admin` is not given.
+const ADDRESS_VAR: &str = "WEIR_ADMIN";
+/// The bearer token when neither `--token` nor `--token-file` is given.
+const TOKEN_VAR: &str = "WEIR_ADMIN_TOKEN";
+
+/// A client for the admin API at `addr` (else `WEIR_ADMIN`, else the default address), with
+/// the token of `auth`. A bad address, token file or CA file exits 2.
+pub(super) fn connect(addr: Option<&str>, auth: &AuthArgs) -> Result<Client, (u8, String)> {
+    let endpoint = match (addr, std::env::var(ADDRESS_VAR)) {
+        (Some(addr), _) => Endpoint::parse(addr).map_err(|e| (2, format!("`--admin`: {e}")))?,
+        (None, Ok(addr)) if !addr.trim().is_empty() => {
+            Endpoint::parse(&addr).map_err(|e| (2, format!("{ADDRESS_VAR}: {e}")))?
+        }
+        _ => Endpoint::parse(DEFAULT_ADMIN_LISTEN).map_err(|e| (2, e))?,
+    };
+    let token = token(auth)?;
+    Client::new(&endpoint, &token, auth.tls_ca.as_deref()).map_err(|e| {
+        let from = if std::env::var_os("WEIR_ADMIN_CA").is_some() {
+            "`--tls-ca` (or WEIR_ADMIN_CA)"
+        } else {
+            "`--tls-ca`"
+        };
+        (2, format!("{from}: {}", one_line(e)))
+    })
+}
+
+/// The token from `--token` (with a warning), `--token-file` or `WEIR_ADMIN_TOKEN`.
+fn token(auth: &AuthArgs) -> Result<String, (u8, String)> {
+    if let Some(token) = &auth.token {
+        crate::notice::warn(
+            "`--token` shows the token to every local user (in the process list): prefer \
+             `--token-file FILE` or WEIR_ADMIN_TOKEN",
+        );
+        return Ok(token.trim().to_string());
+    }
+    if let Some(file) = &auth.token_file {
+        let shown = crate::config::plain(&file.display().to_string());
+        return crate::config::read_token_file(file)
+            .map_err(|e| (2, format!("`--token-file {shown}`: {e}")));
+    }
+    match std::env::var(TOKEN_VAR) {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_string()),
+        _ => Err((
+            2,
+            format!(
+                "the admin API needs its bearer token: give `--token-file FILE` or set \
+                 {TOKEN_VAR} (or give `--token`, which other local users can see)"
+            ),
+        )),
+    }
+}
 
 /// Stages whose history holds the digest, with that version's state (`live`, `standby`, ...).
 pub(super) fn stages_running(stages: &[StageInfo], digest: &str) -> Vec<(String, String)> {
@@ -59,7 +113,7 @@ pub(super) fn reload(
     set: &[String],
     admin: &AdminArgs,
 ) -> CommandResult {
-    let client = Client::new(&admin.admin, &admin.token);
+    let client = connect(admin.admin.as_deref(), &admin.auth)?;
     let answer = match plugin {
         Some(file) => {
             let bytes = std::fs::read(file)
@@ -83,7 +137,7 @@ pub(super) fn reload(
 }
 
 pub(super) fn rollback(stage: &str, admin: &AdminArgs) -> CommandResult {
-    let answer = Client::new(&admin.admin, &admin.token)
+    let answer = connect(admin.admin.as_deref(), &admin.auth)?
         .rollback(stage)
         .map_err(client_failed)?;
     out!("{}", describe_version(stage, &answer));
@@ -91,7 +145,7 @@ pub(super) fn rollback(stage: &str, admin: &AdminArgs) -> CommandResult {
 }
 
 pub(super) fn stages(json: bool, admin: &AdminArgs) -> CommandResult {
-    let stages = Client::new(&admin.admin, &admin.token)
+    let stages = connect(admin.admin.as_deref(), &admin.auth)?
         .stages()
         .map_err(client_failed)?;
     if json {

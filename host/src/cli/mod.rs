@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
-use crate::config::{DEFAULT_ADMIN_LISTEN, Pipeline};
+use crate::config::Pipeline;
 use crate::pipeline::Topology;
 use crate::pipeline::topology::RunOptions;
 
@@ -85,16 +85,17 @@ pub enum Command {
         command: PluginCommand,
     },
     /// Hot-load a new plugin (or new settings) into a stage of a running pipeline.
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["plugin", "set"])))]
     Reload {
         /// The stage to change.
         #[arg(long)]
         stage: String,
         /// The new component file (.wasm).
-        #[arg(long, required_unless_present = "set")]
+        #[arg(long, value_name = "FILE")]
         plugin: Option<PathBuf>,
         /// A setting, KEY=VALUE (repeatable): the live plugin runs with exactly these
         /// settings on new instances.
-        #[arg(long = "set", value_name = "KEY=VALUE", conflicts_with = "plugin")]
+        #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         #[command(flatten)]
         admin: AdminArgs,
@@ -117,15 +118,32 @@ pub enum Command {
     },
 }
 
-/// Where the admin API of a running pipeline is, and its token.
+/// Where the admin API of a running pipeline is, and what a request to it needs.
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    /// The admin API's address.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN_LISTEN)]
-    pub admin: String,
-    /// The admin API's bearer token.
-    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// The admin API's address: PORT (on 127.0.0.1), HOST:PORT, http://HOST:PORT or
+    /// https://HOST:PORT. Without it, WEIR_ADMIN, else 127.0.0.1:7878.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// The admin API's bearer token, and the CA to trust for its certificate.
+#[derive(Debug, clap::Args)]
+pub struct AuthArgs {
+    /// The bearer token. Every local user can read it in the process list: prefer
+    /// --token-file or WEIR_ADMIN_TOKEN.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the bearer token, that only its owner may read. Without it or
+    /// --token, the token is WEIR_ADMIN_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Certificates (PEM) to trust beside the system's for an https:// address, such as
+    /// the private CA that signed the admin API's certificate.
+    #[arg(long, value_name = "FILE", env = "WEIR_ADMIN_CA")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,12 +155,12 @@ pub enum PluginCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-        /// Also ask this running pipeline's admin API which stages run this plugin.
+        /// Also ask this running pipeline's admin API which stages run this plugin: PORT,
+        /// HOST:PORT, http://HOST:PORT or https://HOST:PORT.
         #[arg(long, value_name = "ADDR")]
         admin: Option<String>,
-        /// The admin API's bearer token.
-        #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
-        token: Option<String>,
+        #[command(flatten)]
+        auth: AuthArgs,
     },
 }
 
@@ -163,9 +181,9 @@ pub fn main(cli: Cli) -> ExitCode {
                     file,
                     json,
                     admin,
-                    token,
+                    auth,
                 },
-        } => plugin::inspect(&file, json, admin, token),
+        } => plugin::inspect(&file, json, admin.as_deref(), &auth),
         Command::Reload {
             stage,
             plugin,

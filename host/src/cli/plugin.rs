@@ -4,47 +4,30 @@ use std::path::Path;
 
 use weir_sandbox::Sandbox;
 
-use super::admin::{client_failed, stages_running};
-use super::{CommandResult, refused};
-use crate::control::client::Client;
+use super::admin::{client_failed, connect, stages_running};
+use super::{AuthArgs, CommandResult, refused};
 
 pub(super) fn inspect(
     file: &Path,
     json: bool,
-    admin: Option<String>,
-    token: Option<String>,
+    admin: Option<&str>,
+    auth: &AuthArgs,
 ) -> CommandResult {
-    let admin = match (admin, token) {
-        (Some(addr), Some(token)) => Some((addr, token)),
-        (Some(_), None) => {
-            return Err((2, "`--admin` needs `--token` or WEIR_ADMIN_TOKEN".into()));
-        }
-        (None, _) => None,
-    };
+    // The address and token are checked before the plugin is compiled.
+    let client = admin.map(|addr| connect(Some(addr), auth)).transpose()?;
     let sandbox =
         Sandbox::new().map_err(|e| (1, format!("cannot start the WebAssembly engine: {e}")))?;
     let report = weir_sandbox::inspect(&sandbox, file).map_err(refused)?;
     // Which stages of a running pipeline hold this plugin, and in what state.
-    let running = match &admin {
-        Some((addr, token)) => {
-            let stages = Client::new(addr, token).stages().map_err(client_failed)?;
+    let running = match &client {
+        Some(client) => {
+            let stages = client.stages().map_err(client_failed)?;
             Some(stages_running(&stages, &report.sha256))
         }
         None => None,
     };
     if json {
-        let mut value = serde_json::to_value(&report).map_err(|e| (1, e.to_string()))?;
-        if let Some(running) = &running {
-            value["running"] = serde_json::json!(
-                running
-                    .iter()
-                    .map(|(stage, state)| serde_json::json!({ "stage": stage, "state": state }))
-                    .collect::<Vec<_>>()
-            );
-        }
-        let text = serde_json::to_string_pretty(&value).map_err(|e| (1, e.to_string()))?;
-        out!("{text}");
-        return Ok(());
+        return print_json(&report, running.as_deref());
     }
     out!("plugin:  {}", report.path.display());
     out!("size:    {} bytes", report.size);
@@ -94,5 +77,24 @@ pub(super) fn inspect(
             out!("  stage `{stage}`: {state}");
         }
     }
+    Ok(())
+}
+
+/// The report as one JSON object, with the stages that run the plugin when asked.
+fn print_json(
+    report: &weir_sandbox::Inspection,
+    running: Option<&[(String, String)]>,
+) -> CommandResult {
+    let mut value = serde_json::to_value(report).map_err(|e| (1, e.to_string()))?;
+    if let Some(running) = running {
+        value["running"] = serde_json::json!(
+            running
+                .iter()
+                .map(|(stage, state)| serde_json::json!({ "stage": stage, "state": state }))
+                .collect::<Vec<_>>()
+        );
+    }
+    let text = serde_json::to_string_pretty(&value).map_err(|e| (1, e.to_string()))?;
+    out!("{text}");
     Ok(())
 }

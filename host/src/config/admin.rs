@@ -1,12 +1,67 @@
-//! The `[admin]` table: where the admin API listens and its bearer token, given in the file
-//! (`token`) or through an environment variable (`token_env`). Errors name the key written.
+//! The `[admin]` table: where the admin API listens; its bearer token, given in the file
+//! (`token`), through an environment variable (`token_env`) or in a file of its own
+//! (`token_file`, which [`read_token_file`] reads, for the command line too); the certificate
+//! and key it serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback
+//! requires; and the limits each connection is held to. Errors name the key written.
 
+use std::io::Read;
+use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::config::error::{ConfigError, Ctx, shown};
-use crate::config::names;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
 use crate::config::raw::RawAdmin;
-use crate::config::{Admin, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
+use crate::config::{Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
+use crate::config::{names, ranges, units};
+
+/// Largest token file read. A token is a line of text; blocks a file such as `/dev/zero`
+/// (or a log named by mistake) from being read into memory.
+const MAX_TOKEN_FILE: u64 = 4096;
+
+/// Why a token file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("it is not a regular file")]
+    NotAFile,
+    #[error(
+        "others than its owner have access to it (mode {0:04o}), so they may read the token: \
+         run `chmod 600` on it"
+    )]
+    Open(u32),
+    #[error("it is over {MAX_TOKEN_FILE} bytes: a token file holds the token alone")]
+    TooLarge,
+    #[error("it is not UTF-8 text")]
+    NotText,
+}
+
+/// The token in a file that only its owner may read or write, without the spaces and line
+/// ends around it. The mode is read from the open file, so the file checked is the file read.
+pub fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(TokenFileError::NotAFile);
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    // Group or others: read access shows them the token, write access lets them set one.
+    if mode & 0o077 != 0 {
+        return Err(TokenFileError::Open(mode));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE {
+        return Err(TokenFileError::TooLarge);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| TokenFileError::NotText)?;
+    Ok(text.trim().to_string())
+}
 
 /// Reads the process environment when the file names `token_env`.
 pub(crate) fn check(cx: &Ctx, raw: &RawAdmin) -> Result<Admin, ConfigError> {
@@ -19,31 +74,26 @@ pub(crate) fn check_with(
     raw: &RawAdmin,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Admin, ConfigError> {
-    let listen = match &raw.listen {
-        Some(l) => l.get_ref().parse().map_err(|_| {
-            cx.err(
-                &l.span(),
-                "admin.listen",
-                format!(
-                    "{} is not an address: write IP:PORT, such as `127.0.0.1:7878`",
-                    shown(l.get_ref())
-                ),
-            )
-        })?,
-        None => DEFAULT_ADMIN_LISTEN.parse().map_err(|_| {
-            cx.err(
-                &raw.table,
-                "admin.listen",
-                "the default address is unusable",
-            )
-        })?,
-    };
+    let (listen, listen_span) = listen(cx, raw)?;
+    let tls = tls(cx, raw)?;
+    // Over plain HTTP the token and every uploaded plugin would cross the network in clear.
+    if !listen.ip().is_loopback() && tls.is_none() {
+        return Err(cx.err(
+            &listen_span,
+            "admin.listen",
+            format!(
+                "`{listen}` is beyond loopback, where plain HTTP would show the bearer token \
+                 and the plugins to the network: set `tls_cert` and `tls_key` (PEM files) to \
+                 serve the admin API over TLS, or listen on `127.0.0.1`"
+            ),
+        ));
+    }
     let (token, span, key) = token(cx, raw, env)?;
     let token = token.trim();
-    let from = if key == "admin.token_env" {
-        "the token in that variable"
-    } else {
-        "the token"
+    let from = match key {
+        "admin.token_env" => "the token in that variable",
+        "admin.token_file" => "the token in that file",
+        _ => "the token",
     };
     if token.chars().count() < MIN_TOKEN_LEN {
         return Err(cx.err(
@@ -62,8 +112,40 @@ pub(crate) fn check_with(
     }
     Ok(Admin {
         listen,
+        listen_line: cx.line_of(&listen_span),
         token: token.to_string(),
+        tls,
+        limits: limits(cx, raw)?,
     })
+}
+
+/// The address, and the span to blame for it (the table's when the default is used).
+fn listen(cx: &Ctx, raw: &RawAdmin) -> Result<(SocketAddr, Range<usize>), ConfigError> {
+    match &raw.listen {
+        Some(l) => {
+            let addr = l.get_ref().parse().map_err(|_| {
+                cx.err(
+                    &l.span(),
+                    "admin.listen",
+                    format!(
+                        "{} is not an address: write IP:PORT, such as `127.0.0.1:7878`",
+                        shown(l.get_ref())
+                    ),
+                )
+            })?;
+            Ok((addr, l.span()))
+        }
+        None => {
+            let addr = DEFAULT_ADMIN_LISTEN.parse().map_err(|_| {
+                cx.err(
+                    &raw.table,
+                    "admin.listen",
+                    "the default address is unusable",
+                )
+            })?;
+            Ok((addr, raw.table.clone()))
+        }
+    }
 }
 
 /// The token, the span to blame for it, and the key that gave it.
@@ -72,9 +154,23 @@ fn token(
     raw: &RawAdmin,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(String, Range<usize>, &'static str), ConfigError> {
-    match (&raw.token, &raw.token_env) {
-        (Some(t), None) => Ok((t.get_ref().clone(), t.span(), "admin.token")),
-        (None, Some(var)) => {
+    let given: Vec<(&Sp<String>, &'static str)> = [
+        (&raw.token, "admin.token"),
+        (&raw.token_env, "admin.token_env"),
+        (&raw.token_file, "admin.token_file"),
+    ]
+    .into_iter()
+    .filter_map(|(value, key)| value.as_ref().map(|v| (v, key)))
+    .collect();
+    match given.as_slice() {
+        [] => Err(cx.err(
+            &raw.table,
+            "admin.token",
+            "missing: the admin API needs a bearer token: set `token_env` or `token_file` \
+             (or `token`)",
+        )),
+        [(t, "admin.token")] => Ok((t.get_ref().clone(), t.span(), "admin.token")),
+        [(var, "admin.token_env")] => {
             names::env(var.get_ref()).map_err(|m| cx.err(&var.span(), "admin.token_env", m))?;
             match env(var.get_ref()) {
                 Some(t) => Ok((t, var.span(), "admin.token_env")),
@@ -88,15 +184,142 @@ fn token(
                 )),
             }
         }
-        (Some(_), Some(var)) => Err(cx.err(
-            &var.span(),
-            "admin.token_env",
-            "give `token` or `token_env`, not both",
-        )),
-        (None, None) => Err(cx.err(
-            &raw.table,
-            "admin.token",
-            "missing: the admin API needs a bearer token: set `token_env` (or `token`)",
+        [(file, key)] => {
+            let path = cx.path(file.get_ref());
+            let token = read_token_file(&path).map_err(|e| {
+                cx.err(
+                    &file.span(),
+                    *key,
+                    format!("{}: {e}", plain(&path.display().to_string())),
+                )
+            })?;
+            Ok((token, file.span(), "admin.token_file"))
+        }
+        [.., (last, key)] => Err(cx.err(
+            &last.span(),
+            *key,
+            "give one of `token`, `token_env` and `token_file`, not several",
         )),
     }
+}
+
+/// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
+fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
+    let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(cert), None) => {
+            return Err(cx.err(
+                &cert.span(),
+                "admin.tls_cert",
+                "`tls_cert` needs `tls_key` too: the certificate's private key, a PEM file",
+            ));
+        }
+        (None, Some(key)) => {
+            return Err(cx.err(
+                &key.span(),
+                "admin.tls_key",
+                "`tls_key` needs `tls_cert` too: the certificate chain, a PEM file",
+            ));
+        }
+    };
+    let (cert_path, key_path) = (cx.path(cert.get_ref()), cx.path(key.get_ref()));
+    let shown_path = |p: &Path| plain(&p.display().to_string());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| {
+            let what = format!("{}: {}", shown_path(&cert_path), pem_error(e));
+            cx.err(&cert.span(), "admin.tls_cert", what)
+        })?;
+    if chain.is_empty() {
+        return Err(cx.err(
+            &cert.span(),
+            "admin.tls_cert",
+            format!(
+                "{}: no certificate in it: write the chain as PEM \
+                 (`-----BEGIN CERTIFICATE-----`), the server's own first",
+                shown_path(&cert_path)
+            ),
+        ));
+    }
+    let private = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+        let what = format!("{}: {}", shown_path(&key_path), pem_error(e));
+        cx.err(&key.span(), "admin.tls_key", what)
+    })?;
+    let config = server_config(chain, private).map_err(|e| {
+        let what = format!(
+            "{} does not fit {}: {e}",
+            shown_path(&key_path),
+            shown_path(&cert_path)
+        );
+        cx.err(&key.span(), "admin.tls_key", what)
+    })?;
+    Ok(Some(AdminTls {
+        cert: PathBuf::from(cert.get_ref()),
+        key: PathBuf::from(key.get_ref()),
+        config: Arc::new(config),
+    }))
+}
+
+/// A PEM reading error, said for a person.
+fn pem_error(e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match e {
+        Error::Io(e) => format!("cannot read it: {e}"),
+        Error::NoItemsFound => "no private key in it: write it as PEM \
+                                (`-----BEGIN PRIVATE KEY-----`)"
+            .to_string(),
+        other => format!("not a PEM file: {other}"),
+    }
+}
+
+/// TLS 1.2 and 1.3 with the `ring` provider, HTTP/1.1 only; the key must match the
+/// certificate.
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The timeouts and the connection cap, each in its range.
+fn limits(cx: &Ctx, raw: &RawAdmin) -> Result<AdminLimits, ConfigError> {
+    let mut limits = AdminLimits::default();
+    let timeouts = [
+        (
+            &raw.header_timeout,
+            "admin.header_timeout",
+            &mut limits.header_timeout,
+        ),
+        (
+            &raw.idle_timeout,
+            "admin.idle_timeout",
+            &mut limits.idle_timeout,
+        ),
+        (
+            &raw.body_timeout,
+            "admin.body_timeout",
+            &mut limits.body_timeout,
+        ),
+    ];
+    for (value, key, slot) in timeouts {
+        if let Some(v) = value {
+            *slot = units::duration(cx, v, key, &ranges::ADMIN_TIMEOUT)?;
+        }
+    }
+    if let Some(v) = &raw.max_connections {
+        limits.max_connections = units::whole(
+            cx,
+            v,
+            "admin.max_connections",
+            &ranges::ADMIN_MAX_CONNECTIONS,
+        )?;
+    }
+    Ok(limits)
 }

@@ -78,6 +78,16 @@ pub const BREAKER_COOLDOWN: RangeInclusive<Duration> = Duration::ZERO..=Duration
 /// so keeps a bad version on probation for the whole run.
 pub const CANARY_EVENTS: RangeInclusive<u64> = 0..=10_000_000;
 
+/// `header_timeout`, `idle_timeout` and `body_timeout` of `[admin]`. Blocks a deadline past
+/// the clock's range, a wait so long that it no longer limits anything, and one so short that
+/// no client could meet it.
+pub const ADMIN_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
+
+/// `max_connections` of `[admin]`. Each connection holds a file descriptor and buffers: blocks
+/// a cap above what a process's descriptor limit commonly allows.
+pub const ADMIN_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=4096;
+
 /// Length of a node name (sources, stages, sinks), made of `A-Z a-z 0-9 _ -`. Names go into
 /// log lines, metrics, admin API paths (`/stages/NAME`) and header names
 /// (`weir.version.NAME`): other characters could forge a log line or break a path or header.

@@ -67,7 +67,18 @@ const SINK_KEYS: &[&str] = &[
     "inputs", "type", "path", "encoding", "mode", "sync", "url", "subject",
 ];
 const DEAD_LETTER_KEYS: &[&str] = &["type", "path", "mode", "sync"];
-const ADMIN_KEYS: &[&str] = &["listen", "token", "token_env"];
+const ADMIN_KEYS: &[&str] = &[
+    "listen",
+    "token",
+    "token_env",
+    "token_file",
+    "tls_cert",
+    "tls_key",
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "max_connections",
+];
 
 pub(crate) struct RawFile {
     pub pipeline: Option<RawGlobal>,
@@ -190,6 +201,13 @@ pub(crate) struct RawAdmin {
     pub listen: Option<Sp<String>>,
     pub token: Option<Sp<String>>,
     pub token_env: Option<Sp<String>>,
+    pub token_file: Option<Sp<String>>,
+    pub tls_cert: Option<Sp<String>>,
+    pub tls_key: Option<Sp<String>>,
+    pub header_timeout: Option<Sp<String>>,
+    pub idle_timeout: Option<Sp<String>>,
+    pub body_timeout: Option<Sp<String>>,
+    pub max_connections: Option<Sp<i128>>,
 }
 
 /// Parses `cx.text` and reads every table of it.
@@ -413,5 +431,12 @@ fn read_admin(t: &Table) -> Result<RawAdmin, ConfigError> {
         listen: t.text("listen")?,
         token: t.text("token")?,
         token_env: t.text("token_env")?,
+        token_file: t.text("token_file")?,
+        tls_cert: t.text("tls_cert")?,
+        tls_key: t.text("tls_key")?,
+        header_timeout: t.duration("header_timeout")?,
+        idle_timeout: t.duration("idle_timeout")?,
+        body_timeout: t.duration("body_timeout")?,
+        max_connections: t.whole("max_connections")?,
     })
 }

@@ -76,6 +76,10 @@ path = "dead.jsonl"
 [admin]
 listen = "127.0.0.1:7878"
 token = "0123456789abcdef"
+header_timeout = "10s"
+idle_timeout = "5s"
+body_timeout = "1m"
+max_connections = 64
 "#;
 
 /// A smaller pipeline: stdin, one stage, a null sink.
@@ -122,6 +126,9 @@ fn the_base_pipeline_reads_every_key() {
     assert!(matches!(p.dead_letter, DeadLetterConfig::File { .. }));
     let admin = p.admin.expect("the admin table");
     assert_eq!(admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
+    assert_eq!(admin.listen_line, 45);
+    assert!(admin.tls.is_none());
+    assert_eq!(admin.limits, AdminLimits::default());
 }
 
 #[test]
@@ -438,15 +445,25 @@ fn a_stage_checks_its_plugin_settings_policy_and_grant() {
     run(BASE, STAGE);
 }
 
-/// The admin table: address and token.
+/// The admin table: address, token, TLS and limits.
 #[rustfmt::skip]
 const ADMIN: &[Row] = &[
     ("listen = \"127.0.0.1:7878\"", "listen = \"localhost\"", 45, "admin.listen", "not an address"),
+    ("listen = \"127.0.0.1:7878\"", "listen = \"0.0.0.0:7878\"", 45, "admin.listen", "`0.0.0.0:7878` is beyond loopback, where plain HTTP would show the bearer token"),
+    ("listen = \"127.0.0.1:7878\"", "listen = \"[::]:7878\"", 45, "admin.listen", "set `tls_cert` and `tls_key` (PEM files)"),
+    ("token = \"0123456789abcdef\"", "token_file = \"no-such-token\"", 46, "admin.token_file", "no-such-token: cannot read it"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntls_key = \"k.pem\"", 47, "admin.tls_key", "`tls_key` needs `tls_cert` too"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntls_cert = \"p.wasm\"\ntls_key = \"p.wasm\"", 47, "admin.tls_cert", "no certificate in it"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntls_cert = \"none.pem\"\ntls_key = \"p.wasm\"", 47, "admin.tls_cert", "none.pem: cannot read it"),
+    ("header_timeout = \"10s\"", "header_timeout = \"0s\"", 47, "admin.header_timeout", "must be from 100ms to 1h"),
+    ("idle_timeout = \"5s\"", "idle_timeout = \"2h\"", 48, "admin.idle_timeout", "must be from 100ms to 1h"),
+    ("body_timeout = \"1m\"", "body_timeout = \"soon\"", 49, "admin.body_timeout", "not a duration"),
+    ("max_connections = 64", "max_connections = 0", 50, "admin.max_connections", "from 1 to 4096"),
     ("token = \"0123456789abcdef\"", "token = \"short\"", 46, "admin.token", "at least 16 characters"),
     ("token = \"0123456789abcdef\"", "token = \"0123456789 abcdef\"", 46, "admin.token", "visible ASCII"),
     ("token = \"0123456789abcdef\"", "token_env = \"WEIR_NO_SUCH_VARIABLE_FOR_TESTS\"", 46, "admin.token_env", "is not set"),
     ("token = \"0123456789abcdef\"", "token_env = \"WEIR TOKEN\"", 46, "admin.token_env", "not an environment variable name"),
-    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntoken_env = \"X\"", 47, "admin.token_env", "not both"),
+    ("token = \"0123456789abcdef\"", "token = \"0123456789abcdef\"\ntoken_env = \"X\"", 47, "admin.token_env", "give one of `token`, `token_env` and `token_file`, not several"),
     ("token = \"0123456789abcdef\"\n", "", 44, "admin.token", "needs a bearer token"),
 ];
 
@@ -478,6 +495,38 @@ fn the_token_from_the_environment_is_checked_under_token_env() {
     );
     let admin = admin::check_with(&cx, table, &env(" 0123456789abcdef\n")).unwrap();
     assert_eq!(admin.token, "0123456789abcdef");
+}
+
+#[test]
+fn a_token_file_is_read_only_when_its_owner_alone_has_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = Fixture::new();
+    let path = fx.file().with_file_name("token");
+    std::fs::write(&path, " 0123456789abcdef\n").unwrap();
+    let mode = |m: u32| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m));
+    mode(0o600).unwrap();
+    assert_eq!(read_token_file(&path).unwrap(), "0123456789abcdef");
+    let text = BASE.replace("token = \"0123456789abcdef\"", "token_file = \"token\"");
+    let p = fx.parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.admin.unwrap().token, "0123456789abcdef");
+    for (m, shown) in [(0o644, "0644"), (0o620, "0620"), (0o604, "0604")] {
+        mode(m).unwrap();
+        let e = read_token_file(&path).unwrap_err();
+        assert!(matches!(e, TokenFileError::Open(_)), "{e}");
+        assert!(e.to_string().contains(&format!("mode {shown}")), "{e}");
+    }
+    mode(0o600).unwrap();
+    std::fs::write(&path, vec![b'x'; 5000]).unwrap();
+    assert!(matches!(
+        read_token_file(&path),
+        Err(TokenFileError::TooLarge)
+    ));
+    let dir = fx.file().with_file_name("lookup");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(matches!(
+        read_token_file(&dir),
+        Err(TokenFileError::NotAFile)
+    ));
 }
 
 /// Names, inputs, fan-in, cycles and nodes that feed nothing. (in the small pipeline)

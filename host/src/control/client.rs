@@ -1,12 +1,18 @@
 //! The client side of the admin API, for `weir reload`, `weir rollback`, `weir stages` and
-//! `weir plugin inspect --admin`: a command's arguments in, one HTTP request out, the
-//! server's answer, typed as [`crate::control::api`] defines it (or its error message), back.
+//! `weir plugin inspect --admin`: where the API is ([`Endpoint`], from `--admin` or
+//! `WEIR_ADMIN`), a command's arguments in, one HTTP request out, the server's answer, typed
+//! as [`crate::control::api`] defines it (or its error message), back.
 //!
-//! The HTTP client is `ureq`, built without TLS: a command line call makes one blocking
-//! request to a plain-HTTP server on loopback, so a blocking client fits without starting an
-//! async runtime, and without TLS it adds little to the build. hyper's client would need a
-//! runtime and connection plumbing for the same single request.
+//! The HTTP client is `ureq`: a command line call makes one blocking request, so a blocking
+//! client fits without starting an async runtime; hyper's client would need a runtime and
+//! connection plumbing for the same single request. An `https://` address is spoken to over
+//! TLS (rustls with the `ring` provider, as the server), trusting the system's root
+//! certificates and, for a private CA, the certificates of `--tls-ca` (or `WEIR_ADMIN_CA`).
+//! A failure says what went wrong and, where it can tell, how to fix it.
 
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::control::api::{ErrorBody, StageInfo, VersionInfo};
@@ -16,6 +22,12 @@ use crate::control::api::{ErrorBody, StageInfo, VersionInfo};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest answer read. Blocks a wrong server from making the command buffer without end.
 const MAX_ANSWER: u64 = 16 << 20;
+/// Where a bare port number points.
+const LOOPBACK: &str = "127.0.0.1";
+/// How to turn the admin API on, for a command that found nothing listening.
+const TURN_IT_ON: &str = "a pipeline serves the admin API when its file has an `[admin]` \
+    table with `listen` (default 127.0.0.1:7878) and one of `token_env`, `token_file` or \
+    `token`";
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,27 +39,114 @@ pub enum ClientError {
     Refused { status: u16, message: String },
     #[error("the admin API at {addr} gave an answer that is not JSON: {message}")]
     BadAnswer { addr: String, message: String },
+    /// The certificates to trust could not be read.
+    #[error("{what}: {message}")]
+    Trust { what: String, message: String },
+}
+
+/// Where an admin API listens: a host and port, over TLS or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub tls: bool,
+    /// `HOST:PORT`, with an IPv6 host in brackets.
+    pub authority: String,
+}
+
+impl Endpoint {
+    /// `PORT` (on 127.0.0.1), `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` (a
+    /// trailing `/` is allowed). Anything else is refused with what to write.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let bad = || {
+            format!(
+                "{} is not an admin address: write PORT (on {LOOPBACK}), HOST:PORT, \
+                 http://HOST:PORT or https://HOST:PORT",
+                crate::config::shown(text)
+            )
+        };
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let port = port(text).ok_or_else(bad)?;
+            return Ok(Endpoint {
+                tls: false,
+                authority: format!("{LOOPBACK}:{port}"),
+            });
+        }
+        let lower = text.to_ascii_lowercase();
+        let (tls, rest) = if lower.starts_with("https://") {
+            (true, &text["https://".len()..])
+        } else if lower.starts_with("http://") {
+            (false, &text["http://".len()..])
+        } else if text.contains("://") {
+            return Err(bad());
+        } else {
+            (false, text)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let (host, port_text) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let port = port(port_text).ok_or_else(bad)?;
+        if !host_ok(host) {
+            return Err(bad());
+        }
+        Ok(Endpoint {
+            tls,
+            authority: format!("{host}:{port}"),
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority)
+    }
+}
+
+/// A port from 1 to 65535, in digits.
+fn port(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|&p| p != 0)
+}
+
+/// An IPv4 address, an IPv6 address in brackets, or a host name: nothing that could carry a
+/// path, a user or a second URL into the request.
+fn host_ok(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !host.starts_with(['-', '.'])
 }
 
 /// A connection to one admin API.
 pub struct Client {
-    addr: String,
+    endpoint: Endpoint,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(addr: &str, token: &str) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+    /// A client for `endpoint`; over TLS it trusts the system's roots and the certificates in
+    /// `ca` (a PEM file), if given.
+    pub fn new(endpoint: &Endpoint, token: &str, ca: Option<&Path>) -> Result<Client, ClientError> {
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .build()
-            .into();
-        Client {
-            addr: addr.to_string(),
-            token: token.to_string(),
-            agent,
+            // A redirect could carry the bearer token elsewhere.
+            .max_redirects(0)
+            .timeout_global(Some(REQUEST_TIMEOUT));
+        if endpoint.tls {
+            config = config.tls_config(tls_config(ca)?);
         }
+        Ok(Client {
+            endpoint: endpoint.clone(),
+            token: token.to_string(),
+            agent: config.build().into(),
+        })
     }
 
     /// `GET /stages`.
@@ -93,7 +192,7 @@ impl Client {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.endpoint)
     }
 
     fn bearer(&self) -> String {
@@ -105,8 +204,8 @@ impl Client {
         sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ClientError> {
         let mut response = sent.map_err(|e| ClientError::Unreachable {
-            addr: self.addr.clone(),
-            message: e.to_string(),
+            addr: self.endpoint.to_string(),
+            message: why_unreachable(e, self.endpoint.tls),
         })?;
         let status = response.status().as_u16();
         let text = response
@@ -115,11 +214,11 @@ impl Client {
             .limit(MAX_ANSWER)
             .read_to_string()
             .map_err(|e| ClientError::BadAnswer {
-                addr: self.addr.clone(),
+                addr: self.endpoint.to_string(),
                 message: e.to_string(),
             })?;
         let bad = |e: serde_json::Error| ClientError::BadAnswer {
-            addr: self.addr.clone(),
+            addr: self.endpoint.to_string(),
             message: e.to_string(),
         };
         if (200..300).contains(&status) {
@@ -129,5 +228,139 @@ impl Client {
             .map(|b| b.error)
             .unwrap_or_else(|_| text.trim().to_string());
         Err(ClientError::Refused { status, message })
+    }
+}
+
+/// TLS with the `ring` provider, trusting the system's roots and the certificates in `ca`.
+fn tls_config(ca: Option<&Path>) -> Result<ureq::tls::TlsConfig, ClientError> {
+    let mut roots: Vec<ureq::tls::Certificate<'static>> = Vec::new();
+    // A system without a certificate store still works with `--tls-ca`.
+    let system = rustls_native_certs::load_native_certs();
+    for cert in &system.certs {
+        roots.push(ureq::tls::Certificate::from_der(cert.as_ref()).to_owned());
+    }
+    if let Some(path) = ca {
+        let what = format!(
+            "the CA file {}",
+            crate::config::plain(&path.display().to_string())
+        );
+        let trust = |message: String| ClientError::Trust {
+            what: what.clone(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| trust(format!("cannot read it: {e}")))?;
+        let before = roots.len();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item.map_err(|e| trust(format!("not a PEM file: {e}")))? {
+                ureq::tls::PemItem::Certificate(cert) => roots.push(cert),
+                _ => continue,
+            }
+        }
+        if roots.len() == before {
+            return Err(trust(
+                "no certificate in it: write the CA's certificate as PEM \
+                 (`-----BEGIN CERTIFICATE-----`)"
+                    .to_string(),
+            ));
+        }
+    }
+    Ok(ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+        .build())
+}
+
+/// Why a request got no answer, and how to fix it where that can be told.
+fn why_unreachable(e: ureq::Error, tls: bool) -> String {
+    use std::io::ErrorKind;
+    match e {
+        ureq::Error::Io(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            format!("connection refused: nothing listens there; {TURN_IT_ON}")
+        }
+        // A TLS server answers a plain request with a TLS alert, or closes.
+        ureq::Error::Io(e)
+            if !tls
+                && matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+                ) =>
+        {
+            format!("{e}; if the admin API serves TLS, write https://HOST:PORT")
+        }
+        ureq::Error::Protocol(e) if !tls => {
+            format!("{e}; if the admin API serves TLS, write https://HOST:PORT")
+        }
+        ureq::Error::Rustls(e) => tls_failure(&e.to_string()),
+        ureq::Error::Io(e)
+            if tls && e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            tls_failure(&e.to_string())
+        }
+        ureq::Error::HostNotFound => "no such host".to_string(),
+        ureq::Error::Timeout(_) => format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+        other => other.to_string(),
+    }
+}
+
+/// A TLS failure, with the fix for the common ones.
+fn tls_failure(message: &str) -> String {
+    let hint = if message.contains("UnknownIssuer") {
+        "; if its certificate comes from a private CA, pass that CA's certificate with \
+         --tls-ca FILE (or WEIR_ADMIN_CA)"
+    } else if message.contains("NotValidForName") {
+        "; the certificate does not name this host: use a name or address it was issued for"
+    } else if message.contains("corrupt message") || message.contains("InvalidContentType") {
+        "; if the admin API serves plain HTTP (on loopback), write http://HOST:PORT"
+    } else {
+        ""
+    };
+    format!("TLS: {message}{hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_is_a_port_a_host_and_port_or_a_url() {
+        let plain = |authority: &str| Endpoint {
+            tls: false,
+            authority: authority.to_string(),
+        };
+        assert_eq!(Endpoint::parse("7878"), Ok(plain("127.0.0.1:7878")));
+        assert_eq!(
+            Endpoint::parse("127.0.0.1:7878"),
+            Ok(plain("127.0.0.1:7878"))
+        );
+        assert_eq!(Endpoint::parse("localhost:80"), Ok(plain("localhost:80")));
+        assert_eq!(
+            Endpoint::parse("http://127.0.0.1:7878/"),
+            Ok(plain("127.0.0.1:7878"))
+        );
+        assert_eq!(Endpoint::parse("[::1]:7878"), Ok(plain("[::1]:7878")));
+        let tls = Endpoint::parse("HTTPS://admin.example:8443").unwrap();
+        assert!(tls.tls);
+        assert_eq!(tls.to_string(), "https://admin.example:8443");
+        for bad in [
+            "",
+            "0",
+            "65536",
+            "127.0.0.1",
+            "http://127.0.0.1",
+            "ftp://h:1",
+            "h:1/path",
+            "user@h:1",
+            "h:port",
+            "[zz]:1",
+            "http://h:1/stages",
+            "h :1",
+        ] {
+            let e = Endpoint::parse(bad).unwrap_err();
+            assert!(
+                e.contains("is not an admin address: write PORT"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

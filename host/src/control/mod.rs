@@ -1,7 +1,8 @@
 //! The control plane: hot loading of new stage versions into a running pipeline.
 //!
-//! Changes reach a stage from three triggers: the admin API (`server`, which the `weir
-//! reload`, `weir rollback` and `weir stages` commands call through `client`), the plugin
+//! Changes reach a stage from three triggers: the admin API (`server`, its routes, served on
+//! connections that `listener` accepts and holds to their limits; the `weir reload`, `weir
+//! rollback` and `weir stages` commands call it through `client`), the plugin
 //! file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage has one
 //! actor (`actor`) that takes those changes as commands, one at a time, prepares each new
 //! version off the data path and swaps it into the stage's
@@ -17,12 +18,13 @@ pub mod api;
 mod canary;
 pub mod client;
 mod history;
+mod listener;
 mod server;
 mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use weir_sandbox::PluginError;
 
+use crate::config::{Admin, ConfigError};
 use crate::control::actor::{Actor, COMMAND_QUEUE, Command};
 use crate::control::api::{Origin, StageInfo, VersionInfo};
 use crate::control::history::History;
@@ -72,11 +75,10 @@ pub enum ReloadError {
 /// Why hot loading could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("admin API: cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    /// The admin API's address cannot be bound: an error of the pipeline file's
+    /// `admin.listen`, with its file and line.
+    #[error(transparent)]
+    Listen(ConfigError),
     #[error("stage `{stage}`: cannot watch {path}: {message}")]
     Watch {
         stage: String,
@@ -233,6 +235,37 @@ impl Drop for Running {
     }
 }
 
+/// Binds the admin API's address; a failure is the pipeline file's, at `admin.listen`.
+async fn bind(file: &Path, admin: &Admin) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .map_err(|e| listen_error(file, admin, e))
+}
+
+fn listen_error(file: &Path, admin: &Admin, e: std::io::Error) -> StartError {
+    use std::io::ErrorKind;
+    let addr = admin.listen;
+    let message = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "`{addr}` is in use: another program (or another weir) listens there; choose \
+             another port, or port 0 for any free one"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            format!("`{addr}` is not an address of this machine: {e}")
+        }
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on `{addr}`: permission denied (ports below 1024 need privileges)"
+        ),
+        _ => format!("cannot listen on `{addr}`: {e}"),
+    };
+    StartError::Listen(ConfigError {
+        file: file.to_path_buf(),
+        line: Some(admin.listen_line),
+        key: Some("admin.listen".to_string()),
+        message,
+    })
+}
+
 /// Starts hot loading for a pipeline that asks for it (an `[admin]` table, or a stage with
 /// `watch = true`); `Ok(None)` otherwise. Must run before the topology does, so that a taken
 /// admin port stops the run before any event is read.
@@ -295,9 +328,21 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
     };
     let mut admin_addr = None;
     if let Some(admin) = &pipeline.admin {
-        let (addr, task) = server::serve(admin, Arc::clone(&control), stop.clone()).await?;
+        let listener = bind(&pipeline.file, admin).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| listen_error(&pipeline.file, admin, e))?;
+        tasks.push(server::serve(
+            listener,
+            admin,
+            Arc::clone(&control),
+            stop.clone(),
+        ));
+        // The address is printed whatever the log filter: with port 0, it is how a caller
+        // finds the server.
+        let scheme = if admin.tls.is_some() { "https" } else { "http" };
+        crate::notice::info(&format!("admin API listening on {scheme}://{addr}"));
         admin_addr = Some(addr);
-        tasks.push(task);
     }
     Ok(Some(Running {
         control,

@@ -1,5 +1,6 @@
 //! The admin API's server: HTTP requests in, commands to the stages' actors (through
-//! [`Control`]) and JSON answers ([`crate::control::api`]) out.
+//! [`Control`]) and JSON answers ([`crate::control::api`]) out. Connections, TLS and their
+//! limits are `listener`'s; this module holds the routes and what each request is held to.
 //!
 //! Routes (every one needs `Authorization: Bearer TOKEN`):
 //!
@@ -13,16 +14,18 @@
 //! The token check runs before a body is read, so a request without the token costs neither
 //! the upload nor a change: it gets 401 and nothing else happens. The check compares the
 //! SHA-256 of both tokens in constant time, so neither the token's contents nor its length
-//! leak through timing. Errors are `{"error": "..."}` with 404 (unknown stage), 409 (nothing
-//! to roll back to, or a native stage), 422 (the version was refused: not a component,
-//! another world, an import the host does not grant, `init` failed) or 400 (bad settings).
+//! leak through timing. Then the request waits for one of [`MAX_CONCURRENT_REQUESTS`] slots,
+//! and its body must arrive within `body_timeout` and the route's cap. Errors are
+//! `{"error": "..."}` with 404 (unknown stage), 409 (nothing to roll back to, or a native
+//! stage), 422 (the version was refused: not a component, another world, an import the host
+//! does not grant, `init` failed), 400 (bad settings), 408 (the body came too slowly) or 413
+//! (the body is over the route's cap).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -30,6 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +41,8 @@ use weir_sandbox::MAX_PLUGIN_SIZE;
 
 use crate::config::Admin;
 use crate::control::api::{ErrorBody, Origin};
-use crate::control::{Control, ReloadError, StartError};
+use crate::control::listener::{self, Serving};
+use crate::control::{Control, ReloadError};
 
 /// Largest request body for a plugin upload: the plugin size limit plus slack. Blocks an
 /// upload from making the host buffer more than any plugin it would accept.
@@ -55,53 +60,61 @@ struct AppState {
     permits: Arc<Semaphore>,
 }
 
-/// Binds the admin API and serves it until `stop` is cancelled; returns the bound address
-/// (which the caller needs when the configured port is 0) and the server task.
-pub(crate) async fn serve(
+/// How a route reads its body: at most `cap` bytes, all within `timeout`.
+#[derive(Clone, Copy)]
+struct BodyRule {
+    cap: usize,
+    timeout: Duration,
+}
+
+/// Serves the admin API on a bound listener until `stop` is cancelled; returns the server
+/// task.
+pub(crate) fn serve(
+    listener: TcpListener,
     config: &Admin,
     control: Arc<Control>,
     stop: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StartError> {
-    let bind_err = |source| StartError::Bind {
-        addr: config.listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(bind_err)?;
-    let addr = listener.local_addr().map_err(bind_err)?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the admin API listens beyond this machine, over plain HTTP: the bearer token crosses the network in clear");
-    }
+) -> tokio::task::JoinHandle<()> {
     let state = AppState {
         control,
         token_digest: Sha256::digest(config.token.as_bytes()).into(),
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+    };
+    let body = |cap| {
+        let rule = BodyRule {
+            cap,
+            timeout: config.limits.body_timeout,
+        };
+        middleware::from_fn_with_state(rule, read_body)
     };
     let app = Router::new()
         .route("/stages", get(list))
         .route("/stages/{name}", get(one))
         .route(
             "/stages/{name}/plugin",
-            put(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+            put(upload)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+                .layer(body(MAX_UPLOAD)),
         )
         .route(
             "/stages/{name}/settings",
-            put(settings).layer(DefaultBodyLimit::max(MAX_SETTINGS_BODY)),
+            put(settings)
+                .layer(DefaultBodyLimit::max(MAX_SETTINGS_BODY))
+                .layer(body(MAX_SETTINGS_BODY)),
         )
         .route("/stages/{name}/rollback", post(rollback))
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
-    // The address is printed whatever the log filter: with port 0, it is how a caller finds
-    // the server.
-    crate::notice::info(&format!("admin API listening on http://{addr}"));
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::error!("admin API stopped: {e}");
-        }
-    });
-    Ok((addr, task))
+    let serving = Serving {
+        app,
+        tls: config
+            .tls
+            .as_ref()
+            .map(|tls| tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config))),
+        limits: config.limits,
+        stop,
+    };
+    tokio::spawn(listener::accept_loop(listener, serving))
 }
 
 /// The bearer token check, then a permit from the concurrency bound; before any body is read.
@@ -118,6 +131,46 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         return (StatusCode::SERVICE_UNAVAILABLE, error_body("shutting down")).into_response();
     };
     next.run(request).await
+}
+
+/// Reads the whole body before the handler runs, within the route's cap and the body
+/// timeout. Blocks a body trickled byte by byte from holding a request slot (taken in
+/// [`authorize`], before this) for longer than `body_timeout`.
+async fn read_body(State(rule): State<BodyRule>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(rule.timeout, axum::body::to_bytes(body, rule.cap)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if over_cap(&e) => {
+            let message = format!("the body is over this route's {}-byte cap", rule.cap);
+            return (StatusCode::PAYLOAD_TOO_LARGE, error_body(message)).into_response();
+        }
+        Ok(Err(e)) => {
+            let message = format!("the body could not be read: {e}");
+            return (StatusCode::BAD_REQUEST, error_body(message)).into_response();
+        }
+        Err(_) => {
+            let message = format!(
+                "the body did not arrive within {} (the admin API's `body_timeout`)",
+                crate::config::fmt_duration(rule.timeout)
+            );
+            return (StatusCode::REQUEST_TIMEOUT, error_body(message)).into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Whether a body failed because it went over its cap.
+fn over_cap(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn token_ok(headers: &HeaderMap, expected: &[u8; 32]) -> bool {

@@ -210,9 +210,6 @@ mod hostile_events {
     /// that were called alone are not. Halving 40 events spends the 20 traps calling events
     /// 0 to 8 alone: events 9 to 39 were never isolated.
     #[test]
-    #[ignore = "host bug: a lone event left over when the trap budget runs out (event 9 here) \
-                gets the trap's message without `not isolated` (isolate.rs `not_isolated` \
-                returns early for one event)"]
     fn events_left_when_the_trap_budget_runs_out_are_marked_not_isolated() -> Result<()> {
         let lines: Vec<String> = (0..40).map(|i| format!("event {i}")).collect();
         let ran = Case::new("fixture-evil-loop-every", lines)
@@ -355,9 +352,6 @@ mod hostile_events {
     /// docs/sandbox.md: "huge tables: table elements per instance, 100,000". A table grown
     /// from 1 to exactly 100,000 elements is within that.
     #[test]
-    #[ignore = "host bug: tables stop at 20,000 elements, the pooling allocator's default \
-                `table_elements`, which the engine does not raise to the 100,000 of \
-                `MAX_TABLE_ELEMENTS` (sandbox/host.rs): growth to 20,001 is already refused"]
     fn a_table_may_grow_to_the_documented_100_000_elements() -> Result<()> {
         let lines = vec!["x".repeat(99_999), "last".to_string()];
         let ran = Case::new("fixture-evil-table-grow", lines.clone()).run()?;
@@ -908,9 +902,6 @@ mod capabilities {
     /// With `network = true` the plugin opens a TCP connection to a listener of this test:
     /// the grant gives the outbound network the README promises.
     #[test]
-    #[ignore = "host bug: `network = true` never allows TCP (host/sandbox/src/host.rs calls \
-                `inherit_network()` but not `allow_tcp(true)`, which wasmtime-wasi leaves off), \
-                so a connect is refused with `Permission denied`"]
     fn with_a_network_grant_the_plugin_opens_a_tcp_connection() -> Result<()> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();

@@ -21,6 +21,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-loop-every",
     "fixture-evil-loop-init",
     "fixture-evil-sleep",
+    "fixture-evil-reason",
     "fixture-evil-memory-bomb",
     "fixture-evil-recursion",
     "fixture-evil-wrong-count",

@@ -146,14 +146,16 @@ impl Dir {
         self.write(name, &text)
     }
 
-    /// The test's compile cache: `cache/`, holding links to every entry of the warm cache.
+    /// The test's compile cache: `cache/`, holding links to every entry of the warm cache and
+    /// to its key.
     pub fn cache(&self) -> Result<PathBuf> {
         let cache = self.path("cache");
         private_dir(&cache)?;
         for entry in std::fs::read_dir(warm_dir())? {
             let entry = entry?;
             let name = entry.file_name();
-            if !name.to_string_lossy().ends_with(".cwasm") {
+            // The entries, and the key that proves them: without it every entry is refused.
+            if !name.to_string_lossy().ends_with(".cwasm") && name != "key" {
                 continue;
             }
             let to = cache.join(&name);

@@ -24,9 +24,9 @@ use weir_sandbox::{LogQuota, Plugin, ProcessorFactory, Sandbox, WasmStage};
 use crate::config;
 use crate::control::ReloadError;
 use crate::control::api::{CanaryInfo, CanaryState, Origin, VersionInfo};
-use crate::control::canary::{self, Verdict};
 use crate::control::history::{History, Version};
 use crate::pipeline::stage::StageHandle;
+use crate::pipeline::stage::canary::{self, Verdict};
 
 /// How often the monitor of a new version reads its counts when no batch wakes it.
 const MONITOR_TICK: Duration = Duration::from_millis(50);
@@ -252,7 +252,7 @@ impl Actor {
 
     /// Swaps a prepared version in and records it; starts its canary guard.
     fn swap_in(&mut self, prepared: Prepared, origin: Origin, trigger: Instant) -> VersionInfo {
-        let live = self.handle.swap(Arc::clone(&prepared.factory));
+        let live = self.handle.swap(Arc::clone(&prepared.factory), true);
         let counts = self.handle.counts();
         let mut history = lock(&self.history);
         let id = history.next_id();
@@ -305,7 +305,7 @@ impl Actor {
         let name = self.config.name.clone();
         let trial_factory = Arc::clone(&factory);
         blocking(move || trial(&name, trial_factory.as_ref())).await?;
-        let live = self.handle.swap(factory);
+        let live = self.handle.swap(factory, false);
         let counts = self.handle.counts();
         let mut history = lock(&self.history);
         history.roll_back(reason, trigger, live.generation);
@@ -392,6 +392,8 @@ impl Actor {
                 ));
             }
             Err(e) => {
+                // The condemned version stays live: its workers must go on calling it.
+                self.handle.pardon();
                 tracing::error!(stage = %self.config.name, "{reason}, but the rollback failed: {e}")
             }
         }

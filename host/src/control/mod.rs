@@ -15,7 +15,6 @@
 
 pub(crate) mod actor;
 pub mod api;
-mod canary;
 pub mod client;
 mod history;
 mod listener;
@@ -41,7 +40,7 @@ use crate::control::history::History;
 use crate::pipeline::Topology;
 use crate::pipeline::stage::StageHandle;
 
-pub use canary::{Verdict, judge};
+pub use crate::pipeline::stage::canary::{Verdict, judge};
 pub use history::MAX_KEPT_VERSIONS;
 pub use watch::WATCH_DEBOUNCE;
 

@@ -8,6 +8,7 @@
 //!   with its own tests.
 
 mod breaker;
+pub mod canary;
 mod caps;
 pub(crate) mod chain;
 mod isolate;

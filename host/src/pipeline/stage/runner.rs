@@ -109,6 +109,9 @@ impl StageRunner {
             Some(v) => v,
             None => {
                 self.refresh();
+                // A version the canary condemned gets no more events: wait for the rollback.
+                self.handle.wait_if_condemned(self.version.generation);
+                self.refresh();
                 Arc::clone(&self.version)
             }
         };

@@ -8,8 +8,9 @@
 //! generation it watches. The handle also holds what a stage's workers share: its circuit
 //! breaker and its metrics.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use weir_sandbox::{LogQuota, ProcessorFactory};
@@ -18,6 +19,7 @@ use crate::config;
 use crate::pipeline::provenance::VersionHeader;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::breaker::Breaker;
+use crate::pipeline::stage::canary::{Verdict, judge};
 
 /// One version of a stage, as its workers run it.
 pub struct StageVersion {
@@ -42,6 +44,8 @@ pub struct GenerationCounts {
     pub first_batch: Option<Instant>,
     /// Events of every generation so far: the stage's throughput across swaps.
     pub total_events: u64,
+    /// Whether the canary guards this generation (a swap, not a rollback, with a guard on).
+    pub guarded: bool,
 }
 
 /// What a stage's workers, its chain and the control plane share.
@@ -55,7 +59,19 @@ pub struct StageHandle {
     counts: Mutex<GenerationCounts>,
     recorded: Notify,
     pub(crate) breaker: Mutex<Breaker>,
+    /// The generation the canary has condemned ([`NONE`] when none): its workers stop calling
+    /// it and wait for the rollback, so a version that fails everything costs no more than its
+    /// canary allows, however fast the input.
+    condemned: AtomicU64,
 }
+
+/// No generation is condemned.
+const NONE: u64 = u64::MAX;
+
+/// How long a worker waits for a condemned version's rollback before it goes on calling it:
+/// a rollback that cannot happen (the earlier version no longer starts) must not stall the
+/// stage for good.
+const CONDEMNED_WAIT: Duration = Duration::from_secs(10);
 
 impl StageHandle {
     pub fn new(
@@ -80,6 +96,7 @@ impl StageHandle {
             version: watch::Sender::new(version),
             counts: Mutex::new(GenerationCounts::default()),
             recorded: Notify::new(),
+            condemned: AtomicU64::new(NONE),
         })
     }
 
@@ -93,7 +110,8 @@ impl StageHandle {
     }
 
     /// Makes `factory` the version for every batch not yet started; returns the new version.
-    pub fn swap(&self, factory: Arc<dyn ProcessorFactory>) -> Arc<StageVersion> {
+    /// A `guarded` version is watched by the canary from its first batch.
+    pub fn swap(&self, factory: Arc<dyn ProcessorFactory>, guarded: bool) -> Arc<StageVersion> {
         // The counts restart under their lock before the version is published, so no worker
         // can report a batch of the new generation into the old counts.
         let mut counts = self.lock_counts();
@@ -101,8 +119,10 @@ impl StageHandle {
         *counts = GenerationCounts {
             generation,
             total_events: counts.total_events,
+            guarded: guarded && self.config.canary.events > 0,
             ..GenerationCounts::default()
         };
+        self.condemned.store(NONE, Ordering::Release);
         let version = Arc::new(StageVersion {
             generation,
             digest: Arc::from(factory.digest()),
@@ -134,9 +154,29 @@ impl StageHandle {
             counts.events += events;
             counts.failed += failed;
             counts.first_batch.get_or_insert_with(Instant::now);
+            if counts.guarded && judge(&counts, &self.config.canary) == Verdict::RollBack {
+                self.condemned.store(generation, Ordering::Release);
+            }
         }
         drop(counts);
         self.recorded.notify_one();
+    }
+
+    /// The rollback of a condemned version could not happen: its workers go on calling it.
+    pub fn pardon(&self) {
+        self.condemned.store(NONE, Ordering::Release);
+    }
+
+    /// Waits, on a worker thread, while `generation` is condemned and not yet replaced, for at
+    /// most [`CONDEMNED_WAIT`]. Returns at once for any other generation.
+    pub(crate) fn wait_if_condemned(&self, generation: u64) {
+        let since = Instant::now();
+        while self.condemned.load(Ordering::Acquire) == generation
+            && self.current().generation == generation
+            && since.elapsed() < CONDEMNED_WAIT
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn lock_counts(&self) -> std::sync::MutexGuard<'_, GenerationCounts> {

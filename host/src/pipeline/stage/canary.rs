@@ -1,5 +1,6 @@
 //! The canary guard's verdict: a pure function of a new version's counts and the stage's
-//! `canary` settings.
+//! `canary` settings. The control plane acts on it (a rollback); the data plane uses it too,
+//! to stop feeding a version already condemned while the rollback is on its way.
 //!
 //! Over its first `events` events, a version that fails more than `max_failure_rate` of them
 //! is rolled back. Every failure counts, whatever its kind: a version whose failures trip the
@@ -9,7 +10,7 @@
 //! change, so the guard does not wait for the rest.
 
 use crate::config::Canary;
-use crate::pipeline::stage::GenerationCounts;
+use crate::pipeline::stage::version::GenerationCounts;
 
 /// What the guard makes of a version so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -140,11 +140,15 @@ pub fn pipeline_text(
     let sink = match sink {
         Sink::Null => "type = \"null\"".to_string(),
         Sink::Stdout => "type = \"stdout\"".to_string(),
-        Sink::File(path) => format!("type = \"file\"\npath = {:?}", path.display().to_string()),
+        // Each content run starts the file empty: file sinks append by default.
+        Sink::File(path) => format!(
+            "type = \"file\"\npath = {:?}\nmode = \"truncate\"",
+            path.display().to_string()
+        ),
     };
     text.push_str(&format!("\n[sinks.out]\ninputs = [{input:?}]\n{sink}\n"));
     text.push_str(&format!(
-        "\n[dead_letter]\ntype = \"file\"\npath = {:?}\n",
+        "\n[dead_letter]\ntype = \"file\"\npath = {:?}\nmode = \"truncate\"\n",
         dead_letters.display().to_string()
     ));
     text

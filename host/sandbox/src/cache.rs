@@ -24,6 +24,7 @@
 //! loaded, and a warning says why. The folder is bounded ([`MAX_CACHE_BYTES`], or
 //! `$WEIR_CACHE_MAX_BYTES`): past it, the least recently used entries are removed.
 
+use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -87,17 +88,21 @@ impl CompileCache {
     /// `$XDG_CACHE_HOME/weir`, else `$HOME/.cache/weir`, else none; bounded by
     /// `$WEIR_CACHE_MAX_BYTES` when it is set to a number.
     pub fn from_env() -> Option<CompileCache> {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
-        let cache = if let Some(dir) = std::env::var_os("WEIR_CACHE_DIR") {
+        CompileCache::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// The choice of [`CompileCache::from_env`], over any source of variables.
+    fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> Option<CompileCache> {
+        let set = |name| get(name).filter(|v| !v.is_empty());
+        let cache = if let Some(dir) = get("WEIR_CACHE_DIR") {
             (!dir.is_empty()).then(|| CompileCache::at(dir))
-        } else if let Some(xdg) = var("XDG_CACHE_HOME") {
+        } else if let Some(xdg) = set("XDG_CACHE_HOME") {
             Some(CompileCache::at(Path::new(&xdg).join("weir")))
         } else {
-            var("HOME").map(|home| CompileCache::at(Path::new(&home).join(".cache").join("weir")))
+            set("HOME").map(|home| CompileCache::at(Path::new(&home).join(".cache").join("weir")))
         }?;
-        let max = std::env::var("WEIR_CACHE_MAX_BYTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
+        let max = get("WEIR_CACHE_MAX_BYTES")
+            .and_then(|v| v.to_str()?.parse().ok())
             .unwrap_or(MAX_CACHE_BYTES);
         Some(cache.with_max_bytes(max))
     }
@@ -411,6 +416,41 @@ mod tests {
 
     fn digest(bytes: &[u8]) -> String {
         format!("{:x}", Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn the_folder_is_weir_cache_dir_else_xdg_else_home() {
+        let choose = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, OsString)> = (vars.iter())
+                .map(|(k, v)| (k.to_string(), OsString::from(v)))
+                .collect();
+            CompileCache::from_vars(|name| {
+                (vars.iter())
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
+            .map(|c| (c.dir().to_path_buf(), c.max_bytes))
+        };
+        let all = [
+            ("WEIR_CACHE_DIR", "/w"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(choose(&all), Some((PathBuf::from("/w"), MAX_CACHE_BYTES)));
+        assert_eq!(choose(&all[1..]).unwrap().0, PathBuf::from("/x/weir"));
+        assert_eq!(
+            choose(&all[2..]).unwrap().0,
+            PathBuf::from("/h/.cache/weir")
+        );
+        // Set but empty: WEIR_CACHE_DIR turns the cache off; XDG_CACHE_HOME is as if unset.
+        assert_eq!(choose(&[("WEIR_CACHE_DIR", ""), ("HOME", "/h")]), None);
+        let xdg_empty = choose(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")]).unwrap();
+        assert_eq!(xdg_empty.0, PathBuf::from("/h/.cache/weir"));
+        assert_eq!(choose(&[]), None);
+        let bounded = choose(&[("HOME", "/h"), ("WEIR_CACHE_MAX_BYTES", "4096")]).unwrap();
+        assert_eq!(bounded.1, 4096);
+        let unreadable = choose(&[("HOME", "/h"), ("WEIR_CACHE_MAX_BYTES", "lots")]).unwrap();
+        assert_eq!(unreadable.1, MAX_CACHE_BYTES);
     }
 
     #[test]

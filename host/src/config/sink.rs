@@ -21,15 +21,27 @@ pub(crate) fn check(
     inputs: Vec<String>,
 ) -> Result<Sink, ConfigError> {
     let node = join("sinks", name);
-    let key = |k: &str| join(&node, k);
-    let kind = match raw.kind.get_ref().as_str() {
+    let kind = kind(cx, &node, raw)?;
+    refuse_foreign_keys(cx, &node, raw, &kind)?;
+    Ok(Sink {
+        name: name.to_string(),
+        inputs,
+        kind,
+        encoding: encoding(cx, &node, raw)?,
+    })
+}
+
+/// The sink's `type` and the keys that type needs.
+fn kind(cx: &Ctx, node: &str, raw: &RawSink) -> Result<SinkKind, ConfigError> {
+    let key = |k: &str| join(node, k);
+    Ok(match raw.kind.get_ref().as_str() {
         "stdout" => SinkKind::Stdout,
         "null" => SinkKind::Null,
         "file" => match &raw.path {
             Some(p) => SinkKind::File {
                 path: cx.path(p.get_ref()),
-                mode: mode(cx, &node, raw.mode.as_ref())?,
-                sync: sync(cx, &node, raw.sync.as_ref())?,
+                mode: mode(cx, node, raw.mode.as_ref())?,
+                sync: sync(cx, node, raw.sync.as_ref())?,
             },
             None => {
                 return Err(cx.err(
@@ -67,7 +79,18 @@ pub(crate) fn check(
                 ),
             ));
         }
-    };
+    })
+}
+
+/// A key of another sink type is an error rather than ignored: it shows a misunderstanding
+/// (a `path` on a `stdout` sink writes nothing to that path).
+fn refuse_foreign_keys(
+    cx: &Ctx,
+    node: &str,
+    raw: &RawSink,
+    kind: &SinkKind,
+) -> Result<(), ConfigError> {
+    let key = |k: &str| join(node, k);
     let only = |present: &Option<Sp<String>>, what: &str, kinds: &str| -> Result<(), ConfigError> {
         match present {
             Some(v) => Err(cx.err(
@@ -101,12 +124,7 @@ pub(crate) fn check(
             ),
         ));
     }
-    Ok(Sink {
-        name: name.to_string(),
-        inputs,
-        kind,
-        encoding: encoding(cx, &node, raw)?,
-    })
+    Ok(())
 }
 
 fn encoding(cx: &Ctx, node: &str, raw: &RawSink) -> Result<Encoding, ConfigError> {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
 
 use crate::config::{ConfigError, Pipeline};
+use crate::pipeline::checkpoint::DataDirError;
 use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::runner::StageRunner;
@@ -41,6 +42,9 @@ pub enum RunError {
         plugin: PathBuf,
         message: String,
     },
+    /// The data folder is another run's, or cannot be made: refused before anything is read.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -60,7 +64,10 @@ impl RunError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            RunError::Plugin(_) | RunError::Config(_) | RunError::Init { .. }
+            RunError::Plugin(_)
+                | RunError::Config(_)
+                | RunError::Init { .. }
+                | RunError::DataDir(_)
         )
     }
 }

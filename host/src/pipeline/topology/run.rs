@@ -45,7 +45,7 @@ impl Topology {
         let bound = self.in_flight_bound();
         // The data folder is locked before anything is read, and until the run ends.
         let data_dir = match &self.pipeline.data_dir {
-            Some(dir) => Some(DataDir::open(dir).map_err(|e| RunError::Failed(e.to_string()))?),
+            Some(dir) => Some(DataDir::open(dir)?),
             None => None,
         };
         let ctx = RunContext::new(shutdown);

@@ -7,8 +7,9 @@
 //! allocates too: loading plugins, making instances, starting threads. To leave only the
 //! steady state, each workload runs at two lengths, `SHORT` and `LONG` batches of 256 events,
 //! after one run that warms the compile cache; the difference in allocations over the
-//! difference in events is the cost of each further event, setup cancelled out. Issue 8's
-//! target is at most 0.05 allocations per event at batch 256.
+//! difference in events is the cost of each further event, setup cancelled out; the least of
+//! three such pairs is the figure. Issue 8's target is at most 0.05 allocations per event at
+//! batch 256.
 //!
 //! This binary holds only this test: another test running beside it would add its own
 //! allocations to the count.
@@ -118,7 +119,14 @@ fn allocations(
     Ok((after - before, report.events_in))
 }
 
-/// Allocations per further event of a workload, setup cancelled out.
+/// Pairs of runs measured per workload; the figure is the least of them.
+const PAIRS: usize = 3;
+
+/// Allocations per further event of a workload, setup cancelled out: the least of [`PAIRS`]
+/// measurements. The hot path's own allocations are the same in every pair; what varies is
+/// what a loaded machine adds (threads woken, parked and woken again in the runtime and the
+/// channels), which was seen to add up to two allocations per batch on a busy two-core
+/// machine, and which the least of a few pairs leaves out.
 fn per_event(make: fn(u64, &Path) -> String, unit: u64) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,13 +135,19 @@ fn per_event(make: fn(u64, &Path) -> String, unit: u64) -> Result<f64> {
     // Compiles the plugins into the cache: later runs map them, as every run after the
     // first does.
     allocations(&runtime, dir.path(), make, unit)?;
-    let (short, short_events) = allocations(&runtime, dir.path(), make, SHORT * 256 / unit * unit)?;
-    let (long, long_events) = allocations(&runtime, dir.path(), make, LONG * 256 / unit * unit)?;
-    let figure = (long as f64 - short as f64) / (long_events - short_events) as f64;
-    eprintln!(
-        "{short} allocations for {short_events} events, {long} for {long_events}: {figure:.4} per further event"
-    );
-    Ok(figure)
+    let mut least = f64::INFINITY;
+    for _ in 0..PAIRS {
+        let (short, short_events) =
+            allocations(&runtime, dir.path(), make, SHORT * 256 / unit * unit)?;
+        let (long, long_events) =
+            allocations(&runtime, dir.path(), make, LONG * 256 / unit * unit)?;
+        let figure = (long as f64 - short as f64) / (long_events - short_events) as f64;
+        eprintln!(
+            "{short} allocations for {short_events} events, {long} for {long_events}: {figure:.4} per further event"
+        );
+        least = least.min(figure);
+    }
+    Ok(least)
 }
 
 #[test]

@@ -232,7 +232,7 @@ pub fn check(path: &Path) -> Result<Plugin, BuildError> {
         reason,
     };
     let sandbox = Sandbox::new().map_err(|e| refused(format!("no engine: {e}")))?;
-    let plugin = Plugin::load_with(&sandbox, path, None).map_err(|e| refused(e.to_string()))?;
+    let plugin = Plugin::load(&sandbox, path).map_err(|e| refused(e.to_string()))?;
     plugin
         .check_grants(&Grant::default())
         .map_err(|e| refused(e.to_string()))?;

@@ -29,8 +29,8 @@ pub(super) fn new(name: &str, lang: Lang, template: &str, dir: Option<&Path>) ->
         lang.as_str(),
         lang.contract()
     );
-    out!("next:");
-    for step in new::next_steps(lang, &made) {
+    out!("next, in {}:", made.display());
+    for step in new::next_steps(lang, name) {
         out!("  {step}");
     }
     Ok(())

@@ -94,19 +94,24 @@ fn check_name(name: &str) -> Result<(), NewError> {
     }
 }
 
-/// What to run next, as `weir plugin new` prints it.
-pub fn next_steps(lang: Lang, dir: &Path) -> Vec<String> {
-    let d = dir.display();
-    let test = match lang {
-        Lang::Rust => format!("(cd {d} && cargo test)"),
-        Lang::Python | Lang::Js | Lang::C | Lang::Go => format!("(cd {d} && ./test.sh)"),
+/// What to run next, as `weir plugin new` prints it: from inside the project.
+pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
+    let (test, wasm) = match lang {
+        Lang::Rust => (
+            "cargo test".to_string(),
+            format!(
+                "target/wasm32-wasip2/release/{}.wasm",
+                name.replace('-', "_")
+            ),
+        ),
+        _ => ("./test.sh".to_string(), format!("target/{name}.wasm")),
     };
     vec![
-        format!("{test}                          # the golden test, natively"),
-        format!("weir plugin build {d}            # the component"),
+        format!("{test:<20} # the golden test, natively"),
         format!(
-            "weir plugin test {} --input {d}/golden/input.txt",
-            "<the built .wasm>"
+            "{:<20} # the component, checked as the host loads it",
+            "weir plugin build"
         ),
+        format!("weir plugin test {wasm} --input golden/input.txt --expect golden/expected.jsonl"),
     ]
 }

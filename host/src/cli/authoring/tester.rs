@@ -60,7 +60,7 @@ pub struct Ran {
 pub fn run(test: &TestRun) -> Result<Ran, TestError> {
     let refused = |e: &dyn std::fmt::Display| TestError::Refused(super::super::one_line(e));
     let sandbox = Sandbox::new().map_err(|e| refused(&e))?;
-    let plugin = Plugin::load_with(&sandbox, &test.plugin, None).map_err(|e| refused(&e))?;
+    let plugin = Plugin::load(&sandbox, &test.plugin).map_err(|e| refused(&e))?;
     plugin
         .check_grants(&Grant::default())
         .map_err(|e| refused(&e))?;

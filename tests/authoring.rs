@@ -75,7 +75,10 @@ fn toolchain(lang: &str) -> bool {
         std::env::var_os("WEIR_REQUIRE_TOOLCHAINS").is_none(),
         "{why} (WEIR_REQUIRE_TOOLCHAINS is set)"
     );
-    eprintln!("SKIPPED: {why}");
+    // Straight to the process's stderr, past the test harness's capture, so that a run that
+    // passes still shows what it did not check.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
     false
 }
 
@@ -397,8 +400,8 @@ fn build_names_a_missing_toolchain_and_what_installs_it() -> Result<()> {
     Ok(())
 }
 
-/// A Rust crate that builds but exports no stage is refused, naming what is missing; and
-/// `weir plugin test` shows a difference from a golden file and exits 1.
+/// A Rust crate that builds but exports no stage (a component of another world) is refused by
+/// `weir plugin build` and `weir plugin test`, naming what is missing.
 #[test]
 fn build_refuses_a_component_without_the_stage_exports() -> Result<()> {
     let work = Work::new()?;
@@ -408,10 +411,29 @@ fn build_refuses_a_component_without_the_stage_exports() -> Result<()> {
         "//! Exports nothing.\npub fn nothing() {}\n",
     )?;
     std::fs::remove_dir_all(project.join("tests"))?;
-    let stderr = work.fails(2, &["plugin", "build", path(&project)])?;
+    let wasm = work.path("no-exports.wasm");
+    let stderr = work.fails(
+        2,
+        &["plugin", "build", path(&project), "--out", path(&wasm)],
+    )?;
     ensure!(
         stderr.contains("weir refuses it")
             && stderr.contains("does not implement the `stage` world"),
+        "{stderr}"
+    );
+    // The component of another world that the build left behind is refused by `plugin test`
+    // too, before any event runs.
+    let stderr = work.fails(2, &["plugin", "test", path(&wasm), "--text", "a"])?;
+    ensure!(
+        stderr.contains("does not implement the `stage` world"),
+        "{stderr}"
+    );
+    // So is a component of another world altogether (it exports `greet`), named as such.
+    let other = support::plugin("fixture-evil-other-world");
+    let stderr = work.fails(2, &["plugin", "test", path(&other), "--text", "a"])?;
+    ensure!(
+        stderr.contains("does not implement the `stage` world")
+            && stderr.contains("its function exports: greet"),
         "{stderr}"
     );
     Ok(())

@@ -515,3 +515,25 @@ fn test_shows_a_difference_from_the_golden_file() -> Result<()> {
     );
     Ok(())
 }
+
+/// A git dependency on the SDK makes cargo read every manifest of this repository: none may
+/// hold a template's placeholder (the templates keep theirs as `Cargo.toml.template`).
+#[test]
+fn no_manifest_in_the_repository_holds_a_placeholder() -> Result<()> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() && !name.starts_with('.') && name != "target" {
+                walk(&path, found)?;
+            } else if name == "Cargo.toml" && std::fs::read_to_string(&path)?.contains("{{") {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(&workspace_root(), &mut found)?;
+    ensure!(found.is_empty(), "manifests with a placeholder: {found:?}");
+    Ok(())
+}

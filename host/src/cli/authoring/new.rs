@@ -66,6 +66,13 @@ pub fn new(
         Err(_) => bytes.to_vec(),
     };
     embedded::write_out(&folder, &dir, &fill).map_err(write_err)?;
+    // A Rust template keeps its manifest as `Cargo.toml.template`: a `Cargo.toml` naming the
+    // package `{{name}}` in this repository would break a git dependency on the SDK, since
+    // cargo reads every manifest of a repository it checks out.
+    let manifest = dir.join("Cargo.toml.template");
+    if manifest.is_file() {
+        std::fs::rename(&manifest, dir.join("Cargo.toml")).map_err(write_err)?;
+    }
     // The SDK goes in as it is: its text holds no placeholder.
     let keep = |bytes: &[u8]| bytes.to_vec();
     match lang {

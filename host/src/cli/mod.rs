@@ -13,6 +13,7 @@ macro_rules! out {
 }
 
 mod admin;
+mod authoring;
 mod plugin;
 
 use std::path::{Path, PathBuf};
@@ -162,6 +163,69 @@ pub enum PluginCommand {
         #[command(flatten)]
         auth: AuthArgs,
     },
+    /// Make a new stage project from a template, in Rust, Python, JavaScript, C or Go.
+    New {
+        /// The stage's name: lower-case letters, digits and dashes.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: authoring::Lang,
+        /// The template: `map` (upper-cases every value) or `filter` (drops values holding a
+        /// word, with declared settings).
+        #[arg(long, default_value = "map")]
+        template: String,
+        /// The folder to make (default: ./NAME); it must not exist or be empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Build a stage project into a component with its language's toolchain, and check it
+    /// loads on this host.
+    Build {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: for Rust, where cargo puts it; otherwise
+        /// DIR/target/NAME.wasm).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Run a component in the sandbox on a few events and print each outcome (JSON lines on
+    /// stdout; fuel and time per event on stderr).
+    Test(PluginTestArgs),
+}
+
+/// The arguments of `weir plugin test`.
+#[derive(Debug, clap::Args)]
+pub struct PluginTestArgs {
+    /// The component file (.wasm).
+    plugin: PathBuf,
+    /// An event with this value (repeatable), before those of --input.
+    #[arg(long = "text", value_name = "VALUE")]
+    texts: Vec<String>,
+    /// A file whose every line is an event's value.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// A setting, KEY=VALUE (repeatable), checked against what the plugin declares.
+    #[arg(long = "setting", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// The key of every event.
+    #[arg(long)]
+    key: Option<String>,
+    /// A header of every event, NAME=VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// A golden file: exit 1, showing the difference, unless stdout would be exactly it.
+    #[arg(long, value_name = "FILE")]
+    expect: Option<PathBuf>,
+    /// Fuel per event (default 10000000).
+    #[arg(long)]
+    fuel: Option<u64>,
+    /// Wall-clock limit per call, such as 1s (default) or 250ms.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Linear memory per instance, such as 64MiB (default).
+    #[arg(long, value_name = "SIZE")]
+    memory: Option<String>,
 }
 
 /// Runs a parsed command line.
@@ -175,15 +239,7 @@ pub fn main(cli: Cli) -> ExitCode {
             from_start,
         } => run(&file, quiet, report, RunOptions { from_start }),
         Command::Check { file } => check(&file),
-        Command::Plugin {
-            command:
-                PluginCommand::Inspect {
-                    file,
-                    json,
-                    admin,
-                    auth,
-                },
-        } => plugin::inspect(&file, json, admin.as_deref(), &auth),
+        Command::Plugin { command } => plugin_command(command),
         Command::Reload {
             stage,
             plugin,
@@ -203,6 +259,37 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 type CommandResult = Result<(), (u8, String)>;
+
+/// `weir plugin inspect`, `new`, `build` and `test`.
+fn plugin_command(command: PluginCommand) -> CommandResult {
+    match command {
+        PluginCommand::Inspect {
+            file,
+            json,
+            admin,
+            auth,
+        } => plugin::inspect(&file, json, admin.as_deref(), &auth),
+        PluginCommand::New {
+            name,
+            lang,
+            template,
+            dir,
+        } => authoring::new(&name, lang, &template, dir.as_deref()),
+        PluginCommand::Build { dir, out } => authoring::build(&dir, out.as_deref()),
+        PluginCommand::Test(a) => authoring::test(&authoring::TestArgs {
+            plugin: &a.plugin,
+            texts: &a.texts,
+            input: a.input.as_deref(),
+            settings: &a.settings,
+            key: a.key.as_deref(),
+            headers: &a.headers,
+            expect: a.expect.as_deref(),
+            fuel: a.fuel,
+            timeout: a.timeout.as_deref(),
+            memory: a.memory.as_deref(),
+        }),
+    }
+}
 
 #[doc(hidden)]
 pub fn print_line(text: std::fmt::Arguments<'_>) {

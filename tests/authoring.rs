@@ -1,0 +1,539 @@
+//! Writing a stage in each of the five languages, through the real `weir` binary and each
+//! language's real toolchain: `weir plugin new` makes a project in a temporary folder (outside
+//! this repository), the project's own golden test passes natively, `weir plugin build` makes
+//! the component, and `weir plugin test --expect` runs it in the sandbox against the
+//! template's golden file. The filter template's declared settings are held to by `weir
+//! check` (an unknown key and a mistyped value are refused, naming file, line and key), and
+//! each language's uppercase example runs workload W2's shape through `weir run`.
+//!
+//! The toolchains come from `sdk/toolchains.sh` (in `.toolchains/`, or `WEIR_TOOLCHAINS`).
+//! A language whose toolchain is absent is skipped with a message saying so, unless
+//! `WEIR_REQUIRE_TOOLCHAINS` is set (CI sets it), when its test fails instead. Rust needs
+//! only the workspace's own toolchain and always runs.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, Result, ensure};
+use support::{PATIENCE, PipelineFile, Running, Sink, Source, Stage, Stdin, weir, workspace_root};
+
+/// The toolchains folder the tests build with.
+fn toolchains() -> PathBuf {
+    std::env::var_os("WEIR_TOOLCHAINS")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| workspace_root().join(".toolchains"), PathBuf::from)
+}
+
+/// Where the Rust projects are built: one target folder for every test, so that the SDK's
+/// dependencies are compiled once.
+fn cargo_target() -> PathBuf {
+    workspace_root().join("target").join("authoring")
+}
+
+/// Files a language's build needs in the toolchains folder (Debian's clang aside).
+fn needs(lang: &str) -> &'static [&'static str] {
+    match lang {
+        "python" => &["python/bin/componentize-py"],
+        "js" => &["js/node_modules/.bin/componentize-js"],
+        "c" => &[
+            "bin/wasm-tools",
+            "adapter/wasi_snapshot_preview1.reactor.wasm",
+        ],
+        "go" => &[
+            "go/bin/go",
+            "bin/wasm-tools",
+            "adapter/wasi_snapshot_preview1.reactor.wasm",
+            "go-pkg/go.mod",
+        ],
+        _ => &[],
+    }
+}
+
+/// Whether `lang` can be built here. When it cannot, says so and returns false, or fails
+/// when `WEIR_REQUIRE_TOOLCHAINS` is set.
+fn toolchain(lang: &str) -> bool {
+    let tc = toolchains();
+    let mut missing: Vec<String> = needs(lang)
+        .iter()
+        .map(|f| tc.join(f))
+        .filter(|p| !p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if lang == "c" && !Path::new("/usr/bin/clang-19").exists() {
+        missing.push("clang-19".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "the {lang} toolchain is missing ({}): run `sdk/toolchains.sh {lang}`",
+        missing.join(", ")
+    );
+    assert!(
+        std::env::var_os("WEIR_REQUIRE_TOOLCHAINS").is_none(),
+        "{why} (WEIR_REQUIRE_TOOLCHAINS is set)"
+    );
+    // Straight to the process's stderr, past the test harness's capture, so that a run that
+    // passes still shows what it did not check.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+    false
+}
+
+/// A temporary folder with a compile cache of its own.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new() -> Result<Work> {
+        let work = Work {
+            dir: tempfile::tempdir()?,
+        };
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(work.path("cache"))?;
+        Ok(work)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `weir ARGS` with this folder's compile cache and the tests' toolchains.
+    fn weir(&self, args: &[&str]) -> Command {
+        let mut cmd = weir();
+        cmd.env("WEIR_CACHE_DIR", self.path("cache"))
+            .env("WEIR_TOOLCHAINS", toolchains())
+            .env("CARGO_TARGET_DIR", cargo_target())
+            .args(args);
+        cmd
+    }
+
+    /// `weir ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.weir(args).output()?;
+        ensure!(
+            out.status.success(),
+            "weir {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `weir ARGS`, which must fail with `code`; its stderr.
+    fn fails(&self, code: i32, args: &[&str]) -> Result<String> {
+        let out: Output = self.weir(args).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        ensure!(
+            out.status.code() == Some(code),
+            "weir {} exited {} (expected {code}):\n{stderr}",
+            args.join(" "),
+            out.status
+        );
+        Ok(stderr)
+    }
+
+    /// `weir plugin new NAME --lang LANG --template T --dir NAME`; the project's folder.
+    fn new_project(&self, name: &str, lang: &str, template: &str) -> Result<PathBuf> {
+        let dir = self.path(name);
+        let made = self.ok(&[
+            "plugin",
+            "new",
+            name,
+            "--lang",
+            lang,
+            "--template",
+            template,
+            "--dir",
+            path(&dir),
+        ])?;
+        ensure!(made.starts_with("made "), "weir plugin new printed: {made}");
+        Ok(dir)
+    }
+
+    /// `weir plugin build DIR --out OUT`; checks what it printed, returns OUT.
+    fn build(&self, project: &Path, out: &str) -> Result<PathBuf> {
+        let wasm = self.path(out);
+        let printed = self.ok(&["plugin", "build", path(project), "--out", path(&wasm)])?;
+        ensure!(
+            printed.contains(&format!("built {}", wasm.display()))
+                && printed.contains("sha256:")
+                && printed.contains("world:    weir:stage/stage@0.2.0"),
+            "weir plugin build printed: {printed}"
+        );
+        let size = std::fs::metadata(&wasm)?.len();
+        ensure!(
+            printed.contains(&format!("size:     {size} bytes")),
+            "weir plugin build printed: {printed}"
+        );
+        Ok(wasm)
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
+}
+
+/// The project's own golden test, natively: `cargo test` or `./test.sh`.
+fn native_test(lang: &str, project: &Path) -> Result<()> {
+    let mut cmd = if lang == "rust" {
+        let mut cmd = Command::new("cargo");
+        cmd.args(["test", "--quiet"]);
+        cmd
+    } else {
+        Command::new("./test.sh")
+    };
+    let out = cmd
+        .current_dir(project)
+        .env("WEIR_TOOLCHAINS", toolchains())
+        .env("CARGO_TARGET_DIR", cargo_target())
+        .output()
+        .with_context(|| format!("cannot run the {lang} project's test"))?;
+    ensure!(
+        out.status.success(),
+        "the {lang} project's own test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `new` -> native test -> `build` -> `test --expect` for both templates, then the declared
+/// settings of the filter through `weir check`, then the uppercase example through `weir run`.
+fn language(lang: &str, example: impl FnOnce(&Work) -> Result<PathBuf>) -> Result<()> {
+    if !toolchain(lang) {
+        return Ok(());
+    }
+    let work = Work::new()?;
+    for template in ["map", "filter"] {
+        let project = work.new_project(&format!("{lang}-{template}"), lang, template)?;
+        native_test(lang, &project)?;
+        let wasm = work.build(&project, &format!("{lang}-{template}.wasm"))?;
+        let input = project.join("golden/input.txt");
+        let expected = project.join("golden/expected.jsonl");
+        work.ok(&[
+            "plugin",
+            "test",
+            path(&wasm),
+            "--input",
+            path(&input),
+            "--expect",
+            path(&expected),
+        ])?;
+        if template == "filter" {
+            declared_settings(&work, lang, &wasm)?;
+        }
+    }
+    let uppercase = example(&work)?;
+    w2(&work, &uppercase)
+}
+
+/// `weir check` refuses an unknown setting and a mistyped one of the filter template,
+/// naming the file, the line and the key; the declared ones pass.
+fn declared_settings(work: &Work, lang: &str, wasm: &Path) -> Result<()> {
+    let pipeline = |key: &str, value: toml::Value| {
+        PipelineFile::new()
+            .source("lines", Source::generate(10))
+            .stage(
+                "filter",
+                Stage::plugin(wasm).inputs(&["lines"]).setting(key, value),
+            )
+            .sink("out", Sink::null().inputs(&["filter"]))
+    };
+    let cases = [
+        (
+            "dropp",
+            toml::Value::from("x"),
+            "does not declare a setting `dropp`",
+        ),
+        (
+            "ignore-case",
+            toml::Value::from("yes"),
+            "\"yes\" is not true or false",
+        ),
+    ];
+    for (key, value, says) in cases {
+        let file = pipeline(key, value);
+        let written = work.path("pipeline.toml");
+        std::fs::write(&written, file.text())?;
+        let stderr = work.fails(2, &["check", path(&written)])?;
+        let line = file.line_of(key);
+        let wanted = format!(
+            "{}:{line}: `stages.filter.settings.{key}`",
+            written.display()
+        );
+        ensure!(
+            stderr.contains(&wanted) && stderr.contains(says),
+            "{lang}: weir check did not name {wanted} and say {says:?}:\n{stderr}"
+        );
+    }
+    let file = pipeline("ignore-case", toml::Value::from(true));
+    let written = work.path("pipeline.toml");
+    std::fs::write(&written, file.text())?;
+    work.ok(&["check", path(&written)])?;
+    Ok(())
+}
+
+/// Workload W2's shape at a small size: generated 100-byte values through three uppercase
+/// stages into a file; every value comes out upper-cased, every stage passes every event.
+fn w2(work: &Work, uppercase: &Path) -> Result<()> {
+    const EVENTS: usize = 3_000;
+    let out = work.path("w2.txt");
+    let file = PipelineFile::new()
+        .source("gen", Source::generate(EVENTS as i64).size(100))
+        .stage("s1", Stage::plugin(uppercase).inputs(&["gen"]))
+        .stage("s2", Stage::plugin(uppercase).inputs(&["s1"]))
+        .stage("s3", Stage::plugin(uppercase).inputs(&["s2"]))
+        .sink("out", Sink::file(&out).inputs(&["s3"]));
+    let written = work.path("w2.toml");
+    std::fs::write(&written, file.text())?;
+    let cmd = work.weir(&["run", "--report", "json", path(&written)]);
+    let ran = Running::start(cmd, Stdin::Null)?.finish(PATIENCE)?;
+    let report = ran.report();
+    for stage in ["s1", "s2", "s3"] {
+        let node = report.node(stage);
+        ensure!(
+            node.events_in == EVENTS as u64 && node.events_out == EVENTS as u64 && node.failed == 0,
+            "stage {stage}: {node:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&out)?;
+    let lines: Vec<&str> = text.lines().collect();
+    ensure!(lines.len() == EVENTS, "{} lines written", lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        let wanted: String = (0..100)
+            .map(|j| char::from(b'A' + ((i + j) % 26) as u8))
+            .collect();
+        ensure!(*line == wanted, "line {i}: {line:?}, expected {wanted:?}");
+    }
+    Ok(())
+}
+
+/// The uppercase example of a language from `sdk/examples/`, built by `weir plugin build`.
+fn example(lang: &'static str) -> impl FnOnce(&Work) -> Result<PathBuf> {
+    move |work| {
+        let project = workspace_root().join(format!("sdk/examples/{lang}-uppercase"));
+        work.build(&project, &format!("{lang}-uppercase.wasm"))
+    }
+}
+
+#[test]
+fn rust() -> Result<()> {
+    language("rust", |_| Ok(support::plugin("uppercase")))
+}
+
+#[test]
+fn python() -> Result<()> {
+    language("python", example("python"))
+}
+
+#[test]
+fn javascript() -> Result<()> {
+    language("js", example("js"))
+}
+
+#[test]
+fn c() -> Result<()> {
+    language("c", example("c"))
+}
+
+#[test]
+fn go() -> Result<()> {
+    language("go", example("go"))
+}
+
+#[test]
+fn new_refuses_a_bad_name_an_unknown_template_and_a_folder_in_use() -> Result<()> {
+    let work = Work::new()?;
+    let stderr = work.fails(2, &["plugin", "new", "Bad_Name", "--lang", "python"])?;
+    ensure!(
+        stderr.contains("`Bad_Name` is not a stage name"),
+        "{stderr}"
+    );
+    let stderr = work.fails(
+        2,
+        &["plugin", "new", "x", "--lang", "go", "--template", "nope"],
+    )?;
+    ensure!(
+        stderr.contains("no template `nope` for go; its templates: filter, map"),
+        "{stderr}"
+    );
+    let used = work.path("used");
+    std::fs::create_dir(&used)?;
+    std::fs::write(used.join("keep.txt"), "mine")?;
+    let stderr = work.fails(
+        2,
+        &["plugin", "new", "x", "--lang", "c", "--dir", path(&used)],
+    )?;
+    ensure!(stderr.contains("exists and is not empty"), "{stderr}");
+    ensure!(std::fs::read_to_string(used.join("keep.txt"))? == "mine");
+    Ok(())
+}
+
+#[test]
+fn build_names_a_missing_toolchain_and_what_installs_it() -> Result<()> {
+    let work = Work::new()?;
+    let project = work.new_project("no-tools", "python", "map")?;
+    let empty = work.path("no-toolchains");
+    std::fs::create_dir(&empty)?;
+    let out = work
+        .weir(&["plugin", "build", path(&project)])
+        .env("WEIR_TOOLCHAINS", &empty)
+        .env("PATH", "/usr/bin:/bin")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.code() == Some(1), "{}: {stderr}", out.status);
+    ensure!(
+        stderr.contains("needs componentize-py")
+            && stderr.contains("sdk/toolchains.sh python")
+            && stderr.contains("pip install componentize-py=="),
+        "{stderr}"
+    );
+    let stderr = work.fails(1, &["plugin", "build", path(&work.path("cache"))])?;
+    ensure!(stderr.contains("is not a stage project"), "{stderr}");
+    Ok(())
+}
+
+/// A Rust crate that builds but exports no stage (a component of another world) is refused by
+/// `weir plugin build` and `weir plugin test`, naming what is missing.
+#[test]
+fn build_refuses_a_component_without_the_stage_exports() -> Result<()> {
+    let work = Work::new()?;
+    let project = work.new_project("no-exports", "rust", "map")?;
+    std::fs::write(
+        project.join("src/lib.rs"),
+        "//! Exports nothing.\npub fn nothing() {}\n",
+    )?;
+    std::fs::remove_dir_all(project.join("tests"))?;
+    let wasm = work.path("no-exports.wasm");
+    let stderr = work.fails(
+        2,
+        &["plugin", "build", path(&project), "--out", path(&wasm)],
+    )?;
+    ensure!(
+        stderr.contains("weir refuses it")
+            && stderr.contains("does not implement the `stage` world"),
+        "{stderr}"
+    );
+    // The component of another world that the build left behind is refused by `plugin test`
+    // too, before any event runs.
+    let stderr = work.fails(2, &["plugin", "test", path(&wasm), "--text", "a"])?;
+    ensure!(
+        stderr.contains("does not implement the `stage` world"),
+        "{stderr}"
+    );
+    // So is a component of another world altogether (it exports `greet`), named as such.
+    let other = support::plugin("fixture-evil-other-world");
+    let stderr = work.fails(2, &["plugin", "test", path(&other), "--text", "a"])?;
+    ensure!(
+        stderr.contains("does not implement the `stage` world")
+            && stderr.contains("its function exports: greet"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn test_shows_a_difference_from_the_golden_file() -> Result<()> {
+    let work = Work::new()?;
+    let project = work.new_project("differs", "rust", "filter")?;
+    let wasm = work.build(&project, "differs.wasm")?;
+    let input = project.join("golden/input.txt");
+    let expected = project.join("golden/expected.jsonl");
+    let stderr = work.fails(
+        1,
+        &[
+            "plugin",
+            "test",
+            path(&wasm),
+            "--input",
+            path(&input),
+            "--expect",
+            path(&expected),
+            "--setting",
+            "drop=WARN",
+        ],
+    )?;
+    ensure!(
+        stderr.contains("line 2:\n  - {\"event\":1,\"outputs\":[]}\n  + {\"event\":1,\"outputs\":[{\"value\":\"DEBUG cache warm\"}]}")
+            && stderr.contains("3 of 5 lines differ"),
+        "{stderr}"
+    );
+    // Settings are checked as `weir check` checks them; the outcome of every event, a reject
+    // and a key and header included, is on stdout; fuel and time per event on stderr.
+    let stderr = work.fails(
+        2,
+        &[
+            "plugin",
+            "test",
+            path(&wasm),
+            "--text",
+            "a",
+            "--setting",
+            "dropp=x",
+        ],
+    )?;
+    ensure!(
+        stderr.contains("--setting dropp: the plugin does not declare"),
+        "{stderr}"
+    );
+    let out = work
+        .weir(&[
+            "plugin",
+            "test",
+            path(&wasm),
+            "--text",
+            "",
+            "--text",
+            "b",
+            "--key",
+            "k",
+            "--header",
+            "h=v",
+        ])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{stderr}");
+    ensure!(
+        stdout
+            == "{\"event\":0,\"failure\":\"reject\",\"reason\":\"empty value\"}\n\
+                {\"event\":1,\"outputs\":[{\"headers\":[[\"h\",\"v\"]],\"key\":\"k\",\"value\":\"b\"}]}\n",
+        "{stdout}"
+    );
+    ensure!(
+        stderr.contains("event 0: ")
+            && stderr.contains(" fuel, ")
+            && stderr.contains("2 events, 1 failed"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// A git dependency on the SDK makes cargo read every manifest of this repository: none may
+/// hold a template's placeholder (the templates keep theirs as `Cargo.toml.template`).
+#[test]
+fn no_manifest_in_the_repository_holds_a_placeholder() -> Result<()> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() && !name.starts_with('.') && name != "target" {
+                walk(&path, found)?;
+            } else if name == "Cargo.toml" && std::fs::read_to_string(&path)?.contains("{{") {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut found = Vec::new();
+    walk(&workspace_root(), &mut found)?;
+    ensure!(found.is_empty(), "manifests with a placeholder: {found:?}");
+    Ok(())
+}

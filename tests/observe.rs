@@ -589,3 +589,55 @@ fn the_live_page_shows_every_node_with_a_rate_in_headless_chromium() -> Result<(
     assert!(std::fs::metadata(&shot)?.len() > 1000, "a screenshot");
     flowing.finish()
 }
+
+/// `weir run FILE` (with `extra` arguments) under a pseudo-terminal made by util-linux's
+/// `script`: what it drew on the terminal. `None` when `script` is not installed.
+fn on_a_terminal(dir: &Dir, file: &Path, extra: &str) -> Result<Option<String>> {
+    let line = format!(
+        "{} run {extra} {}",
+        env!("CARGO_BIN_EXE_weir"),
+        file.display()
+    );
+    let out = match Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("WEIR_CACHE_DIR", dir.cache()?)
+        .env("TERM", "xterm")
+        .env_remove("WEIR_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) => return Ok(None),
+    };
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+#[test]
+fn the_progress_line_shows_on_a_terminal_only_and_not_with_quiet() -> Result<()> {
+    let dir = Dir::new()?;
+    // Long enough for the line's first ticks (every 200 ms).
+    let file = PipelineFile::new()
+        .source("in", Source::generate(4_000_000))
+        .stage("upper", Stage::plugin(plugin("uppercase")).inputs(&["in"]))
+        .sink("out", Sink::null().inputs(&["upper"]))
+        .write(&dir)?;
+    // stderr a pipe: the summary line only.
+    let out = dir.weir().arg("run").arg(&file).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("ETA"), "not a terminal: {stderr}");
+    let Some(drawn) = on_a_terminal(&dir, &file, "")? else {
+        eprintln!("`script` (util-linux) is not installed: the terminal is not tested");
+        return Ok(());
+    };
+    assert!(drawn.contains(" read ["), "{drawn}");
+    assert!(drawn.contains("failed, ETA"), "{drawn}");
+    let quiet = on_a_terminal(&dir, &file, "--quiet")?.unwrap_or_default();
+    assert!(!quiet.contains("ETA"), "--quiet: {quiet}");
+    Ok(())
+}

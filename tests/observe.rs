@@ -478,6 +478,39 @@ fn weir_tap_prints_the_events_leaving_a_stage_up_to_its_limit() -> Result<()> {
 }
 
 #[test]
+fn a_tap_whose_reader_falls_behind_loses_samples_and_says_so() -> Result<()> {
+    let dir = Dir::new()?;
+    // A source far faster than a reader that does not read: more than the tap's 32 chunks,
+    // the socket's buffers and the pipe's fill within the pause.
+    let file = PipelineFile::new()
+        .source("in", Source::generate(200_000_000))
+        .sink("out", Sink::null().inputs(&["in"]))
+        .admin_token(TOKEN)
+        .write(&dir)?;
+    let mut run = dir.start(&file)?;
+    let addr = address(&mut run, "admin API listening on ")?;
+    let tap = admin_command(&addr, &["tap", "in", "--limit", "100000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let out = tap.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(out.status.success(), "weir tap failed: {stderr}");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(
+        stderr.contains(&format!("tap `in`: {lines} events, ")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(" lost: this reader was slower"), "{stderr}");
+    // The pipeline was never held: it still runs, and stops cleanly.
+    run.signal(libc::SIGTERM)?;
+    let ran = run.wait(PATIENCE)?;
+    ensure!(ran.code() == 0, "weir failed: {}", ran.last_line());
+    Ok(())
+}
+
+#[test]
 fn weir_tap_of_dead_letters_shows_why_events_failed() -> Result<()> {
     let dir = Dir::new()?;
     let file = pipeline(&dir).admin_token(TOKEN).write(&dir)?;

@@ -517,12 +517,20 @@ fn weir_tap_of_dead_letters_shows_why_events_failed() -> Result<()> {
     let mut run = dir.start(&file)?;
     let addr = address(&mut run, "admin API listening on ")?;
     let mut tap = admin_command(&addr, &["tap", "poison", "--dead-letters", "--limit", "1"]);
-    let tap = tap.stdout(std::process::Stdio::piped()).spawn()?;
+    let tap = tap
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
     // The tap is open once the server has answered its head; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
     writeln!(run.stdin(), "event 1\npoison 2\nevent 3")?;
     let out = tap.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tap `poison`: 1 event; the limit was reached"),
+        "{stderr}"
+    );
     let letter: serde_json::Value = serde_json::from_str(stdout.trim()).context("one letter")?;
     assert_eq!(letter["stage"], "poison");
     assert_eq!(letter["kind"], "panic");

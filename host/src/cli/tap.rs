@@ -94,8 +94,9 @@ pub(super) fn tap(
     } else {
         String::new()
     };
+    let events = if status.sent == 1 { "event" } else { "events" };
     crate::notice::info(&format!(
-        "tap `{node}`: {} events{lost}; {why}",
+        "tap `{node}`: {} {events}{lost}; {why}",
         status.sent
     ));
     Ok(())

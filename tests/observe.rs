@@ -513,7 +513,13 @@ fn a_tap_whose_reader_falls_behind_loses_samples_and_says_so() -> Result<()> {
 #[test]
 fn weir_tap_of_dead_letters_shows_why_events_failed() -> Result<()> {
     let dir = Dir::new()?;
-    let file = pipeline(&dir).admin_token(TOKEN).write(&dir)?;
+    // The shortest idle timeout there is: a tap on a quiet node keeps its connection by its
+    // heartbeat, not by the events it has yet to see.
+    let mut admin = support::Table::default();
+    admin.set("listen", "127.0.0.1:0");
+    admin.set("token", TOKEN);
+    admin.set("idle_timeout", "100ms");
+    let file = pipeline(&dir).admin_table(admin).write(&dir)?;
     let mut run = dir.start(&file)?;
     let addr = address(&mut run, "admin API listening on ")?;
     let mut tap = admin_command(&addr, &["tap", "poison", "--dead-letters", "--limit", "1"]);
@@ -521,8 +527,9 @@ fn weir_tap_of_dead_letters_shows_why_events_failed() -> Result<()> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    // The tap is open once the server has answered its head; give it a moment.
-    std::thread::sleep(Duration::from_millis(500));
+    // The tap is open once the server has answered its head; it then waits, quiet, for
+    // many idle timeouts.
+    std::thread::sleep(Duration::from_millis(1500));
     writeln!(run.stdin(), "event 1\npoison 2\nevent 3")?;
     let out = tap.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

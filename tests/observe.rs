@@ -131,6 +131,8 @@ fn assert_agrees(samples: &Samples, report: &Report) {
             ("weir_component_received_events_total", node.events_in),
             ("weir_component_sent_events_total", node.events_out),
             ("weir_component_filtered_events_total", node.filtered),
+            ("weir_component_received_bytes_total", node.bytes_in),
+            ("weir_component_sent_bytes_total", node.bytes_out),
         ];
         for (name, expected) in pairs {
             assert_eq!(
@@ -151,6 +153,8 @@ fn assert_agrees(samples: &Samples, report: &Report) {
             assert_eq!(calls as u64, node.calls, "calls of {n}");
             let fuel = sample(samples, "weir_stage_fuel_consumed_total", n, k, "");
             assert_eq!(fuel as u64, node.fuel, "fuel of {n}");
+            let retries = sample(samples, "weir_stage_retries_total", n, k, "");
+            assert_eq!(retries as u64, node.retries, "retries of {n}");
             let timed = sample(samples, "weir_stage_call_duration_seconds_count", n, k, "");
             assert_eq!(timed as u64, node.calls, "timed calls of {n}");
             let traps = [

@@ -6,8 +6,10 @@
 //! their acknowledgements, edges, connectors, chains of stages on worker threads, and the
 //! topology that builds and runs them. [`control`] is the control plane: one actor per
 //! stage for hot loading, the admin API's server and client, the file watcher and the canary
-//! guard. [`app`] wires them for `weir run`, and [`cli`] parses the command line and prints.
-//! Imports point one way: `cli` → `app` → `control` → `pipeline` → `config`, sandbox.
+//! guard. [`observe`] reads what the data plane counts: Prometheus metrics, `weir top`'s
+//! snapshot, `weir tap`'s streams, the live page and the progress line. [`app`] wires them for
+//! `weir run`, and [`cli`] parses the command line and prints. Imports point one way: `cli` →
+//! `app` → `observe` → `control` → `pipeline` → `config`, sandbox.
 //!
 //! The library's entry point is [`run`]:
 //!
@@ -24,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod notice;
+pub mod observe;
 pub mod pipeline;
 
 pub use app::run;

@@ -89,6 +89,7 @@ pub struct PipelineFile {
     sinks: Vec<(String, Table)>,
     dead_letter: Option<Table>,
     admin: Option<Table>,
+    metrics: Option<Table>,
 }
 
 impl PipelineFile {
@@ -168,6 +169,21 @@ impl PipelineFile {
         self
     }
 
+    /// `/metrics` on a free loopback port, answering for `linger` after the run.
+    pub fn metrics(mut self, linger: &str) -> Self {
+        let mut table = Table::default();
+        table.set("listen", "127.0.0.1:0");
+        table.set("linger", linger);
+        self.metrics = Some(table);
+        self
+    }
+
+    /// Any `[metrics]` table.
+    pub fn metrics_table(mut self, table: Table) -> Self {
+        self.metrics = Some(table);
+        self
+    }
+
     /// Any `[admin]` table.
     pub fn admin_table(mut self, table: Table) -> Self {
         self.admin = Some(table);
@@ -194,6 +210,9 @@ impl PipelineFile {
         }
         if let Some(table) = &self.admin {
             table.render("admin", &mut out);
+        }
+        if let Some(table) = &self.metrics {
+            table.render("metrics", &mut out);
         }
         out
     }

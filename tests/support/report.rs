@@ -30,6 +30,9 @@ pub struct NodeReport {
     pub kind: String,
     pub events_in: u64,
     pub events_out: u64,
+    /// Bytes of event values in and out.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
     pub failed: u64,
     pub filtered: u64,
     pub traps: u64,
@@ -85,7 +88,6 @@ pub struct JsonEvent {
     pub key: Option<String>,
     pub value: Option<String>,
     pub value_base64: Option<String>,
-    #[serde(default)]
     pub headers: Vec<(String, serde_json::Value)>,
     pub timestamp: Option<u64>,
 }

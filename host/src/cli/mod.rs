@@ -15,6 +15,8 @@ macro_rules! out {
 mod admin;
 mod authoring;
 mod plugin;
+mod tap;
+mod top;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,6 +108,36 @@ pub enum Command {
         /// The stage to roll back.
         #[arg(long)]
         stage: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// A live view of a running pipeline through its admin API: per node events/s in and
+    /// out, queue, failures by kind, call latency p50/p99, fuel per event, breaker, version.
+    Top {
+        /// Print one plain-text snapshot (rates over `--interval`) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Time between two looks, such as `1s` or `500ms`.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print the events leaving a node of a running pipeline, as JSON lines, as they pass. A
+    /// tap never slows the pipeline: when this command falls behind, samples are lost, and
+    /// counted.
+    Tap {
+        /// The source, stage or sink to tap.
+        node: String,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// The fraction of events to copy, above 0 and at most 1 (0.01: one in a hundred).
+        #[arg(long, value_name = "RATE", default_value = "1")]
+        sample: f64,
+        /// Tap the dead letters the node makes instead of the events it sends on.
+        #[arg(long)]
+        dead_letters: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -248,6 +280,18 @@ pub fn main(cli: Cli) -> ExitCode {
         } => admin::reload(&stage, plugin.as_deref(), &set, &admin),
         Command::Rollback { stage, admin } => admin::rollback(&stage, &admin),
         Command::Stages { json, admin } => admin::stages(json, &admin),
+        Command::Top {
+            once,
+            interval,
+            admin,
+        } => top::top(once, interval, &admin),
+        Command::Tap {
+            node,
+            limit,
+            sample,
+            dead_letters,
+            admin,
+        } => tap::tap(&node, limit, sample, dead_letters, &admin),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -299,6 +343,17 @@ pub fn print_line(text: std::fmt::Arguments<'_>) {
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {
         std::process::exit(0);
+    }
+}
+
+/// `--interval`: a duration from 100ms to 1h, written as in pipeline files.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = crate::config::parse_duration(text)?;
+    let range = std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+    if range.contains(&d) {
+        Ok(d)
+    } else {
+        Err("write a duration from 100ms to 1h".to_string())
     }
 }
 
@@ -358,16 +413,40 @@ fn run(
         .thread_name("weir-io")
         .build()
         .map_err(|e| (1, format!("cannot start the runtime: {e}")))?;
-    let result = runtime.block_on(async {
+    // The progress line is for a person at a terminal, and only for inputs with an end.
+    let progress = !quiet
+        && report.is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && !pipeline.sources.is_empty()
+        && pipeline.sources.iter().all(|s| {
+            matches!(
+                s.kind,
+                crate::config::SourceKind::File { .. } | crate::config::SourceKind::Generate { .. }
+            )
+        });
+    let (result, observing) = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(app::watch_signals(shutdown.clone()));
-        let topology = app::build(&pipeline).await?;
-        app::run_topology(topology, shutdown, options, started).await
+        match app::build(&pipeline).await {
+            Ok(topology) => {
+                let (result, observing) =
+                    app::run_observed(topology, shutdown, options, started, progress).await;
+                (result, Some(observing))
+            }
+            Err(e) => (Err(e), None),
+        }
     });
     let print = |summary: &crate::pipeline::RunReport| match report {
         Some(ReportFormat::Json) => eprintln!("{}", summary.to_json()),
         None if !quiet => crate::notice::info(&summary.to_string()),
         None => {}
+    };
+    // The report first, then `[metrics] linger`: a last scrape sees what the report says.
+    let print = |summary: &crate::pipeline::RunReport| {
+        print(summary);
+        if let Some(observing) = observing {
+            runtime.block_on(observing.finish());
+        }
     };
     match result {
         Ok(summary) => {

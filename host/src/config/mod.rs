@@ -94,6 +94,25 @@ pub struct Pipeline {
     pub checkpoint_interval: Duration,
     /// Hot loading: the admin API, when the file has an `[admin]` table.
     pub admin: Option<Admin>,
+    /// `/metrics`, `/health` and the live page, when the file has a `[metrics]` table.
+    pub metrics: Option<Metrics>,
+}
+
+/// Where `/metrics` listens unless the file says otherwise: loopback, like the admin API, on
+/// the port Vector's Prometheus exporter uses.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9598";
+
+/// The metrics listener: `/metrics` (Prometheus), `/health` and the live page. It only reads,
+/// so it needs no token; beyond loopback anyone who reaches the port sees the counters and
+/// the graph (never events: those go through the admin API's `weir tap`).
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub listen: std::net::SocketAddr,
+    /// The line of `listen` (of `[metrics]` when the default is used).
+    pub listen_line: usize,
+    /// How long the listener keeps answering once the run has ended, so that a last scrape
+    /// sees the final counts; in [`ranges::METRICS_LINGER`], 0 unless set.
+    pub linger: Duration,
 }
 
 /// How often a source commits its position unless the file says otherwise.
@@ -553,8 +572,47 @@ impl Pipeline {
                 .as_ref()
                 .map(|a| admin::check(&cx, a))
                 .transpose()?,
+            metrics: raw
+                .metrics
+                .as_ref()
+                .map(|m| check_metrics(&cx, m))
+                .transpose()?,
         })
     }
+}
+
+/// `[metrics]`: an address (loopback unless written otherwise) and the linger after the run.
+fn check_metrics(cx: &Ctx, raw: &raw::RawMetrics) -> Result<Metrics, ConfigError> {
+    let (listen, span) = match &raw.listen {
+        Some(l) => {
+            let addr = l.get_ref().parse().map_err(|_| {
+                cx.err(
+                    &l.span(),
+                    "metrics.listen",
+                    format!(
+                        "{} is not an address: write IP:PORT, such as `127.0.0.1:9598`",
+                        shown(l.get_ref())
+                    ),
+                )
+            })?;
+            (addr, l.span())
+        }
+        None => {
+            let addr = DEFAULT_METRICS_LISTEN
+                .parse()
+                .map_err(|_| cx.err(&raw.table, "metrics.listen", "the default is unusable"))?;
+            (addr, raw.table.clone())
+        }
+    };
+    let linger = match &raw.linger {
+        Some(v) => units::duration(cx, v, "metrics.linger", &ranges::METRICS_LINGER)?,
+        None => Duration::ZERO,
+    };
+    Ok(Metrics {
+        listen,
+        listen_line: cx.line_of(&span),
+        linger,
+    })
 }
 
 /// `[pipeline]`: the batch size, linger and buffer every node uses unless it sets its own.

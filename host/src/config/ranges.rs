@@ -84,6 +84,10 @@ pub const CANARY_EVENTS: RangeInclusive<u64> = 0..=10_000_000;
 pub const ADMIN_TIMEOUT: RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(3600);
 
+/// `linger` of `[metrics]`: how long `/metrics` keeps answering after the run ended. Blocks a
+/// finished run from holding its process (and its port) for longer than a scrape needs.
+pub const METRICS_LINGER: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(600);
+
 /// `max_connections` of `[admin]`. Each connection holds a file descriptor and buffers: blocks
 /// a cap above what a process's descriptor limit commonly allows.
 pub const ADMIN_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=4096;

@@ -15,6 +15,7 @@ const FILE_KEYS: &[&str] = &[
     "sinks",
     "dead_letter",
     "admin",
+    "metrics",
 ];
 const GLOBAL_KEYS: &[&str] = &[
     "batch_size",
@@ -80,6 +81,8 @@ const ADMIN_KEYS: &[&str] = &[
     "max_connections",
 ];
 
+const METRICS_KEYS: &[&str] = &["listen", "linger"];
+
 pub(crate) struct RawFile {
     pub pipeline: Option<RawGlobal>,
     pub sources: BTreeMap<String, RawSource>,
@@ -87,6 +90,13 @@ pub(crate) struct RawFile {
     pub sinks: BTreeMap<String, RawSink>,
     pub dead_letter: Option<RawDeadLetter>,
     pub admin: Option<RawAdmin>,
+    pub metrics: Option<RawMetrics>,
+}
+
+pub(crate) struct RawMetrics {
+    pub table: Range<usize>,
+    pub listen: Option<Sp<String>>,
+    pub linger: Option<Sp<String>>,
 }
 
 pub(crate) struct RawGlobal {
@@ -225,6 +235,11 @@ pub(crate) fn read(cx: &Ctx) -> Result<RawFile, ConfigError> {
         DEAD_LETTER_KEYS,
     )?;
     let admin = root.table("admin", ("`[admin]`", "a table `[admin]`"), ADMIN_KEYS)?;
+    let metrics = root.table(
+        "metrics",
+        ("`[metrics]`", "a table `[metrics]`"),
+        METRICS_KEYS,
+    )?;
     Ok(RawFile {
         pipeline: pipeline.map(|t| read_global(&t)).transpose()?,
         sources: nodes(&root, "sources", ("a source", SOURCE_KEYS), read_source)?,
@@ -232,6 +247,7 @@ pub(crate) fn read(cx: &Ctx) -> Result<RawFile, ConfigError> {
         sinks: nodes(&root, "sinks", ("a sink", SINK_KEYS), read_sink)?,
         dead_letter: dead_letter.map(|t| read_dead_letter(&t)).transpose()?,
         admin: admin.map(|t| read_admin(&t)).transpose()?,
+        metrics: metrics.map(|t| read_metrics(&t)).transpose()?,
     })
 }
 
@@ -438,5 +454,13 @@ fn read_admin(t: &Table) -> Result<RawAdmin, ConfigError> {
         idle_timeout: t.duration("idle_timeout")?,
         body_timeout: t.duration("body_timeout")?,
         max_connections: t.whole("max_connections")?,
+    })
+}
+
+fn read_metrics(t: &Table) -> Result<RawMetrics, ConfigError> {
+    Ok(RawMetrics {
+        table: t.span(),
+        listen: t.text("listen")?,
+        linger: t.duration("linger")?,
     })
 }

@@ -20,6 +20,9 @@ use crate::control::api::{ErrorBody, StageInfo, VersionInfo};
 /// How long a request may take in all. A plugin upload is compiled and initialised before
 /// the answer comes; this bounds a command waiting on a server that hangs.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a stream (`weir tap`) may wait for its answer's head. Its body has no end in
+/// time: the server sends a line at least every second, and the command ends when it ends.
+const STREAM_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest answer read. Blocks a wrong server from making the command buffer without end.
 const MAX_ANSWER: u64 = 16 << 20;
 /// Where a bare port number points.
@@ -128,25 +131,66 @@ pub struct Client {
     endpoint: Endpoint,
     token: String,
     agent: ureq::Agent,
+    /// For streams: no limit on the whole request, only on its head.
+    streaming: ureq::Agent,
 }
 
 impl Client {
     /// A client for `endpoint`; over TLS it trusts the system's roots and the certificates in
     /// `ca` (a PEM file), if given.
     pub fn new(endpoint: &Endpoint, token: &str, ca: Option<&Path>) -> Result<Client, ClientError> {
-        let mut config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            // A redirect could carry the bearer token elsewhere.
-            .max_redirects(0)
-            .timeout_global(Some(REQUEST_TIMEOUT));
-        if endpoint.tls {
-            config = config.tls_config(tls_config(ca)?);
-        }
+        let tls = if endpoint.tls {
+            Some(tls_config(ca)?)
+        } else {
+            None
+        };
+        let agent = |global: Option<Duration>, head: Option<Duration>| {
+            let mut config = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                // A redirect could carry the bearer token elsewhere.
+                .max_redirects(0)
+                .timeout_global(global)
+                .timeout_recv_response(head);
+            if let Some(tls) = &tls {
+                config = config.tls_config(tls.clone());
+            }
+            ureq::Agent::from(config.build())
+        };
         Ok(Client {
             endpoint: endpoint.clone(),
             token: token.to_string(),
-            agent: config.build().into(),
+            agent: agent(Some(REQUEST_TIMEOUT), None),
+            streaming: agent(None, Some(STREAM_HEAD_TIMEOUT)),
         })
+    }
+
+    /// `GET path`, its JSON answer typed.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let request = self.agent.get(self.url(path));
+        self.finish(request.header("Authorization", self.bearer()).call())
+    }
+
+    /// `GET path` as a stream: its body to read as it comes. An error answer is read whole
+    /// and returned as [`ClientError::Refused`].
+    pub fn stream(&self, path: &str) -> Result<impl std::io::Read + use<>, ClientError> {
+        let request = self.streaming.get(self.url(path));
+        let response = request
+            .header("Authorization", self.bearer())
+            .call()
+            .map_err(|e| ClientError::Unreachable {
+                addr: self.endpoint.to_string(),
+                message: why_unreachable(e, self.endpoint.tls),
+            })?;
+        if !response.status().is_success() {
+            return match self.finish::<serde_json::Value>(Ok(response)) {
+                Err(e) => Err(e),
+                Ok(_) => Err(ClientError::BadAnswer {
+                    addr: self.endpoint.to_string(),
+                    message: "an answer that is neither a stream nor an error".to_string(),
+                }),
+            };
+        }
+        Ok(response.into_body().into_reader())
     }
 
     /// `GET /stages`.

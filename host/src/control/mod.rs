@@ -10,6 +10,10 @@
 //! [`Control`] is the front door the server uses: it routes a request to the right actor and
 //! builds the answers the API defines in `api`.
 //!
+//! The admin API also serves routes it is handed ([`ExtraRoutes`]): the observe module's
+//! `weir top` snapshot and `weir tap` streams behind the token, and, when `[metrics]` shares
+//! the admin API's address, the metrics routes open to all.
+//!
 //! The data plane knows nothing of this module: it only reads the version handle before each
 //! batch and records what each batch did.
 
@@ -17,7 +21,7 @@ pub(crate) mod actor;
 pub mod api;
 pub mod client;
 mod history;
-mod listener;
+pub(crate) mod listener;
 mod server;
 mod watch;
 
@@ -46,7 +50,7 @@ pub use watch::WATCH_DEBOUNCE;
 
 /// How long the admin server may take to finish its requests once the pipeline has ended.
 /// Blocks a client that holds a request open from holding the pipeline's exit.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a change was not applied. In every case the old version keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -242,9 +246,18 @@ async fn bind(file: &Path, admin: &Admin) -> Result<tokio::net::TcpListener, Sta
 }
 
 fn listen_error(file: &Path, admin: &Admin, e: std::io::Error) -> StartError {
+    StartError::Listen(ConfigError {
+        file: file.to_path_buf(),
+        line: Some(admin.listen_line),
+        key: Some("admin.listen".to_string()),
+        message: bind_message(admin.listen, &e),
+    })
+}
+
+/// Why an address could not be bound, and what to do, for a person.
+pub(crate) fn bind_message(addr: SocketAddr, e: &std::io::Error) -> String {
     use std::io::ErrorKind;
-    let addr = admin.listen;
-    let message = match e.kind() {
+    match e.kind() {
         ErrorKind::AddrInUse => format!(
             "`{addr}` is in use: another program (or another weir) listens there; choose \
              another port, or port 0 for any free one"
@@ -256,19 +269,36 @@ fn listen_error(file: &Path, admin: &Admin, e: std::io::Error) -> StartError {
             "cannot listen on `{addr}`: permission denied (ports below 1024 need privileges)"
         ),
         _ => format!("cannot listen on `{addr}`: {e}"),
+    }
+}
+
+/// Serves `app` on a bound listener, open to all (no token, no TLS), under the admin API's
+/// default connection limits, until `stop` is cancelled: the metrics listener.
+pub(crate) fn serve_open(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let serving = listener::Serving {
+        app,
+        tls: None,
+        limits: crate::config::AdminLimits::default(),
+        stop,
     };
-    StartError::Listen(ConfigError {
-        file: file.to_path_buf(),
-        line: Some(admin.listen_line),
-        key: Some("admin.listen".to_string()),
-        message,
-    })
+    tokio::spawn(listener::accept_loop(listener, serving))
+}
+
+/// Routes the admin API serves beside its own: `authorized` behind its token, `open` to all.
+#[derive(Default)]
+pub struct ExtraRoutes {
+    pub authorized: axum::Router,
+    pub open: axum::Router,
 }
 
 /// Starts hot loading for a pipeline that asks for it (an `[admin]` table, or a stage with
 /// `watch = true`); `Ok(None)` otherwise. Must run before the topology does, so that a taken
 /// admin port stops the run before any event is read.
-pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
+pub async fn start(topology: &Topology, extra: ExtraRoutes) -> Result<Option<Running>, StartError> {
     let pipeline = topology.pipeline();
     let watched = pipeline
         .stages
@@ -335,6 +365,7 @@ pub async fn start(topology: &Topology) -> Result<Option<Running>, StartError> {
             listener,
             admin,
             Arc::clone(&control),
+            extra,
             stop.clone(),
         ));
         // The address is printed whatever the log filter: with port 0, it is how a caller

@@ -2,7 +2,7 @@
 //! [`Control`]) and JSON answers ([`crate::control::api`]) out. Connections, TLS and their
 //! limits are `listener`'s; this module holds the routes and what each request is held to.
 //!
-//! Routes (every one needs `Authorization: Bearer TOKEN`):
+//! Routes (every one but the metrics routes needs `Authorization: Bearer TOKEN`):
 //!
 //! - `GET /stages`: every stage, its live version (digest, origin, load time, swap latency),
 //!   its history, its canary guard and its counters; `GET /stages/{name}`: one stage.
@@ -10,6 +10,9 @@
 //! - `PUT /stages/{name}/settings`: the body is a JSON object of settings; the live plugin
 //!   runs with them on new instances.
 //! - `POST /stages/{name}/rollback`: back to the version live before the current one.
+//! - The routes it is handed: `GET /nodes` and `GET /tap/{node}` (the observe module's),
+//!   behind the token too; and, when `[metrics]` shares this address, `/metrics`, `/health`,
+//!   `/snapshot` and `/`, open to all.
 //!
 //! The token check runs before a body is read, so a request without the token costs neither
 //! the upload nor a change: it gets 401 and nothing else happens. The check compares the
@@ -73,6 +76,7 @@ pub(crate) fn serve(
     listener: TcpListener,
     config: &Admin,
     control: Arc<Control>,
+    extra: crate::control::ExtraRoutes,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let state = AppState {
@@ -103,8 +107,10 @@ pub(crate) fn serve(
                 .layer(body(MAX_SETTINGS_BODY)),
         )
         .route("/stages/{name}/rollback", post(rollback))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .with_state(state);
+        .with_state(state.clone())
+        .merge(extra.authorized)
+        .route_layer(middleware::from_fn_with_state(state, authorize))
+        .merge(extra.open);
     let serving = Serving {
         app,
         tls: config

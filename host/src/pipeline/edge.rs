@@ -7,6 +7,11 @@
 //! travels back to the source. Channels close by dropping senders: a node ends when its input
 //! is closed and drained, and drops its outputs, which closes the next channel in turn.
 //!
+//! Each sender carries the consumer's [`NodeMetrics`]: a producer adds a batch's events to the
+//! consumer's `queued` gauge before it sends, and the consumer takes them away as it receives
+//! ([`taken`]), so the gauge reads the events waiting in front of each node, one atomic add per
+//! batch on each side.
+//!
 //! [`RunContext`] is what every task shares: the stop token (cancelled on a signal or a fatal
 //! failure: sources stop reading, everything else drains), the acknowledgement tracker, and
 //! the first fatal failure.
@@ -19,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::dead_letter::DeadLetters;
+use crate::pipeline::report::NodeMetrics;
 
 // tokio's channels: a task or thread that waits on a full or empty one registers in the
 // channel itself, without an allocation per wait, and they work from plain threads too.
@@ -40,14 +46,14 @@ pub fn dead_letter_channel(capacity: usize) -> (DeadLetterTx, DeadLetterRx) {
     mpsc::channel(capacity.max(1))
 }
 
-/// The senders towards every consumer of one node.
+/// The senders towards every consumer of one node, each with the consumer's metrics.
 #[derive(Clone, Default)]
 pub struct Outputs {
-    senders: Vec<Sender>,
+    senders: Vec<(Sender, Arc<NodeMetrics>)>,
 }
 
 impl Outputs {
-    pub fn new(senders: Vec<Sender>) -> Outputs {
+    pub fn new(senders: Vec<(Sender, Arc<NodeMetrics>)>) -> Outputs {
         Outputs { senders }
     }
 
@@ -57,36 +63,52 @@ impl Outputs {
 
     /// Sends a batch to every consumer, waiting while a consumer's channel is full.
     pub async fn send(&self, batch: Batch) {
-        if let Some((last, rest)) = self.senders.split_last() {
-            for sender in rest {
+        if let Some(((last, to), rest)) = self.senders.split_last() {
+            for (sender, to) in rest {
+                queue(to, &batch);
                 if let Err(lost) = sender.send(batch.clone()).await {
-                    unwritten(lost.0);
+                    unwritten(to, lost.0);
                 }
             }
+            queue(to, &batch);
             if let Err(lost) = last.send(batch).await {
-                unwritten(lost.0);
+                unwritten(to, lost.0);
             }
         }
     }
 
     /// [`Outputs::send`] from a thread outside the runtime.
     pub fn send_blocking(&self, batch: Batch) {
-        if let Some((last, rest)) = self.senders.split_last() {
-            for sender in rest {
+        if let Some(((last, to), rest)) = self.senders.split_last() {
+            for (sender, to) in rest {
+                queue(to, &batch);
                 if let Err(lost) = sender.blocking_send(batch.clone()) {
-                    unwritten(lost.0);
+                    unwritten(to, lost.0);
                 }
             }
+            queue(to, &batch);
             if let Err(lost) = last.blocking_send(batch) {
-                unwritten(lost.0);
+                unwritten(to, lost.0);
             }
         }
     }
 }
 
+/// Counts a batch into the consumer's queue before it is sent: the count never goes below
+/// zero, since the consumer takes it away only after receiving.
+fn queue(to: &NodeMetrics, batch: &Batch) {
+    NodeMetrics::shift(&to.queued, batch.len() as i64);
+}
+
+/// A consumer received `batch`: it is no longer queued in front of it.
+pub fn taken(metrics: &NodeMetrics, batch: &Batch) {
+    NodeMetrics::shift(&metrics.queued, -(batch.len() as i64));
+}
+
 /// A consumer's channel closes only once it has stopped for good (the run is being torn
 /// down): what could not be sent was never written, so its acknowledgement is never released.
-fn unwritten(batch: Batch) {
+fn unwritten(to: &NodeMetrics, batch: Batch) {
+    NodeMetrics::shift(&to.queued, -(batch.len() as i64));
     batch.ack.forget();
 }
 
@@ -100,9 +122,15 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn new(stop: CancellationToken) -> Arc<RunContext> {
+        RunContext::with_tracker(stop, Arc::new(Tracker::default()))
+    }
+
+    /// A context whose acknowledgements count into `tracker`, which others may read while
+    /// the run goes on.
+    pub fn with_tracker(stop: CancellationToken, tracker: Arc<Tracker>) -> Arc<RunContext> {
         Arc::new(RunContext {
             stop,
-            tracker: Arc::new(Tracker::default()),
+            tracker,
             failure: Mutex::new(None),
         })
     }

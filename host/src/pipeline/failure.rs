@@ -53,6 +53,14 @@ impl FailureKind {
         FailureKind::BreakerOpen,
     ];
 
+    /// The kind's place in [`FailureKind::ALL`].
+    pub fn index(self) -> usize {
+        FailureKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("every kind is listed")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Reject => "reject",

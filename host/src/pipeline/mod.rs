@@ -15,8 +15,12 @@
 //! - [`topology`]: a checked pipeline in, chains planned and plugins loaded ([`Topology`]),
 //!   then a running graph, and a [`RunReport`] when it ends.
 //!
-//! Nothing here imports the control plane: hot loading reaches a stage through the
-//! [`stage::StageHandle`] the topology hands out.
+//! - [`tap`]: each node's hook for `weir tap`: a lock-free check per batch, a bounded
+//!   hand-off that never waits when someone taps.
+//!
+//! Nothing here imports the control plane or the observe module: hot loading reaches a stage
+//! through the [`stage::StageHandle`] the topology hands out, and the observe module reads the
+//! counters of [`report::NodeMetrics`] that the topology hands out.
 
 pub mod ack;
 pub mod batch;
@@ -30,6 +34,7 @@ pub mod pool;
 pub mod provenance;
 pub mod report;
 pub mod stage;
+pub mod tap;
 pub mod topology;
 
 pub use batch::Batch;

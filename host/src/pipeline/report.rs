@@ -1,9 +1,12 @@
 //! Counters per node of a running pipeline, and the report a run ends with.
 //!
-//! Every source, stage and sink owns a [`NodeMetrics`] of atomic counters that its task bumps
-//! once per batch, never per event; [`RunReport`] is their snapshot when the run ends, with
-//! the in-flight high-water mark from the acknowledgement tracker. The report prints as the
-//! summary line of `weir run` and serialises as `weir run --report json`.
+//! Every source, stage and sink owns a [`NodeMetrics`] of atomic counters and gauges that its
+//! task bumps once per batch (or per plugin call), never per event; [`RunReport`] is their
+//! snapshot when the run ends, with the in-flight high-water mark from the acknowledgement
+//! tracker. The report prints as the summary line of `weir run` and serialises as `weir run
+//! --report json`. While the run goes on, the observe module reads the same atomics when it
+//! is asked (a scrape, `weir top`, the live page): nothing here knows it exists, and nothing
+//! is computed for it on the hot path.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,6 +16,55 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::pipeline::failure::FailureKind;
+use crate::pipeline::tap::TapPoint;
+
+/// Upper bounds, in seconds, of the buckets of [`CallTimes`]: from 100 µs (a batch through a
+/// small plugin) to 10 s (past the longest default deadline).
+pub const CALL_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// How long plugin calls took: a histogram of atomic buckets, one `record` per call.
+#[derive(Debug)]
+pub struct CallTimes {
+    /// Calls per bucket of [`CALL_BUCKETS`], the last one for longer calls (not cumulative).
+    buckets: [AtomicU64; CALL_BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Default for CallTimes {
+    fn default() -> Self {
+        CallTimes {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CallTimes {
+    pub fn record(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = CALL_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(CALL_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Calls per bucket (not cumulative; the last is past the largest bound), and the sum of
+    /// their times in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        (counts, self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9)
+    }
+}
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -45,6 +97,22 @@ pub struct NodeMetrics {
     pub fuel: AtomicU64,
     /// Failed events (dead-lettered or dropped by policy), by kind.
     failed: [AtomicU64; FailureKind::ALL.len()],
+    /// Traps of the stage's instances, by kind (only trap kinds are ever counted).
+    trapped: [AtomicU64; FailureKind::ALL.len()],
+    /// How long each plugin call took.
+    pub call_times: CallTimes,
+    /// Events sent towards this node and not yet taken by it: its input channel's content,
+    /// and batches waiting to enter it (0 for a source, and for a stage inside a chain).
+    pub queued: AtomicU64,
+    /// A stage's live instances, and the linear memory they hold, in bytes. Workers add and
+    /// take away what their own instances change, so these wrap below zero only in passing.
+    pub instances: AtomicU64,
+    pub memory: AtomicU64,
+    /// A source's position: bytes read so far, of `size` bytes in all (0 when not known).
+    pub position: AtomicU64,
+    pub size: AtomicU64,
+    /// Live copies of what leaves the node, for `weir tap`.
+    pub tap: TapPoint,
 }
 
 impl NodeMetrics {
@@ -63,16 +131,47 @@ impl NodeMetrics {
             calls: AtomicU64::new(0),
             fuel: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
+            trapped: std::array::from_fn(|_| AtomicU64::new(0)),
+            call_times: CallTimes::default(),
+            queued: AtomicU64::new(0),
+            instances: AtomicU64::new(0),
+            memory: AtomicU64::new(0),
+            position: AtomicU64::new(0),
+            size: AtomicU64::new(0),
+            tap: TapPoint::default(),
         }
+    }
+
+    /// Counts one trap of `kind`.
+    pub fn trap(&self, kind: FailureKind) {
+        self.traps.fetch_add(1, Ordering::Relaxed);
+        self.trapped[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Traps by kind, kinds with none left out.
+    pub fn traps_by_kind(&self) -> BTreeMap<&'static str, u64> {
+        FailureKind::ALL
+            .iter()
+            .zip(&self.trapped)
+            .map(|(k, n)| (k.as_str(), n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Adds `delta` (which may be negative) to a gauge kept as a wrapping `u64`.
+    pub fn shift(gauge: &AtomicU64, delta: i64) {
+        gauge.fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
+    /// A gauge kept as a wrapping `u64`, read as at least 0.
+    pub fn level(gauge: &AtomicU64) -> u64 {
+        let v = gauge.load(Ordering::Relaxed) as i64;
+        v.max(0) as u64
     }
 
     /// Counts `n` failed events of `kind`.
     pub fn fail(&self, kind: FailureKind, n: u64) {
-        let i = FailureKind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .expect("every kind is listed");
-        self.failed[i].fetch_add(n, Ordering::Relaxed);
+        self.failed[kind.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::config::{Source, SourceKind};
 use crate::pipeline::ack::Ledger;
@@ -48,12 +49,19 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
         Err(e) => return fail("read", e),
     };
     let start = resume(source, parts, &mut file, &identity);
+    // Its position is in bytes of the file, over every round of `repeat`.
+    let file_size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    parts
+        .metrics
+        .size
+        .store(file_size.saturating_mul(*repeat), Ordering::Relaxed);
     let mut reader = Reader {
         parts,
         name: &source.name,
         identity,
         round: start.round,
         seq: 0,
+        file_size,
     };
     if let Some(cp) = &parts.checkpoint {
         cp.positions
@@ -142,6 +150,8 @@ struct Reader<'a> {
     identity: FileIdentity,
     round: u64,
     seq: u64,
+    /// The file's size when it was opened: a round's length, for the source's position.
+    file_size: u64,
 }
 
 impl Reader<'_> {
@@ -161,6 +171,14 @@ impl Reader<'_> {
     fn hand(&mut self, chunk: Chunk) -> Flow {
         match chunk {
             Chunk::Events(events, end) => {
+                let position = self
+                    .round
+                    .saturating_mul(self.file_size)
+                    .saturating_add(end);
+                self.parts
+                    .metrics
+                    .position
+                    .store(position, Ordering::Relaxed);
                 let ledger = self.ledger(end);
                 let batch = self.parts.emit_acked(events, ledger);
                 self.parts.outputs.send_blocking(batch);

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use crate::config::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;
-use crate::pipeline::edge::{DeadLetterRx, Receiver, RunContext};
+use crate::pipeline::edge::{self, DeadLetterRx, Receiver, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::pool;
 use crate::pipeline::report::NodeMetrics;
@@ -120,7 +120,10 @@ pub(crate) fn spawn_sink(
             };
             while let Some(batch) = rx.blocking_recv() {
                 let n = batch.len() as u64;
+                let bytes = batch.events.value_bytes();
+                edge::taken(&metrics, &batch);
                 NodeMetrics::add(&metrics.events_in, n);
+                NodeMetrics::add(&metrics.bytes_in, bytes);
                 if writer.failure.is_some() || writer.closed {
                     // Never written, so never acknowledged: a checkpoint must not pass them.
                     batch.ack.forget();
@@ -128,7 +131,8 @@ pub(crate) fn spawn_sink(
                 }
                 let written = writer.write(&batch, encoding).map(|()| {
                     NodeMetrics::add(&metrics.events_out, n);
-                    NodeMetrics::add(&metrics.bytes_out, batch.events.value_bytes());
+                    NodeMetrics::add(&metrics.bytes_out, bytes);
+                    metrics.tap.offer(&batch.events, &batch.provenance);
                 });
                 let Batch { ack, events, .. } = batch;
                 pool::recycle(events);

@@ -14,6 +14,7 @@
 
 use std::io::BufReader;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -97,10 +98,14 @@ impl SourceParts {
         ledger: Option<(Arc<dyn Ledger>, u64)>,
     ) -> Batch {
         let n = events.len() as u64;
+        let bytes = events.value_bytes();
         NodeMetrics::add(&self.metrics.events_in, n);
         NodeMetrics::add(&self.metrics.events_out, n);
-        NodeMetrics::add(&self.metrics.bytes_out, events.value_bytes());
-        Batch::new(events, self.ctx.tracker.emit_to(n, ledger))
+        NodeMetrics::add(&self.metrics.bytes_in, bytes);
+        NodeMetrics::add(&self.metrics.bytes_out, bytes);
+        let batch = Batch::new(events, self.ctx.tracker.emit_to(n, ledger));
+        self.metrics.tap.offer(&batch.events, &batch.provenance);
+        batch
     }
 
     /// An over-long line: dead-lettered with its first bytes, counted as a failure here.
@@ -142,6 +147,7 @@ impl SourceParts {
 
     /// Sends dead letters from a blocking thread.
     pub(crate) fn dead_letter_blocking(&self, letters: DeadLetters) {
+        self.metrics.tap.offer_dead(&letters);
         if let Err(lost) = self.dead_letters.blocking_send(letters) {
             lost.0.ack.forget();
         }
@@ -161,6 +167,9 @@ impl SourceParts {
 fn generate(source: &Source, count: u64, size: usize, parts: &SourceParts) -> bool {
     // Every value is a window of one repeating alphabet, so making one is a single copy.
     let pattern: Vec<u8> = (0..size + 26).map(|j| b'a' + (j % 26) as u8).collect();
+    // Its position is in values: their bytes, all known ahead.
+    let total = count.saturating_mul(size as u64);
+    parts.metrics.size.store(total, Ordering::Relaxed);
     let mut i = 0u64;
     while i < count {
         if parts.ctx.stop.is_cancelled() {
@@ -178,6 +187,10 @@ fn generate(source: &Source, count: u64, size: usize, parts: &SourceParts) -> bo
         }
         parts.outputs.send_blocking(parts.emit(events));
         i += n;
+        parts
+            .metrics
+            .position
+            .store(i.saturating_mul(size as u64), Ordering::Relaxed);
     }
     false
 }
@@ -272,6 +285,7 @@ async fn batch_stdin(
                 line, kept, len, ..
             })) => {
                 let letters = parts.oversized(&source.name, line, kept, len, None);
+                parts.metrics.tap.offer_dead(&letters);
                 if let Err(lost) = parts.dead_letters.send(letters).await {
                     lost.0.ack.forget();
                 }

@@ -40,6 +40,11 @@ impl Breaker {
         }
     }
 
+    /// Whether batches fail at once without a call, at `now`.
+    pub(crate) fn is_open(&self, now: Instant) -> bool {
+        self.open_until.is_some_and(|until| now < until)
+    }
+
     /// `None` when a batch of `generation` may go to the plugin; otherwise why it may not.
     pub(crate) fn admit(&mut self, generation: u64, now: Instant) -> Option<String> {
         if generation != self.generation {

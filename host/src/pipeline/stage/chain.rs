@@ -28,12 +28,15 @@ use tokio::sync::{Mutex, Notify};
 
 use crate::config::OnError;
 use crate::pipeline::batch::Batch;
-use crate::pipeline::edge::{DeadLetterTx, Outputs, Receiver, RunContext};
+use crate::pipeline::edge::{self, DeadLetterTx, Outputs, Receiver, RunContext};
+use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::retry::{MAX_WAITING_RETRIES, RetryJob, backoff};
 use crate::pipeline::stage::runner::StageRunner;
 
 /// A chain ready to start: its workers' runners (instances made), its channels.
 pub(crate) struct Chain {
+    /// The metrics of the chain's first stage, whose queue is the chain's input.
+    pub head: Arc<NodeMetrics>,
     /// One runner per stage of the chain, per worker.
     pub workers: Vec<Vec<StageRunner>>,
     pub input: Receiver,
@@ -44,6 +47,7 @@ pub(crate) struct Chain {
 
 /// What a chain's workers share.
 struct Shared {
+    head: Arc<NodeMetrics>,
     outputs: Outputs,
     dead_letters: DeadLetterTx,
     ctx: Arc<RunContext>,
@@ -92,6 +96,7 @@ impl Chain {
         let (retry_tx, retry_rx) = async_channel::unbounded();
         let window = 2 * workers as u64;
         let shared = Arc::new(Shared {
+            head: self.head,
             outputs: self.outputs,
             dead_letters: self.dead_letters,
             ctx: self.ctx,
@@ -184,6 +189,11 @@ async fn run_chain(
                 ));
             }
         }
+        let tap = &runner.handle.metrics.tap;
+        tap.offer(&result.output.events, &result.output.provenance);
+        if let Some(dead) = &result.dead {
+            tap.offer_dead(dead);
+        }
         // `drop` counts failed events but writes none; the other policies write every
         // failure, even when stopping: nothing accepted is lost.
         if let Some(dead) = result.dead
@@ -225,6 +235,7 @@ impl Shared {
             progress.await;
         }
         let batch = intake.input.recv().await?;
+        edge::taken(&self.head, &batch);
         self.pending.fetch_add(1, Ordering::SeqCst);
         let ticket = intake.next;
         intake.next += 1;

@@ -66,6 +66,8 @@ pub(crate) struct StageRunner {
     /// Reused across batches: the pieces of the current one.
     pieces: Vec<Piece>,
     traps_logged: (Instant, u64),
+    /// The instances and memory this runner last added to the stage's gauges.
+    counted: (i64, i64),
 }
 
 impl StageRunner {
@@ -75,7 +77,7 @@ impl StageRunner {
         let rx = handle.subscribe();
         let version = rx.borrow().clone();
         let processor = version.factory.make()?;
-        Ok(StageRunner {
+        let mut runner = StageRunner {
             handle,
             rx,
             version,
@@ -85,7 +87,31 @@ impl StageRunner {
             stamp: Stamp::default(),
             pieces: Vec::new(),
             traps_logged: (Instant::now(), 0),
-        })
+            counted: (0, 0),
+        };
+        runner.count_instances();
+        Ok(runner)
+    }
+
+    /// Brings the stage's instance and memory gauges up to date with this runner's
+    /// instances: two loads and, when something changed, two atomic adds, once per call.
+    fn count_instances(&mut self) {
+        let held = [&self.processor, &self.old];
+        let live = held.iter().filter(|p| p.is_some()).count() as i64;
+        let memory: i64 = held
+            .iter()
+            .filter_map(|p| p.as_ref())
+            .map(|p| p.memory() as i64)
+            .sum();
+        let (was_live, was_memory) = self.counted;
+        let metrics = &self.handle.metrics;
+        if live != was_live {
+            NodeMetrics::shift(&metrics.instances, live - was_live);
+        }
+        if memory != was_memory {
+            NodeMetrics::shift(&metrics.memory, memory - was_memory);
+        }
+        self.counted = (live, memory);
     }
 
     /// Picks up a new version, if one was swapped in since the last batch; the old
@@ -94,6 +120,7 @@ impl StageRunner {
         if self.rx.has_changed().unwrap_or(false) {
             self.version = self.rx.borrow_and_update().clone();
             self.processor = None;
+            self.count_instances();
         }
     }
 
@@ -215,6 +242,7 @@ impl StageRunner {
             *slot = None;
             NodeMetrics::add(&metrics.recycled, 1);
         }
+        self.count_instances();
         result
     }
 
@@ -424,16 +452,30 @@ struct Sorted {
     filtered: usize,
 }
 
+impl Drop for StageRunner {
+    /// The instances go with the runner: the stage's gauges no longer count them.
+    fn drop(&mut self) {
+        self.processor = None;
+        self.old = None;
+        self.count_instances();
+    }
+}
+
 fn call_on(
     processor: &mut Box<dyn Processor>,
     events: &Events,
     metrics: &NodeMetrics,
 ) -> Result<Output, Trapped> {
+    // Two clock reads per call, not per event: the call-time histogram.
+    let started = Instant::now();
     let result = processor.process(events);
+    metrics.call_times.record(started.elapsed());
     NodeMetrics::add(&metrics.calls, 1);
     NodeMetrics::add(&metrics.fuel, processor.last_fuel());
-    if matches!(&result, Err(t) if t.kind != TrapKind::WrongOutcomeCount) {
-        NodeMetrics::add(&metrics.traps, 1);
+    if let Err(t) = &result
+        && t.kind != TrapKind::WrongOutcomeCount
+    {
+        metrics.trap(FailureKind::from(t.kind));
     }
     result
 }

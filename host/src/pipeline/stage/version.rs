@@ -134,6 +134,14 @@ impl StageHandle {
         version
     }
 
+    /// Whether the stage's circuit breaker is open now: batches fail as `breaker-open`.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_open(Instant::now())
+    }
+
     /// What the current generation has done so far.
     pub fn counts(&self) -> GenerationCounts {
         *self.lock_counts()

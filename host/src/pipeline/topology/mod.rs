@@ -5,7 +5,8 @@
 //! sandbox, loads each plugin once, checks each stage's grants and settings against its
 //! plugin, plans the chains (`plan`), and starts every worker's first instance of every stage
 //! (so a failing `init` is reported with the stage's name). The control plane reaches the
-//! stages through [`Topology::stage`] before the run starts. [`Topology::run`] (in `run`)
+//! stages through [`Topology::stage`] before the run starts, and the observe module reads every
+//! node's counters ([`Topology::nodes`]) and the in-flight tracker ([`Topology::tracker`]). [`Topology::run`] (in `run`)
 //! then wires the graph, and shutdown travels with the data.
 
 mod plan;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
 
 use crate::config::{ConfigError, Pipeline};
+use crate::pipeline::ack::Tracker;
 use crate::pipeline::checkpoint::DataDirError;
 use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
@@ -82,6 +84,8 @@ pub struct Topology {
     sandbox: Option<Arc<Sandbox>>,
     /// The plugin each sandboxed stage started with.
     plugins: HashMap<String, Arc<Plugin>>,
+    /// Counts the events in flight; made here, so that it can be read while the run goes on.
+    tracker: Arc<Tracker>,
 }
 
 impl Topology {
@@ -152,7 +156,18 @@ impl Topology {
             metrics,
             sandbox: loader.sandbox,
             plugins: loader.stage_plugins,
+            tracker: Arc::new(Tracker::default()),
         })
+    }
+
+    /// Every node's counters: sources, then stages (upstream first), then sinks.
+    pub fn nodes(&self) -> &[Arc<NodeMetrics>] {
+        &self.metrics
+    }
+
+    /// The run's acknowledgement tracker: events emitted, done, in flight.
+    pub fn tracker(&self) -> Arc<Tracker> {
+        Arc::clone(&self.tracker)
     }
 
     pub fn pipeline(&self) -> &Pipeline {

@@ -19,7 +19,7 @@ use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
 use crate::pipeline::connectors::sinks::{spawn_dead_letters, spawn_sink};
 use crate::pipeline::connectors::sources::{self, SourceCheckpoint, SourceParts};
 use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
-use crate::pipeline::report::{NodeKind, RunReport};
+use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::chain::Chain;
 
 /// How a run starts.
@@ -48,7 +48,7 @@ impl Topology {
             Some(dir) => Some(DataDir::open(dir)?),
             None => None,
         };
-        let ctx = RunContext::new(shutdown);
+        let ctx = RunContext::with_tracker(shutdown, Arc::clone(&self.tracker));
         let Topology {
             pipeline,
             chains,
@@ -67,12 +67,13 @@ impl Topology {
         // A channel in front of every consumer; producers collect the senders that name it.
         let consumers = super::consumers(&pipeline);
         let mut receivers: HashMap<String, Receiver> = HashMap::new();
-        let mut entry: HashMap<String, Sender> = HashMap::new();
+        let mut entry: HashMap<String, (Sender, Arc<NodeMetrics>)> = HashMap::new();
         let heads = chains.iter().map(|(plan, _)| plan.head().to_string());
         for name in heads.chain(pipeline.sinks.iter().map(|s| s.name.clone())) {
             let (tx, rx) = edge::channel(pipeline.buffer);
             receivers.insert(name.clone(), rx);
-            entry.insert(name, tx);
+            let queue = metric(&name);
+            entry.insert(name, (tx, queue));
         }
         let outputs_of = |node: &str| {
             let senders = consumers
@@ -105,6 +106,7 @@ impl Topology {
         let mut threads = Vec::new();
         for (plan, workers) in chains {
             let chain = Chain {
+                head: metric(plan.head()),
                 workers,
                 input: receivers
                     .remove(plan.head())

@@ -1,0 +1,118 @@
+//! What the observe module answers, shared by the server (which builds it) and the command
+//! line (`weir top`, which reads it from the admin API's `GET /nodes`): one definition, so
+//! the two cannot drift apart. The live page reads the same JSON from `GET /snapshot` on the
+//! metrics listener.
+//!
+//! Everything is a running total or a level at the moment of the snapshot; rates (events per
+//! second, call latency over the last interval) are the reader's to compute from two
+//! snapshots, which keeps the server free of timers and per-reader state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole pipeline at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// `running`, `draining` (stopping: the sources stopped, what is in flight drains) or
+    /// `stopped`.
+    pub state: String,
+    /// Seconds since the run started.
+    pub uptime_s: f64,
+    /// Events emitted by the sources and not yet written or dead-lettered.
+    pub in_flight: u64,
+    /// The most that can be in flight, from the configuration.
+    pub in_flight_bound: u64,
+    /// The upper bounds (seconds) of the buckets of every node's `call_buckets`.
+    pub call_bounds: Vec<f64>,
+    /// Sources, then stages (upstream first), then sinks.
+    pub nodes: Vec<NodeSnapshot>,
+}
+
+/// One node at one moment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    pub name: String,
+    /// `source`, `stage` or `sink`.
+    pub kind: String,
+    /// The nodes it reads (empty for a source): the graph's edges.
+    pub inputs: Vec<String>,
+    pub events_in: u64,
+    pub events_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Failed events (dead-lettered or dropped by policy), in all and by kind.
+    pub failed: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub filtered: u64,
+    /// Events queued in front of the node.
+    pub queued: u64,
+    /// A stage's plugin calls, the fuel they burned, and how long they took: calls per bucket
+    /// of [`Snapshot::call_bounds`] (not cumulative; one more for longer calls) and the sum.
+    pub calls: u64,
+    pub fuel: u64,
+    pub call_buckets: Vec<u64>,
+    pub call_seconds: f64,
+    /// A stage's traps by kind, live instances and their linear memory (bytes).
+    pub traps: BTreeMap<String, u64>,
+    pub instances: u64,
+    pub memory: u64,
+    pub breaker_open: bool,
+    /// A stage's live version.
+    pub version: Option<LiveVersion>,
+    /// A source's position and size in bytes (size 0: not known, such as stdin).
+    pub position: u64,
+    pub size: u64,
+}
+
+/// The version a stage runs now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveVersion {
+    /// The version's number in the stage's history (1 for the one it started with).
+    pub id: u64,
+    pub digest: String,
+    /// The first 12 hex digits: what `weir.version.<stage>` headers carry.
+    pub short_digest: String,
+}
+
+/// A latency quantile from histogram buckets (not cumulative, the last past the largest
+/// bound): the bound of the bucket where the quantile falls, interpolated within it. `None`
+/// without calls.
+pub fn quantile(bounds: &[f64], buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut seen = 0u64;
+    for (i, &n) in buckets.iter().enumerate() {
+        if n > 0 && (seen + n) as f64 >= rank {
+            let low = if i == 0 { 0.0 } else { bounds[i - 1] };
+            let Some(&high) = bounds.get(i) else {
+                // Past the largest bound: all that can be said is "more than it".
+                return Some(low);
+            };
+            let within = ((rank - seen as f64) / n as f64).clamp(0.0, 1.0);
+            return Some(low + (high - low) * within);
+        }
+        seen += n;
+    }
+    bounds.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quantile_falls_in_the_bucket_that_holds_its_rank() {
+        let bounds = [0.001, 0.01, 0.1];
+        assert_eq!(quantile(&bounds, &[0, 0, 0, 0], 0.5), None);
+        // 10 calls under 1 ms, 10 between 1 and 10 ms: the median is 1 ms.
+        let p50 = quantile(&bounds, &[10, 10, 0, 0], 0.5).unwrap();
+        assert!((p50 - 0.001).abs() < 1e-9, "{p50}");
+        let p99 = quantile(&bounds, &[10, 10, 0, 0], 0.99).unwrap();
+        assert!(p99 > 0.009 && p99 <= 0.01, "{p99}");
+        assert_eq!(quantile(&bounds, &[0, 0, 0, 3], 0.5), Some(0.1));
+    }
+}

@@ -280,6 +280,11 @@ pub(crate) fn spawn_dead_letters(
                             w.write_all(b"\n")
                         });
                 let count = letters.len() as u64;
+                if result.is_ok() && !letters.origins.is_empty() {
+                    // Heard before the acknowledgement is released (after the flush below),
+                    // so a NATS source ends these messages with `Term`, not an ack.
+                    letters.ack.dead_lettered(&letters.origins);
+                }
                 let result = match result {
                     Ok(()) => writer.hold(letters.ack, rx.is_empty()),
                     Err(e) => {

@@ -22,6 +22,17 @@ use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
 use crate::pipeline::report::{NodeKind, RunReport};
 use crate::pipeline::stage::chain::Chain;
 
+/// Whether a source's batches carry their events' origins: a NATS source needs them to end a
+/// dead-lettered message with `Term`, a NATS sink to name each message it publishes. Every
+/// other pipeline goes without, at no cost per event.
+fn tracked(pipeline: &crate::config::Pipeline, source: &crate::config::Source) -> bool {
+    matches!(source.kind, SourceKind::Nats(_))
+        || pipeline
+            .sinks
+            .iter()
+            .any(|s| matches!(s.kind, crate::config::SinkKind::Nats { .. }))
+}
+
 /// How a run starts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunOptions {
@@ -149,6 +160,7 @@ impl Topology {
                 ctx: Arc::clone(&ctx),
                 dead_letters: dl_tx.clone(),
                 checkpoint,
+                tracked: tracked(&pipeline, source),
             };
             let task = sources::spawn(source, parts)
                 .map_err(|e| RunError::Io(format!("source `{}`: {e}", source.name)))?;

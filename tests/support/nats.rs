@@ -84,20 +84,28 @@ impl NatsServer {
             .context("cannot start nats-server")?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last: String;
         loop {
             let url = self.url();
             let connected = self.runtime.block_on(async move {
-                let client = async_nats::connect(&url).await.ok()?;
+                let client = async_nats::connect(&url).await?;
                 // JetStream answers once it has recovered its store.
-                jetstream::new(client.clone()).query_account().await.ok()?;
-                Some(client)
+                // (A raw request: the client's typed account info does not parse 2.9's.)
+                client.request("$JS.API.INFO", "".into()).await?;
+                anyhow::Ok(client)
             });
-            if let Some(client) = connected {
-                self.client = Some(client);
-                return Ok(());
+            match connected {
+                Ok(client) => {
+                    self.client = Some(client);
+                    return Ok(());
+                }
+                Err(e) => last = format!("{e:#}"),
             }
             if Instant::now() > deadline {
-                bail!("nats-server did not answer on port {} in 20 s", self.port);
+                bail!(
+                    "nats-server did not answer on port {} in 20 s: {last}",
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -123,6 +131,8 @@ impl NatsServer {
     }
 
     fn js(&self) -> jetstream::Context {
+        // The context spawns a task of its own: it needs the runtime entered.
+        let _inside = self.runtime.enter();
         jetstream::new(self.client.clone().expect("connected"))
     }
 
@@ -154,6 +164,16 @@ impl NatsServer {
                 }
             }
             anyhow::Ok(())
+        })
+    }
+
+    /// How many messages the stream holds.
+    pub fn count(&self, name: &str) -> Result<u64> {
+        let js = self.js();
+        let name = name.to_string();
+        self.runtime.block_on(async move {
+            let mut stream = js.get_stream(&name).await?;
+            anyhow::Ok(stream.info().await?.state.messages)
         })
     }
 
@@ -207,6 +227,8 @@ impl NatsServer {
                 pending: info.num_pending,
                 ack_pending: info.num_ack_pending as u64,
                 redelivered: info.num_redelivered as u64,
+                waiting: info.num_waiting as u64,
+                deliveries: info.delivered.consumer_sequence,
             })
         })
     }
@@ -245,4 +267,8 @@ pub struct ConsumerCounts {
     pub pending: u64,
     pub ack_pending: u64,
     pub redelivered: u64,
+    /// Pull requests waiting on the server: one per process pulling.
+    pub waiting: u64,
+    /// Deliveries so far, redeliveries included.
+    pub deliveries: u64,
 }

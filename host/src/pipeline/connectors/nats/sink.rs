@@ -18,6 +18,7 @@
 //! the run: nothing of that batch is acknowledged.
 
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,11 @@ use crate::pipeline::report::NodeMetrics;
 /// Blocks a storm of publishes at a server that is down, while one that comes back is used
 /// within a second or two.
 const MAX_REPUBLISH_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long a published event's PubAck may take before the event is published again. Blocks
+/// a PubAck lost with a connection from holding its batch (and the source's messages) for
+/// ever; the JetStream context's own request timeout, as long.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 /// A NATS sink, connected, its subject known to be captured by a stream.
 pub(crate) struct NatsOutput {
@@ -96,6 +102,8 @@ pub(crate) fn spawn_sink(
 struct Unconfirmed {
     batch: Batch,
     acks: Vec<Option<PublishAckFuture>>,
+    /// When its events were (last) published: their PubAcks are due by [`CONFIRM_WAIT`] after.
+    sent: tokio::time::Instant,
 }
 
 struct Publisher {
@@ -164,7 +172,11 @@ impl Publisher {
                 Err(_) => acks.push(None),
             }
         }
-        Ok(Unconfirmed { batch, acks })
+        Ok(Unconfirmed {
+            batch,
+            acks,
+            sent: tokio::time::Instant::now(),
+        })
     }
 
     async fn publish_one(
@@ -212,13 +224,27 @@ impl Publisher {
     /// confirmed, then releases the batch's acknowledgement.
     async fn confirm(&mut self, mut unconfirmed: Unconfirmed) {
         let mut attempt = 0u32;
+        // The events still to be confirmed: all of them at first, then those published again.
+        let mut waiting: Vec<usize> = (0..unconfirmed.acks.len()).collect();
         loop {
+            // All at once, against one deadline from the publish: a PubAck lost with a
+            // connection costs the batch one wait, not one wait per event.
+            let deadline = unconfirmed.sent + CONFIRM_WAIT;
+            let waits = waiting.iter().map(|&i| {
+                let future = unconfirmed.acks[i].take();
+                async move {
+                    let Some(future) = future else {
+                        return Err("not sent".to_string());
+                    };
+                    match tokio::time::timeout_at(deadline, future.into_future()).await {
+                        Ok(confirmed) => confirmed.map_err(|e| e.to_string()),
+                        Err(_) => Err("no PubAck in time".to_string()),
+                    }
+                }
+            });
+            let results = futures::future::join_all(waits).await;
             let mut missing = Vec::new();
-            for (i, ack) in unconfirmed.acks.iter_mut().enumerate() {
-                let confirmed = match ack.take() {
-                    Some(future) => future.await.map_err(|e| e.to_string()),
-                    None => Err("not sent".to_string()),
-                };
+            for (&i, confirmed) in waiting.iter().zip(results) {
                 match confirmed {
                     Ok(ack) if ack.duplicate => self.duplicates += 1,
                     Ok(_) => {}
@@ -237,8 +263,16 @@ impl Publisher {
                     .min(MAX_REPUBLISH_BACKOFF),
             )
             .await;
+            unconfirmed.sent = tokio::time::Instant::now();
+            waiting = missing.iter().map(|&(i, _)| i).collect();
             for (i, _) in missing {
-                unconfirmed.acks[i] = self.publish_one(&unconfirmed.batch, i).await.ok();
+                unconfirmed.acks[i] = match self.publish_one(&unconfirmed.batch, i).await {
+                    Ok(ack) => Some(ack),
+                    Err(e) => {
+                        tracing::debug!(sink = %self.name, "NATS: not published: {e}");
+                        None
+                    }
+                };
             }
         }
         let Unconfirmed { batch, .. } = unconfirmed;

@@ -484,3 +484,44 @@ fn three_processes_share_one_consumer_and_survive_kill_9_of_one() -> Result<()> 
         .collect();
     exactly_once(&out, &sent)
 }
+
+/// The server killed (`kill -9`) and restarted mid-run: the run reconnects with backoff, and
+/// every message, those in flight at the kill included, ends in the output stream once.
+#[test]
+fn a_server_restarted_mid_run_is_reconnected_and_nothing_is_lost() -> Result<()> {
+    let Some(mut server) = NatsServer::start("nats reconnect")? else {
+        return Ok(());
+    };
+    streams(&server)?;
+    let dir = Dir::new()?;
+    let file = nats_pipeline(&dir, &server, "weir")?;
+    let run = dir.start(&file)?;
+    let sent = payloads(0, PER_ROUND * 2);
+    let (first, rest) = sent.split_at(PER_ROUND);
+    server.publish("in", first)?;
+    let target = PER_ROUND as u64 * fastrand::u64(5..95) / 100;
+    wait_for_count(&server, "OUT", target)?;
+    server.restart()?;
+    server.publish("in", rest)?;
+    wait_until(
+        "every message in OUT after the restart",
+        || Ok((server.count("OUT")? >= sent.len() as u64).then_some(())),
+        || {
+            format!(
+                "OUT holds {:?}, IN {:?}, consumer {:?}; weir said: {}",
+                server.count("OUT").ok(),
+                server.count("IN").ok(),
+                server.consumer("IN", "weir"),
+                run.stderr()
+            )
+        },
+    )?;
+    ensure!(!run.exited(), "the run outlived the server's restart");
+    stop(run)?;
+    let out: Vec<String> = server
+        .messages("OUT")?
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    exactly_once(&out, &sent)
+}

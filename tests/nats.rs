@@ -525,3 +525,59 @@ fn a_server_restarted_mid_run_is_reconnected_and_nothing_is_lost() -> Result<()>
         .collect();
     exactly_once(&out, &sent)
 }
+
+/// W4, a figure rather than a check (ignored; `cargo test --release --test nats -- --ignored
+/// --nocapture w4`): the W3 stages between a NATS stream and a NATS stream. The input is
+/// published first; the time runs from `weir run` to the last output message stored, the
+/// start of the process included.
+#[test]
+#[ignore]
+fn w4_nats_through_the_w3_stages_throughput() -> Result<()> {
+    let Some(server) = NatsServer::start("W4")? else {
+        return Ok(());
+    };
+    streams(&server)?;
+    const REPEAT: usize = 25;
+    let log = std::fs::read_to_string(
+        support::workspace_root().join("examples/auth-log/data/OpenSSH_2k.log"),
+    )?;
+    let lines: Vec<String> = log.lines().map(str::to_string).collect();
+    let input: Vec<String> = (0..REPEAT).flat_map(|_| lines.iter().cloned()).collect();
+    server.publish("in", &input)?;
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .source(
+            "log",
+            Source::nats(&server.url(), "IN", "w4").key("subject", "in"),
+        )
+        .stage(
+            "parse",
+            Stage::plugin(plugin("sshd-parse")).inputs(&["log"]),
+        )
+        .stage(
+            "filter",
+            Stage::plugin(plugin("auth-filter")).inputs(&["parse"]),
+        )
+        .stage(
+            "redact",
+            Stage::plugin(plugin("redact-ip")).inputs(&["filter"]),
+        )
+        .sink("out", Sink::nats(&server.url(), "out").inputs(&["redact"]))
+        .write(&dir)?;
+    let expected = (1225 * REPEAT) as u64;
+    let started = Instant::now();
+    let run = dir.start(&file)?;
+    wait_until(
+        "the W3 output in OUT",
+        || Ok((server.count("OUT")? >= expected).then_some(())),
+        || format!("OUT holds {:?}", server.count("OUT").ok()),
+    )?;
+    let elapsed = started.elapsed();
+    stop(run)?;
+    eprintln!(
+        "W4: {} events in, {expected} out, in {elapsed:.2?}: {:.0} events/s",
+        input.len(),
+        input.len() as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}

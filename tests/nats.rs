@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use support::file::{PipelineFile, Sink, Source, Stage};
 use support::nats::NatsServer;
 use support::{Dir, PATIENCE, Running, plugin, wait_until};
@@ -527,7 +527,8 @@ fn a_server_restarted_mid_run_is_reconnected_and_nothing_is_lost() -> Result<()>
 }
 
 /// W4, a figure rather than a check (ignored; `cargo test --release --test nats -- --ignored
-/// --nocapture w4`): the W3 stages between a NATS stream and a NATS stream. The input is
+/// --nocapture --test-threads 1 w4`, one at a time so the ceiling's run does not share the
+/// cores with this one): the W3 stages between a NATS stream and a NATS stream. The input is
 /// published first; the time runs from `weir run` to the last output message stored, the
 /// start of the process included.
 #[test]
@@ -578,6 +579,70 @@ fn w4_nats_through_the_w3_stages_throughput() -> Result<()> {
         "W4: {} events in, {expected} out, in {elapsed:.2?}: {:.0} events/s",
         input.len(),
         input.len() as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The ceiling of W4 (ignored, as W4): a bare async-nats client on the same server and input
+/// that only consumes, republishes each message, waits for the PubAcks of each 256 and acks
+/// their sources: what weir's NATS path does, without stages.
+#[test]
+#[ignore]
+fn w4_ceiling_a_bare_client_consumes_republishes_and_acks() -> Result<()> {
+    use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+    use futures::StreamExt;
+    let Some(server) = NatsServer::start("W4 ceiling")? else {
+        return Ok(());
+    };
+    streams(&server)?;
+    let log = std::fs::read_to_string(
+        support::workspace_root().join("examples/auth-log/data/OpenSSH_2k.log"),
+    )?;
+    let input: Vec<String> = (0..25)
+        .flat_map(|_| log.lines().map(str::to_string))
+        .collect();
+    let count = input.len();
+    server.publish("in", &input)?;
+    let url = server.url();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let elapsed = runtime.block_on(async move {
+        let started = Instant::now();
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await?);
+        let config = pull::Config {
+            durable_name: Some("bare".into()),
+            ack_policy: AckPolicy::Explicit,
+            ..Default::default()
+        };
+        let consumer: PullConsumer = js
+            .get_stream("IN")
+            .await?
+            .get_or_create_consumer("bare", config)
+            .await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(256)
+            .messages()
+            .await?;
+        let (mut pending, mut done) = (Vec::new(), 0);
+        while done < count {
+            let message = messages.next().await.context("the pull ended")??;
+            let ack = js.publish("out", message.payload.clone()).await?;
+            pending.push((message, ack));
+            if pending.len() >= 256 || done + pending.len() == count {
+                for (message, ack) in pending.drain(..) {
+                    ack.await?;
+                    message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    done += 1;
+                }
+            }
+        }
+        anyhow::Ok(started.elapsed())
+    })?;
+    eprintln!(
+        "W4 ceiling: {count} events consumed, republished and acked in {elapsed:.2?}: {:.0} events/s",
+        count as f64 / elapsed.as_secs_f64()
     );
     Ok(())
 }

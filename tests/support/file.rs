@@ -264,6 +264,16 @@ impl Source {
         Source(table)
     }
 
+    /// A durable pull consumer `consumer` of the JetStream stream `stream` at `url`.
+    pub fn nats(url: &str, stream: &str, consumer: &str) -> Source {
+        let mut table = Table::default();
+        table.set("type", "nats");
+        table.set("url", url);
+        table.set("stream", stream);
+        table.set("consumer", consumer);
+        Source(table)
+    }
+
     /// The generator's value size, in bytes.
     pub fn size(self, bytes: i64) -> Source {
         self.key("size", bytes)
@@ -423,6 +433,11 @@ impl Sink {
     /// A file (relative to the pipeline file, or absolute), one value a line.
     pub fn file(path: impl AsRef<Path>) -> Sink {
         Sink::of("file").key("path", path_value(path))
+    }
+
+    /// Publishes to `subject` at `url` (a stream must capture it).
+    pub fn nats(url: &str, subject: &str) -> Sink {
+        Sink::of("nats").key("url", url).key("subject", subject)
     }
 
     pub fn stdout() -> Sink {

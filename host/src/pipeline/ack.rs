@@ -76,6 +76,11 @@ pub trait Ledger: Send + Sync {
     /// Batch `seq` is done: every event derived from it is written or dead-lettered, and
     /// flushed.
     fn done(&self, seq: u64);
+
+    /// The source events `indices` of batch `seq` (or events derived from them) were
+    /// dead-lettered. Heard before [`Ledger::done`] for that batch; only tracked batches
+    /// (see [`crate::pipeline::origin`]) report it.
+    fn dead_lettered(&self, _seq: u64, _indices: &[u32]) {}
 }
 
 struct AckInner {
@@ -107,6 +112,13 @@ impl Ack {
     /// count as done (a checkpoint must not pass them).
     pub fn forget(self) {
         std::mem::forget(self);
+    }
+
+    /// Tells the source's ledger, if any, that these of its events were dead-lettered.
+    pub fn dead_lettered(&self, indices: &[u32]) {
+        if let Some((ledger, seq)) = &self.0.ledger {
+            ledger.dead_lettered(*seq, indices);
+        }
     }
 
     /// The events of the source batch this acknowledges.

@@ -4,11 +4,13 @@
 //! source batch they came from, and their provenance (the stage versions they went through).
 //! A stage's output batch takes its input's acknowledgement and adds its own version to the
 //! provenance; a fan-out copy clones all three. No step between source and sink allocates per
-//! event.
+//! event. A batch of a tracked pipeline (a NATS source or sink) also carries its events'
+//! [`Origin`]; every other batch carries `None` and pays nothing for it.
 
 use weir_sandbox::Events;
 
 use crate::pipeline::ack::Ack;
+use crate::pipeline::origin::Origin;
 use crate::pipeline::provenance::Provenance;
 
 /// Events moving together between two nodes.
@@ -18,25 +20,34 @@ pub struct Batch {
     /// Released (dropped) by whoever writes the last of what these events became.
     pub ack: Ack,
     pub provenance: Provenance,
+    /// Which source event each event came from, 1:1 with `events`; only in tracked pipelines.
+    pub origin: Option<Origin>,
 }
 
 impl Batch {
     /// A batch fresh from a source.
-    pub fn new(events: Events, ack: Ack) -> Batch {
+    pub fn new(events: Events, ack: Ack, origin: Option<Origin>) -> Batch {
         Batch {
             events,
             ack,
             provenance: Provenance::default(),
+            origin,
         }
     }
 
     /// A batch derived from this one: other events, the same acknowledgement.
-    pub fn derive(&self, events: Events, provenance: Provenance) -> Batch {
+    pub fn derive(&self, events: Events, provenance: Provenance, origin: Option<Origin>) -> Batch {
         Batch {
             events,
             ack: self.ack.clone(),
             provenance,
+            origin,
         }
+    }
+
+    /// The index of event `i`'s source event, in a tracked batch.
+    pub fn origin_of(&self, i: usize) -> Option<u32> {
+        self.origin.as_ref().map(|o| o.index[i])
     }
 
     pub fn len(&self) -> usize {

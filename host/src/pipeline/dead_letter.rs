@@ -38,6 +38,9 @@ pub struct DeadLetters {
     pub provenance: Provenance,
     /// Keeps the source batch open until the letters are written.
     pub ack: Ack,
+    /// In a tracked pipeline, the index of each letter's source event (the ledger hears of
+    /// them once the letters are written); empty otherwise.
+    pub origins: Vec<u32>,
     /// Whether the events are kept (to be written); `on_error = "drop"` only counts them.
     keep: bool,
 }
@@ -51,6 +54,7 @@ impl DeadLetters {
             reasons: Vec::new(),
             provenance,
             ack,
+            origins: Vec::new(),
             keep: true,
         }
     }
@@ -66,12 +70,16 @@ impl DeadLetters {
         self.keep
     }
 
-    /// Adds a copy of `event`, failed for `reason`.
-    pub fn push(&mut self, event: EventRef<'_>, reason: Reason) {
+    /// Adds a copy of `event`, failed for `reason`; `origin` is its source event's index in a
+    /// tracked batch.
+    pub fn push(&mut self, event: EventRef<'_>, reason: Reason, origin: Option<u32>) {
         if self.keep {
             self.events.push_event(event);
         }
         self.reasons.push(reason);
+        if let Some(origin) = origin {
+            self.origins.push(origin);
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -2,9 +2,10 @@
 //!
 //! Read it in the order an event meets it:
 //!
-//! - [`batch`], [`ack`], [`provenance`], [`failure`]: the leaf types. A [`Batch`] is one
-//!   packed buffer of events ([`weir_sandbox::Events`]), the acknowledgement of the source
-//!   batch it came from, and the versions of the stages it went through.
+//! - [`batch`], [`ack`], [`provenance`], [`origin`], [`failure`]: the leaf types. A [`Batch`]
+//!   is one packed buffer of events ([`weir_sandbox::Events`]), the acknowledgement of the
+//!   source batch it came from, the versions of the stages it went through and, in a pipeline
+//!   with a NATS source or sink, which source event each event came from.
 //! - [`edge`]: the bounded channels between nodes, fan-out, and the run's shared context
 //!   (stop, first failure, the dead-letter channel).
 //! - [`connectors`]: sources that read lines or generate values into batches, sinks that
@@ -30,6 +31,7 @@ pub mod dead_letter;
 pub mod edge;
 pub mod encode;
 pub mod failure;
+pub mod origin;
 pub mod pool;
 pub mod provenance;
 pub mod report;

@@ -17,6 +17,7 @@ use crate::pipeline::ack::Ledger;
 use crate::pipeline::checkpoint::{self, FileIdentity, FilePosition};
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
 use crate::pipeline::connectors::sources::SourceParts;
+use crate::pipeline::origin::{Place, SourceBatch};
 
 /// Read buffer of the file source.
 const READ_BUFFER: usize = 64 << 10;
@@ -58,6 +59,13 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
     let mut reader = Reader {
         parts,
         name: &source.name,
+        file: Arc::from(format!(
+            "{}-{}-{}",
+            identity.dev,
+            identity.ino,
+            &identity.fingerprint[..16]
+        )),
+        source: Arc::from(source.name.as_str()),
         identity,
         round: start.round,
         seq: 0,
@@ -68,6 +76,9 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
             .start(reader.identity.at(start.round, start.offset));
     }
     let mut lines = Lines::new(source.batch_size);
+    if parts.tracked {
+        lines.track_ends();
+    }
     let mut interrupted = false;
     for round in start.round..*repeat {
         if parts.ctx.stop.is_cancelled() {
@@ -147,6 +158,9 @@ fn resume(source: &Source, parts: &SourceParts, file: &mut File, identity: &File
 struct Reader<'a> {
     parts: &'a SourceParts,
     name: &'a str,
+    /// The file's identity as a position names it, and the source's name (tracked pipelines).
+    file: Arc<str>,
+    source: Arc<str>,
     identity: FileIdentity,
     round: u64,
     seq: u64,
@@ -170,7 +184,7 @@ impl Reader<'_> {
 
     fn hand(&mut self, chunk: Chunk) -> Flow {
         match chunk {
-            Chunk::Events(events, end) => {
+            Chunk::Events(events, end, ends) => {
                 let position = self
                     .round
                     .saturating_mul(self.file_size)
@@ -180,7 +194,15 @@ impl Reader<'_> {
                     .position
                     .store(position, Ordering::Relaxed);
                 let ledger = self.ledger(end);
-                let batch = self.parts.emit_acked(events, ledger);
+                let source = ends.map(|ends| SourceBatch {
+                    source: Arc::clone(&self.source),
+                    place: Place::File {
+                        file: Arc::clone(&self.file),
+                        round: self.round,
+                        ends,
+                    },
+                });
+                let batch = self.parts.emit_acked(events, ledger, source);
                 self.parts.outputs.send_blocking(batch);
             }
             Chunk::Oversized {

@@ -21,9 +21,10 @@ pub const OVERSIZED_KEPT: usize = 1024;
 
 /// What the splitter hands over.
 pub enum Chunk {
-    /// A batch of line events (full, or partial at the end of input or when idle), and the
-    /// byte position just past its last line.
-    Events(Events, u64),
+    /// A batch of line events (full, or partial at the end of input or when idle), the byte
+    /// position just past its last line, and, when the splitter tracks them, the position just
+    /// past each line.
+    Events(Events, u64, Option<Vec<u64>>),
     /// A line over [`MAX_LINE`]: its number, its first bytes, its length, and the position
     /// just past it.
     Oversized {
@@ -54,6 +55,9 @@ pub struct Lines {
     pub bytes: u64,
     /// The position just past the last complete line.
     pub offset: u64,
+    /// When tracked ([`Lines::track_ends`]): the position just past each line of the batch
+    /// being built. Only pipelines whose events need a source position pay for it.
+    ends: Option<Vec<u64>>,
 }
 
 impl Lines {
@@ -66,7 +70,13 @@ impl Lines {
             line_no: 0,
             bytes: 0,
             offset: 0,
+            ends: None,
         }
+    }
+
+    /// Records where each line ends, for events that need their source position.
+    pub fn track_ends(&mut self) {
+        self.ends = Some(Vec::with_capacity(self.batch_size));
     }
 
     /// Positions are counted from `offset`: the reader starts there (a resumed file, or a
@@ -148,7 +158,11 @@ impl Lines {
 
     fn hand_over(&mut self, hand: &mut dyn FnMut(Chunk) -> Flow) -> Flow {
         let full = std::mem::replace(&mut self.events, Lines::batch(self.batch_size));
-        hand(Chunk::Events(full, self.offset))
+        let ends = self
+            .ends
+            .as_mut()
+            .map(|e| std::mem::replace(e, Vec::with_capacity(self.batch_size)));
+        hand(Chunk::Events(full, self.offset, ends))
     }
 
     /// The end of a line whose last bytes are `tail` (after any gathered part).
@@ -169,6 +183,9 @@ impl Lines {
             self.partial.extend_from_slice(tail);
             self.events.push_value(strip_cr(&self.partial));
             self.partial.clear();
+        }
+        if let Some(ends) = &mut self.ends {
+            ends.push(self.offset);
         }
         if self.events.len() >= self.batch_size {
             return self.hand_over(hand);
@@ -226,7 +243,7 @@ mod tests {
         let mut oversized = Vec::new();
         let mut hand = |chunk: Chunk| {
             match chunk {
-                Chunk::Events(events, _) => {
+                Chunk::Events(events, _, _) => {
                     assert!(events.len() <= batch_size);
                     values.extend(events.iter().map(|e| e.value().to_vec()));
                 }

@@ -3,12 +3,15 @@
 //! `lines` splits byte streams into packed line events; `sources` turns files, standard input
 //! and the W1 generator into acknowledged batches sent into the graph; `sinks` writes batches
 //! out (and the dead-letter writer, dead letters) and releases their acknowledgements only
-//! once flushed.
+//! once flushed; `nats` reads a JetStream consumer (acking each message once its batch is
+//! done) and publishes to a stream (releasing acknowledgements once the server confirmed).
 
 pub(crate) mod file;
 pub(crate) mod lines;
+pub(crate) mod nats;
 pub(crate) mod sinks;
 pub(crate) mod sources;
 
 pub use lines::{MAX_LINE, OVERSIZED_KEPT};
+pub use nats::NatsError;
 pub use sinks::DEAD_LETTER_BUFFER;

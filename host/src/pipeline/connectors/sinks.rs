@@ -47,12 +47,17 @@ impl Out {
         let mut options = File::options();
         match mode {
             // What an earlier run wrote stays: its events were acknowledged, perhaps committed.
-            WriteMode::Append => options.append(true).create(true),
+            // Read too: to see whether an earlier run's last line was cut.
+            WriteMode::Append => options.append(true).create(true).read(true),
             WriteMode::Truncate => options.write(true).create(true).truncate(true),
         };
-        let file = options
+        let mut file = options
             .open(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        if mode == WriteMode::Append {
+            close_a_cut_line(&mut file)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        }
         Ok(Out::File(
             BufWriter::with_capacity(WRITE_BUFFER, file),
             sync,
@@ -82,6 +87,24 @@ impl Out {
             }
         }
     }
+}
+
+/// Ends the file with a line ending if it does not end with one. A crash (`kill -9`, a power
+/// cut) can leave the last line half written: the write buffer goes out whenever it fills,
+/// not only at line ends. That line's events were never acknowledged and come again; closing
+/// the cut line keeps the first line this run appends whole, instead of glued to it.
+fn close_a_cut_line(file: &mut File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Starts a sink's thread; it returns why it failed, if it did.
@@ -284,6 +307,11 @@ pub(crate) fn spawn_dead_letters(
                             w.write_all(b"\n")
                         });
                 let count = letters.len() as u64;
+                if result.is_ok() && !letters.origins.is_empty() {
+                    // Heard before the acknowledgement is released (after the flush below),
+                    // so a NATS source ends these messages with `Term`, not an ack.
+                    letters.ack.dead_lettered(&letters.origins);
+                }
                 let result = match result {
                     Ok(()) => writer.hold(letters.ack, rx.is_empty()),
                     Err(e) => {

@@ -29,6 +29,7 @@ use crate::pipeline::connectors::lines::{Chunk, Flow, Lines, MAX_LINE, OVERSIZED
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::edge::{DeadLetterTx, Outputs, RunContext};
 use crate::pipeline::failure::FailureKind;
+use crate::pipeline::origin::{Origin, SourceBatch};
 use crate::pipeline::pool;
 use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
@@ -44,6 +45,8 @@ pub(crate) struct SourceParts {
     pub dead_letters: DeadLetterTx,
     /// For a source that keeps a position: its ledger, and whether to ignore where it was.
     pub checkpoint: Option<SourceCheckpoint>,
+    /// Whether its batches carry their events' origins (a NATS sink is in the pipeline).
+    pub tracked: bool,
 }
 
 /// A source's checkpoint: where it commits, and the ledger it commits from.
@@ -88,14 +91,16 @@ pub(crate) fn spawn(
 
 impl SourceParts {
     pub(crate) fn emit(&self, events: Events) -> Batch {
-        self.emit_acked(events, None)
+        self.emit_acked(events, None, None)
     }
 
-    /// A batch whose acknowledgement also tells `ledger` when batch `seq` is done.
+    /// A batch whose acknowledgement also tells `ledger` when batch `seq` is done; `source`,
+    /// in a tracked pipeline, says where its events are in the source.
     pub(crate) fn emit_acked(
         &self,
         events: Events,
         ledger: Option<(Arc<dyn Ledger>, u64)>,
+        source: Option<SourceBatch>,
     ) -> Batch {
         let n = events.len() as u64;
         let bytes = events.value_bytes();
@@ -103,7 +108,8 @@ impl SourceParts {
         NodeMetrics::add(&self.metrics.events_out, n);
         NodeMetrics::add(&self.metrics.bytes_in, bytes);
         NodeMetrics::add(&self.metrics.bytes_out, bytes);
-        let batch = Batch::new(events, self.ctx.tracker.emit_to(n, ledger));
+        let origin = source.map(|s| Origin::fresh(Arc::new(s), events.len()));
+        let batch = Batch::new(events, self.ctx.tracker.emit_to(n, ledger), origin);
         self.metrics.tap.offer(&batch.events, &batch.provenance);
         batch
     }
@@ -141,6 +147,7 @@ impl SourceParts {
                 )),
                 attempts: 0,
             },
+            None,
         );
         letters
     }
@@ -262,7 +269,7 @@ async fn batch_stdin(
             next = rx.recv() => next,
         };
         match next {
-            Some(FromReader::Chunk(Chunk::Events(chunk, _))) => {
+            Some(FromReader::Chunk(Chunk::Events(chunk, _, _))) => {
                 if pending.is_empty() && chunk.len() >= source.batch_size {
                     parts.outputs.send(parts.emit(chunk)).await;
                     continue;

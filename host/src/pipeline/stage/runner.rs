@@ -23,6 +23,7 @@ use crate::config::OnError;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::failure::FailureKind;
+use crate::pipeline::origin::{self, Origin};
 use crate::pipeline::pool;
 use crate::pipeline::provenance::{Stamp, VERSION_HEADER};
 use crate::pipeline::report::NodeMetrics;
@@ -63,6 +64,8 @@ pub(crate) struct StageRunner {
     old: Option<Box<dyn Processor>>,
     old_generation: u64,
     stamp: Stamp,
+    /// The stage's id in the paths of tracked events ([`origin::step`]).
+    stage_id: u64,
     /// Reused across batches: the pieces of the current one.
     pieces: Vec<Piece>,
     traps_logged: (Instant, u64),
@@ -77,6 +80,7 @@ impl StageRunner {
         let rx = handle.subscribe();
         let version = rx.borrow().clone();
         let processor = version.factory.make()?;
+        let stage_id = origin::stage_id(&handle.config.name);
         let mut runner = StageRunner {
             handle,
             rx,
@@ -85,6 +89,7 @@ impl StageRunner {
             old: None,
             old_generation: 0,
             stamp: Stamp::default(),
+            stage_id,
             pieces: Vec::new(),
             traps_logged: (Instant::now(), 0),
             counted: (0, 0),
@@ -186,12 +191,12 @@ impl StageRunner {
                 attempts: attempt,
             };
             for event in input.events.iter() {
-                dead.push(event, reason.clone());
+                dead.push(event, reason.clone(), input.origin_of(event.index()));
             }
             dead
         });
         StageResult {
-            output: input.derive(Events::new(), Default::default()),
+            output: input.derive(Events::new(), Default::default(), None),
             dead,
             retry: None,
             tripped: None,
@@ -298,8 +303,14 @@ impl StageRunner {
                 unreachable!("checked above")
             };
             sorted.filtered = out.counts.iter().filter(|&&c| c == 0).count();
+            sorted.origin = input
+                .origin
+                .as_ref()
+                .map(|o| o.outputs(&out.counts, self.stage_id));
             out.events
         } else {
+            sorted.origin = input.origin.as_ref().map(Origin::empty);
+            sorted.retry_origin = input.origin.as_ref().map(Origin::empty);
             let mut dead = self.letters(&input, version);
             let events = self.sort(&input, attempt, pieces, &mut dead, &mut sorted);
             if !dead.is_empty() {
@@ -344,7 +355,7 @@ impl StageRunner {
         let retry = sorted.retry.map(|events| {
             NodeMetrics::add(&metrics.retries, events.len() as u64);
             Retry {
-                batch: input.derive(events, input.provenance.clone()),
+                batch: input.derive(events, input.provenance.clone(), sorted.retry_origin),
                 attempt: attempt + 1,
                 version: Arc::clone(version),
             }
@@ -361,6 +372,7 @@ impl StageRunner {
                 events,
                 ack,
                 provenance,
+                origin: sorted.origin,
             },
             dead: sorted.dead,
             retry,
@@ -390,7 +402,7 @@ impl StageRunner {
                         attempts: attempt + 1,
                     };
                     for i in piece.range {
-                        dead.push(input.events.get(i), reason.clone());
+                        dead.push(input.events.get(i), reason.clone(), input.origin_of(i));
                     }
                     continue;
                 }
@@ -415,13 +427,16 @@ impl StageRunner {
                             .retry
                             .get_or_insert_with(Events::new)
                             .push_event(event);
+                        if let (Some(from), Some(to)) = (&input.origin, &mut sorted.retry_origin) {
+                            to.push_same(from, event.index());
+                        }
                     } else {
                         let reason = Reason {
                             kind,
                             message: Arc::from(f.reason.as_str()),
                             attempts: attempt + 1,
                         };
-                        dead.push(event, reason);
+                        dead.push(event, reason, input.origin_of(event.index()));
                     }
                 } else if let Some((_, message)) = broken.next_if(|(i, _)| *i == j) {
                     let reason = Reason {
@@ -429,13 +444,16 @@ impl StageRunner {
                         message: Arc::from(message),
                         attempts: attempt + 1,
                     };
-                    dead.push(event, reason);
+                    dead.push(event, reason, input.origin_of(event.index()));
                 } else {
                     if outs.is_empty() {
                         sorted.filtered += 1;
                     }
-                    for o in outs {
+                    for (k, o) in outs.enumerate() {
                         out.push_event(output.events.get(o));
+                        if let (Some(from), Some(to)) = (&input.origin, &mut sorted.origin) {
+                            to.push_output(from, event.index(), self.stage_id, k);
+                        }
                     }
                 }
             }
@@ -450,6 +468,9 @@ struct Sorted {
     dead: Option<DeadLetters>,
     retry: Option<Events>,
     filtered: usize,
+    /// In a tracked batch: the origins of the kept outputs and of the retried events.
+    origin: Option<Origin>,
+    retry_origin: Option<Origin>,
 }
 
 impl Drop for StageRunner {

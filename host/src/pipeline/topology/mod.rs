@@ -205,12 +205,12 @@ impl Topology {
             .max()
             .unwrap_or(p.batch_size) as u64;
         let buffer = p.buffer as u64;
-        // Each source: the batch it is sending; stdin also the one it is gathering.
+        // Each source: the batch it is sending; stdin and NATS also the one they gather.
         let sources: u64 = p
             .sources
             .iter()
             .map(|s| match s.kind {
-                crate::config::SourceKind::Stdin => 2,
+                crate::config::SourceKind::Stdin | crate::config::SourceKind::Nats(_) => 2,
                 _ => 1,
             })
             .sum();

@@ -1,0 +1,285 @@
+//! The NATS sink: every event published to a subject that a JetStream stream captures, with
+//! a message id, acknowledged upstream only once the server has stored it.
+//!
+//! Each event's message id (`Nats-Msg-Id`) is made of the sink's name, its source event's
+//! position (a stream sequence, or a file's identity, round and offset: see
+//! [`crate::pipeline::origin`]) and the path it took there. A replayed event (a file read
+//! again from its last checkpoint) or a redelivered one (a message whose ack was lost, or
+//! whose process died) is published under the same id, and the server drops the copy within
+//! its stream's duplicate window. Events of sources without a position (stdin, generate) are
+//! published without an id.
+//!
+//! The sink runs on a thread of its own driving an async loop on the runtime. It publishes a
+//! batch's events without waiting, keeps up to `buffer` batches whose PubAcks are outstanding
+//! (their acknowledgements held), and settles the oldest when the window is full or its input
+//! is idle. An event the server did not confirm (a timeout, a lost connection) is published
+//! again, under the same id, with backoff, until it is: the batch's acknowledgement is
+//! released only then. An event the server can never take (over its payload limit) fails
+//! the run: nothing of that batch is acknowledged.
+
+use std::collections::VecDeque;
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+
+use super::{NatsError, connect};
+use crate::config::{Encoding, Sink};
+use crate::pipeline::batch::Batch;
+use crate::pipeline::edge::{Receiver, RunContext};
+use crate::pipeline::encode;
+use crate::pipeline::pool;
+use crate::pipeline::report::NodeMetrics;
+
+/// The longest pause between two attempts to publish what the server did not confirm.
+/// Blocks a storm of publishes at a server that is down, while one that comes back is used
+/// within a second or two.
+const MAX_REPUBLISH_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long a published event's PubAck may take before the event is published again. Blocks
+/// a PubAck lost with a connection from holding its batch (and the source's messages) for
+/// ever; the JetStream context's own request timeout, as long.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
+/// A NATS sink, connected, its subject known to be captured by a stream.
+pub(crate) struct NatsOutput {
+    js: async_nats::jetstream::Context,
+    subject: async_nats::Subject,
+}
+
+/// Connects and checks that a stream captures `subject`.
+pub(crate) async fn prepare_sink(
+    sink: &Sink,
+    url: &str,
+    subject: &str,
+) -> Result<NatsOutput, NatsError> {
+    let client = connect(url, &sink.name).await?;
+    let js = async_nats::jetstream::new(client);
+    js.stream_by_subject(subject)
+        .await
+        .map_err(|e| NatsError::Subject {
+            url: url.to_string(),
+            subject: subject.to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(NatsOutput {
+        js,
+        subject: async_nats::Subject::from(subject),
+    })
+}
+
+/// Starts the sink's thread; it returns why it failed, if it did.
+pub(crate) fn spawn_sink(
+    sink: &Sink,
+    output: NatsOutput,
+    rx: Receiver,
+    metrics: Arc<NodeMetrics>,
+    ctx: Arc<RunContext>,
+    buffer: usize,
+) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
+    let runtime = tokio::runtime::Handle::current();
+    let publisher = Publisher {
+        name: Arc::from(sink.name.as_str()),
+        encoding: sink.encoding,
+        output,
+        metrics,
+        ctx,
+        buffer,
+        window: VecDeque::with_capacity(buffer + 1),
+        failure: None,
+        duplicates: 0,
+    };
+    std::thread::Builder::new()
+        .name(format!("weir-sink-{}", sink.name))
+        .spawn(move || runtime.block_on(publisher.run(rx)))
+}
+
+/// A batch whose PubAcks are outstanding: its acknowledgement is held until they all came.
+struct Unconfirmed {
+    batch: Batch,
+    acks: Vec<Option<PublishAckFuture>>,
+    /// When its events were (last) published: their PubAcks are due by [`CONFIRM_WAIT`] after.
+    sent: tokio::time::Instant,
+}
+
+struct Publisher {
+    name: Arc<str>,
+    encoding: Encoding,
+    output: NatsOutput,
+    metrics: Arc<NodeMetrics>,
+    ctx: Arc<RunContext>,
+    buffer: usize,
+    window: VecDeque<Unconfirmed>,
+    failure: Option<String>,
+    /// Events the server had already stored under the same id (replayed or redelivered).
+    duplicates: u64,
+}
+
+impl Publisher {
+    async fn run(mut self, mut rx: Receiver) -> Result<(), String> {
+        while let Some(batch) = rx.recv().await {
+            NodeMetrics::add(&self.metrics.events_in, batch.len() as u64);
+            if self.failure.is_some() {
+                // Never published, so never acknowledged.
+                batch.ack.forget();
+                continue;
+            }
+            match self.publish(batch).await {
+                Ok(unconfirmed) => self.window.push_back(unconfirmed),
+                Err(message) => self.fail(message),
+            }
+            while self.window.len() >= self.buffer || (rx.is_empty() && !self.window.is_empty()) {
+                let oldest = self.window.pop_front().expect("not empty");
+                self.confirm(oldest).await;
+            }
+        }
+        while let Some(oldest) = self.window.pop_front() {
+            self.confirm(oldest).await;
+        }
+        if self.duplicates > 0 {
+            tracing::info!(sink = %self.name, duplicates = self.duplicates,
+                "NATS: the server dropped events it already held under the same message id");
+        }
+        match self.failure {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, message: String) {
+        for unconfirmed in self.window.drain(..) {
+            unconfirmed.batch.ack.forget();
+        }
+        self.ctx.fail(message.clone());
+        self.failure = Some(message);
+    }
+
+    /// Publishes every event of a batch, without waiting for the server.
+    async fn publish(&self, batch: Batch) -> Result<Unconfirmed, String> {
+        let mut acks = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            match self.publish_one(&batch, i).await {
+                Ok(ack) => acks.push(Some(ack)),
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    batch.ack.forget();
+                    return Err(format!("sink `{}`: cannot publish: {e}", self.name));
+                }
+                // Not sent (the connection is down): published again when confirmed.
+                Err(_) => acks.push(None),
+            }
+        }
+        Ok(Unconfirmed {
+            batch,
+            acks,
+            sent: tokio::time::Instant::now(),
+        })
+    }
+
+    async fn publish_one(
+        &self,
+        batch: &Batch,
+        i: usize,
+    ) -> Result<PublishAckFuture, async_nats::jetstream::context::PublishError> {
+        let event = batch.events.get(i);
+        let payload = match self.encoding {
+            Encoding::Text => Bytes::copy_from_slice(event.value()),
+            Encoding::Json => {
+                let mut out = Vec::with_capacity(event.size() + 64);
+                encode::event(&mut out, event, &batch.provenance)
+                    .expect("writing to a Vec cannot fail");
+                Bytes::from(out)
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in event.headers() {
+            headers.append(
+                String::from_utf8_lossy(name).as_ref(),
+                String::from_utf8_lossy(value).as_ref(),
+            );
+        }
+        for h in batch.provenance.headers() {
+            headers.append(&*h.name, &*h.value);
+        }
+        let mut message = PublishMessage::build().payload(payload).headers(headers);
+        if let Some(origin) = &batch.origin {
+            message = message.message_id(format!(
+                "{}/{}/{}/{:016x}",
+                self.name,
+                origin.source.source,
+                origin.source.position(origin.index[i]),
+                origin.path[i]
+            ));
+        }
+        self.output
+            .js
+            .send_publish(self.output.subject.clone(), message)
+            .await
+    }
+
+    /// Waits for every PubAck of a batch, publishing again (same ids) what was not
+    /// confirmed, then releases the batch's acknowledgement.
+    async fn confirm(&mut self, mut unconfirmed: Unconfirmed) {
+        let mut attempt = 0u32;
+        // The events still to be confirmed: all of them at first, then those published again.
+        let mut waiting: Vec<usize> = (0..unconfirmed.acks.len()).collect();
+        loop {
+            // All at once, against one deadline from the publish: a PubAck lost with a
+            // connection costs the batch one wait, not one wait per event.
+            let deadline = unconfirmed.sent + CONFIRM_WAIT;
+            let waits = waiting.iter().map(|&i| {
+                let future = unconfirmed.acks[i].take();
+                async move {
+                    let Some(future) = future else {
+                        return Err("not sent".to_string());
+                    };
+                    match tokio::time::timeout_at(deadline, future.into_future()).await {
+                        Ok(confirmed) => confirmed.map_err(|e| e.to_string()),
+                        Err(_) => Err("no PubAck in time".to_string()),
+                    }
+                }
+            });
+            let results = futures::future::join_all(waits).await;
+            let mut missing = Vec::new();
+            for (&i, confirmed) in waiting.iter().zip(results) {
+                match confirmed {
+                    Ok(ack) if ack.duplicate => self.duplicates += 1,
+                    Ok(_) => {}
+                    Err(e) => missing.push((i, e)),
+                }
+            }
+            if missing.is_empty() {
+                break;
+            }
+            attempt += 1;
+            tracing::warn!(sink = %self.name, events = missing.len(), attempt,
+                "NATS: not confirmed ({}); publishing again", missing[0].1);
+            tokio::time::sleep(
+                Duration::from_millis(100)
+                    .saturating_mul(1 << attempt.min(8))
+                    .min(MAX_REPUBLISH_BACKOFF),
+            )
+            .await;
+            unconfirmed.sent = tokio::time::Instant::now();
+            waiting = missing.iter().map(|&(i, _)| i).collect();
+            for (i, _) in missing {
+                unconfirmed.acks[i] = match self.publish_one(&unconfirmed.batch, i).await {
+                    Ok(ack) => Some(ack),
+                    Err(e) => {
+                        tracing::debug!(sink = %self.name, "NATS: not published: {e}");
+                        None
+                    }
+                };
+            }
+        }
+        let Unconfirmed { batch, .. } = unconfirmed;
+        NodeMetrics::add(&self.metrics.events_out, batch.len() as u64);
+        NodeMetrics::add(&self.metrics.bytes_out, batch.events.value_bytes());
+        let Batch { events, ack, .. } = batch;
+        pool::recycle(events);
+        drop(ack);
+    }
+}

@@ -295,6 +295,28 @@ pub struct ExtraRoutes {
     pub open: axum::Router,
 }
 
+/// Watches the files of the stages with `watch = true`. The watcher starts before the admin
+/// API says it listens, and then looks at each file once: a file replaced between its load and
+/// now is not missed.
+async fn start_watcher(
+    targets: Vec<(String, PathBuf, mpsc::Sender<Command>)>,
+) -> Result<Option<Debouncer<RecommendedWatcher>>, StartError> {
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    let first_looks: Vec<mpsc::Sender<Command>> =
+        targets.iter().map(|(_, _, tx)| tx.clone()).collect();
+    let watcher = watch::start(targets)?;
+    for commands in first_looks {
+        let _ = commands
+            .send(Command::FileChanged {
+                trigger: Instant::now(),
+            })
+            .await;
+    }
+    Ok(Some(watcher))
+}
+
 /// Starts hot loading for a pipeline that asks for it (an `[admin]` table, or a stage with
 /// `watch = true`); `Ok(None)` otherwise. Must run before the topology does, so that a taken
 /// admin port stops the run before any event is read.
@@ -338,23 +360,7 @@ pub async fn start(topology: &Topology, extra: ExtraRoutes) -> Result<Option<Run
         stages.insert(stage.name.clone(), StageControl { handle, actor });
     }
     let control = Arc::new(Control { stages });
-    // The watcher starts before the admin API says it listens, and then looks at each file
-    // once: a file replaced between its load and now is not missed.
-    let watcher = if targets.is_empty() {
-        None
-    } else {
-        let first_looks: Vec<mpsc::Sender<Command>> =
-            targets.iter().map(|(_, _, tx)| tx.clone()).collect();
-        let watcher = watch::start(targets)?;
-        for commands in first_looks {
-            let _ = commands
-                .send(Command::FileChanged {
-                    trigger: Instant::now(),
-                })
-                .await;
-        }
-        Some(watcher)
-    };
+    let watcher = start_watcher(targets).await?;
     let mut admin_addr = None;
     if let Some(admin) = &pipeline.admin {
         let listener = bind(&pipeline.file, admin).await?;

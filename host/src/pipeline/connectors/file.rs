@@ -22,6 +22,27 @@ use crate::pipeline::origin::{Place, SourceBatch};
 /// Read buffer of the file source.
 const READ_BUFFER: usize = 64 << 10;
 
+/// Reads one round of the file from `offset` and hands on its lines; the last line of a
+/// round needs no line ending: it is complete when the round ends.
+fn read_round(
+    file: &mut File,
+    offset: u64,
+    lines: &mut Lines,
+    reader: &mut Reader,
+) -> std::io::Result<Flow> {
+    file.seek(SeekFrom::Start(offset))?;
+    lines.start_at(offset);
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, file);
+    let flow = lines.read(&mut buffered, false, &mut |chunk| reader.hand(chunk))?;
+    if matches!(flow, Flow::Continue) {
+        lines.finish(&mut |chunk| {
+            reader.hand(chunk);
+            Flow::Continue
+        });
+    }
+    Ok(flow)
+}
+
 /// Where reading starts: a round of `repeat` and an offset in it.
 struct Start {
     round: u64,
@@ -56,21 +77,7 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
         .metrics
         .size
         .store(file_size.saturating_mul(*repeat), Ordering::Relaxed);
-    let mut reader = Reader {
-        parts,
-        name: &source.name,
-        file: Arc::from(format!(
-            "{}-{}-{}",
-            identity.dev,
-            identity.ino,
-            &identity.fingerprint[..16]
-        )),
-        source: Arc::from(source.name.as_str()),
-        identity,
-        round: start.round,
-        seq: 0,
-        file_size,
-    };
+    let mut reader = Reader::new(source, parts, identity, start.round, file_size);
     if let Some(cp) = &parts.checkpoint {
         cp.positions
             .start(reader.identity.at(start.round, start.offset));
@@ -97,12 +104,7 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
                 Err(e) => return fail("open", e),
             };
         }
-        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-            return fail("read", e);
-        }
-        lines.start_at(offset);
-        let mut buffered = BufReader::with_capacity(READ_BUFFER, &mut file);
-        match lines.read(&mut buffered, false, &mut |chunk| reader.hand(chunk)) {
+        match read_round(&mut file, offset, &mut lines, &mut reader) {
             Ok(Flow::Continue) => {}
             Ok(Flow::Stop) => {
                 interrupted = true;
@@ -110,11 +112,6 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
             }
             Err(e) => return fail("read", e),
         }
-        // The last line of a round needs no line ending: it is complete here.
-        lines.finish(&mut |chunk| {
-            reader.hand(chunk);
-            Flow::Continue
-        });
     }
     // What was read is accepted: it goes on even when the run is stopping.
     lines.finish(&mut |chunk| {
@@ -168,7 +165,31 @@ struct Reader<'a> {
     file_size: u64,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(
+        source: &'a Source,
+        parts: &'a SourceParts,
+        identity: FileIdentity,
+        round: u64,
+        file_size: u64,
+    ) -> Self {
+        Reader {
+            parts,
+            name: &source.name,
+            file: Arc::from(format!(
+                "{}-{}-{}",
+                identity.dev,
+                identity.ino,
+                &identity.fingerprint[..16]
+            )),
+            source: Arc::from(source.name.as_str()),
+            identity,
+            round,
+            seq: 0,
+            file_size,
+        }
+    }
+
     /// The ledger entry of the next batch, ending at `end`.
     fn ledger(&mut self, end: u64) -> Option<(Arc<dyn Ledger>, u64)> {
         let cp = self.parts.checkpoint.as_ref()?;

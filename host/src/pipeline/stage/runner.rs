@@ -273,89 +273,18 @@ impl StageRunner {
         pieces: &mut Vec<Piece>,
         traps: u32,
     ) -> StageResult {
-        let n = input.len();
-        let limits = &self.handle.config.limits;
-        for piece in pieces.iter_mut() {
-            if let Ok(output) = &mut piece.result
-                && output.events.has_header_prefix(VERSION_HEADER.as_bytes())
-            {
-                // A plugin cannot claim the version that produced an event.
-                output.events = output
-                    .events
-                    .without_header_prefix(VERSION_HEADER.as_bytes());
-            }
-        }
+        strip_forged_versions(pieces);
         let provenance = self.stamp.stamp(&input.provenance, &version.header);
-        let fast = match &pieces[..] {
-            [
-                Piece {
-                    result: Ok(out), ..
-                },
-            ] => out.failures.is_empty() && caps::violations(out, n, limits).is_empty(),
-            _ => false,
-        };
-        let mut sorted = Sorted::default();
-        let events = if fast {
-            let Some(Piece {
-                result: Ok(out), ..
-            }) = pieces.pop()
-            else {
-                unreachable!("checked above")
-            };
-            sorted.filtered = out.counts.iter().filter(|&&c| c == 0).count();
-            sorted.origin = input
-                .origin
-                .as_ref()
-                .map(|o| o.outputs(&out.counts, self.stage_id));
-            out.events
-        } else {
-            sorted.origin = input.origin.as_ref().map(Origin::empty);
-            sorted.retry_origin = input.origin.as_ref().map(Origin::empty);
-            let mut dead = self.letters(&input, version);
-            let events = self.sort(&input, attempt, pieces, &mut dead, &mut sorted);
-            if !dead.is_empty() {
-                sorted.dead = Some(dead);
-            }
-            events
-        };
+        let (events, mut sorted) = self.outputs(&input, version, attempt, pieces);
         pieces.clear();
-
-        let metrics = &self.handle.metrics;
-        NodeMetrics::add(&metrics.events_out, events.len() as u64);
-        NodeMetrics::add(&metrics.bytes_out, events.value_bytes());
-        NodeMetrics::add(&metrics.filtered, sorted.filtered as u64);
-        let failed = sorted.dead.as_ref().map_or(0, DeadLetters::len);
-        if let Some(dead) = &sorted.dead {
-            for (kind, count) in dead.kinds() {
-                metrics.fail(kind, count);
-            }
-        }
         if traps > 0 {
             tracing::debug!(stage = %self.handle.name, traps, "isolated the events that trapped");
         }
-        self.handle
-            .record(version.generation, n as u64, failed as u64);
-        let last = sorted
-            .dead
-            .as_ref()
-            .and_then(|d| d.reasons.last())
-            .map(|r| format!("{}: {}", r.kind.as_str(), r.message));
-        let tripped = self
-            .handle
-            .breaker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(
-                version.generation,
-                failed,
-                n,
-                last.as_deref(),
-                Instant::now(),
-            );
-        let retry = sorted.retry.map(|events| {
-            NodeMetrics::add(&metrics.retries, events.len() as u64);
+        let tripped = self.account(&events, &sorted, input.len(), version.generation);
+        let retry = sorted.retry.take().map(|events| {
+            NodeMetrics::add(&self.handle.metrics.retries, events.len() as u64);
             Retry {
-                batch: input.derive(events, input.provenance.clone(), sorted.retry_origin),
+                batch: input.derive(events, input.provenance.clone(), sorted.retry_origin.take()),
                 attempt: attempt + 1,
                 version: Arc::clone(version),
             }
@@ -378,6 +307,82 @@ impl StageRunner {
             retry,
             tripped,
         }
+    }
+
+    /// The events the stage passes on, and the fates of the rest. The fast path: one piece
+    /// that failed nothing and broke no cap is passed on as the guest wrote it.
+    fn outputs(
+        &mut self,
+        input: &Batch,
+        version: &Arc<StageVersion>,
+        attempt: u32,
+        pieces: &mut Vec<Piece>,
+    ) -> (Events, Sorted) {
+        let n = input.len();
+        let limits = &self.handle.config.limits;
+        let fast = match &pieces[..] {
+            [
+                Piece {
+                    result: Ok(out), ..
+                },
+            ] => out.failures.is_empty() && caps::violations(out, n, limits).is_empty(),
+            _ => false,
+        };
+        let mut sorted = Sorted::default();
+        if fast {
+            let Some(Piece {
+                result: Ok(out), ..
+            }) = pieces.pop()
+            else {
+                unreachable!("checked above")
+            };
+            sorted.filtered = out.counts.iter().filter(|&&c| c == 0).count();
+            sorted.origin = input
+                .origin
+                .as_ref()
+                .map(|o| o.outputs(&out.counts, self.stage_id));
+            return (out.events, sorted);
+        }
+        sorted.origin = input.origin.as_ref().map(Origin::empty);
+        sorted.retry_origin = input.origin.as_ref().map(Origin::empty);
+        let mut dead = self.letters(input, version);
+        let events = self.sort(input, attempt, pieces, &mut dead, &mut sorted);
+        if !dead.is_empty() {
+            sorted.dead = Some(dead);
+        }
+        (events, sorted)
+    }
+
+    /// Counts a settled batch in the stage's metrics, its version's canary and its breaker;
+    /// returns why the breaker tripped, if this batch tripped it.
+    fn account(
+        &self,
+        events: &Events,
+        sorted: &Sorted,
+        n: usize,
+        generation: u64,
+    ) -> Option<String> {
+        let metrics = &self.handle.metrics;
+        NodeMetrics::add(&metrics.events_out, events.len() as u64);
+        NodeMetrics::add(&metrics.bytes_out, events.value_bytes());
+        NodeMetrics::add(&metrics.filtered, sorted.filtered as u64);
+        let failed = sorted.dead.as_ref().map_or(0, DeadLetters::len);
+        if let Some(dead) = &sorted.dead {
+            for (kind, count) in dead.kinds() {
+                metrics.fail(kind, count);
+            }
+        }
+        self.handle.record(generation, n as u64, failed as u64);
+        let last = sorted
+            .dead
+            .as_ref()
+            .and_then(|d| d.reasons.last())
+            .map(|r| format!("{}: {}", r.kind.as_str(), r.message));
+        self.handle
+            .breaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(generation, failed, n, last.as_deref(), Instant::now())
     }
 
     /// The slow path: some events failed, asked for a retry, or broke a cap, or the batch
@@ -471,6 +476,20 @@ struct Sorted {
     /// In a tracked batch: the origins of the kept outputs and of the retried events.
     origin: Option<Origin>,
     retry_origin: Option<Origin>,
+}
+
+/// A plugin cannot claim the version that produced an event: version headers it wrote are
+/// removed before the host adds its own.
+fn strip_forged_versions(pieces: &mut [Piece]) {
+    for piece in pieces.iter_mut() {
+        if let Ok(output) = &mut piece.result
+            && output.events.has_header_prefix(VERSION_HEADER.as_bytes())
+        {
+            output.events = output
+                .events
+                .without_header_prefix(VERSION_HEADER.as_bytes());
+        }
+    }
 }
 
 impl Drop for StageRunner {

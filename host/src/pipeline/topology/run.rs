@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+use super::ChainPlan;
 use super::{RunError, Topology};
 use crate::config::{Pipeline, SinkKind, SourceKind};
 use crate::pipeline::checkpoint::{Checkpointer, DataDir, Positions};
@@ -27,6 +28,7 @@ use crate::pipeline::connectors::sources::{self, SourceCheckpoint, SourceParts};
 use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::chain::Chain;
+use crate::pipeline::stage::runner::StageRunner;
 
 /// Whether a source's batches carry their events' origins: a NATS source needs them to end a
 /// dead-lettered message with `Term`, a NATS sink to name each message it publishes. Every
@@ -80,25 +82,7 @@ impl Topology {
             .map_err(|e| RunError::Io(format!("dead-letter sink: {e}")))?;
         let sinks = wiring.start_sinks(&pipeline, &mut brokers, &ctx)?;
 
-        let runtime = tokio::runtime::Handle::current();
-        let mut threads = Vec::new();
-        for (plan, workers) in chains {
-            let chain = Chain {
-                workers,
-                input: wiring.take_input(plan.head()),
-                head: wiring.metric(plan.head()),
-                outputs: wiring.outputs_of(plan.tail()),
-                dead_letters: dl_tx.clone(),
-                ctx: Arc::clone(&ctx),
-            };
-            let spawned = chain.spawn(&runtime, plan.head()).map_err(|e| {
-                RunError::Io(format!(
-                    "stage `{}`: cannot start a worker thread: {e}",
-                    plan.head()
-                ))
-            })?;
-            threads.extend(spawned);
-        }
+        let threads = wiring.start_chains(chains, &dl_tx, &ctx)?;
         let mut started_sources =
             wiring.start_sources(&pipeline, &mut brokers, &ctx, &dl_tx, &data_dir, options)?;
         // Only the nodes hold senders now: each channel closes when its producers end.
@@ -123,23 +107,7 @@ impl Topology {
         started_sources.finish().await?;
         drop(data_dir);
 
-        let nodes: Vec<_> = metrics.iter().map(|m| m.snapshot()).collect();
-        let report = RunReport {
-            elapsed: started.elapsed(),
-            total: started.elapsed(),
-            events_in: ctx.tracker.emitted(),
-            events_out: nodes
-                .iter()
-                .filter(|n| n.kind == NodeKind::Sink)
-                .map(|n| n.events_out)
-                .sum(),
-            dead_lettered,
-            in_flight_max: ctx.tracker.high_water(),
-            acknowledged: ctx.tracker.done(),
-            in_flight_bound: bound,
-            interrupted: interrupted && ctx.failure().is_none(),
-            nodes,
-        };
+        let report = report(started, &ctx, &metrics, dead_lettered, bound, interrupted);
         match ctx.failure() {
             Some(message) => Err(RunError::Stopped {
                 message,
@@ -147,6 +115,34 @@ impl Topology {
             }),
             None => Ok(report),
         }
+    }
+}
+
+/// The run's report, once everything has ended.
+fn report(
+    started: Instant,
+    ctx: &RunContext,
+    metrics: &[Arc<NodeMetrics>],
+    dead_lettered: u64,
+    bound: u64,
+    interrupted: bool,
+) -> RunReport {
+    let nodes: Vec<_> = metrics.iter().map(|m| m.snapshot()).collect();
+    RunReport {
+        elapsed: started.elapsed(),
+        total: started.elapsed(),
+        events_in: ctx.tracker.emitted(),
+        events_out: nodes
+            .iter()
+            .filter(|n| n.kind == NodeKind::Sink)
+            .map(|n| n.events_out)
+            .sum(),
+        dead_lettered,
+        in_flight_max: ctx.tracker.high_water(),
+        acknowledged: ctx.tracker.done(),
+        in_flight_bound: bound,
+        interrupted: interrupted && ctx.failure().is_none(),
+        nodes,
     }
 }
 
@@ -223,10 +219,7 @@ impl Wiring {
     /// A channel in front of every consumer; producers collect the senders that name it.
     fn new(
         pipeline: &Pipeline,
-        chains: &[(
-            super::ChainPlan,
-            Vec<Vec<crate::pipeline::stage::runner::StageRunner>>,
-        )],
+        chains: &[(ChainPlan, Vec<Vec<StageRunner>>)],
         metrics: &[Arc<NodeMetrics>],
     ) -> Wiring {
         let consumers = super::consumers(pipeline)
@@ -276,6 +269,35 @@ impl Wiring {
         self.receivers
             .remove(consumer)
             .expect("every consumer has a channel")
+    }
+
+    /// One set of worker threads per chain, reading the channel in front of its head.
+    fn start_chains(
+        &mut self,
+        chains: Vec<(ChainPlan, Vec<Vec<StageRunner>>)>,
+        dead_letters: &edge::DeadLetterTx,
+        ctx: &Arc<RunContext>,
+    ) -> Result<Vec<std::thread::JoinHandle<()>>, RunError> {
+        let runtime = tokio::runtime::Handle::current();
+        let mut threads = Vec::new();
+        for (plan, workers) in chains {
+            let chain = Chain {
+                workers,
+                input: self.take_input(plan.head()),
+                head: self.metric(plan.head()),
+                outputs: self.outputs_of(plan.tail()),
+                dead_letters: dead_letters.clone(),
+                ctx: Arc::clone(ctx),
+            };
+            let spawned = chain.spawn(&runtime, plan.head()).map_err(|e| {
+                RunError::Io(format!(
+                    "stage `{}`: cannot start a worker thread: {e}",
+                    plan.head()
+                ))
+            })?;
+            threads.extend(spawned);
+        }
+        Ok(threads)
     }
 
     fn start_sinks(

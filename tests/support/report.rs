@@ -88,6 +88,8 @@ pub struct JsonEvent {
     pub key: Option<String>,
     pub value: Option<String>,
     pub value_base64: Option<String>,
+    /// Absent when the event has none.
+    #[serde(default)]
     pub headers: Vec<(String, serde_json::Value)>,
     pub timestamp: Option<u64>,
 }

@@ -48,13 +48,8 @@ pub(super) fn inspect(
             out!("settings:");
         }
         for s in &d.settings {
-            let default = s
-                .default
-                .as_deref()
-                .map(|d| format!(", default {d}"))
-                .unwrap_or_default();
-            let required = if s.required { ", required" } else { "" };
-            out!("  {} ({}{required}{default}): {}", s.name, s.ty, s.help);
+            let line = setting_line(&s.name, s.ty, s.required, s.default.as_deref(), &s.help);
+            out!("  {line}");
         }
     }
     out!("imports:");
@@ -97,4 +92,19 @@ fn print_json(
     let text = serde_json::to_string_pretty(&value).map_err(|e| (1, e.to_string()))?;
     out!("{text}");
     Ok(())
+}
+
+/// A declared setting as the plugin commands print it: `name (type, required, default D): help`.
+pub(super) fn setting_line(
+    name: &str,
+    ty: &str,
+    required: bool,
+    default: Option<&str>,
+    help: &str,
+) -> String {
+    let required = if required { ", required" } else { "" };
+    let default = default
+        .map(|d| format!(", default {d}"))
+        .unwrap_or_default();
+    format!("{name} ({ty}{required}{default}): {help}")
 }

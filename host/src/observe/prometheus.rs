@@ -230,45 +230,32 @@ impl Scrape {
 
     /// A stage's instances, memory, breaker, version and reloads.
     fn stage_states(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut m = encoder.encode_descriptor(
-            "weir_stage_instances",
-            "Live instances of the stage's plugin.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for node in self.stage_nodes() {
-            gauge(
-                &mut m,
-                &labels(node),
-                NodeMetrics::level(&node.instances) as i64,
-            )?;
-        }
-        let mut m = encoder.encode_descriptor(
-            "weir_stage_memory_bytes",
-            "Linear memory of the stage's live instances.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for node in self.stage_nodes() {
-            gauge(
-                &mut m,
-                &labels(node),
-                NodeMetrics::level(&node.memory) as i64,
-            )?;
-        }
-        let mut m = encoder.encode_descriptor(
-            "weir_stage_breaker_open",
-            "1 while the stage's circuit breaker is open (events fail without a call).",
-            None,
-            MetricType::Gauge,
-        )?;
-        for node in self.stage_nodes() {
-            let open = self
-                .0
-                .stages
-                .get(&node.name)
-                .is_some_and(|h| h.breaker_open());
-            gauge(&mut m, &labels(node), i64::from(open))?;
+        type Level = fn(&Scrape, &NodeMetrics) -> i64;
+        let gauges: [(&str, &str, Level); 3] = [
+            (
+                "weir_stage_instances",
+                "Live instances of the stage's plugin.",
+                |_, n| NodeMetrics::level(&n.instances) as i64,
+            ),
+            (
+                "weir_stage_memory_bytes",
+                "Linear memory of the stage's live instances.",
+                |_, n| NodeMetrics::level(&n.memory) as i64,
+            ),
+            (
+                "weir_stage_breaker_open",
+                "1 while the stage's circuit breaker is open (events fail without a call).",
+                |scrape, n| {
+                    let stage = scrape.0.stages.get(&n.name);
+                    i64::from(stage.is_some_and(|h| h.breaker_open()))
+                },
+            ),
+        ];
+        for (name, help, level) in gauges {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for node in self.stage_nodes() {
+                gauge(&mut m, &labels(node), level(self, node))?;
+            }
         }
         let mut m = encoder.encode_descriptor("weir_stage_version_info", "1 for the version the stage runs now: its sha256 and its number in the stage's history.", None, MetricType::Gauge)?;
         for node in self.stage_nodes() {

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use lang::Lang;
 
+use super::plugin::setting_line;
 use super::{CommandResult, one_line};
 use crate::config::{parse_duration, parse_size};
 
@@ -51,17 +52,9 @@ pub(super) fn build(dir: &Path, out: Option<&Path>) -> CommandResult {
     if let Some(d) = &plugin.description {
         out!("  stage:    {} {}", d.name, d.version);
         for s in &d.settings {
-            let default = s
-                .default
-                .as_deref()
-                .map(|d| format!(", default {d}"))
-                .unwrap_or_default();
-            out!(
-                "  setting:  {} ({}{default}): {}",
-                s.name,
-                weir_sandbox::settings::type_name(s.type_),
-                s.help
-            );
+            let ty = weir_sandbox::settings::type_name(s.type_);
+            let line = setting_line(&s.name, ty, s.required, s.default.as_deref(), &s.help);
+            out!("  setting:  {line}");
         }
     }
     Ok(())

@@ -214,7 +214,8 @@ fn modes(workload: Workload, options: &Options) -> Vec<Mode> {
             None => 0,
         };
         modes.push(Mode::Weir {
-            label: format!("weir {label}"),
+            // A line may add a table (`[metrics]` and its keys): one line in the tables.
+            label: format!("weir {}", label.replace('\n', "; ")),
             bin,
             shape: shape.clone(),
         });

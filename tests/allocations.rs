@@ -139,10 +139,10 @@ fn w3_metrics(count: u64, dir: &Path) -> String {
 const PAIRS: usize = 3;
 
 /// Allocations per further event of a workload, setup cancelled out: the least of [`PAIRS`]
-/// measurements. The hot path's own allocations are the same in every pair; what varies is
-/// what a loaded machine adds (threads woken, parked and woken again in the runtime and the
-/// channels), which was seen to add up to two allocations per batch on a busy two-core
-/// machine, and which the least of a few pairs leaves out.
+/// measurements. The pairs agree to the third digit when the pool of batch buffers hands the
+/// source its largest buffer (before it did, which buffer came back first depended on timing,
+/// and W3 read anywhere from 0.045 to 0.050); the least of a few is the steady state even if
+/// something else on the machine moves one pair.
 fn per_event(make: fn(u64, &Path) -> String, unit: u64) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

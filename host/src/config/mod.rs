@@ -413,11 +413,14 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The sandbox's own defaults for what it enforces (one place for them, so that
+    /// `weir plugin test` and a pipeline agree), and the host's for the output caps.
     fn default() -> Self {
+        let sandbox = weir_sandbox::Limits::default();
         Limits {
-            fuel: 10_000_000,
-            timeout: Duration::from_secs(1),
-            memory: 64 << 20,
+            fuel: sandbox.fuel,
+            timeout: sandbox.timeout,
+            memory: sandbox.memory,
             max_output_events: 1024,
             max_output_bytes: 64 << 20,
             max_value_size: 16 << 20,

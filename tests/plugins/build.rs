@@ -37,6 +37,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-other-world",
     "fixture-evil-unknown-version",
     "fixture-evil-bad-spans",
+    "fixture-evil-alias",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

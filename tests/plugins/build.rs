@@ -38,6 +38,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-unknown-version",
     "fixture-evil-bad-spans",
     "fixture-evil-alias",
+    "fixture-evil-shared-headers",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

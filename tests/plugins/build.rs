@@ -39,6 +39,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-bad-spans",
     "fixture-evil-alias",
     "fixture-evil-shared-headers",
+    "fixture-evil-columns",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

@@ -40,6 +40,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-alias",
     "fixture-evil-shared-headers",
     "fixture-evil-columns",
+    "fixture-evil-reserved",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

@@ -41,6 +41,7 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-shared-headers",
     "fixture-evil-columns",
     "fixture-evil-reserved",
+    "fixture-evil-extra-count",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

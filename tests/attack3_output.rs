@@ -540,7 +540,7 @@ fn every_weir_header_from_a_guest_is_dropped_and_counted() -> Result<()> {
     let warnings = watched
         .stderr
         .lines()
-        .filter(|l| l.contains("weir.") && l.contains("WARN"))
+        .filter(|l| l.contains("WARN") && l.contains("`weir.`"))
         .count();
     assert_eq!(
         warnings, 1,

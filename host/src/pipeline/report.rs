@@ -92,6 +92,9 @@ pub struct NodeMetrics {
     pub retries: AtomicU64,
     /// Instances replaced before their memory reached its cap.
     pub recycled: AtomicU64,
+    /// Header references with a reserved `weir.` name that the plugin wrote and the host
+    /// removed.
+    pub reserved_stripped: AtomicU64,
     /// Plugin calls, and the fuel they burned.
     pub calls: AtomicU64,
     pub fuel: AtomicU64,
@@ -128,6 +131,7 @@ impl NodeMetrics {
             traps: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            reserved_stripped: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             fuel: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -198,6 +202,7 @@ impl NodeMetrics {
             traps: get(&self.traps),
             retries: get(&self.retries),
             recycled: get(&self.recycled),
+            reserved_headers_stripped: get(&self.reserved_stripped),
             calls: get(&self.calls),
             fuel: get(&self.fuel),
             failures,
@@ -221,6 +226,8 @@ pub struct NodeReport {
     pub traps: u64,
     pub retries: u64,
     pub recycled: u64,
+    /// Reserved (`weir.`) header references the plugin wrote and the host removed.
+    pub reserved_headers_stripped: u64,
     pub calls: u64,
     pub fuel: u64,
     /// Failed events by failure kind (`panic`, `deadline`, …); kinds with none are left out.

@@ -4,9 +4,10 @@
 //! (or maps it from the [`CompileCache`]), checks that every import is one the host provides,
 //! finds which version of the contract it implements (`weir:stage@0.2` or `@0.1`), and
 //! pre-instantiates it once; every instance of the stage is made from that. A 0.2 plugin is
-//! asked to [`describe`](Description) itself once, here, and every text of its description
-//! (name, version, each setting's name, help and default) is made guest text ([`guest_text`]:
-//! cut, escaped, one line) before the plugin is kept, so whatever prints a description later prints it as it
+//! asked to [`describe`](Description) itself once, here; its declarations are checked
+//! ([`settings::check_declared`]) and every text of its description (name, version, each
+//! setting's name, help and default) is made guest text ([`guest_text`]: cut, escaped, one
+//! line) before the plugin is kept, so whatever prints a description later prints it as it
 //! is. [`inspect`] reports the same facts for `weir plugin inspect` without refusing. A
 //! plugin is a version: path, sha256 digest, load time.
 
@@ -24,16 +25,13 @@ use crate::contract::{Description, Setting, v01, v02};
 use crate::engine::Sandbox;
 use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
+use crate::settings::{self, DeclarationError};
 use crate::store::{self, INIT_FUEL_EVENTS};
 use crate::text::guest_text;
 
 /// Largest plugin file accepted. Blocks a huge file from costing the host the memory and
 /// minutes of compiling it; real stages are well under a few MiB.
 pub const MAX_PLUGIN_SIZE: u64 = 64 << 20;
-
-/// Settings a plugin may declare. Blocks a plugin from making the host hold (and
-/// `weir plugin inspect` print) an unbounded description.
-pub const MAX_DECLARED_SETTINGS: usize = 256;
 
 /// The contract versions this host speaks, as a plugin's imports name them.
 const CONTRACTS: &str = "weir:stage@0.2 or weir:stage@0.1";
@@ -84,6 +82,11 @@ pub enum PluginError {
     World { path: PathBuf, message: String },
     #[error("plugin {path}: its `describe` failed: {message}")]
     Describe { path: PathBuf, message: String },
+    #[error("plugin {path}: {declaration}")]
+    Declaration {
+        path: PathBuf,
+        declaration: DeclarationError,
+    },
 }
 
 /// The pre-instantiated component, by contract version.
@@ -203,6 +206,12 @@ impl Plugin {
                 path: path.to_path_buf(),
                 message,
             })?;
+            settings::check_declared(&description.settings).map_err(|declaration| {
+                PluginError::Declaration {
+                    path: path.to_path_buf(),
+                    declaration,
+                }
+            })?;
             plugin.description = Some(cleaned(&description));
         }
         Ok(plugin)
@@ -272,14 +281,7 @@ fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Descrip
         let bindings = pre.instantiate_async(&mut store).await?;
         bindings.call_describe(&mut store).await
     });
-    let description = described.map_err(|stop| store::stopped(&store, stop).to_string())?;
-    if description.settings.len() > MAX_DECLARED_SETTINGS {
-        return Err(format!(
-            "{} settings; the limit is {MAX_DECLARED_SETTINGS}",
-            description.settings.len()
-        ));
-    }
-    Ok(description)
+    described.map_err(|stop| store::stopped(&store, stop).to_string())
 }
 
 /// The description with each of its texts as guest text: cut at

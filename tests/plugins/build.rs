@@ -37,6 +37,8 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-other-world",
     "fixture-evil-unknown-version",
     "fixture-evil-bad-spans",
+    "fixture-evil-describe",
+    "fixture-evil-settings",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

@@ -21,7 +21,7 @@ use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
 use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
-use crate::text::{MAX_GUEST_TEXT, guest_text};
+use crate::text::{MAX_GUEST_TEXT, guest_text, needs_escape};
 
 enum Bindings {
     V01(v01::Stage),
@@ -212,7 +212,7 @@ fn check(output: &Output, inputs: usize) -> Result<(), Trapped> {
 /// letters and log lines.
 fn bound_reasons(mut output: Output) -> Output {
     for failure in &mut output.failures {
-        if failure.reason.len() > MAX_GUEST_TEXT || failure.reason.chars().any(char::is_control) {
+        if failure.reason.len() > MAX_GUEST_TEXT || failure.reason.chars().any(needs_escape) {
             failure.reason = guest_text(failure.reason.as_bytes());
         }
     }

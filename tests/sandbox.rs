@@ -478,11 +478,18 @@ mod hostile_events {
 
     /// One event turned into a 64 MiB value breaks `max_value_size` (16 MiB by default). The
     /// guest has the 160 MiB it needs to build it; the host holds at most that and its copy.
+    /// (The call's output budget is raised above the value, which would break the default
+    /// 64 MiB `max_output_bytes` first.)
     #[test]
     fn one_event_made_into_a_64_mib_value_is_dead_lettered_as_output_cap() -> Result<()> {
         let lines = events_with(200, 30, "huge");
         let ran = Case::new("fixture-evil-huge-value", lines.clone())
-            .with(|s| s.memory("160MiB").timeout("1m").unlimited_fuel())
+            .with(|s| {
+                s.memory("160MiB")
+                    .timeout("1m")
+                    .unlimited_fuel()
+                    .max_output_bytes("128MiB")
+            })
             .run()?;
         let letter = ran.assert_only_dead(&lines, "huge", "output-cap");
         assert!(

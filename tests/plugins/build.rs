@@ -42,6 +42,8 @@ const PACKAGES: &[&str] = &[
     "fixture-evil-columns",
     "fixture-evil-reserved",
     "fixture-evil-extra-count",
+    "fixture-evil-describe",
+    "fixture-evil-settings",
     "fixture-tag-a",
     "fixture-tag-b",
     "fixture-fail-all",

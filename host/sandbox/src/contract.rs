@@ -101,6 +101,13 @@ impl Output {
     /// the outputs, and failures in increasing order, in range, each with a count of 0.
     pub fn check(&self, inputs: usize) -> Result<(), String> {
         self.events.check()?;
+        self.check_outcomes(inputs)
+    }
+
+    /// The outcome half of [`Output::check`], for an output whose batch was charged
+    /// ([`crate::cost::charge`]) and so checked already: work in the inputs and failures,
+    /// bounded by the batch the host sent.
+    pub fn check_outcomes(&self, inputs: usize) -> Result<(), String> {
         let outputs = self.events.len();
         if self.counts.is_empty() {
             if outputs != inputs || !self.failures.is_empty() {

@@ -265,88 +265,13 @@ impl Events {
         self.select(range)
     }
 
-    /// Whether any header name starts with `prefix`: one pass over the header column, free
-    /// when no event has headers.
-    pub fn has_header_prefix(&self, prefix: &[u8]) -> bool {
-        self.headers
-            .chunks_exact(HEADER_STRIDE)
-            .any(|h| self.data[h[0] as usize..(h[0] + h[1]) as usize].starts_with(prefix))
-    }
-
-    /// Copies the batch without the headers whose names start with `prefix`.
-    pub fn without_header_prefix(&self, prefix: &[u8]) -> Events {
-        let mut out = Events::with_capacity(self.len(), self.data.len());
-        for event in self.iter() {
-            out.push_parts(
-                event.key(),
-                event.value(),
-                event
-                    .headers()
-                    .filter(|(name, _)| !name.starts_with(prefix)),
-                event.timestamp(),
-            );
-        }
-        out
-    }
-
-    /// Checks a batch a plugin returned: the columns' lengths, every span inside the buffer,
-    /// every header range inside the header column, every header name UTF-8.
+    /// Checks a batch a plugin returned: the columns' shapes, every span inside the buffer,
+    /// every header range inside the header column, every header name UTF-8, and the hard
+    /// limits of [`crate::cost`]. [`crate::cost::charge`] is the same check against a cap.
     pub fn check(&self) -> Result<(), String> {
-        if !self.events.len().is_multiple_of(EVENT_STRIDE) {
-            return Err(format!(
-                "the events column has {} numbers, not a multiple of {EVENT_STRIDE}",
-                self.events.len()
-            ));
-        }
-        if !self.headers.len().is_multiple_of(HEADER_STRIDE) {
-            return Err(format!(
-                "the headers column has {} numbers, not a multiple of {HEADER_STRIDE}",
-                self.headers.len()
-            ));
-        }
-        let n = self.len();
-        if !self.timestamps.is_empty() && self.timestamps.len() != n {
-            return Err(format!(
-                "{} timestamps for {n} events (there must be none or one per event)",
-                self.timestamps.len()
-            ));
-        }
-        let size = self.data.len() as u64;
-        let inside = |start: u32, len: u32| u64::from(start) + u64::from(len) <= size;
-        let header_count = (self.headers.len() / HEADER_STRIDE) as u64;
-        for (i, e) in self.events.chunks_exact(EVENT_STRIDE).enumerate() {
-            if !inside(e[0], e[1]) {
-                return Err(format!(
-                    "event {i}: its value ({} bytes at {}) is outside the {size}-byte buffer",
-                    e[1], e[0]
-                ));
-            }
-            if e[3] != NO_KEY && !inside(e[2], e[3]) {
-                return Err(format!(
-                    "event {i}: its key ({} bytes at {}) is outside the {size}-byte buffer",
-                    e[3], e[2]
-                ));
-            }
-            if e[5] > 0 && u64::from(e[4]) + u64::from(e[5]) > header_count {
-                return Err(format!(
-                    "event {i}: its headers {}..{} are outside the {header_count} headers",
-                    e[4],
-                    u64::from(e[4]) + u64::from(e[5])
-                ));
-            }
-        }
-        for (h, f) in self.headers.chunks_exact(HEADER_STRIDE).enumerate() {
-            if !inside(f[0], f[1]) || !inside(f[2], f[3]) {
-                return Err(format!(
-                    "header {h}: its name or value is outside the {size}-byte buffer"
-                ));
-            }
-            let name = &self.data[f[0] as usize..(f[0] + f[1]) as usize];
-            if std::str::from_utf8(name).is_err() {
-                return Err(format!("header {h}: its name is not UTF-8"));
-            }
-        }
-        Ok(())
+        crate::cost::charge(self, u64::MAX)
+            .map(|_| ())
+            .map_err(|breach| breach.to_string())
     }
 }
 
@@ -412,23 +337,5 @@ mod tests {
         assert!(batch.check().unwrap_err().contains("not UTF-8"));
         batch.events[5] = 2;
         assert!(batch.check().unwrap_err().contains("headers"));
-    }
-
-    #[test]
-    fn host_headers_can_be_stripped() {
-        let mut batch = Events::new();
-        batch.push_parts(
-            None,
-            b"v",
-            [
-                (b"weir.version.x".as_slice(), b"forged".as_slice()),
-                (b"trace", b"1"),
-            ],
-            None,
-        );
-        assert!(batch.has_header_prefix(b"weir."));
-        let clean = batch.without_header_prefix(b"weir.");
-        assert!(!clean.has_header_prefix(b"weir."));
-        assert_eq!(clean.get(0).headers().count(), 1);
     }
 }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use wasmtime::Store;
 
 use crate::contract::{self, Output, v01, v02};
+use crate::cost::{self, Breach};
 use crate::engine::Sandbox;
 use crate::events::Events;
 use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
 use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
-use crate::text::{MAX_GUEST_TEXT, guest_text};
+use crate::text::{MAX_GUEST_TEXT, guest_text, needs_escape};
 
 enum Bindings {
     V01(v01::Stage),
@@ -35,6 +36,8 @@ pub struct Instance {
     deadline_ticks: u64,
     /// Fuel the last call burned.
     last_fuel: u64,
+    /// Reserved header references removed from the last call's output.
+    last_stripped: u64,
 }
 
 impl Instance {
@@ -106,6 +109,7 @@ impl Instance {
                 limits,
                 deadline_ticks,
                 last_fuel: 0,
+                last_stripped: 0,
             }),
             Ok(Err(reason)) => Err(init_failed(format!(
                 "init returned an error: {}",
@@ -122,8 +126,10 @@ impl Instance {
         }
     }
 
-    /// Runs one batch and checks the output against the contract. On `Err` the instance is
-    /// poisoned and must be dropped, unless the kind is `WrongOutcomeCount`.
+    /// Runs one batch, charges its output ([`cost::charge`]: refused as `output-cap` over
+    /// the stage's `output_bytes`, before anything else is done with it), checks it against
+    /// the contract and strips the header references with reserved names. On `Err` the
+    /// instance must be dropped when the kind [poisons](TrapKind::poisons) it.
     pub fn process(&mut self, input: &Events) -> Result<Output, Trapped> {
         let fuel = self.limits.fuel.saturating_mul(input.len().max(1) as u64);
         arm(&mut self.store, fuel, self.deadline_ticks);
@@ -148,8 +154,21 @@ impl Instance {
             Ok(Err(outcomes)) => return Err(wrong_count(outcomes, input.len())),
             Err(stop) => return Err(stopped(&self.store, stop)),
         };
+        let mut output = output;
+        let charge = cost::charge(&output.events, self.limits.output_bytes).map_err(refused)?;
         check(&output, input.len())?;
+        self.last_stripped = if charge.reserved {
+            cost::strip_reserved(&mut output.events)
+        } else {
+            0
+        };
         Ok(bound_reasons(output))
+    }
+
+    /// Header references with a reserved (`weir.`) name the last call's output made, which
+    /// the host removed.
+    pub fn last_stripped(&self) -> u64 {
+        self.last_stripped
     }
 
     /// The largest linear memory this instance has grown to, in bytes.
@@ -183,7 +202,7 @@ fn check(output: &Output, inputs: usize) -> Result<(), Trapped> {
     if !output.counts.is_empty() && output.counts.len() != inputs {
         return Err(wrong_count(output.counts.len(), inputs));
     }
-    output.check(inputs).map_err(|message| Trapped {
+    output.check_outcomes(inputs).map_err(|message| Trapped {
         kind: TrapKind::Trap,
         message: format!("the plugin's output breaks the contract: {message}"),
     })
@@ -193,11 +212,25 @@ fn check(output: &Output, inputs: usize) -> Result<(), Trapped> {
 /// letters and log lines.
 fn bound_reasons(mut output: Output) -> Output {
     for failure in &mut output.failures {
-        if failure.reason.len() > MAX_GUEST_TEXT || failure.reason.chars().any(char::is_control) {
+        if failure.reason.len() > MAX_GUEST_TEXT || failure.reason.chars().any(needs_escape) {
             failure.reason = guest_text(failure.reason.as_bytes());
         }
     }
     output
+}
+
+/// An output the cost model refused, before the host did anything else with it.
+fn refused(breach: Breach) -> Trapped {
+    match breach {
+        Breach::Malformed(message) => Trapped {
+            kind: TrapKind::Trap,
+            message: format!("the plugin's output breaks the contract: {message}"),
+        },
+        Breach::OverCap(message) => Trapped {
+            kind: TrapKind::OutputCap,
+            message,
+        },
+    }
 }
 
 fn wrong_count(outcomes: usize, inputs: usize) -> Trapped {

@@ -8,13 +8,15 @@
 //! [`Sandbox`] owns the engine and every wasmtime setting. The data plane sees a stage
 //! through [`ProcessorFactory`] and [`Processor`], so native code can stand in for a plugin.
 //!
-//! Modules: `events` (the packed batch and its views), `contract` (the bindings of both
+//! Modules: `events` (the packed batch and its views), `cost` (what a guest's output costs
+//! the host, judged before any other work on it), `contract` (the bindings of both
 //! contract versions and the 0.1 adapter), `engine`, `host` (what a store holds: WASI,
 //! limiter, the guest log funnel), `instance`, `plugin` (load, check, inspect), `cache`,
 //! `settings` (declared settings), `limits`, `processor`.
 
 mod cache;
 mod contract;
+pub mod cost;
 mod engine;
 pub mod events;
 mod host;

@@ -16,6 +16,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Linear-memory cap per instance. Blocks a memory bomb from taking the host's memory.
     pub memory: u64,
+    /// What one call's output may cost the host, in bytes as [`crate::cost`] charges them
+    /// (contents, plus a fixed cost per event and per header reference). Blocks a call from
+    /// handing the host more to hold, copy and walk than this, however its columns alias.
+    pub output_bytes: u64,
 }
 
 impl Default for Limits {
@@ -24,6 +28,7 @@ impl Default for Limits {
             fuel: 10_000_000,
             timeout: Duration::from_secs(1),
             memory: 64 << 20,
+            output_bytes: 64 << 20,
         }
     }
 }

@@ -4,9 +4,12 @@
 //! (or maps it from the [`CompileCache`]), checks that every import is one the host provides,
 //! finds which version of the contract it implements (`weir:stage@0.2` or `@0.1`), and
 //! pre-instantiates it once; every instance of the stage is made from that. A 0.2 plugin is
-//! asked to [`describe`](Description) itself once, here. [`inspect`] reports the same facts
-//! for `weir plugin inspect` without refusing. A plugin is a version: path, sha256 digest,
-//! load time.
+//! asked to [`describe`](Description) itself once, here; its declarations are checked
+//! ([`settings::check_declared`]) and every text of its description (name, version, each
+//! setting's name, help and default) is made guest text ([`guest_text`]: cut, escaped, one
+//! line) before the plugin is kept, so whatever prints a description later prints it as it
+//! is. [`inspect`] reports the same facts for `weir plugin inspect` without refusing. A
+//! plugin is a version: path, sha256 digest, load time.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,20 +21,17 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
 use crate::cache::CompileCache;
-use crate::contract::{Description, v01, v02};
+use crate::contract::{Description, Setting, v01, v02};
 use crate::engine::Sandbox;
 use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
+use crate::settings::{self, DeclarationError};
 use crate::store::{self, INIT_FUEL_EVENTS};
+use crate::text::guest_text;
 
 /// Largest plugin file accepted. Blocks a huge file from costing the host the memory and
 /// minutes of compiling it; real stages are well under a few MiB.
 pub const MAX_PLUGIN_SIZE: u64 = 64 << 20;
-
-/// Settings a plugin may declare, and bytes per text in its description. Blocks a plugin
-/// from making the host hold (and `weir plugin inspect` print) an unbounded description.
-pub const MAX_DECLARED_SETTINGS: usize = 256;
-pub const MAX_DESCRIPTION_TEXT: usize = 1024;
 
 /// The contract versions this host speaks, as a plugin's imports name them.
 const CONTRACTS: &str = "weir:stage@0.2 or weir:stage@0.1";
@@ -82,6 +82,11 @@ pub enum PluginError {
     World { path: PathBuf, message: String },
     #[error("plugin {path}: its `describe` failed: {message}")]
     Describe { path: PathBuf, message: String },
+    #[error("plugin {path}: {declaration}")]
+    Declaration {
+        path: PathBuf,
+        declaration: DeclarationError,
+    },
 }
 
 /// The pre-instantiated component, by contract version.
@@ -201,7 +206,13 @@ impl Plugin {
                 path: path.to_path_buf(),
                 message,
             })?;
-            plugin.description = Some(description);
+            settings::check_declared(&description.settings).map_err(|declaration| {
+                PluginError::Declaration {
+                    path: path.to_path_buf(),
+                    declaration,
+                }
+            })?;
+            plugin.description = Some(cleaned(&description));
         }
         Ok(plugin)
     }
@@ -270,28 +281,29 @@ fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Descrip
         let bindings = pre.instantiate_async(&mut store).await?;
         bindings.call_describe(&mut store).await
     });
-    let description = described.map_err(|stop| store::stopped(&store, stop).to_string())?;
-    let texts = [&description.name, &description.version].into_iter().chain(
-        description
+    described.map_err(|stop| store::stopped(&store, stop).to_string())
+}
+
+/// The description with each of its texts as guest text: cut at
+/// [`MAX_GUEST_TEXT`](crate::text::MAX_GUEST_TEXT), control characters escaped, one line.
+/// Done once, here, so that no printer of a description has to remember it.
+fn cleaned(description: &Description) -> Description {
+    let text = |s: &str| guest_text(s.as_bytes());
+    Description {
+        name: text(&description.name),
+        version: text(&description.version),
+        settings: description
             .settings
             .iter()
-            .flat_map(|s| [&s.name, &s.help].into_iter().chain(s.default.as_ref())),
-    );
-    for text in texts {
-        if text.len() > MAX_DESCRIPTION_TEXT {
-            return Err(format!(
-                "a text of {} bytes; the limit is {MAX_DESCRIPTION_TEXT}",
-                text.len()
-            ));
-        }
+            .map(|s| Setting {
+                name: text(&s.name),
+                type_: s.type_,
+                required: s.required,
+                default: s.default.as_deref().map(text),
+                help: text(&s.help),
+            })
+            .collect(),
     }
-    if description.settings.len() > MAX_DECLARED_SETTINGS {
-        return Err(format!(
-            "{} settings; the limit is {MAX_DECLARED_SETTINGS}",
-            description.settings.len()
-        ));
-    }
-    Ok(description)
 }
 
 /// Reads a plugin file (refusing one that is not a regular file, or over the size limit) and
@@ -527,4 +539,42 @@ pub fn inspect(sandbox: &Sandbox, path: &Path) -> Result<Inspection, PluginError
         imports,
         exports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::SettingType;
+
+    #[test]
+    fn every_text_of_a_description_is_made_guest_text() {
+        let hostile = "x\x1b[31m\x07\nworld: forged";
+        let description = Description {
+            name: hostile.into(),
+            version: "1\n".repeat(10 << 10),
+            settings: vec![Setting {
+                name: "level".into(),
+                type_: SettingType::Text,
+                required: false,
+                default: Some(hostile.into()),
+                help: hostile.into(),
+            }],
+        };
+        let clean = cleaned(&description);
+        let setting = &clean.settings[0];
+        let texts = [
+            &clean.name,
+            &clean.version,
+            &setting.name,
+            &setting.help,
+            setting.default.as_ref().unwrap(),
+        ];
+        for text in texts {
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(text.len() <= crate::text::MAX_GUEST_TEXT, "{}", text.len());
+        }
+        assert_eq!(clean.name, "x\\u{1b}[31m\\u{7}\\nworld: forged");
+        assert_eq!(setting.name, "level");
+        assert_eq!(setting.type_, SettingType::Text);
+    }
 }

@@ -17,12 +17,18 @@ use crate::store::Trapped;
 
 /// Runs batches: a sandboxed plugin instance, or native code.
 pub trait Processor: Send {
-    /// Runs one batch; the output is checked against the contract. `Err` means the processor
-    /// is poisoned (but for `wrong-outcome-count`): it is dropped and a fresh one is made.
+    /// Runs one batch; the output is checked against the contract. On `Err` whose kind
+    /// [poisons](crate::TrapKind::poisons) it, the processor is dropped and a fresh one made.
     fn process(&mut self, input: &Events) -> Result<Output, Trapped>;
 
     /// Fuel the last call burned; 0 for native code.
     fn last_fuel(&self) -> u64 {
+        0
+    }
+
+    /// Header references with a reserved (`weir.`) name removed from the last call's
+    /// output; 0 for native code.
+    fn last_stripped(&self) -> u64 {
         0
     }
 
@@ -52,6 +58,10 @@ impl Processor for Instance {
 
     fn last_fuel(&self) -> u64 {
         Instance::last_fuel(self)
+    }
+
+    fn last_stripped(&self) -> u64 {
+        Instance::last_stripped(self)
     }
 
     fn memory(&self) -> usize {

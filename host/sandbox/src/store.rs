@@ -49,6 +49,9 @@ pub enum TrapKind {
     WrongOutcomeCount,
     /// A fresh instance could not be made or initialised.
     InitFailed,
+    /// The call's output costs more than the stage's `max_output_bytes`, or breaks a hard
+    /// limit of the contract (`cost`). The instance is still usable.
+    OutputCap,
 }
 
 impl TrapKind {
@@ -62,7 +65,14 @@ impl TrapKind {
             TrapKind::Trap => "trap",
             TrapKind::WrongOutcomeCount => "wrong-outcome-count",
             TrapKind::InitFailed => "init-failed",
+            TrapKind::OutputCap => "output-cap",
         }
+    }
+
+    /// Whether the instance that failed this way is unusable and must be replaced: true for a
+    /// trap, false for an output the host refused (its store is intact).
+    pub fn poisons(self) -> bool {
+        !matches!(self, TrapKind::WrongOutcomeCount | TrapKind::OutputCap)
     }
 }
 

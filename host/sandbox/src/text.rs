@@ -1,12 +1,22 @@
 //! Guest text: every string a plugin hands the host (a reject or retry reason, an init error,
-//! a panic message, a log line, a trap's backtrace of guest function names) passes through
-//! [`guest_text`] before the host copies it anywhere.
+//! a panic message, a log line, a trap's backtrace of guest function names, and each text of
+//! what `describe` returns: the stage's name and version, each setting's name, help and
+//! default) passes through [`guest_text`] before the host copies it anywhere.
+//!
+//! Each text is made safe once, where the host takes it, so that whatever prints it later (a
+//! log line, `weir plugin inspect`, `weir check`'s errors, a JSON report, the admin API) can
+//! print it as it is: a plugin's description is cleaned when the plugin is loaded
+//! (`plugin::describe`), a failure's reason when the call returns, a log line when the guest
+//! writes it.
 //!
 //! Two threats: size, and forgery. A reason of 16 MiB copied into the dead letter of each of
 //! a batch's events fills a disk in a few calls, so a text is cut at [`MAX_GUEST_TEXT`]
 //! bytes, and the cut says how much was dropped. A reason holding a line break followed by
 //! `weir: error: …` would write a line into the host's log that looks like the host's own, so
-//! control characters are escaped (`\n`, `\u{1b}`): a guest's text is always one line.
+//! control characters are escaped (`\n`, `\u{1b}`): a guest's text is always one line. So
+//! are the characters that are not control characters but act like them on a screen: the
+//! Unicode line and paragraph separators, which some viewers break lines at, and the
+//! bidirectional marks and overrides, which make a line read otherwise than it is written.
 
 /// Bytes of guest text the host keeps from one string, the note of a cut included.
 pub const MAX_GUEST_TEXT: usize = 1024;
@@ -15,7 +25,8 @@ pub const MAX_GUEST_TEXT: usize = 1024;
 const NOTE_ROOM: usize = 48;
 
 /// `bytes` as one line of at most [`MAX_GUEST_TEXT`] bytes: lossy UTF-8, control characters
-/// escaped, and when it is longer, its start and a note of how many bytes were cut.
+/// (and the others of [`needs_escape`]) escaped, and when it is longer, its start and a note
+/// of how many bytes were cut.
 pub fn guest_text(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::with_capacity(text.len().min(MAX_GUEST_TEXT));
@@ -25,7 +36,7 @@ pub fn guest_text(bytes: &[u8]) -> String {
         if out.len() <= MAX_GUEST_TEXT - NOTE_ROOM {
             cut_at = Some((out.len(), at));
         }
-        if c.is_control() {
+        if needs_escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -41,6 +52,19 @@ pub fn guest_text(bytes: &[u8]) -> String {
     out
 }
 
+/// Whether guest text shows `c` escaped: a control character, a line or paragraph separator,
+/// or a bidirectional mark, embedding, override or isolate.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' // line and paragraph separators
+                | '\u{061c}' | '\u{200e}' | '\u{200f}' // bidirectional marks
+                | '\u{202a}'..='\u{202e}' // embeddings and overrides
+                | '\u{2066}'..='\u{2069}' // isolates
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +74,13 @@ mod tests {
         let text = guest_text(b"bad event\nweir: error: forged\x1b[31m");
         assert!(!text.contains('\n') && !text.contains('\x1b'), "{text}");
         assert!(text.contains("\\nweir: error: forged"), "{text}");
+    }
+
+    #[test]
+    fn separators_and_bidirectional_overrides_are_escaped() {
+        let text = guest_text("a\u{2028}b\u{202e}c\u{2067}d\u{85}e".as_bytes());
+        assert_eq!(text, "a\\u{2028}b\\u{202e}c\\u{2067}d\\u{85}e");
+        assert_eq!(guest_text("naïve – ok".as_bytes()), "naïve – ok");
     }
 
     #[test]

@@ -411,6 +411,7 @@ mod hostile {
             fuel: u64::MAX / 1024,
             timeout: Duration::from_secs(30),
             memory: 256 << 20,
+            ..Limits::default()
         }
     }
 

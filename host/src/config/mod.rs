@@ -429,13 +429,14 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The limits the sandbox enforces on a call (fuel, deadline, memory); the output caps
-    /// are the host's to enforce.
+    /// The limits the sandbox enforces on a call (fuel, deadline, memory, and what the call's
+    /// output may cost); the per-input caps are the host's to enforce.
     pub fn sandbox(&self) -> weir_sandbox::Limits {
         weir_sandbox::Limits {
             fuel: self.fuel,
             timeout: self.timeout,
             memory: self.memory,
+            output_bytes: self.max_output_bytes,
         }
     }
 }

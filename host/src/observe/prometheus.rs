@@ -187,7 +187,7 @@ impl Scrape {
                 .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         type Read = fn(&NodeMetrics) -> u64;
-        let families: [(&str, &str, Read); 4] = [
+        let families: [(&str, &str, Read); 5] = [
             ("weir_stage_calls", "Plugin calls.", |n| get(&n.calls)),
             (
                 "weir_stage_fuel_consumed",
@@ -203,6 +203,11 @@ impl Scrape {
                 "weir_stage_recycled",
                 "Instances replaced before their memory reached its cap.",
                 |n| get(&n.recycled),
+            ),
+            (
+                "weir_stage_reserved_headers_stripped",
+                "Header references with a reserved weir. name that the plugin wrote and the host removed.",
+                |n| get(&n.reserved_stripped),
             ),
         ];
         for (name, help, read) in families {

@@ -104,6 +104,7 @@ impl From<TrapKind> for FailureKind {
             TrapKind::Trap => FailureKind::Trap,
             TrapKind::WrongOutcomeCount => FailureKind::WrongOutcomeCount,
             TrapKind::InitFailed => FailureKind::InitFailed,
+            TrapKind::OutputCap => FailureKind::OutputCap,
         }
     }
 }

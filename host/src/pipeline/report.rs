@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -92,6 +92,9 @@ pub struct NodeMetrics {
     pub retries: AtomicU64,
     /// Instances replaced before their memory reached its cap.
     pub recycled: AtomicU64,
+    /// Header references with a reserved `weir.` name that the plugin wrote and the host
+    /// removed.
+    pub reserved_stripped: AtomicU64,
     /// Plugin calls, and the fuel they burned.
     pub calls: AtomicU64,
     pub fuel: AtomicU64,
@@ -111,6 +114,10 @@ pub struct NodeMetrics {
     /// A source's position: bytes read so far, of `size` bytes in all (0 when not known).
     pub position: AtomicU64,
     pub size: AtomicU64,
+    /// Bytes a line source took from its input, once it counts them
+    /// ([`NodeMetrics::read_bytes`]), and what it reads (0 until then, else a [`ByteInput`]).
+    bytes_read: AtomicU64,
+    byte_input: AtomicU8,
     /// Live copies of what leaves the node, for `weir tap`.
     pub tap: TapPoint,
 }
@@ -128,6 +135,7 @@ impl NodeMetrics {
             traps: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            reserved_stripped: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             fuel: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -138,6 +146,8 @@ impl NodeMetrics {
             memory: AtomicU64::new(0),
             position: AtomicU64::new(0),
             size: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            byte_input: AtomicU8::new(0),
             tap: TapPoint::default(),
         }
     }
@@ -174,6 +184,12 @@ impl NodeMetrics {
         self.failed[kind.index()].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// A line source's bytes read so far, from `input`: from now on the report gives them.
+    pub fn read_bytes(&self, input: ByteInput, bytes: u64) {
+        self.bytes_read.store(bytes, Ordering::Relaxed);
+        self.byte_input.store(input as u8, Ordering::Relaxed);
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -198,9 +214,13 @@ impl NodeMetrics {
             traps: get(&self.traps),
             retries: get(&self.retries),
             recycled: get(&self.recycled),
+            reserved_headers_stripped: get(&self.reserved_stripped),
             calls: get(&self.calls),
             fuel: get(&self.fuel),
             failures,
+            bytes_read: (self.byte_input.load(Ordering::Relaxed) != 0)
+                .then(|| get(&self.bytes_read)),
+            reads_stdin: self.byte_input.load(Ordering::Relaxed) == ByteInput::Stdin as u8,
         }
     }
 }
@@ -221,10 +241,29 @@ pub struct NodeReport {
     pub traps: u64,
     pub retries: u64,
     pub recycled: u64,
+    /// Reserved (`weir.`) header references the plugin wrote and the host removed.
+    pub reserved_headers_stripped: u64,
     pub calls: u64,
     pub fuel: u64,
     /// Failed events by failure kind (`panic`, `deadline`, …); kinds with none are left out.
     pub failures: BTreeMap<&'static str, u64>,
+    /// A file or stdin source: the bytes it took from its input. For stdin, how far it moved
+    /// the input's offset, all of it delivered (as events, or an over-long line's dead
+    /// letter); for a file, the bytes of the lines it read, over every round (a stopped file
+    /// source leaves the rest to its checkpoint). Left out for other nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
+    /// A stdin source: the summary line gives its bytes read.
+    #[serde(skip)]
+    pub reads_stdin: bool,
+}
+
+/// What a line source reads, for [`NodeMetrics::read_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ByteInput {
+    File = 1,
+    Stdin = 2,
 }
 
 /// What a finished run did.
@@ -288,6 +327,10 @@ impl fmt::Display for RunReport {
         )?;
         if self.interrupted {
             write!(f, " [interrupted: input not read to its end]")?;
+        }
+        for node in self.nodes.iter().filter(|n| n.reads_stdin) {
+            let bytes = node.bytes_read.unwrap_or(0);
+            write!(f, " | {}: {bytes} bytes read from stdin", node.name)?;
         }
         for node in self.nodes.iter().filter(|n| n.kind == NodeKind::Stage) {
             write!(

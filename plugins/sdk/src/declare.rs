@@ -54,6 +54,10 @@ impl SettingType {
 /// ];
 /// assert_eq!(SETTINGS[0].default_value(), Some("1024"));
 /// ```
+///
+/// The host refuses a plugin whose declarations break its rules (`docs/contract.md`): a name
+/// matches `[a-z][a-z0-9_-]{0,63}` (so never starts with `weir.`), no name is declared twice,
+/// and a required setting has no default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Declare {
     name: &'static str,
@@ -140,16 +144,16 @@ mod tests {
 
     #[test]
     fn the_builder_sets_each_field() {
-        const D: Declare = Declare::float("ratio")
-            .required()
-            .default("0.5")
-            .help("share kept");
+        const D: Declare = Declare::float("ratio").default("0.5").help("share kept");
         assert_eq!(D.name(), "ratio");
         assert_eq!(D.setting_type(), SettingType::Float);
-        assert!(D.is_required());
+        assert!(!D.is_required());
         assert_eq!(D.default_value(), Some("0.5"));
         assert_eq!(D.help_text(), "share kept");
-        assert!(!Declare::boolean("b").is_required());
+        // A required setting takes no default: the host refuses one that has both.
+        const R: Declare = Declare::text("path").required();
+        assert!(R.is_required());
+        assert_eq!(R.default_value(), None);
     }
 
     #[test]

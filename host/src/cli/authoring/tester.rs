@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use weir_sandbox::{Events, Grant, Instance, Limits, Output, Plugin, Sandbox, TrapKind};
+use weir_sandbox::{Events, Grant, Instance, Limits, Output, Plugin, Sandbox};
 
 /// What to run and how.
 pub struct TestRun {
@@ -91,7 +91,7 @@ pub fn run(test: &TestRun) -> Result<Ran, TestError> {
         let line = match result {
             Ok(output) => outcome(index, &output),
             Err(trapped) => {
-                if trapped.kind != TrapKind::WrongOutcomeCount {
+                if trapped.kind.poisons() {
                     instance = fresh()?;
                 }
                 failure(index, trapped.kind.as_str(), &trapped.message)

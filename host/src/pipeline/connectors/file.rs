@@ -18,6 +18,7 @@ use crate::pipeline::checkpoint::{self, FileIdentity, FilePosition};
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
 use crate::pipeline::connectors::sources::SourceParts;
 use crate::pipeline::origin::{Place, SourceBatch};
+use crate::pipeline::report::ByteInput;
 
 /// Read buffer of the file source.
 const READ_BUFFER: usize = 64 << 10;
@@ -87,6 +88,9 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
         lines.track_ends();
     }
     let mut interrupted = false;
+    // Bytes of the file taken as lines, over every round read: the report's bytes read.
+    let mut taken = 0u64;
+    parts.metrics.read_bytes(ByteInput::File, taken);
     for round in start.round..*repeat {
         if parts.ctx.stop.is_cancelled() {
             interrupted = true;
@@ -104,7 +108,10 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
                 Err(e) => return fail("open", e),
             };
         }
-        match read_round(&mut file, offset, &mut lines, &mut reader) {
+        let flow = read_round(&mut file, offset, &mut lines, &mut reader);
+        taken += lines.offset.saturating_sub(offset);
+        parts.metrics.read_bytes(ByteInput::File, taken);
+        match flow {
             Ok(Flow::Continue) => {}
             Ok(Flow::Stop) => {
                 interrupted = true;

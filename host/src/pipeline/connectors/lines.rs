@@ -6,8 +6,13 @@
 //! [`MAX_LINE`] is not kept: its first [`OVERSIZED_KEPT`] bytes go to a dead letter with its
 //! length, and the rest is skipped up to its end. A value is the line without `\n` or `\r\n`,
 //! as Rust's `BufRead::lines` gives it; the last line of the input needs no line ending.
+//!
+//! A source that cannot read its input again (stdin) must not drop what it has read when the
+//! run stops: [`Lines::read_to_line_end`] turns every complete line left in the read buffer
+//! into events, then reads the line the buffer ends in to its end, and no further, from an
+//! input that can stop at a line's end ([`ToLineEnd`]).
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, BufReader};
 
 use weir_sandbox::Events;
 
@@ -40,6 +45,16 @@ pub enum Flow {
     Continue,
     Stop,
 }
+
+/// An input that can be read up to the end of a line and not a byte further.
+pub trait ToLineEnd: io::Read {
+    /// Reads into `buf` the input's next bytes, up to and including its next `\n` and never
+    /// past it; 0 at the end of the input.
+    fn read_to_newline(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// Bytes asked for at a time by [`Lines::read_to_line_end`].
+const LINE_END_CHUNK: usize = 64 << 10;
 
 /// The state of a line splitter across buffer fills (and across repeats of a file).
 pub struct Lines {
@@ -120,24 +135,12 @@ impl Lines {
             let len = buf.len();
             let base = self.bytes;
             self.bytes += len as u64;
-            let mut rest = buf;
-            let mut stopped = false;
-            while let Some(pos) = memchr::memchr(b'\n', rest) {
-                let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
-                rest = tail;
-                self.offset = base + (len - rest.len()) as u64;
-                if let Flow::Stop = self.line(line, hand) {
-                    stopped = true;
-                    break;
-                }
-            }
-            if stopped {
-                // What is left of the buffer was read but not accepted.
-                let used = len - rest.len();
+            if let Some(used) = self.scan(buf, base, true, hand) {
+                // The rest of the buffer is read but not yet accepted: it stays in `reader`
+                // ([`Lines::read_to_line_end`] takes it from there).
                 reader.consume(used);
                 return Ok(Flow::Stop);
             }
-            self.gather(rest);
             reader.consume(len);
             if hand_over_when_idle && !self.events.is_empty() {
                 let flow = self.hand_over(hand);
@@ -146,6 +149,79 @@ impl Lines {
                 }
             }
         }
+    }
+
+    /// Splits `buf`, whose first byte is at position `base` (already counted in `bytes`),
+    /// handing on each complete line and gathering the rest. With `obey`, stops after the
+    /// line `hand` says `Stop` to, and returns how many bytes of `buf` it used.
+    fn scan(
+        &mut self,
+        buf: &[u8],
+        base: u64,
+        obey: bool,
+        hand: &mut dyn FnMut(Chunk) -> Flow,
+    ) -> Option<usize> {
+        let len = buf.len();
+        let mut rest = buf;
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
+            let (line, tail) = (&rest[..pos], &rest[pos + 1..]);
+            rest = tail;
+            self.offset = base + (len - rest.len()) as u64;
+            if let (Flow::Stop, true) = (self.line(line, hand), obey) {
+                return Some(len - rest.len());
+            }
+        }
+        self.gather(rest);
+        None
+    }
+
+    /// After a stop: hands over every complete line left in `reader`'s buffer, whatever
+    /// `hand` says, then reads the line the buffer ends in to its end (and not a byte
+    /// further) and hands it over too. A line that grows past [`MAX_LINE`] is handed over as
+    /// oversized (with its length so far) and the rest of it left unread; one that ends the
+    /// input needs no line ending. An error of `reader` (such as waiting too long for the
+    /// rest of the line) is returned with that line kept: [`Lines::end_input`] can hand it
+    /// over as it is. The partial batch stays in the splitter, as after [`Lines::read`].
+    pub fn read_to_line_end<R: ToLineEnd>(
+        &mut self,
+        reader: &mut BufReader<R>,
+        hand: &mut dyn FnMut(Chunk) -> Flow,
+    ) -> io::Result<()> {
+        let buffered = reader.buffer();
+        let len = buffered.len();
+        // Counted in `bytes` when it was read: it starts where the last line handed on ended.
+        let base = self.bytes - len as u64;
+        self.scan(buffered, base, false, hand);
+        reader.consume(len);
+        let mut chunk = Vec::new();
+        while !self.partial.is_empty() || self.skipping.is_some() {
+            if self.skipping.is_some() {
+                // Over the limit: the line is dead-lettered, its rest left unread.
+                self.offset = self.bytes;
+                self.line(&[], hand);
+                break;
+            }
+            chunk.resize(LINE_END_CHUNK, 0);
+            let n = match reader.get_mut().read_to_newline(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.end_line(hand);
+                break;
+            }
+            let base = self.bytes;
+            self.bytes += n as u64;
+            self.scan(&chunk[..n], base, false, hand);
+        }
+        Ok(())
+    }
+
+    /// The input ends here: a line begun without its line ending is handed over as it is
+    /// (as the last line of an input needs none).
+    pub fn end_input(&mut self, hand: &mut dyn FnMut(Chunk) -> Flow) {
+        self.end_line(hand);
     }
 
     /// Hands over the partial batch, if any.
@@ -265,6 +341,136 @@ mod tests {
             assert_eq!(values, expected, "buffer {buffer}");
             assert!(oversized.is_empty());
         }
+    }
+
+    /// An input read `step` bytes at a time that can stop at a line's end; `at` is its offset.
+    struct Input<'a> {
+        bytes: &'a [u8],
+        at: usize,
+        step: usize,
+    }
+
+    impl io::Read for Input<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.bytes.len() - self.at);
+            buf[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    impl ToLineEnd for Input<'_> {
+        fn read_to_newline(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let rest = &self.bytes[self.at..];
+            let n = match memchr::memchr(b'\n', rest) {
+                Some(at) => at + 1,
+                None => rest.len(),
+            }
+            .min(buf.len())
+            .min(self.step);
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// What a stopped read handed over and left: the values, the oversized lines (number and
+    /// length), the input's offset after, and the bytes the splitter counted.
+    type Stopped = (Vec<Vec<u8>>, Vec<(u64, usize)>, usize, u64);
+
+    /// Reads `input` until the first batch is handed over, stops there, and reads to the
+    /// line's end.
+    fn stop_after_first_batch(
+        input: &[u8],
+        buffer: usize,
+        step: usize,
+        batch_size: usize,
+    ) -> Stopped {
+        let mut reader = io::BufReader::with_capacity(
+            buffer,
+            Input {
+                bytes: input,
+                at: 0,
+                step,
+            },
+        );
+        let mut lines = Lines::new(batch_size);
+        let mut values = Vec::new();
+        let mut oversized = Vec::new();
+        let mut hand = |chunk: Chunk| {
+            match chunk {
+                Chunk::Events(events, _, _) => {
+                    values.extend(events.iter().map(|e| e.value().to_vec()))
+                }
+                Chunk::Oversized { line, len, .. } => oversized.push((line, len)),
+            }
+            Flow::Stop
+        };
+        let flow = lines.read(&mut reader, true, &mut hand).unwrap();
+        assert!(matches!(flow, Flow::Stop));
+        lines.read_to_line_end(&mut reader, &mut hand).unwrap();
+        lines.finish(&mut hand);
+        (values, oversized, reader.get_ref().at, lines.bytes)
+    }
+
+    #[test]
+    fn after_a_stop_every_line_read_is_handed_over_and_the_input_left_just_past_the_last() {
+        let input: Vec<u8> = (0..5000)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let expected: Vec<Vec<u8>> = input.lines().map(|l| l.unwrap().into_bytes()).collect();
+        for (buffer, step, batch_size) in [(64, 64, 3), (100, 7, 5), (4096, 4096, 1000), (1, 1, 2)]
+        {
+            let (values, oversized, at, bytes) =
+                stop_after_first_batch(&input, buffer, step, batch_size);
+            let what = format!("buffer {buffer}, step {step}, batch {batch_size}");
+            assert!(oversized.is_empty(), "{what}");
+            assert!(
+                !values.is_empty() && values.len() < expected.len(),
+                "{what}"
+            );
+            assert_eq!(values, expected[..values.len()], "{what}");
+            let delivered: usize = values.iter().map(|v| v.len() + 1).sum();
+            assert_eq!(at, delivered, "{what}: the input's offset");
+            assert_eq!(bytes, at as u64, "{what}: the bytes counted");
+        }
+    }
+
+    #[test]
+    fn after_a_stop_the_line_begun_is_read_to_its_end_and_not_the_next() {
+        // Stopped after `one` with `tw` read: `two` is read to its end, `three` is left.
+        let input = b"one\ntwo\nthree\n";
+        let (values, _, at, bytes) = stop_after_first_batch(input, 6, 6, 1);
+        assert_eq!(values, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!((at, bytes), (8, 8));
+    }
+
+    #[test]
+    fn after_a_stop_the_last_line_of_the_input_needs_no_line_ending() {
+        // Stopped after `one` with `tw` read: `two` is read to the input's end.
+        let input = b"one\ntwo";
+        let (values, _, at, bytes) = stop_after_first_batch(input, 6, 6, 1);
+        assert_eq!(values, [b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!((at, bytes), (input.len(), input.len() as u64));
+    }
+
+    #[test]
+    fn after_a_stop_an_over_long_line_is_reported_and_the_rest_of_it_left_unread() {
+        let mut input = b"short\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE + (256 << 10)));
+        input.extend_from_slice(b"\nafter\n");
+        let (values, oversized, at, bytes) = stop_after_first_batch(&input, 64 << 10, 64 << 10, 1);
+        assert_eq!(values, [b"short".to_vec()]);
+        assert_eq!(oversized.len(), 1);
+        let (line, len) = oversized[0];
+        assert_eq!(line, 2);
+        // Read a little past the limit, and not to the line's end.
+        assert!(
+            len > MAX_LINE && at < input.len() - b"\nafter\n".len(),
+            "{len} {at}"
+        );
+        assert_eq!((at - len) as u64, b"short\n".len() as u64);
+        assert_eq!(bytes, at as u64);
     }
 
     #[test]

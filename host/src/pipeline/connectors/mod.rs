@@ -1,7 +1,7 @@
 //! Connectors: where events enter and leave a pipeline.
 //!
 //! `lines` splits byte streams into packed line events; `sources` turns files, standard input
-//! and the W1 generator into acknowledged batches sent into the graph; `sinks` writes batches
+//! (read by `stdin`) and the W1 generator into acknowledged batches sent into the graph; `sinks` writes batches
 //! out (and the dead-letter writer, dead letters) and releases their acknowledgements only
 //! once flushed; `nats` reads a JetStream consumer (acking each message once its batch is
 //! done) and publishes to a stream (releasing acknowledgements once the server confirmed).
@@ -11,6 +11,7 @@ pub(crate) mod lines;
 pub(crate) mod nats;
 pub(crate) mod sinks;
 pub(crate) mod sources;
+pub(crate) mod stdin;
 
 pub use lines::{MAX_LINE, OVERSIZED_KEPT};
 pub use nats::NatsError;

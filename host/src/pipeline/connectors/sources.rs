@@ -2,17 +2,19 @@
 //!
 //! A file source (in `file`) runs on a blocking thread: it splits what it reads into batches
 //! ([`Lines`]) and sends each one as soon as it is full, waiting while the first channel is
-//! full (that wait is backpressure: it stops reading), and resumes from its checkpoint. Standard input may wait for ever on a terminal or
-//! a trickling pipe, so its reader thread hands over whatever it has whenever the next read
-//! would wait, and an async task groups those chunks into batches by size and `linger`. The
-//! generator fills batches with W1's values on a blocking thread.
+//! full (that wait is backpressure: it stops reading), and resumes from its checkpoint.
+//! Standard input may wait for ever on a terminal or a trickling pipe, so its reader thread
+//! (in `stdin`) hands over whatever it has whenever the next read would wait, and an async
+//! task groups those chunks into batches by size and `linger`. The generator fills batches
+//! with W1's values on a blocking thread.
 //!
 //! Every batch is registered with the acknowledgement tracker as it leaves. When the run
 //! stops, a source stops reading but still sends every event it has already read: what was
-//! accepted is not lost. Each source's task returns whether it was stopped before its input
-//! ended.
+//! accepted is not lost. A file source can read the rest again from its checkpoint; stdin
+//! cannot, so its reader turns all it has read into events and reads on to the end of the
+//! line it is in before it ends (see `stdin`). Each source's task returns whether it was
+//! stopped before its input ended.
 
-use std::io::BufReader;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -25,7 +27,8 @@ use crate::pipeline::ack::Ledger;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::checkpoint::Positions;
 use crate::pipeline::connectors::file;
-use crate::pipeline::connectors::lines::{Chunk, Flow, Lines, MAX_LINE, OVERSIZED_KEPT};
+use crate::pipeline::connectors::lines::{Chunk, Flow, MAX_LINE, OVERSIZED_KEPT};
+use crate::pipeline::connectors::stdin::{self, FromReader};
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::edge::{DeadLetterTx, Outputs, RunContext};
 use crate::pipeline::failure::FailureKind;
@@ -33,9 +36,6 @@ use crate::pipeline::origin::{Origin, SourceBatch};
 use crate::pipeline::pool;
 use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
-
-/// Read buffer of a line source.
-const READ_BUFFER: usize = 64 << 10;
 
 /// What a source needs from the run.
 pub(crate) struct SourceParts {
@@ -78,12 +78,13 @@ pub(crate) fn spawn(
             // Two chunks in hand let the reader work ahead by one while a batch is sent.
             let (tx, rx) = mpsc::channel(2);
             let stop = parts.ctx.stop.clone();
-            let batch_size = source.batch_size;
-            // A plain thread, not a blocking task: a read from a terminal may never return,
-            // and the runtime waits for its blocking tasks when it shuts down.
+            let metrics = Arc::clone(&parts.metrics);
+            let (name, batch_size) = (source.name.clone(), source.batch_size);
+            // A plain thread, not a blocking task: its reads wait on the input, and the
+            // runtime's blocking pool is for short tasks.
             std::thread::Builder::new()
                 .name(format!("weir-source-{}", source.name))
-                .spawn(move || read_stdin(batch_size, &tx, &stop))?;
+                .spawn(move || stdin::read(&name, batch_size, &tx, &stop, &metrics))?;
             tokio::spawn(batch_stdin(source, rx, parts))
         }
     })
@@ -202,46 +203,6 @@ fn generate(source: &Source, count: u64, size: usize, parts: &SourceParts) -> bo
     false
 }
 
-/// What the stdin reader thread sends its task.
-enum FromReader {
-    Chunk(Chunk),
-    Failed(String),
-    /// The input ended (or the run stopped the reader).
-    Ended {
-        interrupted: bool,
-    },
-}
-
-/// The reader thread of the stdin source.
-fn read_stdin(
-    batch_size: usize,
-    tx: &mpsc::Sender<FromReader>,
-    stop: &tokio_util::sync::CancellationToken,
-) {
-    let stdin = std::io::stdin();
-    let mut reader = BufReader::with_capacity(READ_BUFFER, stdin.lock());
-    let mut lines = Lines::new(batch_size);
-    let mut hand = |chunk| {
-        if tx.blocking_send(FromReader::Chunk(chunk)).is_err() || stop.is_cancelled() {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
-    };
-    // On an interactive or trickling input, hand over what was read as soon as the next read
-    // would wait; the task's linger then groups it.
-    let end = match lines.read(&mut reader, true, &mut hand) {
-        Ok(Flow::Continue) => FromReader::Ended { interrupted: false },
-        Ok(Flow::Stop) => FromReader::Ended { interrupted: true },
-        Err(e) => FromReader::Failed(format!("cannot read standard input: {e}")),
-    };
-    lines.finish(&mut |chunk| {
-        let _ = tx.blocking_send(FromReader::Chunk(chunk));
-        Flow::Continue
-    });
-    let _ = tx.blocking_send(end);
-}
-
 /// The task of the stdin source: groups chunks into batches by size and linger.
 async fn batch_stdin(
     source: Source,
@@ -251,16 +212,11 @@ async fn batch_stdin(
     let mut pending = Events::new();
     let mut deadline: Option<Instant> = None;
     let mut interrupted = false;
+    // The reader ends by itself when the run stops, once it has handed over all it read (its
+    // waits are bounded): everything it sends is taken, until it hangs up.
     loop {
         let next = tokio::select! {
             biased;
-            _ = parts.ctx.stop.cancelled(), if !interrupted => {
-                // Stop reading, but keep what was already read: it is accepted. The reader
-                // may be blocked in a read that never returns: do not wait for it.
-                interrupted = true;
-                rx.close();
-                continue;
-            }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 deadline = None;
                 parts.outputs.send(parts.emit(std::mem::take(&mut pending))).await;

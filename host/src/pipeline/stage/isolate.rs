@@ -1,18 +1,23 @@
-//! Poison isolation: a batch whose call trapped is split in halves and re-run until the event
-//! that causes the trap is alone, so one poison event costs one dead letter, not a batch.
+//! Poison isolation: a batch whose call failed is split in halves and re-run until the event
+//! that causes the failure is alone, so one poison event costs one dead letter, not a batch.
+//!
+//! A call fails when it traps, and also when the sandbox refuses its output: a wrong number
+//! of outcomes, an output that breaks the contract's encoding, or one that costs more than
+//! the stage's `max_output_bytes`. Each is searched the same way, because each may be caused
+//! by one event among many; the events whose calls then succeed go on.
 //!
 //! [`isolate`] is the search alone, over a `call` function: it writes the batch's results as
 //! [`Piece`]s, ranges of input events in order with the output of the call that covered them
-//! or the trap that failed them. The work is bounded: a batch may cost at most
-//! [`MAX_TRAPS_PER_BATCH`] traps, after which the events not yet isolated fail together. A
-//! wrong number of outcomes is not a trap (the instance is fine): it fails the call's events
-//! without a search.
+//! or the failure that failed them. The work is bounded: a batch may cost at most
+//! [`MAX_TRAPS_PER_BATCH`] failed calls, after which the events not yet isolated fail
+//! together.
 
 use std::ops::Range;
 
 use weir_sandbox::{Events, Output, TrapKind, Trapped};
 
-/// Traps one batch may cost while its poison events are isolated. One poison event in a
+/// Failed calls (traps, refused outputs) one batch may cost while its poison events are
+/// isolated. One poison event in a
 /// batch of 256 needs 9 (one per halving); this allows a second one, and bounds the re-run
 /// work when every event traps (each trap may cost a full deadline).
 pub const MAX_TRAPS_PER_BATCH: u32 = 20;
@@ -48,7 +53,7 @@ fn search(
         call(&all.slice(range.clone()))
     };
     let trapped = match result {
-        Err(t) if t.kind != TrapKind::WrongOutcomeCount => t,
+        Err(t) => t,
         result => {
             pieces.push(Piece { range, result });
             return;
@@ -157,19 +162,32 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_count_fails_the_call_without_a_search() {
-        let events = batch(&["a", "b"]);
+    fn a_refused_output_is_searched_like_a_trap() {
+        let mut values = vec!["ok"; 16];
+        values[5] = "poison";
+        let events = batch(&values);
         let mut calls = 0;
-        let mut wrong = |_: &Events| {
+        let mut wrong = |events: &Events| {
             calls += 1;
-            Err(Trapped {
-                kind: TrapKind::WrongOutcomeCount,
-                message: "1 outcome for 2 events".into(),
-            })
+            if events.iter().any(|e| e.value() == b"poison") {
+                return Err(Trapped {
+                    kind: TrapKind::WrongOutcomeCount,
+                    message: "one outcome too many".into(),
+                });
+            }
+            poisoned(events)
         };
         let mut pieces = Vec::new();
-        assert_eq!(isolate(&events, &mut wrong, &mut pieces), 0);
-        assert_eq!(calls, 1);
-        assert_eq!(pieces.len(), 1);
+        assert_eq!(isolate(&events, &mut wrong, &mut pieces), 5);
+        assert_eq!(
+            calls, 9,
+            "four halvings, each a failed and a good call, and the first"
+        );
+        let failed: Vec<_> = pieces
+            .iter()
+            .filter(|p| p.result.is_err())
+            .map(|p| (p.range.start, p.range.end))
+            .collect();
+        assert_eq!(failed, [(5, 6)]);
     }
 }

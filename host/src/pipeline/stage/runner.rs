@@ -3,8 +3,9 @@
 //!
 //! [`StageRunner::run`] is a stage's whole per-batch policy, in order: pick up a swapped-in
 //! version (or keep the one a retry started on), ask the circuit breaker, call the plugin
-//! ([`isolate`] bisects on traps), drop any version header the plugin tried to forge, apply the
-//! output caps, and sort every input event into exactly one fate: its outputs go on, a
+//! ([`isolate`] bisects on traps and on outputs the sandbox refused; the sandbox has already
+//! charged each output and removed the reserved `weir.` headers a plugin wrote, which are
+//! counted here), apply the per-input output caps, and sort every input event into exactly one fate: its outputs go on, a
 //! `reject` or a broken cap becomes a dead letter, a `retry` is set aside for another attempt
 //! (or dead-lettered once attempts run out). The common case, a call that went well, hands the
 //! plugin's output buffer on as the next batch without copying an event.
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use weir_sandbox::{Events, GuestFailureKind, Output, Processor, TrapKind, Trapped};
+use weir_sandbox::{Events, GuestFailureKind, Output, Processor, Trapped};
 
 use crate::config::OnError;
 use crate::pipeline::batch::Batch;
@@ -25,7 +26,7 @@ use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::failure::FailureKind;
 use crate::pipeline::origin::{self, Origin};
 use crate::pipeline::pool;
-use crate::pipeline::provenance::{Stamp, VERSION_HEADER};
+use crate::pipeline::provenance::Stamp;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::caps;
 use crate::pipeline::stage::isolate::{Piece, isolate};
@@ -236,9 +237,14 @@ impl StageRunner {
             None => slot.insert(version.factory.make()?),
         };
         let result = call_on(processor, events, &metrics);
+        let stripped = processor.last_stripped();
+        if stripped > 0 && result.is_ok() {
+            NodeMetrics::add(&metrics.reserved_stripped, stripped);
+            version.warn_reserved(&self.handle.name, stripped);
+        }
         let recycle = processor.wants_recycling();
         if let Err(trapped) = &result
-            && trapped.kind != TrapKind::WrongOutcomeCount
+            && trapped.kind.poisons()
         {
             *slot = None;
             self.log_trap(trapped, events.len());
@@ -273,7 +279,6 @@ impl StageRunner {
         pieces: &mut Vec<Piece>,
         traps: u32,
     ) -> StageResult {
-        strip_forged_versions(pieces);
         let provenance = self.stamp.stamp(&input.provenance, &version.header);
         let (events, mut sorted) = self.outputs(&input, version, attempt, pieces);
         pieces.clear();
@@ -478,20 +483,6 @@ struct Sorted {
     retry_origin: Option<Origin>,
 }
 
-/// A plugin cannot claim the version that produced an event: version headers it wrote are
-/// removed before the host adds its own.
-fn strip_forged_versions(pieces: &mut [Piece]) {
-    for piece in pieces.iter_mut() {
-        if let Ok(output) = &mut piece.result
-            && output.events.has_header_prefix(VERSION_HEADER.as_bytes())
-        {
-            output.events = output
-                .events
-                .without_header_prefix(VERSION_HEADER.as_bytes());
-        }
-    }
-}
-
 impl Drop for StageRunner {
     /// The instances go with the runner: the stage's gauges no longer count them.
     fn drop(&mut self) {
@@ -513,7 +504,7 @@ fn call_on(
     NodeMetrics::add(&metrics.calls, 1);
     NodeMetrics::add(&metrics.fuel, processor.last_fuel());
     if let Err(t) = &result
-        && t.kind != TrapKind::WrongOutcomeCount
+        && t.kind.poisons()
     {
         metrics.trap(FailureKind::from(t.kind));
     }

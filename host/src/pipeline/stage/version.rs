@@ -8,7 +8,7 @@
 //! generation it watches. The handle also holds what a stage's workers share: its circuit
 //! breaker and its metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,31 @@ pub struct StageVersion {
     pub digest: Arc<str>,
     /// `weir.version.<stage>`, added to every output event's provenance.
     pub header: VersionHeader,
+    /// Whether this version's reserved headers have been warned of: once per version, so a
+    /// plugin that writes them on every event costs one log line.
+    warned_reserved: AtomicBool,
+}
+
+impl StageVersion {
+    fn new(generation: u64, stage: &str, factory: Arc<dyn ProcessorFactory>) -> StageVersion {
+        StageVersion {
+            generation,
+            digest: Arc::from(factory.digest()),
+            header: VersionHeader::new(stage, factory.digest()),
+            factory,
+            warned_reserved: AtomicBool::new(false),
+        }
+    }
+
+    /// Logs, the first time only, that this version's plugin wrote headers with reserved
+    /// names, which the host removed.
+    pub fn warn_reserved(&self, stage: &str, stripped: u64) {
+        if !self.warned_reserved.swap(true, Ordering::Relaxed) {
+            tracing::warn!(stage, version = %self.header.value, stripped,
+                "the plugin wrote headers whose names start with `weir.`, which the host reserves; \
+                 they were removed (this warning is given once per version)");
+        }
+    }
 }
 
 /// Batches, events and failures of one generation, as its workers report them.
@@ -81,12 +106,7 @@ impl StageHandle {
         log_quota: Arc<LogQuota>,
     ) -> Arc<StageHandle> {
         let name: Arc<str> = Arc::from(config.name.as_str());
-        let version = Arc::new(StageVersion {
-            generation: 0,
-            digest: Arc::from(factory.digest()),
-            header: VersionHeader::new(&name, factory.digest()),
-            factory,
-        });
+        let version = Arc::new(StageVersion::new(0, &name, factory));
         Arc::new(StageHandle {
             breaker: Mutex::new(Breaker::new(config.breaker)),
             config,
@@ -123,12 +143,7 @@ impl StageHandle {
             ..GenerationCounts::default()
         };
         self.condemned.store(NONE, Ordering::Release);
-        let version = Arc::new(StageVersion {
-            generation,
-            digest: Arc::from(factory.digest()),
-            header: VersionHeader::new(&self.name, factory.digest()),
-            factory,
-        });
+        let version = Arc::new(StageVersion::new(generation, &self.name, factory));
         self.version.send_replace(Arc::clone(&version));
         drop(counts);
         version

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use support::{
-    DeadLetter, Dir, JsonEvent, PipelineFile, Ran, Running, Sink, Source, Stage, Stdin,
+    DeadLetter, Dir, JsonEvent, PipelineFile, Ran, Report, Running, Sink, Source, Stage, Stdin,
     assert_same_lines, dead_letters, json_events, plugin, read_lines,
 };
 
@@ -522,12 +522,9 @@ fn every_weir_header_from_a_guest_is_dropped_and_counted() -> Result<()> {
     }
     assert!(dead_letters(&dir.path("dead.jsonl"))?.is_empty());
     let stripped = 2 * LINES as u64;
-    let node = report_node(&report, "s")?;
-    assert_eq!(
-        node["reserved_headers_stripped"].as_u64(),
-        Some(stripped),
-        "{node}"
-    );
+    let report: Report = serde_json::from_str(&report)?;
+    let node = report.node("s");
+    assert_eq!(node.reserved_headers_stripped, stripped, "{node:?}");
     let sample = exposition
         .lines()
         .find(|l| {
@@ -561,18 +558,6 @@ fn metrics(addr: &str) -> Result<String> {
         .call()?
         .body_mut()
         .read_to_string()?)
-}
-
-/// Node `name` of a report line, as JSON: fields the typed report leaves out included.
-fn report_node(line: &str, name: &str) -> Result<serde_json::Value> {
-    let report: serde_json::Value = serde_json::from_str(line)?;
-    report["nodes"]
-        .as_array()
-        .context("nodes")?
-        .iter()
-        .find(|n| n["name"] == name)
-        .cloned()
-        .with_context(|| format!("no node `{name}` in {report}"))
 }
 
 /// Hole 8: a call returning one count too many (n + 1) failed its whole batch as

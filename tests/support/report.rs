@@ -39,6 +39,8 @@ pub struct NodeReport {
     pub retries: u64,
     pub calls: u64,
     pub fuel: u64,
+    /// Header references with a reserved `weir.` name a plugin wrote and the host removed.
+    pub reserved_headers_stripped: u64,
     /// Failed events by kind; kinds with none are left out.
     pub failures: BTreeMap<String, u64>,
 }

@@ -39,6 +39,10 @@ const SLACK_MIB: u64 = 16;
 
 const MIB: u64 = 1 << 20;
 
+/// Fuel per event for the fixtures that build tens of MiB: the guest's bulk copies cost fuel
+/// by the byte, and these holes are about the host's work, not the guest's.
+const FUEL: i64 = 1_000_000_000;
+
 /// `LINES` lines `event I`, with `word` lines at `at`.
 fn lines_with(at: &[(usize, &str)]) -> Vec<String> {
     (0..LINES)
@@ -271,6 +275,7 @@ fn aliased_values_behind_a_forged_header_are_judged_before_any_copy() -> Result<
             "hostile",
             Stage::plugin(plugin("fixture-evil-alias"))
                 .memory("64MiB")
+                .fuel(FUEL)
                 .max_output_bytes(cap)
                 .setting("copies", 256)
                 .setting("bytes", bytes as i64),
@@ -408,6 +413,7 @@ fn huge_header_columns_are_charged_before_any_per_header_work() -> Result<()> {
     for (what, mode, count, bytes, copies) in runs {
         let mut stage = Stage::plugin(plugin("fixture-evil-columns"))
             .memory("64MiB")
+            .fuel(FUEL)
             .setting("mode", mode)
             .setting("count", count as i64);
         if bytes > 0 {
@@ -439,6 +445,7 @@ fn the_batch_pool_keeps_no_large_column() -> Result<()> {
         "hostile",
         Stage::plugin(plugin("fixture-evil-columns"))
             .memory("64MiB")
+            .fuel(FUEL)
             .setting("mode", "wide")
             .setting("count", 3_000_000),
     );
@@ -459,6 +466,7 @@ fn the_batch_pool_keeps_no_large_column() -> Result<()> {
         "hostile",
         Stage::plugin(plugin("fixture-evil-columns"))
             .memory("64MiB")
+            .fuel(FUEL)
             .setting("mode", "wide")
             .setting("count", count as i64),
     );

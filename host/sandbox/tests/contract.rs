@@ -340,6 +340,117 @@ mod breaches {
     }
 
     #[test]
+    fn one_count_too_many_is_refused_as_wrong_outcome_count_and_the_instance_lives_on() {
+        let mut stage = instance("fixture-evil-extra-count");
+        for values in [&["a", "poison", "c"][..], &["poison"]] {
+            let err = stage.process(&batch(values)).unwrap_err();
+            assert_eq!(err.kind, TrapKind::WrongOutcomeCount, "{err}");
+            assert!(!err.kind.poisons(), "{err}");
+        }
+        let out = stage.process(&batch(&["a", "b"])).unwrap();
+        assert_eq!(per_input(&out, 2), [["a"], ["b"]]);
+    }
+
+    /// Fuel for fixtures that build tens of MiB (bulk copies cost fuel by the byte), and an
+    /// output budget of `output_bytes`.
+    fn budget(output_bytes: u64) -> Limits {
+        Limits {
+            fuel: 1_000_000_000,
+            output_bytes,
+            ..Limits::default()
+        }
+    }
+
+    fn start_with(package: &str, limits: Limits, settings: &[(&str, &str)]) -> Instance {
+        start(&load(package), limits, settings).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn aliased_values_are_charged_per_event_and_refused_as_output_cap() {
+        // 256 events, each a view of the same 8 MiB: 2 GiB charged, against 8 MiB.
+        let mut stage = start_with("fixture-evil-alias", budget(8 << 20), &[]);
+        let err = stage.process(&batch(&["a", "alias", "c"])).unwrap_err();
+        assert_eq!(err.kind, TrapKind::OutputCap, "{err}");
+        assert!(err.message.contains("max_output_bytes"), "{err}");
+        assert!(!err.kind.poisons(), "{err}");
+        let out = stage.process(&batch(&["a", "b"])).unwrap();
+        assert_eq!(per_input(&out, 2), [["a"], ["b"]]);
+    }
+
+    #[test]
+    fn every_reference_to_a_shared_header_is_charged() {
+        // Two outputs, no value, both referencing the same 2 entries (name 1 B, value 10 B):
+        // 2 × 32 for the events, 2 × (16 + 1) for the entries, 4 × (16 + 1 + 10) for the
+        // references.
+        let charge = 2 * 32 + 2 * (16 + 1) + 4 * (16 + 1 + 10);
+        let settings = [
+            ("copies", "2"),
+            ("headers", "2"),
+            ("header_bytes", "10"),
+            ("name_bytes", "1"),
+        ];
+        let mut fits = start_with("fixture-evil-shared-headers", budget(charge), &settings);
+        let out = fits.process(&batch(&["share"])).unwrap();
+        assert_eq!(out.events.len(), 2);
+        assert_eq!(out.events.get(1).header_count(), 2);
+        let mut over = start_with("fixture-evil-shared-headers", budget(charge - 1), &settings);
+        let err = over.process(&batch(&["share"])).unwrap_err();
+        assert_eq!(err.kind, TrapKind::OutputCap, "{err}");
+    }
+
+    #[test]
+    fn a_column_past_a_hard_limit_is_refused_as_output_cap_whatever_the_budget() {
+        let cases: [(&[(&str, &str)], &str); 3] = [
+            (&[("mode", "wide"), ("count", "1048577")], "at most 1048576"),
+            (
+                &[("mode", "refs"), ("count", "1025"), ("copies", "1")],
+                "at most 1024",
+            ),
+            (
+                &[("mode", "refs"), ("count", "1"), ("copies", "1048577")],
+                "at most 1048576",
+            ),
+        ];
+        for (settings, limit) in cases {
+            let mut stage = start_with("fixture-evil-columns", budget(1 << 30), settings);
+            let err = stage.process(&batch(&["columns"])).unwrap_err();
+            assert_eq!(err.kind, TrapKind::OutputCap, "{settings:?}: {err}");
+            assert!(err.message.contains(limit), "{settings:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_million_names_over_16_mib_are_refused_before_any_is_validated() {
+        // Each name spans the same 16 MiB: validating them all would read 16 TiB.
+        let budget = budget(Limits::default().output_bytes);
+        let mut stage = start_with("fixture-evil-columns", budget, &[("mode", "names")]);
+        let started = Instant::now();
+        let err = stage.process(&batch(&["a", "columns"])).unwrap_err();
+        assert_eq!(err.kind, TrapKind::OutputCap, "{err}");
+        assert!(err.message.contains("max_output_bytes"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn reserved_headers_are_stripped_and_counted() {
+        let mut stage = instance("fixture-evil-reserved");
+        let out = stage.process(&batch(&["a", "b"])).unwrap();
+        assert_eq!(
+            stage.last_stripped(),
+            4,
+            "weir.src and weir.version.s on each"
+        );
+        for event in out.events.iter() {
+            let headers: Vec<_> = event.headers().collect();
+            assert_eq!(headers, [(b"trace".as_slice(), b"1".as_slice())]);
+        }
+    }
+
+    #[test]
     fn a_plugin_of_an_unknown_contract_version_is_refused_at_load() {
         let path = weir_test_plugins::plugin("fixture-evil-unknown-version");
         let err = Plugin::load_with(sandbox(), &path, None)

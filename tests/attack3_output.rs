@@ -291,6 +291,23 @@ fn aliased_values_behind_a_forged_header_are_judged_before_any_copy() -> Result<
     Ok(())
 }
 
+/// The other side of hole 1's fix: a call over `max_output_bytes` only because its batch is
+/// large is split until its parts fit, and no event is lost. 256 plain lines are charged
+/// 256 × (32 + 9) ≈ 10.5 KB against a 4 KiB cap: each batch is re-run in halves, then
+/// quarters (2.6 KB each), and all 1,000 lines are delivered, none dead-lettered.
+#[test]
+fn a_call_over_its_budget_only_by_its_size_is_split_until_every_event_fits() -> Result<()> {
+    let case = Case::new(lines_with(&[])).stage(
+        "s",
+        Stage::plugin(plugin("passthrough")).max_output_bytes("4KiB"),
+    );
+    let ran = case.run()?;
+    ran.assert_only_dead(&case, "s", &[], "output-cap", str::to_string)?;
+    let node = ran.ran.report().node("s");
+    assert!(node.calls > 4, "the batches were split: {node:?}");
+    Ok(())
+}
+
 /// The sink's JSON events carry no header but the host's version header of `stage`.
 fn assert_only_version_headers(outcome: &Outcome, stage: &str) -> Result<()> {
     for event in outcome.events()? {
@@ -396,38 +413,62 @@ fn a_0_1_stage_after_shared_headers_sees_nothing_amplified() -> Result<()> {
 #[test]
 fn huge_header_columns_are_charged_before_any_per_header_work() -> Result<()> {
     let lines = lines_with(&[(400, "columns")]);
+    struct Columns {
+        what: &'static str,
+        mode: &'static str,
+        count: u64,
+        bytes: u64,
+        copies: u64,
+        /// What the dead letter names: the cap, or the hard limit.
+        why: &'static str,
+    }
     let runs = [
-        // 16 MiB of names + 1,000,000 entries × 16 B.
-        (
-            "1,000,000 names over 16 MiB",
-            "names",
-            1_000_000,
-            16 * MIB,
-            0,
-        ),
-        // 2,000,000 entries × 16 B + 262,144 events × 24 B.
-        ("262,144 × 2,000,000 refs", "refs", 2_000_000, 0, 262_144),
-        // 1 MiB of names + 10,000 entries × 16 B.
-        ("10,000 names over 1 MiB", "names", 10_000, MIB, 0),
+        Columns {
+            what: "1,000,000 names over 16 MiB",
+            mode: "names",
+            count: 1_000_000,
+            bytes: 16 * MIB,
+            copies: 0,
+            why: "max_output_bytes",
+        },
+        Columns {
+            what: "262,144 × 2,000,000 refs",
+            mode: "refs",
+            count: 2_000_000,
+            bytes: 0,
+            copies: 262_144,
+            why: "at most 1048576",
+        },
+        Columns {
+            what: "10,000 names over 1 MiB",
+            mode: "names",
+            count: 10_000,
+            bytes: MIB,
+            copies: 0,
+            why: "max_output_bytes",
+        },
     ];
-    for (what, mode, count, bytes, copies) in runs {
+    for run in runs {
         let mut stage = Stage::plugin(plugin("fixture-evil-columns"))
             .memory("64MiB")
             .fuel(FUEL)
-            .setting("mode", mode)
-            .setting("count", count as i64);
-        if bytes > 0 {
-            stage = stage.setting("bytes", bytes as i64);
+            .setting("mode", run.mode)
+            .setting("count", run.count as i64);
+        if run.bytes > 0 {
+            stage = stage.setting("bytes", run.bytes as i64);
         }
-        if copies > 0 {
-            stage = stage.setting("copies", copies as i64);
+        if run.copies > 0 {
+            stage = stage.setting("copies", run.copies as i64);
         }
         let case = Case::new(lines.clone()).stage("hostile", stage);
         let baseline = case.well_behaved("hostile").run()?;
         let hostile = case.run()?;
         hostile.assert_only_dead(&case, "hostile", &["columns"], "output-cap", str::to_string)?;
-        let built = bytes + count * 16 + copies * 24;
-        hostile.assert_peak_near(&baseline, 64, mib(built), what);
+        let letter = &hostile.letters[0];
+        assert!(letter.message.contains(run.why), "{}: {letter:?}", run.what);
+        // The names' buffer, 16 B an entry, 24 B an event.
+        let built = run.bytes + run.count * 16 + run.copies * 24;
+        hostile.assert_peak_near(&baseline, 64, mib(built), run.what);
     }
     Ok(())
 }
@@ -452,6 +493,8 @@ fn the_batch_pool_keeps_no_large_column() -> Result<()> {
     let baseline = case.well_behaved("hostile").run()?;
     let hostile = case.run()?;
     hostile.assert_only_dead(&case, "hostile", &["columns"], "output-cap", str::to_string)?;
+    let letter = &hostile.letters[0];
+    assert!(letter.message.contains("at most 1048576"), "{letter:?}");
     hostile.assert_peak_near(
         &baseline,
         64,

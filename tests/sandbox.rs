@@ -221,7 +221,7 @@ mod hostile_events {
             .iter()
             .map(|l| {
                 l.message
-                    .contains("not isolated: the batch trapped 20 times")
+                    .contains("not isolated: the batch failed 20 times")
             })
             .collect();
         let expected: Vec<bool> = (0..40).map(|i| i >= 9).collect();

@@ -10,7 +10,8 @@
 //! [`Piece`]s, ranges of input events in order with the output of the call that covered them
 //! or the failure that failed them. The work is bounded: a batch may cost at most
 //! [`MAX_TRAPS_PER_BATCH`] failed calls, after which the events not yet isolated fail
-//! together.
+//! together; an output refused only for its size (`output-cap`) is split without counting
+//! against that budget, at most 2n - 1 calls for a batch of n.
 
 use std::ops::Range;
 
@@ -59,7 +60,14 @@ fn search(
             return;
         }
     };
-    *traps += 1;
+    // An output refused only for its size is no sign of a poison event: the halves may each
+    // fit. Such refusals are not counted against the budget, so a batch that is merely too
+    // big is split until every piece fits, and loses no event that fits alone. The search
+    // then makes at most 2n - 1 calls for n events, each under the call's fuel and deadline,
+    // and the host's work on each refused one is bounded by the cap it passed.
+    if trapped.kind != TrapKind::OutputCap {
+        *traps += 1;
+    }
     if range.len() == 1 || trapped.kind == TrapKind::InitFailed || *traps >= MAX_TRAPS_PER_BATCH {
         // A single event that trapped alone is isolated; any other range failing here is not.
         let isolated = range.len() == 1;
@@ -91,7 +99,7 @@ fn not_isolated(trapped: Trapped, isolated: bool, traps: u32) -> Trapped {
     }
     Trapped {
         message: format!(
-            "{} (not isolated: the batch trapped {traps} times)",
+            "{} (not isolated: the batch failed {traps} times)",
             trapped.message
         ),
         ..trapped
@@ -189,5 +197,26 @@ mod tests {
             .map(|p| (p.range.start, p.range.end))
             .collect();
         assert_eq!(failed, [(5, 6)]);
+    }
+
+    #[test]
+    fn a_batch_only_too_big_is_split_until_every_piece_fits() {
+        let events = batch(&["x"; 256]);
+        let mut calls = 0;
+        let mut capped = |events: &Events| {
+            calls += 1;
+            if events.len() > 3 {
+                return Err(Trapped {
+                    kind: TrapKind::OutputCap,
+                    message: "over max_output_bytes".into(),
+                });
+            }
+            poisoned(events)
+        };
+        let mut pieces = Vec::new();
+        assert_eq!(isolate(&events, &mut capped, &mut pieces), 0);
+        assert!(pieces.iter().all(|p| p.result.is_ok()), "nothing lost");
+        assert_eq!(pieces.iter().map(|p| p.range.len()).sum::<usize>(), 256);
+        assert!(calls <= 2 * 256 - 1, "{calls}");
     }
 }

@@ -2,15 +2,67 @@
 //! JetStream durable consumer.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::DEFAULT_NATS_URL;
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, plain, shown};
 use crate::config::ranges::{
     ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, MAX_ACK_PENDING, NATS_BATCH, REPEAT,
 };
 use crate::config::raw::RawSource;
 use crate::config::units;
-use crate::config::{DEFAULT_GENERATE_SIZE, DEFAULT_NATS_URL, NatsSource, Source, SourceKind};
+
+/// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
+pub const DEFAULT_GENERATE_SIZE: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    /// In [`ranges::BATCH_SIZE`](super::ranges::BATCH_SIZE); the pipeline's unless the source sets its own.
+    pub batch_size: usize,
+    /// In [`ranges::LINGER`](super::ranges::LINGER); the pipeline's unless the source sets its own.
+    pub linger: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Stdin,
+    /// One event per line; `repeat` (in [`ranges::REPEAT`](super::ranges::REPEAT), 1 to 1,000,000) reads the file that
+    /// many times in a row.
+    File {
+        path: PathBuf,
+        repeat: u64,
+    },
+    /// `count` events (in [`ranges::COUNT`](super::ranges::COUNT), 0 to 10^12) whose values are `size` bytes (in
+    /// [`ranges::GENERATE_SIZE`](super::ranges::GENERATE_SIZE), 0 to 16 MiB): byte `j` of event `i` is
+    /// `b'a' + (i + j) % 26` (benchmark workload W1).
+    Generate {
+        count: u64,
+        size: usize,
+    },
+    /// A durable pull consumer of a NATS JetStream stream.
+    Nats(NatsSource),
+}
+
+/// A NATS JetStream source.
+#[derive(Debug, Clone)]
+pub struct NatsSource {
+    pub url: String,
+    pub stream: String,
+    /// The durable consumer's name; created with `subject` as its filter if it does not exist.
+    pub consumer: String,
+    pub subject: Option<String>,
+    /// Messages fetched per request, in [`ranges::NATS_BATCH`](super::ranges::NATS_BATCH); the source's batch size unless set.
+    pub batch: usize,
+    /// In [`ranges::ACK_WAIT`](super::ranges::ACK_WAIT): 1 s to a day; 30 s unless set.
+    pub ack_wait: Duration,
+    /// In [`ranges::MAX_ACK_PENDING`](super::ranges::MAX_ACK_PENDING); 4 × the fetch batch unless set.
+    pub max_ack_pending: usize,
+    /// The header whose value becomes the event's key.
+    pub key_header: Option<String>,
+}
 
 const KINDS: &[&str] = &["stdin", "file", "generate", "nats"];
 

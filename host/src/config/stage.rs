@@ -144,31 +144,26 @@ impl Default for Canary {
     }
 }
 
-/// The sandbox limits of one stage. Each default blocks a threat named beside it; each range
-/// is in [`ranges`](super::ranges), with the threat a value outside it would let in.
+/// The limits of one stage: what the sandbox enforces on each call, and the per-input caps on
+/// its output that the host enforces. Each default blocks a threat named beside it; each range
+/// is in [`ranges`](super::ranges), with the threat a value outside it would let in. The keys
+/// of the file are `fuel` (in [`ranges::FUEL`](super::ranges::FUEL): 1 to 10^12), `timeout`
+/// (in [`ranges::TIMEOUT`](super::ranges::TIMEOUT): 1 ms to 1 h), `memory` (in
+/// [`ranges::MEMORY`](super::ranges::MEMORY): 64 KiB to 4 GiB) and `max_output_bytes` (in
+/// [`ranges::MAX_OUTPUT_BYTES`](super::ranges::MAX_OUTPUT_BYTES): 1 byte to 1 GiB, the
+/// sandbox's `output_bytes`) for the sandbox, and the two caps below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Fuel (roughly, wasm instructions) per event; a call gets `events × fuel`. Blocks a
-    /// plugin that burns CPU on every event and starves the other stages of the core.
-    /// In [`ranges::FUEL`](super::ranges::FUEL): 1 to 10^12.
-    pub fuel: u64,
-    /// Wall-clock limit per call, enforced by epoch interruption. Blocks endless loops and
-    /// host calls that block: a stuck call costs one deadline, never a stuck pipeline.
-    /// In [`ranges::TIMEOUT`](super::ranges::TIMEOUT): 1 ms to 1 h.
-    pub timeout: Duration,
-    /// Linear-memory cap per instance. Blocks a memory bomb from taking the host's memory.
-    /// In [`ranges::MEMORY`](super::ranges::MEMORY): 64 KiB to 4 GiB.
-    pub memory: u64,
+    /// What the sandbox enforces on a call: fuel, deadline, memory, and what the call's output
+    /// may cost in all.
+    pub sandbox: weir_sandbox::Limits,
     /// Events out per event in. Blocks an amplification bomb (one event into millions)
-    /// from flooding the stages and sinks downstream. In [`ranges::MAX_OUTPUT_EVENTS`](super::ranges::MAX_OUTPUT_EVENTS): 1 to
-    /// 65,536.
+    /// from flooding the stages and sinks downstream. In
+    /// [`ranges::MAX_OUTPUT_EVENTS`](super::ranges::MAX_OUTPUT_EVENTS): 1 to 65,536.
     pub max_output_events: usize,
-    /// Bytes out (keys, values, headers) per call. Blocks one call from handing the host
-    /// an unbounded amount of data to hold and pass on. In [`ranges::MAX_OUTPUT_BYTES`](super::ranges::MAX_OUTPUT_BYTES):
-    /// 1 byte to 1 GiB.
-    pub max_output_bytes: u64,
     /// Bytes per output value. Blocks single huge values from reaching sinks and later
-    /// stages, each of which would copy them. In [`ranges::MAX_VALUE_SIZE`](super::ranges::MAX_VALUE_SIZE): 1 byte to 1 GiB.
+    /// stages, each of which would copy them. In
+    /// [`ranges::MAX_VALUE_SIZE`](super::ranges::MAX_VALUE_SIZE): 1 byte to 1 GiB.
     pub max_value_size: u64,
 }
 
@@ -176,27 +171,10 @@ impl Default for Limits {
     /// The sandbox's own defaults for what it enforces (one place for them, so that
     /// `weir plugin test` and a pipeline agree), and the host's for the output caps.
     fn default() -> Self {
-        let sandbox = weir_sandbox::Limits::default();
         Limits {
-            fuel: sandbox.fuel,
-            timeout: sandbox.timeout,
-            memory: sandbox.memory,
+            sandbox: weir_sandbox::Limits::default(),
             max_output_events: 1024,
-            max_output_bytes: 64 << 20,
             max_value_size: 16 << 20,
-        }
-    }
-}
-
-impl Limits {
-    /// The limits the sandbox enforces on a call (fuel, deadline, memory, and what the call's
-    /// output may cost); the per-input caps are the host's to enforce.
-    pub fn sandbox(&self) -> weir_sandbox::Limits {
-        weir_sandbox::Limits {
-            fuel: self.fuel,
-            timeout: self.timeout,
-            memory: self.memory,
-            output_bytes: self.max_output_bytes,
         }
     }
 }
@@ -282,25 +260,27 @@ fn limits(cx: &Ctx, node: &str, raw: &RawStage) -> Result<Limits, ConfigError> {
             .map(|v| v.unwrap_or(default))
     };
     Ok(Limits {
-        fuel: (raw.fuel.as_ref())
-            .map(|v| units::whole(cx, v, &key("fuel"), &FUEL))
-            .transpose()?
-            .unwrap_or(d.fuel),
-        timeout: (raw.timeout.as_ref())
-            .map(|v| units::duration(cx, v, &key("timeout"), &TIMEOUT))
-            .transpose()?
-            .unwrap_or(d.timeout),
-        memory: size(&raw.memory, "memory", &MEMORY, d.memory)?,
+        sandbox: weir_sandbox::Limits {
+            fuel: (raw.fuel.as_ref())
+                .map(|v| units::whole(cx, v, &key("fuel"), &FUEL))
+                .transpose()?
+                .unwrap_or(d.sandbox.fuel),
+            timeout: (raw.timeout.as_ref())
+                .map(|v| units::duration(cx, v, &key("timeout"), &TIMEOUT))
+                .transpose()?
+                .unwrap_or(d.sandbox.timeout),
+            memory: size(&raw.memory, "memory", &MEMORY, d.sandbox.memory)?,
+            output_bytes: size(
+                &raw.max_output_bytes,
+                "max_output_bytes",
+                &MAX_OUTPUT_BYTES,
+                d.sandbox.output_bytes,
+            )?,
+        },
         max_output_events: (raw.max_output_events.as_ref())
             .map(|v| units::whole(cx, v, &key("max_output_events"), &MAX_OUTPUT_EVENTS))
             .transpose()?
             .unwrap_or(d.max_output_events),
-        max_output_bytes: size(
-            &raw.max_output_bytes,
-            "max_output_bytes",
-            &MAX_OUTPUT_BYTES,
-            d.max_output_bytes,
-        )?,
         max_value_size: size(
             &raw.max_value_size,
             "max_value_size",

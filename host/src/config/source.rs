@@ -10,7 +10,7 @@ use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, plain, sh
 use crate::config::ranges::{
     ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, MAX_ACK_PENDING, NATS_BATCH, REPEAT,
 };
-use crate::config::raw::RawSource;
+use crate::config::raw::{NATS_KEYS, RawSource, SOURCE_TYPE_KEYS};
 use crate::config::units;
 
 /// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
@@ -66,18 +66,6 @@ pub struct NatsSource {
 
 const KINDS: &[&str] = &["stdin", "file", "generate", "nats"];
 
-/// The keys only a `nats` source has.
-const NATS_KEYS: &[&str] = &[
-    "url",
-    "stream",
-    "consumer",
-    "subject",
-    "batch",
-    "ack_wait",
-    "max_ack_pending",
-    "key_header",
-];
-
 /// One source; `batch_size` and `linger` are the pipeline's, for a source that sets neither.
 pub(crate) fn check(
     cx: &Ctx,
@@ -97,13 +85,7 @@ pub(crate) fn check(
     }
     let kind = match raw.kind.get_ref().as_str() {
         "stdin" => {
-            unused(
-                cx,
-                &node,
-                raw,
-                "stdin",
-                &["path", "repeat", "count", "size"],
-            )?;
+            unused(cx, &node, raw, "stdin", &SOURCE_TYPE_KEYS)?;
             SourceKind::Stdin
         }
         "file" => file(cx, &node, raw)?,
@@ -142,12 +124,14 @@ fn unused(
     kind: &str,
     keys: &[&str],
 ) -> Result<(), ConfigError> {
-    let present: [(&str, Option<Range<usize>>); 4] = [
-        ("path", raw.path.as_ref().map(|v| v.span())),
-        ("repeat", raw.repeat.as_ref().map(|v| v.span())),
-        ("count", raw.count.as_ref().map(|v| v.span())),
-        ("size", raw.size.as_ref().map(|v| v.span())),
+    // In the order of SOURCE_TYPE_KEYS.
+    let spans: [Option<Range<usize>>; SOURCE_TYPE_KEYS.len()] = [
+        raw.path.as_ref().map(|v| v.span()),
+        raw.repeat.as_ref().map(|v| v.span()),
+        raw.count.as_ref().map(|v| v.span()),
+        raw.size.as_ref().map(|v| v.span()),
     ];
+    let present = SOURCE_TYPE_KEYS.into_iter().zip(spans);
     for (key, span) in present {
         if let Some(span) = span.filter(|_| keys.contains(&key)) {
             return Err(cx.err(
@@ -205,20 +189,18 @@ fn generate(cx: &Ctx, node: &str, raw: &RawSource) -> Result<SourceKind, ConfigE
 /// The NATS keys are refused on other source types.
 fn no_nats_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError> {
     let n = &raw.nats;
-    let present: [(&str, Option<Range<usize>>); 8] = [
-        ("url", n.url.as_ref().map(|v| v.span())),
-        ("stream", n.stream.as_ref().map(|v| v.span())),
-        ("consumer", n.consumer.as_ref().map(|v| v.span())),
-        ("subject", n.subject.as_ref().map(|v| v.span())),
-        ("batch", n.batch.as_ref().map(|v| v.span())),
-        ("ack_wait", n.ack_wait.as_ref().map(|v| v.span())),
-        (
-            "max_ack_pending",
-            n.max_ack_pending.as_ref().map(|v| v.span()),
-        ),
-        ("key_header", n.key_header.as_ref().map(|v| v.span())),
+    // In the order of NATS_KEYS.
+    let spans: [Option<Range<usize>>; NATS_KEYS.len()] = [
+        n.url.as_ref().map(|v| v.span()),
+        n.stream.as_ref().map(|v| v.span()),
+        n.consumer.as_ref().map(|v| v.span()),
+        n.subject.as_ref().map(|v| v.span()),
+        n.batch.as_ref().map(|v| v.span()),
+        n.ack_wait.as_ref().map(|v| v.span()),
+        n.max_ack_pending.as_ref().map(|v| v.span()),
+        n.key_header.as_ref().map(|v| v.span()),
     ];
-    debug_assert_eq!(present.len(), NATS_KEYS.len());
+    let present = NATS_KEYS.into_iter().zip(spans);
     for (key, span) in present {
         if let Some(span) = span {
             return Err(cx.err(
@@ -237,7 +219,7 @@ fn nats(
     raw: &RawSource,
     batch_size: usize,
 ) -> Result<SourceKind, ConfigError> {
-    unused(cx, node, raw, "nats", &["path", "repeat", "count", "size"])?;
+    unused(cx, node, raw, "nats", &SOURCE_TYPE_KEYS)?;
     let n = &raw.nats;
     let required = |value: &Option<crate::config::error::Sp<String>>, key: &str, what: &str| {
         value.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {

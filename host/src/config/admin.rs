@@ -4,19 +4,108 @@
 //! and key it serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback
 //! requires; and the limits each connection is held to. Errors name the key written.
 
+use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
 use crate::config::raw::RawAdmin;
-use crate::config::{Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_LISTEN, MIN_TOKEN_LEN};
 use crate::config::{names, ranges, units};
+
+/// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
+/// replace the code that runs on every event, so it is not offered to the network by default.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
+/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
+pub const MIN_TOKEN_LEN: usize = 16;
+/// How long a client has to send a request's head (request line and headers), counted from
+/// when the connection is ready for it. Blocks a head sent a byte at a time ("slowloris").
+pub const DEFAULT_ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may stay open with no byte moving and no request being handled.
+/// Blocks connections opened and left silent, or kept alive and forgotten, from holding a
+/// file descriptor and a connection slot.
+pub const DEFAULT_ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request's body may take to arrive, from the end of its head. Blocks a body
+/// trickled byte by byte from holding one of the few request slots (and a buffer) for ever.
+pub const DEFAULT_ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections open at once. Blocks a flood of connections, each within its timeouts, from
+/// exhausting the host's file descriptors and memory.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The admin API: where it listens, the bearer token every request must carry, TLS when it
+/// listens beyond loopback, and the limits each connection is served under.
+#[derive(Clone)]
+pub struct Admin {
+    pub listen: std::net::SocketAddr,
+    /// The line of `listen` (of `[admin]` when the default is used): an address that cannot
+    /// be bound is refused there.
+    pub listen_line: usize,
+    /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
+    pub token: String,
+    /// `tls_cert` and `tls_key`, loaded; required when `listen` is beyond loopback.
+    pub tls: Option<AdminTls>,
+    pub limits: AdminLimits,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token stays out of logs and error messages.
+        f.debug_struct("Admin")
+            .field("listen", &self.listen)
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The admin API's certificate and key, read and checked against each other.
+#[derive(Clone)]
+pub struct AdminTls {
+    /// The PEM files, as the pipeline file names them (relative to its folder).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The server's TLS settings, with the `ring` provider.
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for AdminTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminTls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What each connection to the admin API is held to; each default says the threat it blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// `header_timeout`, in [`ranges::ADMIN_TIMEOUT`](super::ranges::ADMIN_TIMEOUT); also bounds a TLS handshake.
+    pub header_timeout: Duration,
+    /// `idle_timeout`, in [`ranges::ADMIN_TIMEOUT`](super::ranges::ADMIN_TIMEOUT).
+    pub idle_timeout: Duration,
+    /// `body_timeout`, in [`ranges::ADMIN_TIMEOUT`](super::ranges::ADMIN_TIMEOUT).
+    pub body_timeout: Duration,
+    /// `max_connections`, in [`ranges::ADMIN_MAX_CONNECTIONS`](super::ranges::ADMIN_MAX_CONNECTIONS).
+    pub max_connections: usize,
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            header_timeout: DEFAULT_ADMIN_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_ADMIN_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_ADMIN_BODY_TIMEOUT,
+            max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+        }
+    }
+}
 
 /// Largest token file read. A token is a line of text; blocks a file such as `/dev/zero`
 /// (or a log named by mistake) from being read into memory.

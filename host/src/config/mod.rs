@@ -17,9 +17,11 @@
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
 //! - `raw`: the tables as written (every known key, typed, with its span).
 //! - `graph`: one namespace for every node, inputs, fan-in, cycles, flow order.
-//! - `source`, `stage`, `sink` (with `[dead_letter]`), `admin`: the checks of each table.
+//! - `source`, `stage`, `sink` (with `[dead_letter]`), `admin`: each table's checked type
+//!   beside its checks, re-exported here.
 //!
-//! This file holds the checked types and [`Pipeline::parse`], which runs the passes in order.
+//! This file holds [`Pipeline`], the `[pipeline]` and `[metrics]` tables, and
+//! [`Pipeline::parse`], which runs the passes in order.
 
 mod admin;
 mod error;
@@ -38,14 +40,21 @@ mod mutations;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use admin::{TokenFileError, read_token_file};
+pub use admin::{
+    Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_BODY_TIMEOUT, DEFAULT_ADMIN_HEADER_TIMEOUT,
+    DEFAULT_ADMIN_IDLE_TIMEOUT, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, MIN_TOKEN_LEN,
+    TokenFileError, read_token_file,
+};
 pub use error::ConfigError;
 pub(crate) use error::{plain, shown};
+pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
+pub use source::{DEFAULT_GENERATE_SIZE, NatsSource, Source, SourceKind};
+pub use stage::{
+    Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, Limits, OnError, Stage, StageLines,
+};
 pub(crate) use units::fmt_duration;
 pub use units::{parse_duration, parse_size};
 pub use weir_sandbox::{DirGrant, Grant};
@@ -60,12 +69,6 @@ pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// Batches a channel between two nodes holds. Together with the batch size this bounds the
 /// events in flight, and so the memory a slow sink can make the host hold.
 pub const DEFAULT_BUFFER: usize = 4;
-/// Instances a stage runs in parallel unless the file says otherwise.
-pub const DEFAULT_WORKERS: usize = 1;
-/// Retries of an event that asks for one, unless the file says otherwise.
-pub const DEFAULT_RETRIES: u32 = 3;
-/// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
-pub const DEFAULT_GENERATE_SIZE: usize = 100;
 
 /// A checked pipeline: every input exists, the graph has no cycle, every plugin file exists.
 #[derive(Debug, Clone)]
@@ -120,389 +123,6 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where a NATS source or sink connects unless the file says otherwise.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub name: String,
-    pub kind: SourceKind,
-    /// In [`ranges::BATCH_SIZE`]; the pipeline's unless the source sets its own.
-    pub batch_size: usize,
-    /// In [`ranges::LINGER`]; the pipeline's unless the source sets its own.
-    pub linger: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum SourceKind {
-    Stdin,
-    /// One event per line; `repeat` (in [`ranges::REPEAT`], 1 to 1,000,000) reads the file that
-    /// many times in a row.
-    File {
-        path: PathBuf,
-        repeat: u64,
-    },
-    /// `count` events (in [`ranges::COUNT`], 0 to 10^12) whose values are `size` bytes (in
-    /// [`ranges::GENERATE_SIZE`], 0 to 16 MiB): byte `j` of event `i` is
-    /// `b'a' + (i + j) % 26` (benchmark workload W1).
-    Generate {
-        count: u64,
-        size: usize,
-    },
-    /// A durable pull consumer of a NATS JetStream stream.
-    Nats(NatsSource),
-}
-
-/// A NATS JetStream source.
-#[derive(Debug, Clone)]
-pub struct NatsSource {
-    pub url: String,
-    pub stream: String,
-    /// The durable consumer's name; created with `subject` as its filter if it does not exist.
-    pub consumer: String,
-    pub subject: Option<String>,
-    /// Messages fetched per request, in [`ranges::NATS_BATCH`]; the source's batch size unless set.
-    pub batch: usize,
-    /// In [`ranges::ACK_WAIT`]: 1 s to a day; 30 s unless set.
-    pub ack_wait: Duration,
-    /// In [`ranges::MAX_ACK_PENDING`]; 4 × the fetch batch unless set.
-    pub max_ack_pending: usize,
-    /// The header whose value becomes the event's key.
-    pub key_header: Option<String>,
-}
-
-/// What a stage does when its plugin fails on an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Write the event and the reason to the dead-letter sink and keep going.
-    DeadLetter,
-    /// Count the failure and drop the event.
-    Drop,
-    /// Drain what is in flight and exit non-zero, naming the stage and the failure.
-    Stop,
-}
-
-#[derive(Debug, Clone)]
-pub struct Stage {
-    pub name: String,
-    pub inputs: Vec<String>,
-    pub plugin: PathBuf,
-    pub settings: Vec<(String, String)>,
-    /// In [`ranges::WORKERS`]: 1 to 64.
-    pub workers: usize,
-    pub limits: Limits,
-    /// In [`ranges::RETRIES`]: 0 to 100.
-    pub retries: u32,
-    pub on_error: OnError,
-    pub breaker: Breaker,
-    pub grant: Grant,
-    // ---- hot loading ----
-    /// Reload the plugin when its file changes.
-    pub watch: bool,
-    /// The guard that rolls a new version back when it fails too often.
-    pub canary: Canary,
-    /// Where the stage was written, for errors found after the file was read.
-    pub lines: StageLines,
-}
-
-/// Where a stage was written: the file, and the lines of its table, its `plugin` key and each
-/// of its settings. Checks that run after the file was read (a plugin that refuses a setting)
-/// use it to name the place, through [`Stage::setting_error`] and [`Stage::plugin_error`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StageLines {
-    /// The pipeline file.
-    pub file: PathBuf,
-    /// The line of the stage's table (`[stages.NAME]`).
-    pub table: usize,
-    /// The line of its `plugin` key.
-    pub plugin: usize,
-    /// The line of each key of its `settings`.
-    pub settings: BTreeMap<String, usize>,
-}
-
-impl Stage {
-    /// An error about setting `key` of this stage, as `stages.NAME.settings.KEY` at the line of
-    /// that setting, or at the stage's table when the file does not set it (a missing setting).
-    pub fn setting_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        let settings = error::join(&error::join("stages", &self.name), "settings");
-        ConfigError {
-            file: self.lines.file.clone(),
-            line: Some(
-                self.lines
-                    .settings
-                    .get(key)
-                    .copied()
-                    .unwrap_or(self.lines.table),
-            ),
-            key: Some(error::join(&settings, key)),
-            message: message.into(),
-        }
-    }
-
-    /// An error about this stage's plugin, as `stages.NAME.plugin` at the line of that key.
-    pub fn plugin_error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.lines.file.clone(),
-            line: Some(self.lines.plugin),
-            key: Some(error::join(&error::join("stages", &self.name), "plugin")),
-            message: message.into(),
-        }
-    }
-}
-
-/// When a stage's `on_error` policy acts: over the last `window` events sent to its plugin,
-/// once the window is full and the failed fraction reaches `threshold`, the breaker trips and
-/// stays open for `cooldown`, failing events at once (`breaker-open`) without calling the
-/// plugin. Blocks a plugin that fails everything from costing a trap (and its re-runs) per
-/// batch for ever, and from slowing the branches it shares a source with.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Breaker {
-    /// In [`ranges::BREAKER_WINDOW`]: 1 to 1,000,000 events.
-    pub window: usize,
-    /// Above 0 and at most 1.
-    pub threshold: f64,
-    /// In [`ranges::BREAKER_COOLDOWN`]: 0 to 1 h.
-    pub cooldown: Duration,
-}
-
-impl Default for Breaker {
-    fn default() -> Self {
-        Breaker {
-            window: 100,
-            threshold: 0.5,
-            cooldown: Duration::from_secs(5),
-        }
-    }
-}
-
-// ---- hot loading --------------------------------------------------------------------------
-
-/// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
-/// replace the code that runs on every event, so it is not offered to the network by default.
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
-/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
-pub const MIN_TOKEN_LEN: usize = 16;
-/// How long a client has to send a request's head (request line and headers), counted from
-/// when the connection is ready for it. Blocks a head sent a byte at a time ("slowloris").
-pub const DEFAULT_ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection may stay open with no byte moving and no request being handled.
-/// Blocks connections opened and left silent, or kept alive and forgotten, from holding a
-/// file descriptor and a connection slot.
-pub const DEFAULT_ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a request's body may take to arrive, from the end of its head. Blocks a body
-/// trickled byte by byte from holding one of the few request slots (and a buffer) for ever.
-pub const DEFAULT_ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections open at once. Blocks a flood of connections, each within its timeouts, from
-/// exhausting the host's file descriptors and memory.
-pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
-
-/// The admin API: where it listens, the bearer token every request must carry, TLS when it
-/// listens beyond loopback, and the limits each connection is served under.
-#[derive(Clone)]
-pub struct Admin {
-    pub listen: std::net::SocketAddr,
-    /// The line of `listen` (of `[admin]` when the default is used): an address that cannot
-    /// be bound is refused there.
-    pub listen_line: usize,
-    /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
-    pub token: String,
-    /// `tls_cert` and `tls_key`, loaded; required when `listen` is beyond loopback.
-    pub tls: Option<AdminTls>,
-    pub limits: AdminLimits,
-}
-
-impl fmt::Debug for Admin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The token stays out of logs and error messages.
-        f.debug_struct("Admin")
-            .field("listen", &self.listen)
-            .field("tls", &self.tls)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The admin API's certificate and key, read and checked against each other.
-#[derive(Clone)]
-pub struct AdminTls {
-    /// The PEM files, as the pipeline file names them (relative to its folder).
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The server's TLS settings, with the `ring` provider.
-    pub config: std::sync::Arc<rustls::ServerConfig>,
-}
-
-impl fmt::Debug for AdminTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminTls")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What each connection to the admin API is held to; each default says the threat it blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminLimits {
-    /// `header_timeout`, in [`ranges::ADMIN_TIMEOUT`]; also bounds a TLS handshake.
-    pub header_timeout: Duration,
-    /// `idle_timeout`, in [`ranges::ADMIN_TIMEOUT`].
-    pub idle_timeout: Duration,
-    /// `body_timeout`, in [`ranges::ADMIN_TIMEOUT`].
-    pub body_timeout: Duration,
-    /// `max_connections`, in [`ranges::ADMIN_MAX_CONNECTIONS`].
-    pub max_connections: usize,
-}
-
-impl Default for AdminLimits {
-    fn default() -> Self {
-        AdminLimits {
-            header_timeout: DEFAULT_ADMIN_HEADER_TIMEOUT,
-            idle_timeout: DEFAULT_ADMIN_IDLE_TIMEOUT,
-            body_timeout: DEFAULT_ADMIN_BODY_TIMEOUT,
-            max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
-        }
-    }
-}
-
-/// The canary guard of a stage: over the first `events` events a new version processes, a
-/// failure rate above `max_failure_rate` rolls it back. `events = 0` turns the guard off.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Canary {
-    /// In [`ranges::CANARY_EVENTS`]: 0 to 10,000,000.
-    pub events: u64,
-    /// From 0 to 1.
-    pub max_failure_rate: f64,
-}
-
-impl Default for Canary {
-    fn default() -> Self {
-        Canary {
-            events: 1000,
-            max_failure_rate: 0.5,
-        }
-    }
-}
-
-// ---- end of hot loading ----------------------------------------------------------------------
-
-/// The sandbox limits of one stage. Each default blocks a threat named beside it; each range
-/// is in [`ranges`], with the threat a value outside it would let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel (roughly, wasm instructions) per event; a call gets `events × fuel`. Blocks a
-    /// plugin that burns CPU on every event and starves the other stages of the core.
-    /// In [`ranges::FUEL`]: 1 to 10^12.
-    pub fuel: u64,
-    /// Wall-clock limit per call, enforced by epoch interruption. Blocks endless loops and
-    /// host calls that block: a stuck call costs one deadline, never a stuck pipeline.
-    /// In [`ranges::TIMEOUT`]: 1 ms to 1 h.
-    pub timeout: Duration,
-    /// Linear-memory cap per instance. Blocks a memory bomb from taking the host's memory.
-    /// In [`ranges::MEMORY`]: 64 KiB to 4 GiB.
-    pub memory: u64,
-    /// Events out per event in. Blocks an amplification bomb (one event into millions)
-    /// from flooding the stages and sinks downstream. In [`ranges::MAX_OUTPUT_EVENTS`]: 1 to
-    /// 65,536.
-    pub max_output_events: usize,
-    /// Bytes out (keys, values, headers) per call. Blocks one call from handing the host
-    /// an unbounded amount of data to hold and pass on. In [`ranges::MAX_OUTPUT_BYTES`]:
-    /// 1 byte to 1 GiB.
-    pub max_output_bytes: u64,
-    /// Bytes per output value. Blocks single huge values from reaching sinks and later
-    /// stages, each of which would copy them. In [`ranges::MAX_VALUE_SIZE`]: 1 byte to 1 GiB.
-    pub max_value_size: u64,
-}
-
-impl Default for Limits {
-    /// The sandbox's own defaults for what it enforces (one place for them, so that
-    /// `weir plugin test` and a pipeline agree), and the host's for the output caps.
-    fn default() -> Self {
-        let sandbox = weir_sandbox::Limits::default();
-        Limits {
-            fuel: sandbox.fuel,
-            timeout: sandbox.timeout,
-            memory: sandbox.memory,
-            max_output_events: 1024,
-            max_output_bytes: 64 << 20,
-            max_value_size: 16 << 20,
-        }
-    }
-}
-
-impl Limits {
-    /// The limits the sandbox enforces on a call (fuel, deadline, memory, and what the call's
-    /// output may cost); the per-input caps are the host's to enforce.
-    pub fn sandbox(&self) -> weir_sandbox::Limits {
-        weir_sandbox::Limits {
-            fuel: self.fuel,
-            timeout: self.timeout,
-            memory: self.memory,
-            output_bytes: self.max_output_bytes,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Sink {
-    pub name: String,
-    pub inputs: Vec<String>,
-    pub kind: SinkKind,
-    pub encoding: Encoding,
-}
-
-#[derive(Debug, Clone)]
-pub enum SinkKind {
-    Stdout,
-    File {
-        path: PathBuf,
-        mode: WriteMode,
-        sync: SyncMode,
-    },
-    /// Counts events and bytes, writes nothing.
-    Null,
-    /// Publishes each event to a NATS JetStream subject, with a message id for deduplication.
-    Nats {
-        url: String,
-        subject: String,
-    },
-}
-
-/// What a file sink does with what the file already holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Keep it and write after it (the default: a second run never destroys the first's).
-    Append,
-    /// Start empty.
-    Truncate,
-}
-
-/// How far written events must have gone before their acknowledgement is released.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncMode {
-    /// Flushed to the operating system: a crash of the process loses nothing acknowledged.
-    Flush,
-    /// Flushed and `fsync`ed: a crash of the machine loses nothing acknowledged.
-    Fsync,
-}
-
-/// How a sink writes an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    /// The value, then a newline.
-    Text,
-    /// A JSON object with key, value, headers and timestamp, then a newline.
-    Json,
-}
-
-/// Where dead letters go: JSON lines, one per failed event.
-#[derive(Debug, Clone)]
-pub enum DeadLetterConfig {
-    Stderr,
-    File {
-        path: PathBuf,
-        mode: WriteMode,
-        sync: SyncMode,
-    },
-}
 
 impl Pipeline {
     /// Reads and checks a pipeline file.

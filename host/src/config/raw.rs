@@ -25,14 +25,10 @@ const GLOBAL_KEYS: &[&str] = &[
     "data_dir",
     "checkpoint_interval",
 ];
-const SOURCE_KEYS: &[&str] = &[
-    "type",
-    "path",
-    "repeat",
-    "count",
-    "size",
-    "batch_size",
-    "linger",
+/// The keys of a `file` or `generate` source, refused on every other type.
+pub(crate) const SOURCE_TYPE_KEYS: [&str; 4] = ["path", "repeat", "count", "size"];
+/// The keys only a `nats` source has.
+pub(crate) const NATS_KEYS: [&str; 8] = [
     "url",
     "stream",
     "consumer",
@@ -42,6 +38,12 @@ const SOURCE_KEYS: &[&str] = &[
     "max_ack_pending",
     "key_header",
 ];
+const SOURCE_KEYS: [&str; 15] = keys(&[
+    &["type"],
+    &SOURCE_TYPE_KEYS,
+    &["batch_size", "linger"],
+    &NATS_KEYS,
+]);
 const STAGE_KEYS: &[&str] = &[
     "inputs",
     "plugin",
@@ -82,6 +84,24 @@ const ADMIN_KEYS: &[&str] = &[
 ];
 
 const METRICS_KEYS: &[&str] = &["listen", "linger"];
+
+/// The lists in `parts`, one after another, as one list of `N` keys: a list shared by two
+/// tables is written once.
+const fn keys<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut n, mut i) = (0, 0);
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            out[n] = parts[i][j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N, "the parts hold a different number of keys");
+    out
+}
 
 pub(crate) struct RawFile {
     pub pipeline: Option<RawGlobal>,
@@ -242,7 +262,7 @@ pub(crate) fn read(cx: &Ctx) -> Result<RawFile, ConfigError> {
     )?;
     Ok(RawFile {
         pipeline: pipeline.map(|t| read_global(&t)).transpose()?,
-        sources: nodes(&root, "sources", ("a source", SOURCE_KEYS), read_source)?,
+        sources: nodes(&root, "sources", ("a source", &SOURCE_KEYS), read_source)?,
         stages: nodes(&root, "stages", ("a stage", STAGE_KEYS), read_stage)?,
         sinks: nodes(&root, "sinks", ("a sink", SINK_KEYS), read_sink)?,
         dead_letter: dead_letter.map(|t| read_dead_letter(&t)).transpose()?,

@@ -3,9 +3,72 @@
 use crate::config::error::Sp;
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, shown};
 use crate::config::raw::{RawDeadLetter, RawSink};
-use crate::config::{
-    DEFAULT_NATS_URL, DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode,
-};
+use std::path::PathBuf;
+
+use crate::config::DEFAULT_NATS_URL;
+
+#[derive(Debug, Clone)]
+pub struct Sink {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub kind: SinkKind,
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Stdout,
+    File {
+        path: PathBuf,
+        mode: WriteMode,
+        sync: SyncMode,
+    },
+    /// Counts events and bytes, writes nothing.
+    Null,
+    /// Publishes each event to a NATS JetStream subject, with a message id for deduplication.
+    Nats {
+        url: String,
+        subject: String,
+    },
+}
+
+/// What a file sink does with what the file already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Keep it and write after it (the default: a second run never destroys the first's).
+    Append,
+    /// Start empty.
+    Truncate,
+}
+
+/// How far written events must have gone before their acknowledgement is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Flushed to the operating system: a crash of the process loses nothing acknowledged.
+    Flush,
+    /// Flushed and `fsync`ed: a crash of the machine loses nothing acknowledged.
+    Fsync,
+}
+
+/// How a sink writes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The value, then a newline.
+    Text,
+    /// A JSON object with key, value, headers and timestamp, then a newline.
+    Json,
+}
+
+/// Where dead letters go: JSON lines, one per failed event.
+#[derive(Debug, Clone)]
+pub enum DeadLetterConfig {
+    Stderr,
+    File {
+        path: PathBuf,
+        mode: WriteMode,
+        sync: SyncMode,
+    },
+}
 
 const KINDS: &[&str] = &["stdout", "file", "null", "nats"];
 const MODES: &[&str] = &["append", "truncate"];

@@ -2,29 +2,69 @@
 //! JetStream durable consumer.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::DEFAULT_NATS_URL;
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, plain, shown};
 use crate::config::ranges::{
     ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, MAX_ACK_PENDING, NATS_BATCH, REPEAT,
 };
-use crate::config::raw::RawSource;
+use crate::config::raw::{NATS_KEYS, RawSource, SOURCE_TYPE_KEYS};
 use crate::config::units;
-use crate::config::{DEFAULT_GENERATE_SIZE, DEFAULT_NATS_URL, NatsSource, Source, SourceKind};
+
+/// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
+pub const DEFAULT_GENERATE_SIZE: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub kind: SourceKind,
+    /// In [`ranges::BATCH_SIZE`](super::ranges::BATCH_SIZE); the pipeline's unless the source sets its own.
+    pub batch_size: usize,
+    /// In [`ranges::LINGER`](super::ranges::LINGER); the pipeline's unless the source sets its own.
+    pub linger: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    Stdin,
+    /// One event per line; `repeat` (in [`ranges::REPEAT`](super::ranges::REPEAT), 1 to 1,000,000) reads the file that
+    /// many times in a row.
+    File {
+        path: PathBuf,
+        repeat: u64,
+    },
+    /// `count` events (in [`ranges::COUNT`](super::ranges::COUNT), 0 to 10^12) whose values are `size` bytes (in
+    /// [`ranges::GENERATE_SIZE`](super::ranges::GENERATE_SIZE), 0 to 16 MiB): byte `j` of event `i` is
+    /// `b'a' + (i + j) % 26` (benchmark workload W1).
+    Generate {
+        count: u64,
+        size: usize,
+    },
+    /// A durable pull consumer of a NATS JetStream stream.
+    Nats(NatsSource),
+}
+
+/// A NATS JetStream source.
+#[derive(Debug, Clone)]
+pub struct NatsSource {
+    pub url: String,
+    pub stream: String,
+    /// The durable consumer's name; created with `subject` as its filter if it does not exist.
+    pub consumer: String,
+    pub subject: Option<String>,
+    /// Messages fetched per request, in [`ranges::NATS_BATCH`](super::ranges::NATS_BATCH); the source's batch size unless set.
+    pub batch: usize,
+    /// In [`ranges::ACK_WAIT`](super::ranges::ACK_WAIT): 1 s to a day; 30 s unless set.
+    pub ack_wait: Duration,
+    /// In [`ranges::MAX_ACK_PENDING`](super::ranges::MAX_ACK_PENDING); 4 × the fetch batch unless set.
+    pub max_ack_pending: usize,
+    /// The header whose value becomes the event's key.
+    pub key_header: Option<String>,
+}
 
 const KINDS: &[&str] = &["stdin", "file", "generate", "nats"];
-
-/// The keys only a `nats` source has.
-const NATS_KEYS: &[&str] = &[
-    "url",
-    "stream",
-    "consumer",
-    "subject",
-    "batch",
-    "ack_wait",
-    "max_ack_pending",
-    "key_header",
-];
 
 /// One source; `batch_size` and `linger` are the pipeline's, for a source that sets neither.
 pub(crate) fn check(
@@ -45,13 +85,7 @@ pub(crate) fn check(
     }
     let kind = match raw.kind.get_ref().as_str() {
         "stdin" => {
-            unused(
-                cx,
-                &node,
-                raw,
-                "stdin",
-                &["path", "repeat", "count", "size"],
-            )?;
+            unused(cx, &node, raw, "stdin", &SOURCE_TYPE_KEYS)?;
             SourceKind::Stdin
         }
         "file" => file(cx, &node, raw)?,
@@ -90,12 +124,14 @@ fn unused(
     kind: &str,
     keys: &[&str],
 ) -> Result<(), ConfigError> {
-    let present: [(&str, Option<Range<usize>>); 4] = [
-        ("path", raw.path.as_ref().map(|v| v.span())),
-        ("repeat", raw.repeat.as_ref().map(|v| v.span())),
-        ("count", raw.count.as_ref().map(|v| v.span())),
-        ("size", raw.size.as_ref().map(|v| v.span())),
+    // In the order of SOURCE_TYPE_KEYS.
+    let spans: [Option<Range<usize>>; SOURCE_TYPE_KEYS.len()] = [
+        raw.path.as_ref().map(|v| v.span()),
+        raw.repeat.as_ref().map(|v| v.span()),
+        raw.count.as_ref().map(|v| v.span()),
+        raw.size.as_ref().map(|v| v.span()),
     ];
+    let present = SOURCE_TYPE_KEYS.into_iter().zip(spans);
     for (key, span) in present {
         if let Some(span) = span.filter(|_| keys.contains(&key)) {
             return Err(cx.err(
@@ -153,20 +189,18 @@ fn generate(cx: &Ctx, node: &str, raw: &RawSource) -> Result<SourceKind, ConfigE
 /// The NATS keys are refused on other source types.
 fn no_nats_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError> {
     let n = &raw.nats;
-    let present: [(&str, Option<Range<usize>>); 8] = [
-        ("url", n.url.as_ref().map(|v| v.span())),
-        ("stream", n.stream.as_ref().map(|v| v.span())),
-        ("consumer", n.consumer.as_ref().map(|v| v.span())),
-        ("subject", n.subject.as_ref().map(|v| v.span())),
-        ("batch", n.batch.as_ref().map(|v| v.span())),
-        ("ack_wait", n.ack_wait.as_ref().map(|v| v.span())),
-        (
-            "max_ack_pending",
-            n.max_ack_pending.as_ref().map(|v| v.span()),
-        ),
-        ("key_header", n.key_header.as_ref().map(|v| v.span())),
+    // In the order of NATS_KEYS.
+    let spans: [Option<Range<usize>>; NATS_KEYS.len()] = [
+        n.url.as_ref().map(|v| v.span()),
+        n.stream.as_ref().map(|v| v.span()),
+        n.consumer.as_ref().map(|v| v.span()),
+        n.subject.as_ref().map(|v| v.span()),
+        n.batch.as_ref().map(|v| v.span()),
+        n.ack_wait.as_ref().map(|v| v.span()),
+        n.max_ack_pending.as_ref().map(|v| v.span()),
+        n.key_header.as_ref().map(|v| v.span()),
     ];
-    debug_assert_eq!(present.len(), NATS_KEYS.len());
+    let present = NATS_KEYS.into_iter().zip(spans);
     for (key, span) in present {
         if let Some(span) = span {
             return Err(cx.err(
@@ -185,7 +219,7 @@ fn nats(
     raw: &RawSource,
     batch_size: usize,
 ) -> Result<SourceKind, ConfigError> {
-    unused(cx, node, raw, "nats", &["path", "repeat", "count", "size"])?;
+    unused(cx, node, raw, "nats", &SOURCE_TYPE_KEYS)?;
     let n = &raw.nats;
     let required = |value: &Option<crate::config::error::Sp<String>>, key: &str, what: &str| {
         value.as_ref().map(|v| v.get_ref().clone()).ok_or_else(|| {

@@ -1,8 +1,10 @@
 //! `[stages.NAME]`: the plugin file, its settings, its limits, breaker, grant and canary, and
 //! the lines later checks need to name a place.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::config::error::{ConfigError, Ctx, Sp, did_you_mean, join, list, plain, shown};
 use crate::config::names;
@@ -12,10 +14,170 @@ use crate::config::ranges::{
 };
 use crate::config::raw::{RawBreaker, RawCanary, RawGrant, RawStage};
 use crate::config::units;
-use crate::config::{
-    Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, DirGrant, Grant, Limits, OnError, Stage,
-    StageLines,
-};
+use crate::config::{DirGrant, Grant};
+
+/// Instances a stage runs in parallel unless the file says otherwise.
+pub const DEFAULT_WORKERS: usize = 1;
+/// Retries of an event that asks for one, unless the file says otherwise.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// What a stage does when its plugin fails on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Write the event and the reason to the dead-letter sink and keep going.
+    DeadLetter,
+    /// Count the failure and drop the event.
+    Drop,
+    /// Drain what is in flight and exit non-zero, naming the stage and the failure.
+    Stop,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    pub inputs: Vec<String>,
+    pub plugin: PathBuf,
+    pub settings: Vec<(String, String)>,
+    /// In [`ranges::WORKERS`](super::ranges::WORKERS): 1 to 64.
+    pub workers: usize,
+    pub limits: Limits,
+    /// In [`ranges::RETRIES`](super::ranges::RETRIES): 0 to 100.
+    pub retries: u32,
+    pub on_error: OnError,
+    pub breaker: Breaker,
+    pub grant: Grant,
+    // ---- hot loading ----
+    /// Reload the plugin when its file changes.
+    pub watch: bool,
+    /// The guard that rolls a new version back when it fails too often.
+    pub canary: Canary,
+    /// Where the stage was written, for errors found after the file was read.
+    pub lines: StageLines,
+}
+
+/// Where a stage was written: the file, and the lines of its table, its `plugin` key and each
+/// of its settings. Checks that run after the file was read (a plugin that refuses a setting)
+/// use it to name the place, through [`Stage::setting_error`] and [`Stage::plugin_error`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageLines {
+    /// The pipeline file.
+    pub file: PathBuf,
+    /// The line of the stage's table (`[stages.NAME]`).
+    pub table: usize,
+    /// The line of its `plugin` key.
+    pub plugin: usize,
+    /// The line of each key of its `settings`.
+    pub settings: BTreeMap<String, usize>,
+}
+
+impl Stage {
+    /// An error about setting `key` of this stage, as `stages.NAME.settings.KEY` at the line of
+    /// that setting, or at the stage's table when the file does not set it (a missing setting).
+    pub fn setting_error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let settings = join(&join("stages", &self.name), "settings");
+        ConfigError {
+            file: self.lines.file.clone(),
+            line: Some(
+                self.lines
+                    .settings
+                    .get(key)
+                    .copied()
+                    .unwrap_or(self.lines.table),
+            ),
+            key: Some(join(&settings, key)),
+            message: message.into(),
+        }
+    }
+
+    /// An error about this stage's plugin, as `stages.NAME.plugin` at the line of that key.
+    pub fn plugin_error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.lines.file.clone(),
+            line: Some(self.lines.plugin),
+            key: Some(join(&join("stages", &self.name), "plugin")),
+            message: message.into(),
+        }
+    }
+}
+
+/// When a stage's `on_error` policy acts: over the last `window` events sent to its plugin,
+/// once the window is full and the failed fraction reaches `threshold`, the breaker trips and
+/// stays open for `cooldown`, failing events at once (`breaker-open`) without calling the
+/// plugin. Blocks a plugin that fails everything from costing a trap (and its re-runs) per
+/// batch for ever, and from slowing the branches it shares a source with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Breaker {
+    /// In [`ranges::BREAKER_WINDOW`](super::ranges::BREAKER_WINDOW): 1 to 1,000,000 events.
+    pub window: usize,
+    /// Above 0 and at most 1.
+    pub threshold: f64,
+    /// In [`ranges::BREAKER_COOLDOWN`](super::ranges::BREAKER_COOLDOWN): 0 to 1 h.
+    pub cooldown: Duration,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            window: 100,
+            threshold: 0.5,
+            cooldown: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The canary guard of a stage: over the first `events` events a new version processes, a
+/// failure rate above `max_failure_rate` rolls it back. `events = 0` turns the guard off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Canary {
+    /// In [`ranges::CANARY_EVENTS`](super::ranges::CANARY_EVENTS): 0 to 10,000,000.
+    pub events: u64,
+    /// From 0 to 1.
+    pub max_failure_rate: f64,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            events: 1000,
+            max_failure_rate: 0.5,
+        }
+    }
+}
+
+/// The limits of one stage: what the sandbox enforces on each call, and the per-input caps on
+/// its output that the host enforces. Each default blocks a threat named beside it; each range
+/// is in [`ranges`](super::ranges), with the threat a value outside it would let in. The keys
+/// of the file are `fuel` (in [`ranges::FUEL`](super::ranges::FUEL): 1 to 10^12), `timeout`
+/// (in [`ranges::TIMEOUT`](super::ranges::TIMEOUT): 1 ms to 1 h), `memory` (in
+/// [`ranges::MEMORY`](super::ranges::MEMORY): 64 KiB to 4 GiB) and `max_output_bytes` (in
+/// [`ranges::MAX_OUTPUT_BYTES`](super::ranges::MAX_OUTPUT_BYTES): 1 byte to 1 GiB, the
+/// sandbox's `output_bytes`) for the sandbox, and the two caps below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// What the sandbox enforces on a call: fuel, deadline, memory, and what the call's output
+    /// may cost in all.
+    pub sandbox: weir_sandbox::Limits,
+    /// Events out per event in. Blocks an amplification bomb (one event into millions)
+    /// from flooding the stages and sinks downstream. In
+    /// [`ranges::MAX_OUTPUT_EVENTS`](super::ranges::MAX_OUTPUT_EVENTS): 1 to 65,536.
+    pub max_output_events: usize,
+    /// Bytes per output value. Blocks single huge values from reaching sinks and later
+    /// stages, each of which would copy them. In
+    /// [`ranges::MAX_VALUE_SIZE`](super::ranges::MAX_VALUE_SIZE): 1 byte to 1 GiB.
+    pub max_value_size: u64,
+}
+
+impl Default for Limits {
+    /// The sandbox's own defaults for what it enforces (one place for them, so that
+    /// `weir plugin test` and a pipeline agree), and the host's for the output caps.
+    fn default() -> Self {
+        Limits {
+            sandbox: weir_sandbox::Limits::default(),
+            max_output_events: 1024,
+            max_value_size: 16 << 20,
+        }
+    }
+}
 
 const POLICIES: &[&str] = &["dead-letter", "drop", "stop"];
 
@@ -98,25 +260,27 @@ fn limits(cx: &Ctx, node: &str, raw: &RawStage) -> Result<Limits, ConfigError> {
             .map(|v| v.unwrap_or(default))
     };
     Ok(Limits {
-        fuel: (raw.fuel.as_ref())
-            .map(|v| units::whole(cx, v, &key("fuel"), &FUEL))
-            .transpose()?
-            .unwrap_or(d.fuel),
-        timeout: (raw.timeout.as_ref())
-            .map(|v| units::duration(cx, v, &key("timeout"), &TIMEOUT))
-            .transpose()?
-            .unwrap_or(d.timeout),
-        memory: size(&raw.memory, "memory", &MEMORY, d.memory)?,
+        sandbox: weir_sandbox::Limits {
+            fuel: (raw.fuel.as_ref())
+                .map(|v| units::whole(cx, v, &key("fuel"), &FUEL))
+                .transpose()?
+                .unwrap_or(d.sandbox.fuel),
+            timeout: (raw.timeout.as_ref())
+                .map(|v| units::duration(cx, v, &key("timeout"), &TIMEOUT))
+                .transpose()?
+                .unwrap_or(d.sandbox.timeout),
+            memory: size(&raw.memory, "memory", &MEMORY, d.sandbox.memory)?,
+            output_bytes: size(
+                &raw.max_output_bytes,
+                "max_output_bytes",
+                &MAX_OUTPUT_BYTES,
+                d.sandbox.output_bytes,
+            )?,
+        },
         max_output_events: (raw.max_output_events.as_ref())
             .map(|v| units::whole(cx, v, &key("max_output_events"), &MAX_OUTPUT_EVENTS))
             .transpose()?
             .unwrap_or(d.max_output_events),
-        max_output_bytes: size(
-            &raw.max_output_bytes,
-            "max_output_bytes",
-            &MAX_OUTPUT_BYTES,
-            d.max_output_bytes,
-        )?,
         max_value_size: size(
             &raw.max_value_size,
             "max_value_size",

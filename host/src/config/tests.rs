@@ -162,16 +162,27 @@ fn a_stage_knows_its_lines_and_names_a_setting_or_its_plugin_in_errors() {
 
 #[test]
 fn limits_give_the_sandbox_its_share() {
-    let limits = Limits {
-        fuel: 7,
-        timeout: Duration::from_millis(3),
-        memory: 1 << 20,
-        ..Limits::default()
-    };
-    let sandbox = limits.sandbox();
+    // The sandbox's defaults are the stage's: `weir plugin test` and a pipeline agree.
+    assert_eq!(Limits::default().sandbox, weir_sandbox::Limits::default());
+    let text = BASE
+        .replace("fuel = 10_000_000", "fuel = 7")
+        .replace("timeout = \"1s\"", "timeout = \"3ms\"")
+        .replace("memory = \"64MiB\"", "memory = \"1MiB\"")
+        .replace(
+            "max_output_bytes = \"64MiB\"",
+            "max_output_bytes = \"2MiB\"",
+        );
+    let p = Fixture::new()
+        .parse(&text)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        (sandbox.fuel, sandbox.timeout, sandbox.memory),
-        (7, Duration::from_millis(3), 1 << 20)
+        p.stages[0].limits.sandbox,
+        weir_sandbox::Limits {
+            fuel: 7,
+            timeout: Duration::from_millis(3),
+            memory: 1 << 20,
+            output_bytes: 2 << 20,
+        }
     );
 }
 

@@ -478,7 +478,7 @@ fn prepare(
         sandbox: Arc::clone(sandbox),
         plugin: Arc::clone(&plugin),
         stage: Arc::from(config.name.as_str()),
-        limits: config.limits.sandbox(),
+        limits: config.limits.sandbox,
         grant: config.grant.clone(),
         settings: settings.clone(),
         log: quota,

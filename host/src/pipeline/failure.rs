@@ -1,36 +1,27 @@
 //! [`FailureKind`]: why an event did not go on, as dead letters, metrics and reports name it.
+//!
+//! The ways a call (or making an instance) fails are the sandbox's [`TrapKind`]s, wrapped as
+//! they are; the other kinds are the host's own: a plugin's rejection or exhausted retries, an
+//! over-long source line, an open breaker.
 
-use serde::Serialize;
+use std::cmp::Ordering;
+
+use serde::{Serialize, Serializer};
 use weir_sandbox::TrapKind;
 
 /// Why an event went to the dead-letter sink (or was dropped by `on_error = "drop"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
     /// The plugin rejected the event.
     Reject,
     /// The plugin asked for retries and the last one failed too.
     RetriesExhausted,
-    /// The call ran out of fuel.
-    OutOfFuel,
-    /// The call ran past its wall-clock deadline.
-    Deadline,
-    /// The instance tried to grow its memory past the stage's cap.
-    MemoryLimit,
-    /// The guest overflowed its stack.
-    StackOverflow,
-    /// The guest panicked or reached `unreachable`.
-    Panic,
-    /// Any other trap, or an output that breaks the contract's encoding.
-    Trap,
-    /// The plugin returned a different number of outcomes than events it was given.
-    WrongOutcomeCount,
-    /// A fresh instance could not be initialised to process the event.
-    InitFailed,
+    /// The call, or making the instance, failed as the sandbox names it: out of fuel, past
+    /// its deadline, over its memory, a trap, a wrong count of outcomes, an output over its
+    /// caps. Named as the sandbox names it (`out-of-fuel`, `output-cap`…).
+    Trap(TrapKind),
     /// A source read an input line longer than it accepts.
     Oversized,
-    /// The plugin's outputs for the event broke one of the stage's output caps.
-    OutputCap,
     /// The stage's circuit breaker was open: the event was not sent to the plugin.
     BreakerOpen,
 }
@@ -40,16 +31,16 @@ impl FailureKind {
     pub const ALL: [FailureKind; 13] = [
         FailureKind::Reject,
         FailureKind::RetriesExhausted,
-        FailureKind::OutOfFuel,
-        FailureKind::Deadline,
-        FailureKind::MemoryLimit,
-        FailureKind::StackOverflow,
-        FailureKind::Panic,
-        FailureKind::Trap,
-        FailureKind::WrongOutcomeCount,
-        FailureKind::InitFailed,
+        FailureKind::Trap(TrapKind::OutOfFuel),
+        FailureKind::Trap(TrapKind::Deadline),
+        FailureKind::Trap(TrapKind::MemoryLimit),
+        FailureKind::Trap(TrapKind::StackOverflow),
+        FailureKind::Trap(TrapKind::Panic),
+        FailureKind::Trap(TrapKind::Trap),
+        FailureKind::Trap(TrapKind::WrongOutcomeCount),
+        FailureKind::Trap(TrapKind::InitFailed),
         FailureKind::Oversized,
-        FailureKind::OutputCap,
+        FailureKind::Trap(TrapKind::OutputCap),
         FailureKind::BreakerOpen,
     ];
 
@@ -65,16 +56,8 @@ impl FailureKind {
         match self {
             FailureKind::Reject => "reject",
             FailureKind::RetriesExhausted => "retries-exhausted",
-            FailureKind::OutOfFuel => "out-of-fuel",
-            FailureKind::Deadline => "deadline",
-            FailureKind::MemoryLimit => "memory-limit",
-            FailureKind::StackOverflow => "stack-overflow",
-            FailureKind::Panic => "panic",
-            FailureKind::Trap => "trap",
-            FailureKind::WrongOutcomeCount => "wrong-outcome-count",
-            FailureKind::InitFailed => "init-failed",
+            FailureKind::Trap(kind) => kind.as_str(),
             FailureKind::Oversized => "oversized",
-            FailureKind::OutputCap => "output-cap",
             FailureKind::BreakerOpen => "breaker-open",
         }
     }
@@ -83,28 +66,90 @@ impl FailureKind {
     pub fn is_trap(self) -> bool {
         matches!(
             self,
-            FailureKind::OutOfFuel
-                | FailureKind::Deadline
-                | FailureKind::MemoryLimit
-                | FailureKind::StackOverflow
-                | FailureKind::Panic
-                | FailureKind::Trap
+            FailureKind::Trap(
+                TrapKind::OutOfFuel
+                    | TrapKind::Deadline
+                    | TrapKind::MemoryLimit
+                    | TrapKind::StackOverflow
+                    | TrapKind::Panic
+                    | TrapKind::Trap
+            )
         )
     }
 }
 
 impl From<TrapKind> for FailureKind {
     fn from(kind: TrapKind) -> Self {
-        match kind {
-            TrapKind::OutOfFuel => FailureKind::OutOfFuel,
-            TrapKind::Deadline => FailureKind::Deadline,
-            TrapKind::MemoryLimit => FailureKind::MemoryLimit,
-            TrapKind::StackOverflow => FailureKind::StackOverflow,
-            TrapKind::Panic => FailureKind::Panic,
-            TrapKind::Trap => FailureKind::Trap,
-            TrapKind::WrongOutcomeCount => FailureKind::WrongOutcomeCount,
-            TrapKind::InitFailed => FailureKind::InitFailed,
-            TrapKind::OutputCap => FailureKind::OutputCap,
+        FailureKind::Trap(kind)
+    }
+}
+
+/// Kinds order as [`FailureKind::ALL`] lists them.
+impl Ord for FailureKind {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.index().cmp(&other.index())
+    }
+}
+
+impl PartialOrd for FailureKind {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// As its name, `out-of-fuel`, `breaker-open`…
+impl Serialize for FailureKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_keeps_its_name_and_place() {
+        let names: Vec<&str> = FailureKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "reject",
+                "retries-exhausted",
+                "out-of-fuel",
+                "deadline",
+                "memory-limit",
+                "stack-overflow",
+                "panic",
+                "trap",
+                "wrong-outcome-count",
+                "init-failed",
+                "oversized",
+                "output-cap",
+                "breaker-open",
+            ]
+        );
+        for (i, kind) in FailureKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i);
+            assert_eq!(
+                serde_json::to_string(&kind).expect("a name"),
+                format!("\"{}\"", kind.as_str())
+            );
         }
+        let traps: Vec<&str> = (FailureKind::ALL.into_iter())
+            .filter(|k| k.is_trap())
+            .map(FailureKind::as_str)
+            .collect();
+        assert_eq!(
+            traps,
+            [
+                "out-of-fuel",
+                "deadline",
+                "memory-limit",
+                "stack-overflow",
+                "panic",
+                "trap"
+            ]
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::config::{Source, SourceKind};
 use crate::pipeline::ack::Ledger;
 use crate::pipeline::checkpoint::{self, FileIdentity, FilePosition};
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
-use crate::pipeline::connectors::sources::SourceParts;
+use crate::pipeline::connectors::parts::SourceParts;
 use crate::pipeline::origin::{Place, SourceBatch};
 use crate::pipeline::report::ByteInput;
 

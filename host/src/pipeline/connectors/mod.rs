@@ -1,7 +1,9 @@
 //! Connectors: where events enter and leave a pipeline.
 //!
-//! `lines` splits byte streams into packed line events; `sources` turns files, standard input
-//! (read by `stdin`) and the W1 generator into acknowledged batches sent into the graph; `sinks` writes batches
+//! `lines` splits byte streams into packed line events; `parts` is what every source needs
+//! from the run and how it hands over batches and dead letters; `sources` turns files (read by
+//! `file`), standard input (read by `stdin`) and the W1 generator into acknowledged batches
+//! sent into the graph; `sinks` writes batches
 //! out (and the dead-letter writer, dead letters) and releases their acknowledgements only
 //! once flushed; `nats` reads a JetStream consumer (acking each message once its batch is
 //! done) and publishes to a stream (releasing acknowledgements once the server confirmed).
@@ -9,6 +11,7 @@
 pub(crate) mod file;
 pub(crate) mod lines;
 pub(crate) mod nats;
+pub(crate) mod parts;
 pub(crate) mod sinks;
 pub(crate) mod sources;
 pub(crate) mod stdin;

@@ -8,9 +8,29 @@
 //! version that fails everything is rolled back within its first `events` whether or not the
 //! breaker is open. Once the failures alone pass the allowed number the verdict cannot
 //! change, so the guard does not wait for the rest.
+//!
+//! The counts it judges, [`GenerationCounts`], live here too: a version's workers keep them
+//! (in `version`), and both the guard and the control plane read them.
+
+use std::time::Instant;
 
 use crate::config::Canary;
-use crate::pipeline::stage::version::GenerationCounts;
+
+/// Batches, events and failures of one generation, as its workers report them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenerationCounts {
+    pub generation: u64,
+    pub batches: u64,
+    pub events: u64,
+    /// Events that failed (dead-lettered or dropped by policy), breaker-open ones included.
+    pub failed: u64,
+    /// When the first batch of this generation finished: the moment it was serving.
+    pub first_batch: Option<Instant>,
+    /// Events of every generation so far: the stage's throughput across swaps.
+    pub total_events: u64,
+    /// Whether the canary guards this generation (a swap, not a rollback, with a guard on).
+    pub guarded: bool,
+}
 
 /// What the guard makes of a version so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,7 @@ mod retry;
 pub(crate) mod runner;
 mod version;
 
+pub use canary::GenerationCounts;
 pub use isolate::MAX_TRAPS_PER_BATCH;
 pub use retry::MAX_WAITING_RETRIES;
-pub use version::{GenerationCounts, StageHandle, StageVersion};
+pub use version::{StageHandle, StageVersion};

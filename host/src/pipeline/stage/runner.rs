@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use weir_sandbox::{Events, GuestFailureKind, Output, Processor, Trapped};
+use weir_sandbox::{Events, GuestFailureKind, Output, Processor, TrapKind, Trapped};
 
 use crate::config::OnError;
 use crate::pipeline::batch::Batch;
@@ -450,7 +450,7 @@ impl StageRunner {
                     }
                 } else if let Some((_, message)) = broken.next_if(|(i, _)| *i == j) {
                     let reason = Reason {
-                        kind: FailureKind::OutputCap,
+                        kind: FailureKind::Trap(TrapKind::OutputCap),
                         message: Arc::from(message),
                         attempts: attempt + 1,
                     };

@@ -19,7 +19,7 @@ use crate::config;
 use crate::pipeline::provenance::VersionHeader;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::breaker::Breaker;
-use crate::pipeline::stage::canary::{Verdict, judge};
+use crate::pipeline::stage::canary::{GenerationCounts, Verdict, judge};
 
 /// One version of a stage, as its workers run it.
 pub struct StageVersion {
@@ -55,22 +55,6 @@ impl StageVersion {
                  they were removed (this warning is given once per version)");
         }
     }
-}
-
-/// Batches, events and failures of one generation, as its workers report them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GenerationCounts {
-    pub generation: u64,
-    pub batches: u64,
-    pub events: u64,
-    /// Events that failed (dead-lettered or dropped by policy), breaker-open ones included.
-    pub failed: u64,
-    /// When the first batch of this generation finished: the moment it was serving.
-    pub first_batch: Option<Instant>,
-    /// Events of every generation so far: the stage's throughput across swaps.
-    pub total_events: u64,
-    /// Whether the canary guards this generation (a swap, not a rollback, with a guard on).
-    pub guarded: bool,
 }
 
 /// What a stage's workers, its chain and the control plane share.

@@ -319,7 +319,7 @@ impl Loader {
             sandbox,
             plugin,
             stage: Arc::from(stage.name.as_str()),
-            limits: stage.limits.sandbox(),
+            limits: stage.limits.sandbox,
             grant: stage.grant.clone(),
             settings: stage.settings.clone(),
             log: Arc::clone(quota),

@@ -28,7 +28,7 @@ use super::ledger::{Acks, Settler};
 use super::{NatsError, connect};
 use crate::config::{NatsSource, Source};
 use crate::pipeline::ack::Ledger;
-use crate::pipeline::connectors::sources::SourceParts;
+use crate::pipeline::connectors::parts::SourceParts;
 use crate::pipeline::origin::{Place, SourceBatch};
 
 /// How long one pull request waits on the server for messages before it is renewed. Idle

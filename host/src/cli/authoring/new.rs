@@ -2,14 +2,18 @@
 //! binary carries.
 //!
 //! The project gets the template's files with `{{name}}` (and, for Rust, `{{crate_name}}`)
-//! filled in, and a copy of its language's SDK: the layer and the build and test scripts for
-//! Python, JavaScript, C and Go, the `weir-plugin` crate (with its copy of the contract) for
-//! Rust. So it builds and tests with nothing from this repository.
+//! filled in, and a copy of its language's SDK: the layer and the build and test scripts and
+//! the contract (`wit/stage.wit`, from `wit/0.2`) for Python, JavaScript, C and Go, the
+//! `weir-plugin` crate (with its copy of the contract) for Rust. So it builds and tests with
+//! nothing from this repository.
 
 use std::path::{Path, PathBuf};
 
 use super::embedded;
 use super::lang::Lang;
+
+/// The embedded folder of the contract a project is written against: `wit/0.2`.
+const CONTRACT: &str = "wit/0.2";
 
 /// Why a project was not made.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,9 @@ pub fn new(
         _ => {
             embedded::write_out(&format!("sdk/{}", lang.as_str()), &dir, &keep)
                 .map_err(write_err)?;
+            // The contract, which the language's build script reads from `wit/stage.wit`:
+            // the templates carry no copy, so it is the one in the repository's `wit/`.
+            embedded::write_out(CONTRACT, &dir.join("wit"), &keep).map_err(write_err)?;
         }
     }
     Ok(dir)

@@ -374,5 +374,8 @@ fn every_sdk_project_carries_the_current_contract() {
             }
         }
     }
-    assert!(seen >= 5, "found {seen} copies of the contract under sdk/ and plugins/sdk");
+    assert!(
+        seen >= 5,
+        "found {seen} copies of the contract under sdk/ and plugins/sdk"
+    );
 }

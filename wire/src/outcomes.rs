@@ -69,7 +69,9 @@ mod tests {
     #[test]
     fn breaches_are_named() {
         check(4, 3, &[2, 0, 0, 1], &[2]).unwrap();
-        let cases: [(usize, usize, &[u32], &[u32], &str); 5] = [
+        // (inputs, outputs, counts, failures, what the refusal says)
+        type Case = (usize, usize, &'static [u32], &'static [u32], &'static str);
+        let cases: [Case; 5] = [
             (1, 1, &[1, 0], &[], "2 counts for 1"),
             (1, 1, &[2], &[], "add up to 2"),
             (2, 1, &[1, 0], &[0], "input 0 failed but has 1 outputs"),

@@ -1,6 +1,8 @@
 //! Embeds what `weir plugin new` and `weir plugin build` write out: the stage templates of
 //! every language (`sdk/templates/`), the Python, JavaScript, C and Go layers with their
-//! build and test scripts (`sdk/<lang>/`), and the Rust SDK crate (`plugins/sdk/`). The
+//! build and test scripts (`sdk/<lang>/`), the Rust SDK crate (`plugins/sdk/`) with the
+//! `weir-wire` crate it depends on (`wire/`), and the
+//! contract (`wit/0.2/stage.wit`), which a non-Rust project gets as its `wit/stage.wit`. The
 //! binary then makes and builds a project anywhere, with no path back into this repository.
 
 use std::fmt::Write as _;
@@ -15,10 +17,15 @@ const ROOTS: &[&str] = &[
     "sdk/go",
     "plugins/sdk/src",
     "plugins/sdk/wit",
+    "wire/src",
 ];
 
 /// Single files embedded beside them.
-const FILES: &[&str] = &["plugins/sdk/Cargo.toml"];
+const FILES: &[&str] = &[
+    "plugins/sdk/Cargo.toml",
+    "wire/Cargo.toml",
+    "wit/0.2/stage.wit",
+];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));

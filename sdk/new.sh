@@ -35,6 +35,9 @@ mkdir -p "$dir"
     [ -x "$src/$f" ] && chmod +x "$dir/$f"
     true
 done
+# The contract, from wit/ (the templates carry no copy of it).
+mkdir -p "$dir/wit"
+cp "$sdk/../wit/0.2/stage.wit" "$dir/wit/stage.wit"
 if [ "${WEIR_NEW_NO_SDK:-0}" != 1 ]; then
     while read -r f; do
         mkdir -p "$dir/$(dirname "$f")"

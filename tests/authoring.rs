@@ -348,6 +348,26 @@ fn go() -> Result<()> {
     language("go", example("go"))
 }
 
+/// The templates carry no copy of the contract: `weir plugin new` writes the one in `wit/0.2`
+/// as the project's `wit/stage.wit`, where each language's build script reads it.
+#[test]
+fn new_writes_the_current_contract_into_every_project() -> Result<()> {
+    let contract = std::fs::read(workspace_root().join("wit/0.2/stage.wit"))?;
+    let work = Work::new()?;
+    for lang in ["python", "js", "c", "go"] {
+        for template in ["map", "filter"] {
+            let project = work.new_project(&format!("{lang}-{template}"), lang, template)?;
+            let written = std::fs::read(project.join("wit/stage.wit"))
+                .with_context(|| format!("{lang}/{template}: no wit/stage.wit"))?;
+            ensure!(
+                written == contract,
+                "{lang}/{template}: wit/stage.wit differs from wit/0.2/stage.wit"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn new_refuses_a_bad_name_an_unknown_template_and_a_folder_in_use() -> Result<()> {
     let work = Work::new()?;

@@ -108,45 +108,12 @@ impl Output {
     /// ([`crate::cost::charge`]) and so checked already: work in the inputs and failures,
     /// bounded by the batch the host sent.
     pub fn check_outcomes(&self, inputs: usize) -> Result<(), String> {
-        let outputs = self.events.len();
-        if self.counts.is_empty() {
-            if outputs != inputs || !self.failures.is_empty() {
-                return Err(format!(
-                    "no counts (one output per input) but {outputs} outputs and {} failures for {inputs} inputs",
-                    self.failures.len()
-                ));
-            }
-            return Ok(());
-        }
-        if self.counts.len() != inputs {
-            return Err(format!(
-                "{} counts for {inputs} input events",
-                self.counts.len()
-            ));
-        }
-        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
-        if total != outputs as u64 {
-            return Err(format!(
-                "the counts add up to {total} but there are {outputs} output events"
-            ));
-        }
-        let mut previous: Option<u32> = None;
-        for failure in &self.failures {
-            let i = failure.index;
-            if previous.is_some_and(|p| p >= i) || i as usize >= inputs {
-                return Err(format!(
-                    "failure index {i} is out of order or not below {inputs}"
-                ));
-            }
-            if self.counts[i as usize] != 0 {
-                return Err(format!(
-                    "input {i} failed but has {} outputs",
-                    self.counts[i as usize]
-                ));
-            }
-            previous = Some(i);
-        }
-        Ok(())
+        weir_wire::check_outcomes(
+            inputs,
+            self.events.len(),
+            &self.counts,
+            self.failures.iter().map(|f| f.index),
+        )
     }
 
     /// The output range of each input event, in order, for a checked output.

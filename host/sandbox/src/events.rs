@@ -5,6 +5,8 @@
 //! a batch to a plugin is a handful of memory copies and taking one back is as many. An event
 //! is an [`EventRef`]: a view into the buffer, never an allocation. Sources build batches with
 //! the `push_*` methods; every later step reads views or copies whole events between batches.
+//! The layout, the views, the encoder and the checks are `weir-wire`'s, which the Rust SDK
+//! uses too: [`Events`] lends its vectors to it ([`Events::columns`], [`Events::writer`]).
 //!
 //! A batch built by the host is well formed by construction. One that comes back from a plugin
 //! is checked by [`Events::check`] before any view is taken: a span out of range or a header
@@ -13,91 +15,8 @@
 use std::ops::Range;
 
 pub use crate::contract::v02::weir::stage::types::Batch as Events;
-
-/// Numbers per event in [`Events::events`]: value start, value length, key start, key length,
-/// first header, header count.
-pub const EVENT_STRIDE: usize = 6;
-/// Numbers per header in [`Events::headers`]: name start, name length, value start, value length.
-pub const HEADER_STRIDE: usize = 4;
-/// The key length of an event without a key.
-pub const NO_KEY: u32 = u32::MAX;
-/// The timestamp of an event without one, in a batch where others have one.
-pub const NO_TIMESTAMP: u64 = u64::MAX;
-
-/// One event of a batch, borrowed.
-#[derive(Clone, Copy)]
-pub struct EventRef<'a> {
-    batch: &'a Events,
-    index: usize,
-}
-
-impl std::fmt::Debug for EventRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventRef")
-            .field("key", &self.key().map(String::from_utf8_lossy))
-            .field("value", &String::from_utf8_lossy(self.value()))
-            .field("headers", &self.headers().count())
-            .field("timestamp", &self.timestamp())
-            .finish()
-    }
-}
-
-impl<'a> EventRef<'a> {
-    fn field(&self, n: usize) -> u32 {
-        self.batch.events[self.index * EVENT_STRIDE + n]
-    }
-
-    fn span(&self, start: u32, len: u32) -> &'a [u8] {
-        &self.batch.data[start as usize..start as usize + len as usize]
-    }
-
-    /// The event's position in its batch.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    pub fn value(&self) -> &'a [u8] {
-        self.span(self.field(0), self.field(1))
-    }
-
-    pub fn key(&self) -> Option<&'a [u8]> {
-        let len = self.field(3);
-        (len != NO_KEY).then(|| self.span(self.field(2), len))
-    }
-
-    pub fn timestamp(&self) -> Option<u64> {
-        self.batch
-            .timestamps
-            .get(self.index)
-            .copied()
-            .filter(|&t| t != NO_TIMESTAMP)
-    }
-
-    /// The event's headers as (name, value); names are UTF-8 in a checked batch.
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let batch = self.batch;
-        let first = self.field(4) as usize;
-        let count = self.field(5) as usize;
-        (first..first + count).map(move |h| {
-            let f = &batch.headers[h * HEADER_STRIDE..h * HEADER_STRIDE + HEADER_STRIDE];
-            (
-                &batch.data[f[0] as usize..(f[0] + f[1]) as usize],
-                &batch.data[f[2] as usize..(f[2] + f[3]) as usize],
-            )
-        })
-    }
-
-    pub fn header_count(&self) -> usize {
-        self.field(5) as usize
-    }
-
-    /// Bytes of key, value and headers: what the event weighs in a sink or an output cap.
-    pub fn size(&self) -> usize {
-        let key = self.key().map_or(0, <[u8]>::len);
-        let headers: usize = self.headers().map(|(n, v)| n.len() + v.len()).sum();
-        key + self.value().len() + headers
-    }
-}
+use weir_wire::{BatchMut, BatchRef};
+pub use weir_wire::{EVENT_STRIDE, EventRef, HEADER_STRIDE, NO_KEY, NO_TIMESTAMP, RawHeaders};
 
 impl Default for Events {
     fn default() -> Self {
@@ -126,6 +45,28 @@ impl Events {
         }
     }
 
+    /// The batch's vectors, borrowed for reading with `weir-wire`.
+    #[inline]
+    pub fn columns(&self) -> BatchRef<'_> {
+        BatchRef {
+            data: &self.data,
+            events: &self.events,
+            headers: &self.headers,
+            timestamps: &self.timestamps,
+        }
+    }
+
+    /// The batch's vectors, borrowed for writing with `weir-wire`'s encoder.
+    #[inline]
+    pub fn writer(&mut self) -> BatchMut<'_> {
+        BatchMut {
+            data: &mut self.data,
+            events: &mut self.events,
+            headers: &mut self.headers,
+            timestamps: &mut self.timestamps,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.events.len() / EVENT_STRIDE
     }
@@ -135,54 +76,38 @@ impl Events {
     }
 
     /// Event `index`; panics when out of range, like slice indexing.
+    #[inline]
     pub fn get(&self, index: usize) -> EventRef<'_> {
-        assert!(
-            index < self.len(),
-            "event {index} of a batch of {}",
-            self.len()
-        );
-        EventRef { batch: self, index }
+        match self.columns().get(index) {
+            Some(event) => event,
+            None => panic!("event {index} of a batch of {}", self.len()),
+        }
     }
 
+    #[inline]
     pub fn iter(&self) -> impl ExactSizeIterator<Item = EventRef<'_>> + '_ {
-        (0..self.len()).map(move |index| EventRef { batch: self, index })
+        self.columns().iter()
     }
 
     /// Bytes of every value: what a sink's byte counter adds.
     pub fn value_bytes(&self) -> u64 {
-        self.events
-            .chunks_exact(EVENT_STRIDE)
-            .map(|e| u64::from(e[1]))
-            .sum()
+        self.columns().value_bytes()
     }
 
     /// Removes every event, keeping the allocations for reuse.
     pub fn clear(&mut self) {
-        self.data.clear();
-        self.events.clear();
-        self.headers.clear();
-        self.timestamps.clear();
-    }
-
-    /// Appends `bytes` to the buffer and returns their start.
-    fn put(&mut self, bytes: &[u8]) -> u32 {
-        let start = self.data.len();
-        self.data.extend_from_slice(bytes);
-        offset(start)
+        self.writer().clear();
     }
 
     /// Appends an event with this value and nothing else: the line sources' and generator's
     /// event. No allocation once the batch has room.
+    #[inline]
     pub fn push_value(&mut self, value: &[u8]) {
-        let start = self.put(value);
-        self.events
-            .extend_from_slice(&[start, offset(value.len()), 0, NO_KEY, 0, 0]);
-        if !self.timestamps.is_empty() {
-            self.timestamps.push(NO_TIMESTAMP);
-        }
+        self.writer().push_value(value);
     }
 
     /// Appends an event made of these parts.
+    #[inline]
     pub fn push_parts<'h>(
         &mut self,
         key: Option<&[u8]>,
@@ -190,62 +115,18 @@ impl Events {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
         timestamp: Option<u64>,
     ) {
-        let index = self.len();
-        let (key_start, key_len) = match key {
-            Some(key) => (self.put(key), offset(key.len())),
-            None => (0, NO_KEY),
-        };
-        let value_start = self.put(value);
-        let first = offset(self.headers.len() / HEADER_STRIDE);
-        let mut count = 0u32;
-        for (name, value) in headers {
-            let name_start = self.put(name);
-            let value_start = self.put(value);
-            self.headers.extend_from_slice(&[
-                name_start,
-                offset(name.len()),
-                value_start,
-                offset(value.len()),
-            ]);
-            count += 1;
-        }
-        self.events.extend_from_slice(&[
-            value_start,
-            offset(value.len()),
-            key_start,
-            key_len,
-            if count == 0 { 0 } else { first },
-            count,
-        ]);
-        self.set_timestamp(index, timestamp);
+        self.writer().push_parts(key, value, headers, timestamp);
     }
 
     /// Appends a copy of an event from another batch (or this one).
     pub fn push_event(&mut self, event: EventRef<'_>) {
-        if std::ptr::eq(event.batch, self) {
+        if event.is_in(self.columns()) {
             // Copying within one batch: the view would alias the buffer being grown.
-            let copy = self.select(std::iter::once(event.index));
+            let copy = self.select(std::iter::once(event.index()));
             self.push_event(copy.get(0));
             return;
         }
-        self.push_parts(
-            event.key(),
-            event.value(),
-            event.headers(),
-            event.timestamp(),
-        );
-    }
-
-    fn set_timestamp(&mut self, index: usize, timestamp: Option<u64>) {
-        match timestamp {
-            None if self.timestamps.is_empty() => {}
-            None => self.timestamps.push(NO_TIMESTAMP),
-            Some(ts) => {
-                // The first timestamp of the batch: the events before it had none.
-                self.timestamps.resize(index, NO_TIMESTAMP);
-                self.timestamps.push(ts);
-            }
-        }
+        self.writer().push_event(event);
     }
 
     /// A new batch holding copies of the events at `indices`, in that order.
@@ -269,16 +150,44 @@ impl Events {
     /// every header range inside the header column, every header name UTF-8, and the hard
     /// limits of [`crate::cost`]. [`crate::cost::charge`] is the same check against a cap.
     pub fn check(&self) -> Result<(), String> {
-        crate::cost::charge(self, u64::MAX)
-            .map(|_| ())
-            .map_err(|breach| breach.to_string())
+        self.columns().check().map_err(|breach| breach.to_string())
     }
 }
 
-/// A buffer offset as the contract's `u32`. Batches are capped far below 4 GiB (a plugin's
-/// memory, and so its output, is at most 4 GiB; sources cap lines at 16 MiB), so this holds.
-fn offset(n: usize) -> u32 {
-    u32::try_from(n).expect("a batch buffer stays under 4 GiB")
+impl From<weir_wire::Batch> for Events {
+    /// Moves the vectors; copies nothing.
+    fn from(batch: weir_wire::Batch) -> Events {
+        let weir_wire::Batch {
+            data,
+            events,
+            headers,
+            timestamps,
+        } = batch;
+        Events {
+            data,
+            events,
+            headers,
+            timestamps,
+        }
+    }
+}
+
+impl From<Events> for weir_wire::Batch {
+    /// Moves the vectors; copies nothing.
+    fn from(batch: Events) -> weir_wire::Batch {
+        let Events {
+            data,
+            events,
+            headers,
+            timestamps,
+        } = batch;
+        weir_wire::Batch {
+            data,
+            events,
+            headers,
+            timestamps,
+        }
+    }
 }
 
 #[cfg(test)]

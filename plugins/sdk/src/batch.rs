@@ -7,22 +7,15 @@
 //! this module: inputs are read through [`EventView`]s (no allocation), outputs are appended
 //! with the `push_*` methods, whose bytes land in `data` once. A batch is checked with
 //! [`Batch::check`] before any view is taken, so a malformed input is named, not a panic deep
-//! in a stage.
+//! in a stage. The layout, views, encoder and checks are `weir-wire`'s, the host's own: the
+//! batch lends its vectors to it ([`Batch::columns`]).
 
-use std::slice::ChunksExact;
+use weir_wire::{BatchMut, BatchRef, RawHeaders};
+pub(crate) use weir_wire::{Mark, offset};
 
 use crate::Event;
 
-/// Numbers per event in [`Batch::events`]: value start, value length, key start, key length,
-/// first header, header count.
-pub const EVENT_STRIDE: usize = 6;
-/// Numbers per header in [`Batch::headers`]: name start, name length, value start, value
-/// length.
-pub const HEADER_STRIDE: usize = 4;
-/// The key length of an event without a key (its key start is then 0).
-pub const NO_KEY: u32 = u32::MAX;
-/// The timestamp of an event without one, in a batch where others have one.
-pub const NO_TIMESTAMP: u64 = u64::MAX;
+pub use weir_wire::{EVENT_STRIDE, HEADER_STRIDE, NO_KEY, NO_TIMESTAMP};
 
 /// Events packed into columns, as the contract's `batch` record; see `docs/contract.md`.
 ///
@@ -35,16 +28,6 @@ pub struct Batch {
     pub events: Vec<u32>,
     pub headers: Vec<u32>,
     pub timestamps: Vec<u64>,
-}
-
-/// Lengths of a batch's four vectors: where to cut it back to when an input's outputs are
-/// discarded because it failed.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Mark {
-    data: usize,
-    events: usize,
-    headers: usize,
-    timestamps: usize,
 }
 
 impl Batch {
@@ -77,6 +60,28 @@ impl Batch {
         batch
     }
 
+    /// The batch's vectors, borrowed for reading with `weir-wire`.
+    #[inline]
+    pub fn columns(&self) -> BatchRef<'_> {
+        BatchRef {
+            data: &self.data,
+            events: &self.events,
+            headers: &self.headers,
+            timestamps: &self.timestamps,
+        }
+    }
+
+    /// The batch's vectors, borrowed for writing with `weir-wire`'s encoder.
+    #[inline]
+    pub(crate) fn writer(&mut self) -> BatchMut<'_> {
+        BatchMut {
+            data: &mut self.data,
+            events: &mut self.events,
+            headers: &mut self.headers,
+            timestamps: &mut self.timestamps,
+        }
+    }
+
     /// The number of events.
     pub fn len(&self) -> usize {
         self.events.len() / EVENT_STRIDE
@@ -89,27 +94,18 @@ impl Batch {
 
     /// Event `index`, or `None` past the end. Panics later, on access, if the batch is
     /// malformed: [`Batch::check`] it first.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<EventView<'_>> {
-        let fields = self
-            .events
-            .get(index * EVENT_STRIDE..(index + 1) * EVENT_STRIDE)?;
-        Some(EventView {
-            batch: self,
-            index,
-            fields,
-        })
+        let event = self.columns().get(index)?;
+        Some(EventView { batch: self, event })
     }
 
     /// Every event, in order.
+    #[inline]
     pub fn iter(&self) -> impl ExactSizeIterator<Item = EventView<'_>> + '_ {
-        self.events
-            .chunks_exact(EVENT_STRIDE)
-            .enumerate()
-            .map(move |(index, fields)| EventView {
-                batch: self,
-                index,
-                fields,
-            })
+        self.columns()
+            .iter()
+            .map(move |event| EventView { batch: self, event })
     }
 
     /// Copies every event out as an owned [`Event`].
@@ -119,66 +115,15 @@ impl Batch {
 
     /// Removes every event, keeping the allocations.
     pub fn clear(&mut self) {
-        self.data.clear();
-        self.events.clear();
-        self.headers.clear();
-        self.timestamps.clear();
+        self.writer().clear();
     }
 
-    /// Checks the contract's invariants: whole records in both columns, none or one timestamp
-    /// per event, every span inside `data`, every header range inside the header column,
-    /// every header name UTF-8. Says which event or header breaks them.
+    /// Checks the contract's invariants as the host does: whole records in both columns, none
+    /// or one timestamp per event, every span inside `data`, every header range inside the
+    /// header column, every header name UTF-8, and the host's hard limits on a call's events
+    /// and headers. Says which event or header breaks them.
     pub fn check(&self) -> Result<(), String> {
-        if !self.events.len().is_multiple_of(EVENT_STRIDE) {
-            return Err(format!(
-                "the events column has {} numbers, not a multiple of {EVENT_STRIDE}",
-                self.events.len()
-            ));
-        }
-        if !self.headers.len().is_multiple_of(HEADER_STRIDE) {
-            return Err(format!(
-                "the headers column has {} numbers, not a multiple of {HEADER_STRIDE}",
-                self.headers.len()
-            ));
-        }
-        let n = self.len();
-        if !self.timestamps.is_empty() && self.timestamps.len() != n {
-            return Err(format!(
-                "{} timestamps for {n} events (there must be none or one per event)",
-                self.timestamps.len()
-            ));
-        }
-        let size = self.data.len() as u64;
-        let inside = |start: u32, len: u32| u64::from(start) + u64::from(len) <= size;
-        let header_count = (self.headers.len() / HEADER_STRIDE) as u64;
-        for (i, e) in self.events.chunks_exact(EVENT_STRIDE).enumerate() {
-            if !inside(e[0], e[1]) {
-                return Err(format!(
-                    "event {i}: its value is outside the {size}-byte buffer"
-                ));
-            }
-            if e[3] != NO_KEY && !inside(e[2], e[3]) {
-                return Err(format!(
-                    "event {i}: its key is outside the {size}-byte buffer"
-                ));
-            }
-            if u64::from(e[4]) + u64::from(e[5]) > header_count && e[5] > 0 {
-                return Err(format!(
-                    "event {i}: its headers are outside the {header_count} headers"
-                ));
-            }
-        }
-        for (h, f) in self.headers.chunks_exact(HEADER_STRIDE).enumerate() {
-            if !inside(f[0], f[1]) || !inside(f[2], f[3]) {
-                return Err(format!(
-                    "header {h}: its name or value is outside the {size}-byte buffer"
-                ));
-            }
-            if std::str::from_utf8(span(&self.data, f[0], f[1])).is_err() {
-                return Err(format!("header {h}: its name is not UTF-8"));
-            }
-        }
-        Ok(())
+        self.columns().check().map_err(|breach| breach.to_string())
     }
 
     /// Appends an owned event.
@@ -196,6 +141,7 @@ impl Batch {
 
     /// Appends an event made of these parts: each byte is copied into `data` once, in the
     /// order the host writes them (key, value, then each header's name and value).
+    #[inline]
     pub fn push_parts<'h>(
         &mut self,
         key: Option<&[u8]>,
@@ -203,36 +149,25 @@ impl Batch {
         headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
         timestamp: Option<u64>,
     ) {
-        let key = self.put_key(key);
-        let value = self.put(value);
         let headers = headers.into_iter().map(|(n, v)| (n.as_bytes(), v));
-        self.push_record(key, value, headers, timestamp);
+        self.writer().push_parts(key, value, headers, timestamp);
     }
 
     /// Appends a copy of an event of another batch.
+    #[inline]
     pub(crate) fn push_view(&mut self, event: &EventView<'_>) {
-        let key = self.put_key(event.key());
-        let value = self.put(event.value());
-        self.push_record(key, value, event.raw_headers(), event.timestamp());
-    }
-
-    /// Appends `bytes` to `data`; returns their span.
-    pub(crate) fn put(&mut self, bytes: &[u8]) -> (u32, u32) {
-        let start = offset(self.data.len());
-        self.data.extend_from_slice(bytes);
-        (start, offset(bytes.len()))
+        self.writer().push_event(event.event);
     }
 
     /// Appends a key to `data`; returns its span, or the contract's "no key".
+    #[inline]
     pub(crate) fn put_key(&mut self, key: Option<&[u8]>) -> (u32, u32) {
-        match key {
-            Some(key) => self.put(key),
-            None => (0, NO_KEY),
-        }
+        self.writer().put_key(key)
     }
 
     /// Appends the record of an event whose key and value are already in `data`, copying its
     /// headers after them.
+    #[inline]
     pub(crate) fn push_record<'h>(
         &mut self,
         key: (u32, u32),
@@ -240,115 +175,101 @@ impl Batch {
         headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
         timestamp: Option<u64>,
     ) {
-        let index = self.len();
-        let first = offset(self.headers.len() / HEADER_STRIDE);
-        let mut count = 0u32;
-        for (name, value) in headers {
-            let (name_start, name_len) = self.put(name);
-            let (value_start, value_len) = self.put(value);
-            self.headers
-                .extend_from_slice(&[name_start, name_len, value_start, value_len]);
-            count += 1;
-        }
-        let first = if count == 0 { 0 } else { first };
-        self.events
-            .extend_from_slice(&[value.0, value.1, key.0, key.1, first, count]);
-        self.set_timestamp(index, timestamp);
+        self.writer().push_record(key, value, headers, timestamp);
     }
 
-    /// Records event `index`'s timestamp, keeping the column empty while no event has one.
+    /// Where the batch ends now: where to cut it back to when an input's outputs are
+    /// discarded because it failed.
     #[inline]
-    fn set_timestamp(&mut self, index: usize, timestamp: Option<u64>) {
-        match timestamp {
-            None if self.timestamps.is_empty() => {}
-            None => self.timestamps.push(NO_TIMESTAMP),
-            Some(ts) => {
-                // The first timestamp of the batch: the events before it had none.
-                self.timestamps.resize(index, NO_TIMESTAMP);
-                self.timestamps.push(ts);
-            }
-        }
-    }
-
     pub(crate) fn mark(&self) -> Mark {
-        Mark {
-            data: self.data.len(),
-            events: self.events.len(),
-            headers: self.headers.len(),
-            timestamps: self.timestamps.len(),
-        }
+        self.columns().mark()
     }
 
     /// Cuts the batch back to `mark`, dropping what was appended since.
     pub(crate) fn truncate(&mut self, mark: Mark) {
-        self.data.truncate(mark.data);
-        self.events.truncate(mark.events);
-        self.headers.truncate(mark.headers);
-        self.timestamps.truncate(mark.timestamps);
+        self.writer().truncate(mark);
     }
 }
 
-/// A length or offset as the contract's `u32`. A guest's memory, and so any batch it holds, is
-/// under 4 GiB; natively, a batch that large is a bug worth stopping at.
-pub(crate) fn offset(n: usize) -> u32 {
-    u32::try_from(n).expect("a batch's buffer stays under 4 GiB")
+impl From<weir_wire::Batch> for Batch {
+    /// Moves the vectors; copies nothing.
+    fn from(batch: weir_wire::Batch) -> Batch {
+        let weir_wire::Batch {
+            data,
+            events,
+            headers,
+            timestamps,
+        } = batch;
+        Batch {
+            data,
+            events,
+            headers,
+            timestamps,
+        }
+    }
 }
 
-fn span(data: &[u8], start: u32, len: u32) -> &[u8] {
-    &data[start as usize..start as usize + len as usize]
+impl From<Batch> for weir_wire::Batch {
+    /// Moves the vectors; copies nothing.
+    fn from(batch: Batch) -> weir_wire::Batch {
+        let Batch {
+            data,
+            events,
+            headers,
+            timestamps,
+        } = batch;
+        weir_wire::Batch {
+            data,
+            events,
+            headers,
+            timestamps,
+        }
+    }
 }
 
 /// One event of a [`Batch`], borrowed: every accessor is a slice of the batch, never a copy.
 #[derive(Clone, Copy)]
 pub struct EventView<'a> {
     batch: &'a Batch,
-    index: usize,
-    fields: &'a [u32],
+    event: weir_wire::EventRef<'a>,
 }
 
 impl<'a> EventView<'a> {
     /// The event's position in its batch.
+    #[inline]
     pub fn index(&self) -> usize {
-        self.index
+        self.event.index()
     }
 
     /// The batch the event belongs to.
+    #[inline]
     pub(crate) fn batch(&self) -> &'a Batch {
         self.batch
     }
 
     /// The payload.
+    #[inline]
     pub fn value(&self) -> &'a [u8] {
-        span(&self.batch.data, self.fields[0], self.fields[1])
+        self.event.value()
     }
 
     /// The key, if the event has one.
+    #[inline]
     pub fn key(&self) -> Option<&'a [u8]> {
-        let len = self.fields[3];
-        (len != NO_KEY).then(|| span(&self.batch.data, self.fields[2], len))
+        self.event.key()
     }
 
     /// Milliseconds since the Unix epoch, when known.
+    #[inline]
     pub fn timestamp(&self) -> Option<u64> {
-        self.batch
-            .timestamps
-            .get(self.index)
-            .copied()
-            .filter(|&t| t != NO_TIMESTAMP)
+        self.event.timestamp()
     }
 
     /// The headers as (name, value), in order.
+    #[inline]
     pub fn headers(&self) -> Headers<'a> {
-        let first = self.fields[4] as usize * HEADER_STRIDE;
-        let count = self.fields[5] as usize * HEADER_STRIDE;
-        let columns = if count == 0 {
-            &[][..]
-        } else {
-            &self.batch.headers[first..first + count]
-        };
         Headers {
-            data: &self.batch.data,
-            columns: columns.chunks_exact(HEADER_STRIDE),
+            raw: self.event.headers(),
         }
     }
 
@@ -360,17 +281,15 @@ impl<'a> EventView<'a> {
     }
 
     /// Whether the event has any header.
+    #[inline]
     pub(crate) fn has_headers(&self) -> bool {
-        self.fields[5] != 0
+        self.event.has_headers()
     }
 
     /// The headers with their names as bytes: what copying them needs, without a UTF-8 check.
-    pub(crate) fn raw_headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        let headers = self.headers();
-        let data = headers.data;
-        headers
-            .columns
-            .map(move |f| (span(data, f[0], f[1]), span(data, f[2], f[3])))
+    #[inline]
+    pub(crate) fn raw_headers(&self) -> RawHeaders<'a> {
+        self.event.headers()
     }
 
     /// Copies the event out as an owned [`Event`]: what the [`Stage`](crate::Stage) shape
@@ -391,7 +310,7 @@ impl<'a> EventView<'a> {
 impl std::fmt::Debug for EventView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventView")
-            .field("index", &self.index)
+            .field("index", &self.index())
             .field("key", &self.key().map(String::from_utf8_lossy))
             .field("value", &String::from_utf8_lossy(self.value()))
             .field("headers", &self.headers().len())
@@ -403,24 +322,24 @@ impl std::fmt::Debug for EventView<'_> {
 /// The headers of an [`EventView`], as (name, value).
 #[derive(Clone)]
 pub struct Headers<'a> {
-    data: &'a [u8],
-    columns: ChunksExact<'a, u32>,
+    raw: RawHeaders<'a>,
 }
 
 impl<'a> Iterator for Headers<'a> {
     type Item = (&'a str, &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let f = self.columns.next()?;
+        let (name, value) = self.raw.next()?;
         // Names were checked when the batch arrived (`Batch::check`); one that is not UTF-8
         // here is a batch that skipped the check, which is a bug in the caller.
-        let name = std::str::from_utf8(span(self.data, f[0], f[1]))
-            .expect("header names are UTF-8 in a checked batch");
-        Some((name, span(self.data, f[2], f[3])))
+        let name = std::str::from_utf8(name).expect("header names are UTF-8 in a checked batch");
+        Some((name, value))
     }
 
+    #[inline]
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.columns.size_hint()
+        self.raw.size_hint()
     }
 }
 

@@ -5,8 +5,8 @@
 //! so on. `counts` says how many consecutive outputs each input became, and is left empty
 //! when every input became exactly one output and none failed, which is the common case and
 //! costs nothing. `failures` names the inputs that failed, by increasing index. The SDK builds
-//! outputs through [`Outputs`](crate::Outputs); [`Output::check`] is the host's check, here so
-//! that native tests prove an output would be accepted.
+//! outputs through [`Outputs`](crate::Outputs); [`Output::check`] is the host's check (the
+//! same `weir-wire` code), here so that native tests prove an output would be accepted.
 
 use crate::{Batch, Event, Failure, Outcome};
 
@@ -45,43 +45,12 @@ impl Output {
     /// up to the outputs, failures in increasing order, in range, each with a count of 0.
     pub fn check(&self, inputs: usize) -> Result<(), String> {
         self.events.check()?;
-        let outputs = self.events.len();
-        if self.counts.is_empty() {
-            if outputs != inputs || !self.failures.is_empty() {
-                return Err(format!(
-                    "no counts (one output per input) but {outputs} outputs and {} failures \
-                     for {inputs} inputs",
-                    self.failures.len()
-                ));
-            }
-            return Ok(());
-        }
-        if self.counts.len() != inputs {
-            return Err(format!(
-                "{} counts for {inputs} input events",
-                self.counts.len()
-            ));
-        }
-        let total: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
-        if total != outputs as u64 {
-            return Err(format!(
-                "the counts add up to {total} but there are {outputs} output events"
-            ));
-        }
-        let mut previous: Option<u32> = None;
-        for failure in &self.failures {
-            let i = failure.index;
-            if previous.is_some_and(|p| p >= i) || i as usize >= inputs {
-                return Err(format!(
-                    "failure index {i} is out of order or not below {inputs}"
-                ));
-            }
-            if self.counts[i as usize] != 0 {
-                return Err(format!("input {i} failed but has outputs"));
-            }
-            previous = Some(i);
-        }
-        Ok(())
+        weir_wire::check_outcomes(
+            inputs,
+            self.events.len(),
+            &self.counts,
+            self.failures.iter().map(|f| f.index),
+        )
     }
 
     /// Reads the output back as one owned [`Outcome`] per outcome it describes (see
@@ -162,7 +131,7 @@ mod tests {
             (
                 output(&["a"], &[1, 0], &[(0, reject.clone())]),
                 2,
-                "has outputs",
+                "input 0 failed but has 1 outputs",
             ),
             (
                 output(&[], &[0, 0], &[(1, reject.clone()), (0, reject.clone())]),

@@ -2,14 +2,22 @@
 //! binary carries.
 //!
 //! The project gets the template's files with `{{name}}` (and, for Rust, `{{crate_name}}`)
-//! filled in, and a copy of its language's SDK: the layer and the build and test scripts for
-//! Python, JavaScript, C and Go, the `weir-plugin` crate (with its copy of the contract) for
-//! Rust. So it builds and tests with nothing from this repository.
+//! filled in, and a copy of its language's SDK: the layer and the build and test scripts and
+//! the contract (`wit/stage.wit`, from `wit/0.2`) for Python, JavaScript, C and Go, the
+//! `weir-plugin` crate (with its copy of the contract) and the `weir-wire` crate it depends on
+//! for Rust. So it builds and tests with nothing from this repository.
 
 use std::path::{Path, PathBuf};
 
 use super::embedded;
 use super::lang::Lang;
+
+/// The embedded folder of the contract a project is written against: `wit/0.2`.
+const CONTRACT: &str = "wit/0.2";
+
+/// The SDK manifest's dependency on `weir-wire` in this repository, and in a project.
+const WIRE_IN_REPOSITORY: &str = r#"weir-wire = { path = "../../wire" }"#;
+const WIRE_IN_PROJECT: &str = r#"weir-wire = { path = "../weir-wire" }"#;
 
 /// Why a project was not made.
 #[derive(Debug, thiserror::Error)]
@@ -73,16 +81,29 @@ pub fn new(
     if manifest.is_file() {
         std::fs::rename(&manifest, dir.join("Cargo.toml")).map_err(write_err)?;
     }
-    // The SDK goes in as it is: its text holds no placeholder.
+    // The SDK goes in as it is (but for where it finds `weir-wire`): its text holds no
+    // placeholder.
     let keep = |bytes: &[u8]| bytes.to_vec();
     match lang {
         Lang::Rust => {
+            // The SDK depends on `weir-wire` by a path inside this repository (`../../wire`);
+            // in the project the wire crate sits beside it.
             let sdk = dir.join("weir-plugin");
-            embedded::write_out("plugins/sdk", &sdk, &keep).map_err(write_err)?;
+            let relocate = |bytes: &[u8]| match std::str::from_utf8(bytes) {
+                Ok(text) if text.contains(WIRE_IN_REPOSITORY) => text
+                    .replace(WIRE_IN_REPOSITORY, WIRE_IN_PROJECT)
+                    .into_bytes(),
+                _ => bytes.to_vec(),
+            };
+            embedded::write_out("plugins/sdk", &sdk, &relocate).map_err(write_err)?;
+            embedded::write_out("wire", &dir.join("weir-wire"), &keep).map_err(write_err)?;
         }
         _ => {
             embedded::write_out(&format!("sdk/{}", lang.as_str()), &dir, &keep)
                 .map_err(write_err)?;
+            // The contract, which the language's build script reads from `wit/stage.wit`:
+            // the templates carry no copy, so it is the one in the repository's `wit/`.
+            embedded::write_out(CONTRACT, &dir.join("wit"), &keep).map_err(write_err)?;
         }
     }
     Ok(dir)
@@ -121,4 +142,19 @@ pub fn next_steps(lang: Lang, name: &str) -> Vec<String> {
         ),
         format!("weir plugin test {wasm} --input golden/input.txt --expect golden/expected.jsonl"),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_manifest_names_the_wire_crate_as_the_project_writer_expects() {
+        let (_, manifest) = embedded::under("plugins/sdk")
+            .find(|(path, _)| *path == "Cargo.toml")
+            .expect("the SDK's manifest is embedded");
+        let manifest = std::str::from_utf8(manifest).unwrap();
+        assert!(manifest.contains(WIRE_IN_REPOSITORY), "{manifest}");
+        assert!(embedded::has("wire/src") && embedded::has("wit/0.2"));
+    }
 }

@@ -522,7 +522,9 @@ mod hostile {
             fuel: u64::MAX / 1024,
             timeout: Duration::from_secs(30),
             memory: 256 << 20,
-            ..Limits::default()
+            // A million outputs and a 64 MiB value: what the host is meant to receive here,
+            // and then judge with its own caps.
+            output_bytes: 256 << 20,
         }
     }
 

@@ -154,15 +154,9 @@ impl Instance {
             Ok(Err(outcomes)) => return Err(wrong_count(outcomes, input.len())),
             Err(stop) => return Err(stopped(&self.store, stop)),
         };
-        let mut output = output;
-        let charge = cost::charge(&output.events, self.limits.output_bytes).map_err(refused)?;
-        check(&output, input.len())?;
-        self.last_stripped = if charge.reserved {
-            cost::strip_reserved(&mut output.events)
-        } else {
-            0
-        };
-        Ok(bound_reasons(output))
+        let (output, stripped) = accept_output(output, input.len(), self.limits.output_bytes)?;
+        self.last_stripped = stripped;
+        Ok(output)
     }
 
     /// Header references with a reserved (`weir.`) name the last call's output made, which
@@ -194,6 +188,28 @@ impl Instance {
     pub fn dropped_log_lines(&self) -> u64 {
         self.store.data().log.dropped()
     }
+}
+
+/// What the host does with a plugin's output before anything else sees it, in this order:
+/// charges it against `output_bytes` ([`cost::charge`]: refused as `output-cap` over it,
+/// before any other work on it), checks it against the contract for a call of `inputs`
+/// events, strips the header references with reserved names and bounds the failures'
+/// reasons. Returns the output and the references stripped. [`Instance::process`] calls it;
+/// it is public for the property test of guest outputs (`tests/guest_output.rs`).
+#[doc(hidden)]
+pub fn accept_output(
+    mut output: Output,
+    inputs: usize,
+    output_bytes: u64,
+) -> Result<(Output, u64), Trapped> {
+    let charge = cost::charge(&output.events, output_bytes).map_err(refused)?;
+    check(&output, inputs)?;
+    let stripped = if charge.reserved {
+        cost::strip_reserved(&mut output.events)
+    } else {
+        0
+    };
+    Ok((bound_reasons(output), stripped))
 }
 
 /// Checks an output against the contract; a wrong number of outcomes is told apart from

@@ -16,6 +16,9 @@ mod retry;
 pub(crate) mod runner;
 mod version;
 
+/// Public for the property test of guest outputs (`tests/guest_output.rs`).
+#[doc(hidden)]
+pub use caps::violations;
 pub use isolate::MAX_TRAPS_PER_BATCH;
 pub use retry::MAX_WAITING_RETRIES;
 pub use version::{GenerationCounts, StageHandle, StageVersion};

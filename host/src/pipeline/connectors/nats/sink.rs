@@ -26,6 +26,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
+use weir_sandbox::EventRef;
 
 use super::{NatsError, connect};
 use crate::config::{Encoding, Sink};
@@ -33,6 +34,7 @@ use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::pool;
+use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
 
 /// The longest pause between two attempts to publish what the server did not confirm.
@@ -44,6 +46,21 @@ const MAX_REPUBLISH_BACKOFF: Duration = Duration::from_secs(2);
 /// a PubAck lost with a connection from holding its batch (and the source's messages) for
 /// ever; the JetStream context's own request timeout, as long.
 const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
+/// An event's headers as NATS headers, the batch's version headers after its own.
+pub fn headers(event: EventRef<'_>, provenance: &Provenance) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in event.headers() {
+        headers.append(
+            String::from_utf8_lossy(name).as_ref(),
+            String::from_utf8_lossy(value).as_ref(),
+        );
+    }
+    for h in provenance.headers() {
+        headers.append(&*h.name, &*h.value);
+    }
+    headers
+}
 
 /// A NATS sink, connected, its subject known to be captured by a stream.
 pub(crate) struct NatsOutput {
@@ -194,16 +211,7 @@ impl Publisher {
                 Bytes::from(out)
             }
         };
-        let mut headers = HeaderMap::new();
-        for (name, value) in event.headers() {
-            headers.append(
-                String::from_utf8_lossy(name).as_ref(),
-                String::from_utf8_lossy(value).as_ref(),
-            );
-        }
-        for h in batch.provenance.headers() {
-            headers.append(&*h.name, &*h.value);
-        }
+        let headers = headers(event, &batch.provenance);
         let mut message = PublishMessage::build().payload(payload).headers(headers);
         if let Some(origin) = &batch.origin {
             message = message.message_id(format!(

@@ -190,12 +190,22 @@ impl Instance {
     }
 }
 
+/// Bytes of an output's buffer that no event references which the host passes on as they
+/// are. The charge counts what the events reference, not the buffer, so a plugin could
+/// return a 60 MiB buffer under one 10-byte event, well within its `max_output_bytes`, and
+/// every later step would carry it: the next stage's call copies the whole buffer into that
+/// plugin's memory (and may fail it at its memory cap, in place of the plugin that made
+/// it). A buffer longer than its charge and this is copied into one of what its events
+/// reference.
+const UNREFERENCED_SLACK: u64 = 4096;
+
 /// What the host does with a plugin's output before anything else sees it, in this order:
 /// charges it against `output_bytes` ([`cost::charge`]: refused as `output-cap` over it,
 /// before any other work on it), checks it against the contract for a call of `inputs`
-/// events, strips the header references with reserved names and bounds the failures'
-/// reasons. Returns the output and the references stripped. [`Instance::process`] calls it;
-/// it is public for the property test of guest outputs (`tests/guest_output.rs`).
+/// events, strips the header references with reserved names, leaves a buffer that is mostly
+/// unreferenced behind ([`UNREFERENCED_SLACK`]) and bounds the failures' reasons. Returns
+/// the output and the references stripped. [`Instance::process`] calls it; it is public for
+/// the property test of guest outputs (`tests/guest_output.rs`).
 #[doc(hidden)]
 pub fn accept_output(
     mut output: Output,
@@ -209,6 +219,10 @@ pub fn accept_output(
     } else {
         0
     };
+    // An honest output's buffer is at most its charge: each byte referenced at least once.
+    if output.events.data.len() as u64 > charge.bytes.saturating_add(UNREFERENCED_SLACK) {
+        output.events = output.events.compact();
+    }
     Ok((bound_reasons(output), stripped))
 }
 

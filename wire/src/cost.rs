@@ -95,21 +95,49 @@ pub fn check(batch: BatchRef<'_>) -> Result<(), Breach> {
 
 /// Charges `batch` against `cap` bytes; see the module doc for the passes.
 pub fn charge(batch: BatchRef<'_>, cap: u64) -> Result<Charge, Breach> {
+    metered(batch, cap).0
+}
+
+/// What the passes of a charge counted, whether they accepted the batch or not.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metered {
+    /// Bytes charged when the passes stopped; over the cap by the last item's cost when
+    /// they stopped there.
+    pub bytes: u64,
+    /// Items the passes looked at, as [`Charge::work`].
+    pub work: u64,
+}
+
+/// [`charge`], and what its passes counted even when they refused the batch: the property
+/// test of guest outputs (`tests/guest_output.rs`) holds a refused call's work against it.
+#[doc(hidden)]
+pub fn metered(batch: BatchRef<'_>, cap: u64) -> (Result<Charge, Breach>, Metered) {
     let mut meter = Meter {
         cap,
         bytes: 0,
         work: 0,
     };
-    shapes(batch, &mut meter)?;
-    events(batch, &mut meter)?;
-    let names = header_entries(batch, &mut meter)?;
-    references(batch, &mut meter)?;
-    let reserved = validate_names(batch, names, &mut meter)?;
-    Ok(Charge {
+    let result = passes(batch, &mut meter);
+    let counted = Metered {
+        bytes: meter.bytes,
+        work: meter.work,
+    };
+    let result = result.map(|reserved| Charge {
         bytes: meter.bytes,
         reserved,
         work: meter.work,
-    })
+    });
+    (result, counted)
+}
+
+/// The five passes; returns whether any header name is reserved.
+fn passes(batch: BatchRef<'_>, meter: &mut Meter) -> Result<bool, Breach> {
+    shapes(batch, meter)?;
+    events(batch, meter)?;
+    let names = header_entries(batch, meter)?;
+    references(batch, meter)?;
+    validate_names(batch, names, meter)
 }
 
 /// The running total, refused as soon as it passes the cap.

@@ -95,6 +95,48 @@ pub(crate) fn from_v01(outcomes: Vec<OutcomeV01>) -> Output {
     }
 }
 
+/// The 0.1 adapter, public for the property test of guest outputs (`tests/guest_output.rs`):
+/// the records a 0.1 plugin is handed stay opaque.
+#[doc(hidden)]
+pub mod adapter {
+    use super::{EventV01, Events, Output};
+
+    /// A packed batch as the list of 0.1 event records a 0.1 plugin is handed.
+    pub struct V01Events(Vec<EventV01>);
+
+    /// [`super::to_v01`].
+    pub fn to_v01(batch: &Events) -> V01Events {
+        V01Events(super::to_v01(batch))
+    }
+
+    impl V01Events {
+        pub fn len(&self) -> usize {
+            self.0.len()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        /// Bytes of every key, value, header name and header value of the records.
+        pub fn bytes(&self) -> usize {
+            (self.0.iter())
+                .map(|e| {
+                    let key = e.key.as_ref().map_or(0, Vec::len);
+                    let headers: usize = e.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+                    key + e.value.len() + headers
+                })
+                .sum()
+        }
+
+        /// The records back through [`super::from_v01`], as a 0.1 plugin that returns each
+        /// event unchanged, one outcome per event, would have them.
+        pub fn round_trip(self) -> Output {
+            super::from_v01(self.0.into_iter().map(|e| Ok(vec![e])).collect())
+        }
+    }
+}
+
 impl Output {
     /// Checks an output against the contract for a call with `inputs` events: a well-formed
     /// batch, one count per input (or none, meaning one output each), counts that add up to

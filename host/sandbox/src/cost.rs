@@ -10,7 +10,7 @@
 
 pub use weir_wire::cost::{
     Breach, Charge, EVENT_COST, HEADER_COST, MAX_EVENTS_PER_CALL, MAX_HEADERS_PER_CALL,
-    MAX_HEADERS_PER_EVENT, RESERVED_PREFIX,
+    MAX_HEADERS_PER_EVENT, Metered, RESERVED_PREFIX,
 };
 
 use crate::events::Events;
@@ -18,6 +18,12 @@ use crate::events::Events;
 /// Charges `batch` against `cap` bytes; see [`weir_wire::cost`] for the passes.
 pub fn charge(batch: &Events, cap: u64) -> Result<Charge, Breach> {
     weir_wire::cost::charge(batch.columns(), cap)
+}
+
+/// [`charge`], and what its passes counted even when they refused the batch.
+#[doc(hidden)]
+pub fn metered(batch: &Events, cap: u64) -> (Result<Charge, Breach>, Metered) {
+    weir_wire::cost::metered(batch.columns(), cap)
 }
 
 /// Removes every header reference whose name starts with [`RESERVED_PREFIX`] from a charged

@@ -138,6 +138,23 @@ impl Events {
         out
     }
 
+    /// A copy holding only what the events reference, the buffer and each column allocated
+    /// once at its size: for a batch whose buffer holds much that no event references.
+    pub fn compact(&self) -> Events {
+        let bytes = self.iter().map(|e| e.size()).sum();
+        let headers: usize = self.iter().map(|e| e.header_count()).sum();
+        let mut out = Events {
+            data: Vec::with_capacity(bytes),
+            events: Vec::with_capacity(self.events.len()),
+            headers: Vec::with_capacity(headers * HEADER_STRIDE),
+            timestamps: Vec::with_capacity(self.timestamps.len()),
+        };
+        for event in self.iter() {
+            out.push_event(event);
+        }
+        out
+    }
+
     /// A new batch holding copies of the events in `range`.
     pub fn slice(&self, range: Range<usize>) -> Events {
         if range == (0..self.len()) {
@@ -228,6 +245,30 @@ mod tests {
         assert_eq!(copy.get(0).headers().count(), 2);
         assert_eq!(copy.get(1).value(), b"plain");
         assert_eq!(copy.get(0).size(), 1 + 1 + 4);
+    }
+
+    #[test]
+    fn a_compact_copy_holds_only_what_the_events_reference() {
+        let mut batch = Events::new();
+        batch.data = vec![b'x'; 1 << 16];
+        batch.push_parts(
+            Some(b"k"),
+            b"v",
+            [(b"n".as_slice(), b"1".as_slice())],
+            Some(3),
+        );
+        batch.push_value(b"w");
+        let copy = batch.compact();
+        assert_eq!(copy.data, b"kvn1w");
+        assert_eq!(copy.data.capacity(), 5);
+        assert_eq!(copy.events.capacity(), 2 * EVENT_STRIDE);
+        assert_eq!(copy.headers.capacity(), HEADER_STRIDE);
+        assert!(batch.iter().zip(copy.iter()).all(|(a, b)| {
+            a.key() == b.key()
+                && a.value() == b.value()
+                && a.timestamp() == b.timestamp()
+                && a.headers().eq(b.headers())
+        }));
     }
 
     #[test]

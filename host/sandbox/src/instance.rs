@@ -154,15 +154,9 @@ impl Instance {
             Ok(Err(outcomes)) => return Err(wrong_count(outcomes, input.len())),
             Err(stop) => return Err(stopped(&self.store, stop)),
         };
-        let mut output = output;
-        let charge = cost::charge(&output.events, self.limits.output_bytes).map_err(refused)?;
-        check(&output, input.len())?;
-        self.last_stripped = if charge.reserved {
-            cost::strip_reserved(&mut output.events)
-        } else {
-            0
-        };
-        Ok(bound_reasons(output))
+        let (output, stripped) = accept_output(output, input.len(), self.limits.output_bytes)?;
+        self.last_stripped = stripped;
+        Ok(output)
     }
 
     /// Header references with a reserved (`weir.`) name the last call's output made, which
@@ -194,6 +188,42 @@ impl Instance {
     pub fn dropped_log_lines(&self) -> u64 {
         self.store.data().log.dropped()
     }
+}
+
+/// Bytes of an output's buffer that no event references which the host passes on as they
+/// are. The charge counts what the events reference, not the buffer, so a plugin could
+/// return a 60 MiB buffer under one 10-byte event, well within its `max_output_bytes`, and
+/// every later step would carry it: the next stage's call copies the whole buffer into that
+/// plugin's memory (and may fail it at its memory cap, in place of the plugin that made
+/// it). A buffer longer than its charge and this is copied into one of what its events
+/// reference.
+const UNREFERENCED_SLACK: u64 = 4096;
+
+/// What the host does with a plugin's output before anything else sees it, in this order:
+/// charges it against `output_bytes` ([`cost::charge`]: refused as `output-cap` over it,
+/// before any other work on it), checks it against the contract for a call of `inputs`
+/// events, strips the header references with reserved names, leaves a buffer that is mostly
+/// unreferenced behind ([`UNREFERENCED_SLACK`]) and bounds the failures' reasons. Returns
+/// the output and the references stripped. [`Instance::process`] calls it; it is public for
+/// the property test of guest outputs (`tests/guest_output.rs`).
+#[doc(hidden)]
+pub fn accept_output(
+    mut output: Output,
+    inputs: usize,
+    output_bytes: u64,
+) -> Result<(Output, u64), Trapped> {
+    let charge = cost::charge(&output.events, output_bytes).map_err(refused)?;
+    check(&output, inputs)?;
+    let stripped = if charge.reserved {
+        cost::strip_reserved(&mut output.events)
+    } else {
+        0
+    };
+    // An honest output's buffer is at most its charge: each byte referenced at least once.
+    if output.events.data.len() as u64 > charge.bytes.saturating_add(UNREFERENCED_SLACK) {
+        output.events = output.events.compact();
+    }
+    Ok((bound_reasons(output), stripped))
 }
 
 /// Checks an output against the contract; a wrong number of outcomes is told apart from

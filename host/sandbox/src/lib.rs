@@ -29,11 +29,15 @@ mod store;
 pub mod text;
 
 pub use cache::{CompileCache, Origin as CacheOrigin};
+#[doc(hidden)]
+pub use contract::adapter;
 pub use contract::{Description, GuestFailure, GuestFailureKind, Output, Setting, SettingType};
 pub use engine::{EPOCH_TICK, Sandbox};
 pub use events::{EventRef, Events};
 pub use host::{HostState, LOG_LINES_PER_SECOND, LogQuota};
 pub use instance::Instance;
+#[doc(hidden)]
+pub use instance::accept_output;
 pub use limits::{DirGrant, Grant, Limits};
 pub use plugin::{
     ContractVersion, DescriptionInfo, InspectedImport, Inspection, MAX_PLUGIN_SIZE, Plugin,

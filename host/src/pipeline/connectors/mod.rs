@@ -18,4 +18,7 @@ pub(crate) mod stdin;
 
 pub use lines::{MAX_LINE, OVERSIZED_KEPT};
 pub use nats::NatsError;
+/// Public for the property test of guest outputs (`tests/guest_output.rs`).
+#[doc(hidden)]
+pub use nats::sink::headers as nats_headers;
 pub use sinks::DEAD_LETTER_BUFFER;

@@ -24,7 +24,7 @@ fn surely_within(output: &Output, limits: &Limits) -> bool {
 }
 
 /// The inputs (index within the call) whose outputs break a cap, with why.
-pub(crate) fn violations(output: &Output, inputs: usize, limits: &Limits) -> Vec<(usize, String)> {
+pub fn violations(output: &Output, inputs: usize, limits: &Limits) -> Vec<(usize, String)> {
     if surely_within(output, limits) {
         return Vec::new();
     }

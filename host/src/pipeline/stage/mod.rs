@@ -17,6 +17,9 @@ pub(crate) mod runner;
 mod version;
 
 pub use canary::GenerationCounts;
+/// Public for the property test of guest outputs (`tests/guest_output.rs`).
+#[doc(hidden)]
+pub use caps::violations;
 pub use isolate::MAX_TRAPS_PER_BATCH;
 pub use retry::MAX_WAITING_RETRIES;
 pub use version::{StageHandle, StageVersion};

@@ -17,6 +17,7 @@
 //! released only then. An event the server can never take (over its payload limit) fails
 //! the run: nothing of that batch is acknowledged.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::IntoFuture;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
+use weir_sandbox::EventRef;
 
 use super::{NatsError, connect};
 use crate::config::{Encoding, Sink};
@@ -33,6 +35,7 @@ use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::pool;
+use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
 
 /// The longest pause between two attempts to publish what the server did not confirm.
@@ -44,6 +47,94 @@ const MAX_REPUBLISH_BACKOFF: Duration = Duration::from_secs(2);
 /// a PubAck lost with a connection from holding its batch (and the source's messages) for
 /// ever; the JetStream context's own request timeout, as long.
 const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
+/// An event's headers as NATS headers, the batch's version headers after its own.
+///
+/// An event's header may hold what NATS cannot carry (a name with `:`, a space or a byte
+/// that is not ASCII, a value with a line break: the client refuses them with a panic), or
+/// be one NATS reads as an order (`Nats-Msg-Id` would make the server drop the sink's other
+/// events as duplicates, `Nats-Rollup` purge the stream). So each is percent-encoded where it
+/// must be ([`header_name`], [`header_value`]); a plain header is passed as it is.
+pub fn headers(event: EventRef<'_>, provenance: &Provenance) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in event.headers() {
+        headers.append(header_name(name).as_ref(), header_value(value));
+    }
+    for h in provenance.headers() {
+        headers.append(&*h.name, &*h.value);
+    }
+    headers
+}
+
+/// The prefix of the header names NATS keeps for itself, in any case.
+const NATS_PREFIX: &[u8] = b"nats-";
+
+/// An event's header name as a NATS header name: each byte that is not printable ASCII,
+/// `:` and `%` percent-encoded (`%3A`), and the first byte of a name NATS keeps for itself
+/// (`%4Eats-Msg-Id`). Decoding the `%XX` gives the name back.
+fn header_name(name: &[u8]) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_graphic() && b != b':' && b != b'%';
+    let ours = name.len() >= NATS_PREFIX.len()
+        && name[..NATS_PREFIX.len()].eq_ignore_ascii_case(NATS_PREFIX);
+    let escaped = |i: usize, b: u8| !plain(b) || (ours && i == 0);
+    let count = (name.iter().enumerate())
+        .filter(|&(i, &b)| escaped(i, b))
+        .count();
+    if count == 0
+        && let Ok(text) = std::str::from_utf8(name)
+    {
+        return Cow::Borrowed(text);
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(name.len() + 2 * count);
+    for (i, &b) in name.iter().enumerate() {
+        if escaped(i, b) {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// An event's header value as a NATS header value: lossy UTF-8, CR and LF percent-encoded
+/// (`%0D`, `%0A`), since a NATS header is one line. Sized before it is written: a value of
+/// bytes that are not UTF-8 may triple.
+fn header_value(value: &[u8]) -> String {
+    const BREAKS: [char; 2] = ['\r', '\n'];
+    let replacement = char::REPLACEMENT_CHARACTER.len_utf8();
+    let size: usize = (value.utf8_chunks())
+        .map(|chunk| {
+            let valid = chunk.valid();
+            let invalid = if chunk.invalid().is_empty() {
+                0
+            } else {
+                replacement
+            };
+            valid.len() + 2 * valid.matches(BREAKS).count() + invalid
+        })
+        .sum();
+    let mut out = String::with_capacity(size);
+    for chunk in value.utf8_chunks() {
+        let mut rest = chunk.valid();
+        while let Some(i) = rest.find(BREAKS) {
+            out.push_str(&rest[..i]);
+            out.push_str(if rest.as_bytes()[i] == b'\r' {
+                "%0D"
+            } else {
+                "%0A"
+            });
+            rest = &rest[i + 1..];
+        }
+        out.push_str(rest);
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    out
+}
 
 /// A NATS sink, connected, its subject known to be captured by a stream.
 pub(crate) struct NatsOutput {
@@ -194,16 +285,7 @@ impl Publisher {
                 Bytes::from(out)
             }
         };
-        let mut headers = HeaderMap::new();
-        for (name, value) in event.headers() {
-            headers.append(
-                String::from_utf8_lossy(name).as_ref(),
-                String::from_utf8_lossy(value).as_ref(),
-            );
-        }
-        for h in batch.provenance.headers() {
-            headers.append(&*h.name, &*h.value);
-        }
+        let headers = headers(event, &batch.provenance);
         let mut message = PublishMessage::build().payload(payload).headers(headers);
         if let Some(origin) = &batch.origin {
             message = message.message_id(format!(
@@ -281,5 +363,64 @@ impl Publisher {
         let Batch { events, ack, .. } = batch;
         pool::recycle(events);
         drop(ack);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sandbox::Events;
+
+    fn names(name: &[u8], value: &[u8]) -> Vec<(String, String)> {
+        let mut batch = Events::new();
+        batch.push_parts(None, b"v", [(name, value)], None);
+        let map = headers(batch.get(0), &Provenance::default());
+        (map.iter())
+            .flat_map(|(n, values)| {
+                let n: &str = n.as_ref();
+                values
+                    .iter()
+                    .map(|v| (n.to_string(), v.as_str().to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_lossy_in_one_allocation() {
+        let value = header_value(b"a\xff\r\n\xc3");
+        assert_eq!(value, "a\u{fffd}%0D%0A\u{fffd}");
+        assert_eq!(value.capacity(), value.len());
+    }
+
+    #[test]
+    fn plain_headers_pass_as_they_are() {
+        assert_eq!(
+            names(b"trace-id", b"a b%c"),
+            [("trace-id".into(), "a b%c".into())]
+        );
+    }
+
+    /// Found by `tests/guest_output.rs`: a header named `a:b` panicked in the NATS client,
+    /// and so did a name with a space or a byte not ASCII, and a value with a line break.
+    #[test]
+    fn what_nats_cannot_carry_is_percent_encoded() {
+        assert_eq!(names(b"a:b", b""), [("a%3Ab".into(), "".into())]);
+        assert_eq!(
+            names("two wörds%".as_bytes(), b"line\r\nbreak"),
+            [("two%20w%C3%B6rds%25".into(), "line%0D%0Abreak".into())]
+        );
+    }
+
+    #[test]
+    fn a_name_nats_keeps_for_itself_is_not_passed_on() {
+        assert_eq!(
+            names(b"Nats-Msg-Id", b"1"),
+            [("%4Eats-Msg-Id".into(), "1".into())]
+        );
+        assert_eq!(
+            names(b"nats-rollup", b"all"),
+            [("%6Eats-rollup".into(), "all".into())]
+        );
+        assert_eq!(names(b"Nats", b"x"), [("Nats".into(), "x".into())]);
     }
 }

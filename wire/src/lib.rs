@@ -406,7 +406,7 @@ pub fn offset(n: usize) -> u32 {
 }
 
 /// A batch that owns its four vectors: what code holding neither the host's nor the SDK's
-/// batch type builds and reads. Both convert from and into it by moving the vectors.
+/// batch type (this crate's own tests) builds and reads.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     pub data: Vec<u8>,

@@ -171,42 +171,6 @@ impl Events {
     }
 }
 
-impl From<weir_wire::Batch> for Events {
-    /// Moves the vectors; copies nothing.
-    fn from(batch: weir_wire::Batch) -> Events {
-        let weir_wire::Batch {
-            data,
-            events,
-            headers,
-            timestamps,
-        } = batch;
-        Events {
-            data,
-            events,
-            headers,
-            timestamps,
-        }
-    }
-}
-
-impl From<Events> for weir_wire::Batch {
-    /// Moves the vectors; copies nothing.
-    fn from(batch: Events) -> weir_wire::Batch {
-        let Events {
-            data,
-            events,
-            headers,
-            timestamps,
-        } = batch;
-        weir_wire::Batch {
-            data,
-            events,
-            headers,
-            timestamps,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

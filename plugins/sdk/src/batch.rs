@@ -191,42 +191,6 @@ impl Batch {
     }
 }
 
-impl From<weir_wire::Batch> for Batch {
-    /// Moves the vectors; copies nothing.
-    fn from(batch: weir_wire::Batch) -> Batch {
-        let weir_wire::Batch {
-            data,
-            events,
-            headers,
-            timestamps,
-        } = batch;
-        Batch {
-            data,
-            events,
-            headers,
-            timestamps,
-        }
-    }
-}
-
-impl From<Batch> for weir_wire::Batch {
-    /// Moves the vectors; copies nothing.
-    fn from(batch: Batch) -> weir_wire::Batch {
-        let Batch {
-            data,
-            events,
-            headers,
-            timestamps,
-        } = batch;
-        weir_wire::Batch {
-            data,
-            events,
-            headers,
-            timestamps,
-        }
-    }
-}
-
 /// One event of a [`Batch`], borrowed: every accessor is a slice of the batch, never a copy.
 #[derive(Clone, Copy)]
 pub struct EventView<'a> {

@@ -38,7 +38,8 @@ use crate::pipeline::report::{ByteInput, NodeMetrics};
 /// Read buffer of the stdin source.
 const READ_BUFFER: usize = 64 << 10;
 
-/// After a stop, how long a pipe's reader waits for the rest of the line it has begun.
+/// After a stop, how long a pipe's reader waits for the rest of the line it has begun. Blocks
+/// a writer that never ends its line from holding the shutdown for ever.
 pub const LINE_END_GRACE: Duration = Duration::from_secs(1);
 
 /// How often a reader waiting on a pipe or a terminal looks at the stop token.

@@ -414,21 +414,14 @@ fn run(
         .build()
         .map_err(|e| (1, format!("cannot start the runtime: {e}")))?;
     // The progress line is for a person at a terminal, and only for inputs with an end.
-    let progress = !quiet
-        && report.is_none()
-        && std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && !pipeline.sources.is_empty()
-        && pipeline.sources.iter().all(|s| {
-            matches!(
-                s.kind,
-                crate::config::SourceKind::File { .. } | crate::config::SourceKind::Generate { .. }
-            )
-        });
+    let progress =
+        !quiet && report.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (result, observing) = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(app::watch_signals(shutdown.clone()));
         match app::build(&pipeline).await {
             Ok(topology) => {
+                let progress = progress && topology.inputs_end();
                 let (result, observing) =
                     app::run_observed(topology, shutdown, options, started, progress).await;
                 (result, Some(observing))
@@ -481,6 +474,9 @@ fn check(file: &Path) -> CommandResult {
     );
     if !chains.is_empty() {
         out!("chained: {}", chains.join("; "));
+    }
+    for (what, name, describes) in topology.connectors() {
+        out!("{what} `{name}`: {describes}");
     }
     Ok(())
 }

@@ -8,8 +8,10 @@
 //!   with a NATS source or sink, which source event each event came from.
 //! - [`edge`]: the bounded channels between nodes, fan-out, and the run's shared context
 //!   (stop, first failure, the dead-letter channel).
-//! - [`connectors`]: sources that read lines or generate values into batches, sinks that
-//!   write them and release their acknowledgements once flushed, the dead-letter writer.
+//! - [`connectors`]: one [`Source`](connectors::Source) and one [`Sink`](connectors::Sink)
+//!   seam, and a folder per kind (file, stdio, generate, null, NATS): sources turn what they
+//!   read into batches, sinks write them and release their acknowledgements once durable; the
+//!   dead-letter writer. [`data_dir`] is the folder a run keeps its checkpoints in.
 //! - [`stage`]: stage versions, and the workers that run a chain of stages on one thread,
 //!   one plugin call after another on the same batch, with isolation of poison events,
 //!   retries, the circuit breaker and the reorder window that keeps output order.
@@ -25,8 +27,8 @@
 
 pub mod ack;
 pub mod batch;
-pub mod checkpoint;
 pub mod connectors;
+pub mod data_dir;
 pub mod dead_letter;
 pub mod edge;
 pub mod encode;

@@ -1,6 +1,7 @@
-//! [`SourceParts`]: what every source needs from the run (its outputs, metrics, dead-letter
-//! channel and checkpoint), and how a source hands it a batch, an over-long line or its dead
-//! letters. The `file`, `stdin`, generator and NATS sources all take it.
+//! What the run gives a connector: [`SourceParts`] (a source's outputs, metrics, dead-letter
+//! channel and the place for its state), with how a source hands on a batch, an over-long
+//! line or its dead letters; and [`SinkParts`] (a sink's input channel, metrics and flush
+//! bound).
 
 use std::sync::Arc;
 
@@ -8,10 +9,9 @@ use weir_sandbox::Events;
 
 use crate::pipeline::ack::Ledger;
 use crate::pipeline::batch::Batch;
-use crate::pipeline::checkpoint::Positions;
 use crate::pipeline::connectors::lines::{Flow, MAX_LINE, OVERSIZED_KEPT};
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
-use crate::pipeline::edge::{DeadLetterTx, Outputs, RunContext};
+use crate::pipeline::edge::{DeadLetterTx, Outputs, Receiver, RunContext};
 use crate::pipeline::failure::FailureKind;
 use crate::pipeline::origin::{Origin, SourceBatch};
 use crate::pipeline::provenance::Provenance;
@@ -23,18 +23,32 @@ pub(crate) struct SourceParts {
     pub metrics: Arc<NodeMetrics>,
     pub ctx: Arc<RunContext>,
     pub dead_letters: DeadLetterTx,
-    /// For a source that keeps a position: its ledger, and whether to ignore where it was.
-    pub checkpoint: Option<SourceCheckpoint>,
-    /// Whether its batches carry their events' origins (a NATS sink is in the pipeline).
+    /// With a data folder: where the source may keep what it must find again after a
+    /// restart.
+    pub state: Option<SourceState>,
+    /// Whether its batches carry their events' origins (a NATS source or sink is in the
+    /// pipeline).
     pub tracked: bool,
 }
 
-/// A source's checkpoint: where it commits, and the ledger it commits from.
-pub(crate) struct SourceCheckpoint {
-    pub path: std::path::PathBuf,
-    pub positions: Arc<Positions>,
+/// A source's place in the data folder.
+pub(crate) struct SourceState {
+    /// Its checkpoint file.
+    pub checkpoint: std::path::PathBuf,
+    /// How often it commits its position (`checkpoint_interval`).
+    pub interval: std::time::Duration,
     /// `weir run --from-start`: read from the start, whatever the checkpoint says.
     pub from_start: bool,
+}
+
+/// What a sink needs from the run.
+pub(crate) struct SinkParts {
+    pub input: Receiver,
+    pub metrics: Arc<NodeMetrics>,
+    pub ctx: Arc<RunContext>,
+    /// Flush at the latest every this many batches (the pipeline's `buffer`): held
+    /// acknowledgements are events in flight.
+    pub buffer: usize,
 }
 
 impl SourceParts {

@@ -20,8 +20,8 @@ use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, Was
 
 use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::ack::Tracker;
-use crate::pipeline::checkpoint::DataDirError;
-use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
+use crate::pipeline::connectors::{self, ConnectorError, DEAD_LETTER_BUFFER};
+use crate::pipeline::data_dir::DataDirError;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
@@ -47,6 +47,14 @@ pub enum RunError {
     /// The data folder is another run's, or cannot be made: refused before anything is read.
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+    /// A source or sink that could not connect or start.
+    #[error("{node}: {source}")]
+    Connector {
+        /// `source `NAME`` or `sink `NAME``.
+        node: String,
+        #[source]
+        source: ConnectorError,
+    },
     #[error("{0}")]
     Io(String),
     #[error("{0}")]
@@ -70,6 +78,10 @@ impl RunError {
                 | RunError::Config(_)
                 | RunError::Init { .. }
                 | RunError::DataDir(_)
+                | RunError::Connector {
+                    source: ConnectorError::Config(_),
+                    ..
+                }
         )
     }
 }
@@ -86,6 +98,9 @@ pub struct Topology {
     plugins: HashMap<String, Arc<Plugin>>,
     /// Counts the events in flight; made here, so that it can be read while the run goes on.
     tracker: Arc<Tracker>,
+    /// Every source and sink, by name, in the pipeline's order.
+    sources: Vec<(String, Box<dyn connectors::Source>)>,
+    sinks: Vec<(String, Box<dyn connectors::Sink>)>,
 }
 
 impl Topology {
@@ -100,7 +115,17 @@ impl Topology {
         pipeline: &Pipeline,
         mut natives: HashMap<String, Arc<dyn ProcessorFactory>>,
     ) -> Result<Topology, RunError> {
-        refuse_writing_a_source(pipeline)?;
+        let sources: Vec<_> = pipeline
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), connectors::source(s)))
+            .collect();
+        let sinks: Vec<_> = pipeline
+            .sinks
+            .iter()
+            .map(|s| (s.name.clone(), connectors::sink(s)))
+            .collect();
+        refuse_writing_a_source(pipeline, &sources, &sinks)?;
         let mut loader = Loader::default();
         let mut handles = BTreeMap::new();
         let mut metrics: Vec<Arc<NodeMetrics>> = pipeline
@@ -157,6 +182,8 @@ impl Topology {
             sandbox: loader.sandbox,
             plugins: loader.stage_plugins,
             tracker: Arc::new(Tracker::default()),
+            sources,
+            sinks,
         })
     }
 
@@ -194,6 +221,25 @@ impl Topology {
         self.chains.iter().map(|(plan, _)| plan)
     }
 
+    /// Whether every source's input ends by itself (files, the generator), so that a
+    /// progress line can say how far the run is.
+    pub fn inputs_end(&self) -> bool {
+        !self.sources.is_empty() && self.sources.iter().all(|(_, s)| s.ends())
+    }
+
+    /// Each source's and sink's name and what it reads or writes, for `weir check`.
+    pub fn connectors(&self) -> impl Iterator<Item = (&'static str, &str, String)> {
+        let sources = self
+            .sources
+            .iter()
+            .map(|(name, s)| ("source", name.as_str(), s.describe()));
+        let sinks = self
+            .sinks
+            .iter()
+            .map(|(name, s)| ("sink", name.as_str(), s.describe()));
+        sources.chain(sinks)
+    }
+
     /// The most source events that can be in flight at once, from the configuration: every
     /// place that can hold a batch derived from a source batch, times the largest batch.
     pub fn in_flight_bound(&self) -> u64 {
@@ -205,15 +251,8 @@ impl Topology {
             .max()
             .unwrap_or(p.batch_size) as u64;
         let buffer = p.buffer as u64;
-        // Each source: the batch it is sending; stdin and NATS also the one they gather.
-        let sources: u64 = p
-            .sources
-            .iter()
-            .map(|s| match s.kind {
-                crate::config::SourceKind::Stdin | crate::config::SourceKind::Nats(_) => 2,
-                _ => 1,
-            })
-            .sum();
+        // Each source: the batch it is sending, and the one it gathers if it gathers.
+        let sources: u64 = self.sources.iter().map(|(_, s)| s.batches_held()).sum();
         let chains: u64 = self
             .chains()
             .map(|c| {
@@ -236,30 +275,23 @@ impl Topology {
 /// Refuses a sink or dead-letter file that is one of the sources' files, through whatever
 /// path or link: the sink would write into the input it is reading (and `mode = "truncate"`
 /// would empty it before it is read).
-fn refuse_writing_a_source(pipeline: &Pipeline) -> Result<(), RunError> {
-    use crate::config::{DeadLetterConfig, SinkKind, SourceKind};
+fn refuse_writing_a_source(
+    pipeline: &Pipeline,
+    sources: &[(String, Box<dyn connectors::Source>)],
+    sinks: &[(String, Box<dyn connectors::Sink>)],
+) -> Result<(), RunError> {
     use std::os::unix::fs::MetadataExt;
     let identity =
         |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    let sources: Vec<(&str, (u64, u64))> = pipeline
-        .sources
+    let sources: Vec<(&str, (u64, u64))> = sources
         .iter()
-        .filter_map(|s| match &s.kind {
-            SourceKind::File { path, .. } => identity(path).map(|id| (s.name.as_str(), id)),
-            _ => None,
-        })
+        .filter_map(|(name, s)| Some((name.as_str(), identity(s.reads_file()?)?)))
         .collect();
-    let written = pipeline
-        .sinks
+    let dead_letters = connectors::dead_letters::writes_file(&pipeline.dead_letter);
+    let written = sinks
         .iter()
-        .filter_map(|s| match &s.kind {
-            SinkKind::File { path, .. } => Some((format!("sinks.{}.path", s.name), path)),
-            _ => None,
-        })
-        .chain(match &pipeline.dead_letter {
-            DeadLetterConfig::File { path, .. } => Some(("dead_letter.path".to_string(), path)),
-            DeadLetterConfig::Stderr => None,
-        });
+        .filter_map(|(name, s)| Some((format!("sinks.{name}.path"), s.writes_file()?)))
+        .chain(dead_letters.map(|path| ("dead_letter.path".to_string(), path)));
     for (key, path) in written {
         let Some(id) = identity(path) else { continue };
         if let Some((source, _)) = sources.iter().find(|(_, s)| *s == id) {

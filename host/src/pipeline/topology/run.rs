@@ -6,10 +6,10 @@
 //! each chain drains, finishes its retries and drops its own; the sinks flush; and the
 //! dead-letter writer ends last, once every stage and source has dropped its sender.
 //!
-//! NATS sources and sinks connect before any node starts, so that an unreachable server or a
-//! missing stream stops the run before anything is read. Once every thread has ended (every
-//! acknowledgement released, or forgotten for ever), each file source makes its last
-//! checkpoint and each NATS source sends its last acks.
+//! Every source and sink connects before any node starts, so that an unreachable server, a
+//! missing stream or a taken port stops the run before anything is read. Once every thread
+//! has ended (every acknowledgement released, or forgotten for ever), each source finishes:
+//! a file source makes its last checkpoint, a NATS source sends its last acks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,28 +19,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::ChainPlan;
 use super::{RunError, Topology};
-use crate::config::{Pipeline, SinkKind, SourceKind};
-use crate::pipeline::checkpoint::{Checkpointer, DataDir, Positions};
-use crate::pipeline::connectors::DEAD_LETTER_BUFFER;
-use crate::pipeline::connectors::nats::{self, NatsInput, NatsOutput};
-use crate::pipeline::connectors::parts::{SourceCheckpoint, SourceParts};
-use crate::pipeline::connectors::sinks::{spawn_dead_letters, spawn_sink};
-use crate::pipeline::connectors::sources;
+use crate::config::Pipeline;
+use crate::pipeline::connectors::{
+    self, BoxFuture, DEAD_LETTER_BUFFER, RunningSink, SinkParts, SourceParts, SourceState,
+};
+use crate::pipeline::data_dir::DataDir;
 use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::chain::Chain;
 use crate::pipeline::stage::runner::StageRunner;
 
-/// Whether a source's batches carry their events' origins: a NATS source needs them to end a
-/// dead-lettered message with `Term`, a NATS sink to name each message it publishes. Every
-/// other pipeline goes without, at no cost per event.
-fn tracked(pipeline: &Pipeline, source: &crate::config::Source) -> bool {
-    matches!(source.kind, SourceKind::Nats(_))
-        || pipeline
-            .sinks
-            .iter()
-            .any(|s| matches!(s.kind, SinkKind::Nats { .. }))
-}
+type Sources = Vec<(String, Box<dyn connectors::Source>)>;
+type Sinks = Vec<(String, Box<dyn connectors::Sink>)>;
 
 /// How a run starts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,24 +58,37 @@ impl Topology {
             Some(dir) => Some(DataDir::open(dir)?),
             None => None,
         };
-        let mut brokers = Brokers::connect(&self.pipeline).await?;
         let ctx = RunContext::with_tracker(shutdown, Arc::clone(&self.tracker));
         let Topology {
             pipeline,
             chains,
             metrics,
+            mut sources,
+            mut sinks,
             ..
         } = self;
+        connect(&mut sources, &mut sinks).await?;
+        // Events carry their origins only where a connector needs them: every other pipeline
+        // goes without, at no cost per event.
+        let sinks_track = sinks.iter().any(|(_, s)| s.needs_origins());
         let mut wiring = Wiring::new(&pipeline, &chains, &metrics);
 
         let (dl_tx, dl_rx) = edge::dead_letter_channel(DEAD_LETTER_BUFFER);
-        let dead_letter_writer = spawn_dead_letters(&pipeline.dead_letter, dl_rx, Arc::clone(&ctx))
-            .map_err(|e| RunError::Io(format!("dead-letter sink: {e}")))?;
-        let sinks = wiring.start_sinks(&pipeline, &mut brokers, &ctx)?;
+        let dead_letter_writer =
+            connectors::dead_letters::spawn(&pipeline.dead_letter, dl_rx, Arc::clone(&ctx))
+                .map_err(|e| RunError::Io(format!("dead-letter sink: {e}")))?;
+        let sinks = wiring.start_sinks(sinks, pipeline.buffer, &ctx)?;
 
         let threads = wiring.start_chains(chains, &dl_tx, &ctx)?;
+        let state = |name: &str| {
+            data_dir.as_ref().map(|dir| SourceState {
+                checkpoint: dir.checkpoint(name),
+                interval: pipeline.checkpoint_interval,
+                from_start: options.from_start,
+            })
+        };
         let mut started_sources =
-            wiring.start_sources(&pipeline, &mut brokers, &ctx, &dl_tx, &data_dir, options)?;
+            wiring.start_sources(sources, sinks_track, &ctx, &dl_tx, &state)?;
         // Only the nodes hold senders now: each channel closes when its producers end.
         drop(wiring);
         drop(dl_tx);
@@ -105,7 +108,7 @@ impl Topology {
         let dead_lettered = dead.unwrap_or(0);
         // Everything is written and every acknowledgement released (or never will be): the
         // last commit of each source.
-        started_sources.finish().await?;
+        started_sources.finish().await;
         drop(data_dir);
 
         let report = report(started, &ctx, &metrics, dead_lettered, bound, interrupted);
@@ -147,13 +150,11 @@ fn report(
     }
 }
 
-type SinkThread = std::thread::JoinHandle<Result<(), String>>;
-
 /// Joins every thread, even after one that panicked; returns whether the stage threads and
 /// the sinks ended without a panic, and what the dead-letter writer returned.
 fn join(
     threads: Vec<std::thread::JoinHandle<()>>,
-    sinks: Vec<SinkThread>,
+    sinks: Vec<RunningSink>,
     dead_letter_writer: std::thread::JoinHandle<Result<u64, String>>,
 ) -> (bool, bool, Result<u64, String>) {
     let stage_threads = threads
@@ -175,34 +176,24 @@ fn join(
     (stage_threads, sinks_ok, dead)
 }
 
-/// The NATS sources and sinks of a pipeline, connected before anything starts.
-#[derive(Default)]
-struct Brokers {
-    inputs: HashMap<String, NatsInput>,
-    outputs: HashMap<String, NatsOutput>,
-}
-
-impl Brokers {
-    async fn connect(pipeline: &Pipeline) -> Result<Brokers, RunError> {
-        let mut brokers = Brokers::default();
-        for source in &pipeline.sources {
-            if let SourceKind::Nats(config) = &source.kind {
-                let input = nats::prepare_source(source, config)
-                    .await
-                    .map_err(|e| RunError::Failed(format!("source `{}`: {e}", source.name)))?;
-                brokers.inputs.insert(source.name.clone(), input);
-            }
-        }
-        for sink in &pipeline.sinks {
-            if let SinkKind::Nats { url, subject } = &sink.kind {
-                let output = nats::prepare_sink(sink, url, subject)
-                    .await
-                    .map_err(|e| RunError::Failed(format!("sink `{}`: {e}", sink.name)))?;
-                brokers.outputs.insert(sink.name.clone(), output);
-            }
-        }
-        Ok(brokers)
+/// Connects every source and sink, one after another, before any node starts.
+async fn connect(sources: &mut Sources, sinks: &mut Sinks) -> Result<(), RunError> {
+    for (name, source) in sources.iter_mut() {
+        source
+            .connect()
+            .await
+            .map_err(|source| RunError::Connector {
+                node: format!("source `{name}`"),
+                source,
+            })?;
     }
+    for (name, sink) in sinks.iter_mut() {
+        sink.connect().await.map_err(|source| RunError::Connector {
+            node: format!("sink `{name}`"),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The channels of a run, until every node holds its ends.
@@ -303,75 +294,51 @@ impl Wiring {
 
     fn start_sinks(
         &mut self,
-        pipeline: &Pipeline,
-        brokers: &mut Brokers,
+        sinks: Sinks,
+        buffer: usize,
         ctx: &Arc<RunContext>,
-    ) -> Result<Vec<SinkThread>, RunError> {
-        let mut sinks = Vec::new();
-        for sink in &pipeline.sinks {
-            let rx = self.take_input(&sink.name);
-            let metrics = self.metric(&sink.name);
-            let ctx = Arc::clone(ctx);
-            let handle = match brokers.outputs.remove(&sink.name) {
-                Some(output) => {
-                    nats::sink::spawn_sink(sink, output, rx, metrics, ctx, pipeline.buffer)
-                }
-                None => spawn_sink(sink, rx, metrics, ctx, pipeline.buffer),
-            }
-            .map_err(|e| RunError::Io(format!("sink `{}`: {e}", sink.name)))?;
-            sinks.push(handle);
+    ) -> Result<Vec<RunningSink>, RunError> {
+        let mut running = Vec::new();
+        for (name, sink) in sinks {
+            let parts = SinkParts {
+                input: self.take_input(&name),
+                metrics: self.metric(&name),
+                ctx: Arc::clone(ctx),
+                buffer,
+            };
+            let thread = sink.start(parts).map_err(|source| RunError::Connector {
+                node: format!("sink `{name}`"),
+                source,
+            })?;
+            running.push(thread);
         }
-        Ok(sinks)
+        Ok(running)
     }
 
     fn start_sources(
         &self,
-        pipeline: &Pipeline,
-        brokers: &mut Brokers,
+        sources: Sources,
+        sinks_track: bool,
         ctx: &Arc<RunContext>,
         dead_letters: &edge::DeadLetterTx,
-        data_dir: &Option<DataDir>,
-        options: RunOptions,
+        state: &dyn Fn(&str) -> Option<SourceState>,
     ) -> Result<StartedSources, RunError> {
         let mut started = StartedSources::default();
-        for source in &pipeline.sources {
-            let checkpoint = match (data_dir, &source.kind) {
-                (Some(dir), SourceKind::File { .. }) => {
-                    let cp = Arc::new(Checkpointer {
-                        path: dir.checkpoint(&source.name),
-                        positions: Arc::new(Positions::default()),
-                    });
-                    tokio::spawn(Arc::clone(&cp).run(
-                        pipeline.checkpoint_interval,
-                        started.checkpoint_stop.clone(),
-                    ));
-                    started.checkpointers.push(Arc::clone(&cp));
-                    Some(SourceCheckpoint {
-                        path: cp.path.clone(),
-                        positions: Arc::clone(&cp.positions),
-                        from_start: options.from_start,
-                    })
-                }
-                _ => None,
-            };
+        for (name, source) in sources {
             let parts = SourceParts {
-                outputs: self.outputs_of(&source.name),
-                metrics: self.metric(&source.name),
+                outputs: self.outputs_of(&name),
+                metrics: self.metric(&name),
                 ctx: Arc::clone(ctx),
                 dead_letters: dead_letters.clone(),
-                checkpoint,
-                tracked: tracked(pipeline, source),
+                state: state(&name),
+                tracked: sinks_track || source.needs_origins(),
             };
-            let task = match brokers.inputs.remove(&source.name) {
-                Some(input) => {
-                    let (task, finisher) = nats::source::spawn_source(source, input, parts);
-                    started.finishers.push(finisher);
-                    task
-                }
-                None => sources::spawn(source, parts)
-                    .map_err(|e| RunError::Io(format!("source `{}`: {e}", source.name)))?,
-            };
-            started.tasks.push(task);
+            let running = source.start(parts).map_err(|source| RunError::Connector {
+                node: format!("source `{name}`"),
+                source,
+            })?;
+            started.tasks.push(running.task);
+            started.finishers.extend(running.finish);
         }
         Ok(started)
     }
@@ -381,9 +348,7 @@ impl Wiring {
 #[derive(Default)]
 struct StartedSources {
     tasks: Vec<tokio::task::JoinHandle<bool>>,
-    checkpointers: Vec<Arc<Checkpointer>>,
-    checkpoint_stop: CancellationToken,
-    finishers: Vec<nats::source::Finisher>,
+    finishers: Vec<BoxFuture<'static, ()>>,
 }
 
 impl StartedSources {
@@ -399,20 +364,10 @@ impl StartedSources {
         interrupted
     }
 
-    /// The last checkpoint of each file source, the last acks of each NATS source.
-    async fn finish(self) -> Result<(), RunError> {
-        self.checkpoint_stop.cancel();
-        let checkpointers = self.checkpointers;
-        tokio::task::spawn_blocking(move || {
-            for cp in checkpointers {
-                cp.commit();
-            }
-        })
-        .await
-        .map_err(|e| RunError::Failed(format!("the last checkpoint stopped unexpectedly: {e}")))?;
-        for finisher in self.finishers {
-            finisher.finish().await;
+    /// What each source does once the run has drained: a last checkpoint, the last acks.
+    async fn finish(self) {
+        for finish in self.finishers {
+            finish.await;
         }
-        Ok(())
     }
 }

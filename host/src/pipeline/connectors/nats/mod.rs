@@ -1,7 +1,7 @@
 //! NATS JetStream: a durable pull consumer as a source, a subject captured by a stream as a
 //! sink.
 //!
-//! Both connect before any event is read ([`prepare_source`], [`prepare_sink`]), so an
+//! Both connect before any event is read ([`source::prepare_source`], [`sink::prepare_sink`]), so an
 //! unreachable server, a missing stream or a subject no stream captures stops the run at once
 //! with an error that names the URL and the stream or subject. After that a lost connection is
 //! the client's to restore: it reconnects with backoff ([`reconnect_delay`]) for as long as the
@@ -21,9 +21,6 @@ pub(crate) mod sink;
 pub(crate) mod source;
 
 use std::time::Duration;
-
-pub(crate) use sink::{NatsOutput, prepare_sink};
-pub(crate) use source::{NatsInput, prepare_source};
 
 /// Why a NATS source or sink could not start.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,7 @@ use weir_sandbox::EventRef;
 use super::{NatsError, connect};
 use crate::config::{Encoding, Sink};
 use crate::pipeline::batch::Batch;
+use crate::pipeline::connectors::{BoxFuture, ConnectorError, RunningSink, SinkParts};
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::pool;
@@ -363,6 +364,55 @@ impl Publisher {
         let Batch { events, ack, .. } = batch;
         pool::recycle(events);
         drop(ack);
+    }
+}
+
+/// `type = "nats"` as a sink: connected by [`super::super::Sink::connect`].
+pub(crate) struct JetStreamSink {
+    sink: Sink,
+    url: String,
+    subject: String,
+    output: Option<NatsOutput>,
+}
+
+impl JetStreamSink {
+    pub(crate) fn new(sink: &Sink, url: &str, subject: &str) -> JetStreamSink {
+        JetStreamSink {
+            sink: sink.clone(),
+            url: url.to_string(),
+            subject: subject.to_string(),
+            output: None,
+        }
+    }
+}
+
+impl crate::pipeline::connectors::Sink for JetStreamSink {
+    fn needs_origins(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!("NATS subject `{}` at {}", self.subject, self.url)
+    }
+
+    fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            self.output = Some(prepare_sink(&self.sink, &self.url, &self.subject).await?);
+            Ok(())
+        })
+    }
+
+    fn start(self: Box<Self>, parts: SinkParts) -> Result<RunningSink, ConnectorError> {
+        let JetStreamSink { sink, output, .. } = *self;
+        let output = output.ok_or_else(super::source::not_connected)?;
+        let SinkParts {
+            input,
+            metrics,
+            ctx,
+            buffer,
+        } = parts;
+        spawn_sink(&sink, output, input, metrics, ctx, buffer)
+            .map_err(ConnectorError::io("cannot start its thread"))
     }
 }
 

@@ -28,7 +28,7 @@ use super::ledger::{Acks, Settler};
 use super::{NatsError, connect};
 use crate::config::{NatsSource, Source};
 use crate::pipeline::ack::Ledger;
-use crate::pipeline::connectors::parts::SourceParts;
+use crate::pipeline::connectors::{BoxFuture, ConnectorError, RunningSource, SourceParts};
 use crate::pipeline::origin::{Place, SourceBatch};
 
 /// How long one pull request waits on the server for messages before it is renewed. Idle
@@ -294,5 +294,69 @@ async fn pause(failures: u32, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = stop.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,
+    }
+}
+
+/// `type = "nats"` as a source: connected by [`super::super::Source::connect`].
+pub(crate) struct JetStreamSource {
+    source: Source,
+    config: NatsSource,
+    input: Option<NatsInput>,
+}
+
+impl JetStreamSource {
+    pub(crate) fn new(source: &Source, config: &NatsSource) -> JetStreamSource {
+        JetStreamSource {
+            source: source.clone(),
+            config: config.clone(),
+            input: None,
+        }
+    }
+}
+
+impl crate::pipeline::connectors::Source for JetStreamSource {
+    fn ends(&self) -> bool {
+        false
+    }
+
+    /// The batch it sends, and the one it gathers.
+    fn batches_held(&self) -> u64 {
+        2
+    }
+
+    fn needs_origins(&self) -> bool {
+        true
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "NATS stream `{}` through durable consumer `{}` at {}",
+            self.config.stream, self.config.consumer, self.config.url
+        )
+    }
+
+    fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            self.input = Some(prepare_source(&self.source, &self.config).await?);
+            Ok(())
+        })
+    }
+
+    fn start(self: Box<Self>, parts: SourceParts) -> Result<RunningSource, ConnectorError> {
+        let JetStreamSource { source, input, .. } = *self;
+        let input = input.ok_or_else(not_connected)?;
+        let (task, finisher) = spawn_source(&source, input, parts);
+        Ok(RunningSource {
+            task,
+            finish: Some(Box::pin(finisher.finish())),
+        })
+    }
+}
+
+/// A connector started before it was connected: a fault of the topology, refused.
+pub(super) fn not_connected() -> ConnectorError {
+    ConnectorError::Io {
+        what: "cannot start".into(),
+        source: std::io::Error::other("it was never connected"),
     }
 }

@@ -1,5 +1,5 @@
-//! The file source: one event per line, the file read `repeat` times in a row, resumed from
-//! its checkpoint when the run has a data folder.
+//! Reading a file source: one event per line, the file read `repeat` times in a row, resumed
+//! from its checkpoint when the run has a data folder.
 //!
 //! Each batch is registered with the source's [`Positions`] ledger with the position just
 //! past its last line (round of `repeat`, byte offset), so the checkpoint only ever passes
@@ -12,9 +12,9 @@ use std::io::{BufReader, Seek, SeekFrom};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::config::{Source, SourceKind};
+use super::checkpoint::{self, FileIdentity, FilePosition, Positions};
+use crate::config::Source;
 use crate::pipeline::ack::Ledger;
-use crate::pipeline::checkpoint::{self, FileIdentity, FilePosition};
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
 use crate::pipeline::connectors::parts::SourceParts;
 use crate::pipeline::origin::{Place, SourceBatch};
@@ -50,11 +50,28 @@ struct Start {
     offset: u64,
 }
 
+/// Where a file source with a data folder commits, and the ledger it commits from.
+pub(super) struct Checkpoint {
+    pub path: std::path::PathBuf,
+    pub positions: Arc<Positions>,
+    /// `weir run --from-start`: read from the start, whatever the checkpoint says.
+    pub from_start: bool,
+}
+
+/// What a file source reads: the file, how many times, and where it commits.
+pub(super) struct Input<'a> {
+    pub path: &'a std::path::Path,
+    pub repeat: u64,
+    pub checkpoint: Option<&'a Checkpoint>,
+}
+
 /// Reads the file; returns whether the run stopped it before its input ended.
-pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
-    let SourceKind::File { path, repeat } = &source.kind else {
-        unreachable!("a file source")
-    };
+pub(super) fn read(source: &Source, input: &Input, parts: &SourceParts) -> bool {
+    let Input {
+        path,
+        repeat,
+        checkpoint: cp,
+    } = *input;
     let fail = |what: &str, e: std::io::Error| {
         parts.ctx.fail(format!(
             "source `{}`: cannot {what} {}: {e}",
@@ -71,15 +88,15 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
         Ok(id) => id,
         Err(e) => return fail("read", e),
     };
-    let start = resume(source, parts, &mut file, &identity);
+    let start = resume(source, cp, &mut file, &identity);
     // Its position is in bytes of the file, over every round of `repeat`.
     let file_size = file.metadata().map(|m| m.len()).unwrap_or(0);
     parts
         .metrics
         .size
-        .store(file_size.saturating_mul(*repeat), Ordering::Relaxed);
-    let mut reader = Reader::new(source, parts, identity, start.round, file_size);
-    if let Some(cp) = &parts.checkpoint {
+        .store(file_size.saturating_mul(repeat), Ordering::Relaxed);
+    let mut reader = Reader::new(source, parts, cp, identity, start.round, file_size);
+    if let Some(cp) = cp {
         cp.positions
             .start(reader.identity.at(start.round, start.offset));
     }
@@ -91,7 +108,7 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
     // Bytes of the file taken as lines, over every round read: the report's bytes read.
     let mut taken = 0u64;
     parts.metrics.read_bytes(ByteInput::File, taken);
-    for round in start.round..*repeat {
+    for round in start.round..repeat {
         if parts.ctx.stop.is_cancelled() {
             interrupted = true;
             break;
@@ -129,12 +146,17 @@ pub(crate) fn read(source: &Source, parts: &SourceParts) -> bool {
 }
 
 /// Where to start: the checkpoint's position when it was taken in this file, else the start.
-fn resume(source: &Source, parts: &SourceParts, file: &mut File, identity: &FileIdentity) -> Start {
+fn resume(
+    source: &Source,
+    cp: Option<&Checkpoint>,
+    file: &mut File,
+    identity: &FileIdentity,
+) -> Start {
     let from_start = Start {
         round: 0,
         offset: 0,
     };
-    let Some(cp) = &parts.checkpoint else {
+    let Some(cp) = cp else {
         return from_start;
     };
     if cp.from_start {
@@ -161,6 +183,7 @@ fn resume(source: &Source, parts: &SourceParts, file: &mut File, identity: &File
 /// Hands the splitter's chunks on, registering each with the ledger.
 struct Reader<'a> {
     parts: &'a SourceParts,
+    checkpoint: Option<&'a Checkpoint>,
     name: &'a str,
     /// The file's identity as a position names it, and the source's name (tracked pipelines).
     file: Arc<str>,
@@ -176,12 +199,14 @@ impl<'a> Reader<'a> {
     fn new(
         source: &'a Source,
         parts: &'a SourceParts,
+        checkpoint: Option<&'a Checkpoint>,
         identity: FileIdentity,
         round: u64,
         file_size: u64,
     ) -> Self {
         Reader {
             parts,
+            checkpoint,
             name: &source.name,
             file: Arc::from(format!(
                 "{}-{}-{}",
@@ -199,7 +224,7 @@ impl<'a> Reader<'a> {
 
     /// The ledger entry of the next batch, ending at `end`.
     fn ledger(&mut self, end: u64) -> Option<(Arc<dyn Ledger>, u64)> {
-        let cp = self.parts.checkpoint.as_ref()?;
+        let cp = self.checkpoint?;
         let seq = self.seq;
         self.seq += 1;
         cp.positions.emitted(seq, self.position(end));

@@ -1,4 +1,5 @@
-//! Sinks (`stdout`, `file`, `null`) and the dead-letter writer, each on its own thread.
+//! The line writer behind the `stdout`, `file` and `null` sinks and the dead-letter writer,
+//! each on its own thread.
 //!
 //! A sink takes batches from its channel, writes each event (the value and a newline, or a
 //! JSON object), and holds the batches' acknowledgements until it flushes, which it does as
@@ -13,34 +14,36 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crate::config::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
+use super::{RunningSink, SinkParts};
+use crate::config::{Encoding, SyncMode, WriteMode};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;
-use crate::pipeline::edge::{self, DeadLetterRx, Receiver, RunContext};
+use crate::pipeline::edge::{self, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::pool;
 use crate::pipeline::report::NodeMetrics;
-
-/// Dead-letter batches that may wait for the writer. Each is one stage call's failures; when
-/// a plugin fails every event, this bound makes the stage wait for the writer instead of
-/// piling letters in memory.
-pub const DEAD_LETTER_BUFFER: usize = 4;
 
 /// Write buffer of a sink: large enough that a batch is one write call or a few.
 const WRITE_BUFFER: usize = 64 << 10;
 
 /// Where a sink writes, and how far a write must go before its acknowledgement is released.
-enum Out {
+pub(super) enum Out {
     Stdout(BufWriter<std::io::Stdout>),
     Stderr(BufWriter<std::io::Stderr>),
     File(BufWriter<File>, SyncMode),
 }
 
 impl Out {
-    fn open(path: &Path, mode: WriteMode, sync: SyncMode) -> std::io::Result<Out> {
+    pub(super) fn stdout() -> Out {
+        Out::Stdout(BufWriter::with_capacity(WRITE_BUFFER, std::io::stdout()))
+    }
+
+    pub(super) fn stderr() -> Out {
+        Out::Stderr(BufWriter::new(std::io::stderr()))
+    }
+
+    pub(super) fn open(path: &Path, mode: WriteMode, sync: SyncMode) -> std::io::Result<Out> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -64,7 +67,7 @@ impl Out {
         ))
     }
 
-    fn writer(&mut self) -> &mut dyn Write {
+    pub(super) fn writer(&mut self) -> &mut dyn Write {
         match self {
             Out::Stdout(w) => w,
             Out::Stderr(w) => w,
@@ -107,30 +110,27 @@ fn close_a_cut_line(file: &mut File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts a sink's thread; it returns why it failed, if it did.
-pub(crate) fn spawn_sink(
-    sink: &Sink,
-    mut rx: Receiver,
-    metrics: Arc<NodeMetrics>,
-    ctx: Arc<RunContext>,
-    buffer: usize,
-) -> std::io::Result<JoinHandle<Result<(), String>>> {
-    let out = match &sink.kind {
-        SinkKind::Stdout => Some(Out::Stdout(BufWriter::with_capacity(
-            WRITE_BUFFER,
-            std::io::stdout(),
-        ))),
-        SinkKind::File { path, mode, sync } => Some(Out::open(path, *mode, *sync)?),
-        SinkKind::Null => None,
-        SinkKind::Nats { .. } => {
-            return Err(std::io::Error::other(
-                "NATS sinks are started by the nats module",
-            ));
-        }
-    };
-    let name = sink.name.clone();
-    let encoding = sink.encoding;
-    let stdout = matches!(sink.kind, SinkKind::Stdout);
+/// A line sink: its name, where it writes (nothing, for `null`) and how.
+pub(super) struct LineSink {
+    pub name: String,
+    pub out: Option<Out>,
+    pub encoding: Encoding,
+}
+
+/// Starts a line sink's thread; it returns why it failed, if it did.
+pub(super) fn spawn(sink: LineSink, parts: SinkParts) -> std::io::Result<RunningSink> {
+    let LineSink {
+        name,
+        out,
+        encoding,
+    } = sink;
+    let SinkParts {
+        input: mut rx,
+        metrics,
+        ctx,
+        buffer,
+    } = parts;
+    let stdout = matches!(out, Some(Out::Stdout(_)));
     std::thread::Builder::new()
         .name(format!("weir-sink-{name}"))
         .spawn(move || {
@@ -185,13 +185,13 @@ pub(crate) fn spawn_sink(
 }
 
 /// A sink's output and the acknowledgements it holds until the next flush.
-struct Writer {
-    out: Option<Out>,
-    held: Vec<Ack>,
-    buffer: usize,
-    failure: Option<String>,
+pub(super) struct Writer {
+    pub out: Option<Out>,
+    pub held: Vec<Ack>,
+    pub buffer: usize,
+    pub failure: Option<String>,
     /// Set when the reader of standard output went away.
-    closed: bool,
+    pub closed: bool,
 }
 
 impl Writer {
@@ -212,7 +212,7 @@ impl Writer {
 
     /// Holds `ack` until written out: flushes when the channel is idle, and at the latest
     /// every `buffer` batches, since held acknowledgements are events in flight.
-    fn hold(&mut self, ack: Ack, idle: bool) -> std::io::Result<()> {
+    pub(super) fn hold(&mut self, ack: Ack, idle: bool) -> std::io::Result<()> {
         self.held.push(ack);
         if idle || self.held.len() >= self.buffer {
             if let Some(out) = &mut self.out {
@@ -224,7 +224,7 @@ impl Writer {
     }
 
     /// Records the sink's failure: nothing it holds is ever acknowledged, the run stops.
-    fn fail(&mut self, message: String, ctx: &RunContext) {
+    pub(super) fn fail(&mut self, message: String, ctx: &RunContext) {
         self.forget_held();
         ctx.fail(message.clone());
         self.failure = Some(message);
@@ -237,7 +237,7 @@ impl Writer {
     }
 
     /// The final flush; releases what it covers.
-    fn close(mut self, what: &str, ctx: &RunContext) -> Result<(), String> {
+    pub(super) fn close(mut self, what: &str, ctx: &RunContext) -> Result<(), String> {
         if self.failure.is_none()
             && let Some(out) = &mut self.out
             && let Err(e) = out.commit()
@@ -252,82 +252,4 @@ impl Writer {
             None => Ok(()),
         }
     }
-}
-
-/// Starts the dead-letter writer; its thread returns how many letters it wrote.
-pub(crate) fn spawn_dead_letters(
-    config: &DeadLetterConfig,
-    mut rx: DeadLetterRx,
-    ctx: Arc<RunContext>,
-) -> std::io::Result<JoinHandle<Result<u64, String>>> {
-    let (out, place) = match config {
-        DeadLetterConfig::Stderr => (
-            Out::Stderr(BufWriter::new(std::io::stderr())),
-            "stderr".to_string(),
-        ),
-        DeadLetterConfig::File { path, mode, sync } => {
-            (Out::open(path, *mode, *sync)?, path.display().to_string())
-        }
-    };
-    std::thread::Builder::new()
-        .name("weir-dead-letters".into())
-        .spawn(move || {
-            let mut writer = Writer {
-                out: Some(out),
-                held: Vec::new(),
-                buffer: DEAD_LETTER_BUFFER,
-                failure: None,
-                closed: false,
-            };
-            let mut written = 0u64;
-            while let Some(letters) = rx.blocking_recv() {
-                if writer.failure.is_some() {
-                    letters.ack.forget();
-                    continue;
-                }
-                let w = writer
-                    .out
-                    .as_mut()
-                    .expect("the dead-letter writer has an output")
-                    .writer();
-                let result =
-                    letters
-                        .events
-                        .iter()
-                        .zip(&letters.reasons)
-                        .try_for_each(|(event, reason)| {
-                            encode::dead_letter(
-                                w,
-                                &letters.stage,
-                                &letters.digest,
-                                reason,
-                                event,
-                                &letters.provenance,
-                            )?;
-                            w.write_all(b"\n")
-                        });
-                let count = letters.len() as u64;
-                if result.is_ok() && !letters.origins.is_empty() {
-                    // Heard before the acknowledgement is released (after the flush below),
-                    // so a NATS source ends these messages with `Term`, not an ack.
-                    letters.ack.dead_lettered(&letters.origins);
-                }
-                let result = match result {
-                    Ok(()) => writer.hold(letters.ack, rx.is_empty()),
-                    Err(e) => {
-                        letters.ack.forget();
-                        Err(e)
-                    }
-                };
-                match result {
-                    Ok(()) => written += count,
-                    Err(e) => {
-                        writer.fail(format!("dead-letter sink {place}: cannot write: {e}"), &ctx)
-                    }
-                }
-            }
-            writer
-                .close(&format!("dead-letter sink {place}"), &ctx)
-                .map(|()| written)
-        })
 }

@@ -1,5 +1,4 @@
-//! Checkpoints: where a file source resumes after a restart, and the data folder that holds
-//! them.
+//! A file source's checkpoint: where it resumes after a restart.
 //!
 //! A file source registers each batch it emits with its [`Positions`] ledger, with the byte
 //! position just past the batch's last line. Batches finish in any order (fan-out, retries,
@@ -12,9 +11,6 @@
 //! A position names the file it belongs to by device, inode and a fingerprint of its first
 //! bytes. On a restart a checkpoint whose file no longer matches (rotated, replaced) or is
 //! shorter than the position (truncated) is not used: the file is read from its start.
-//!
-//! [`DataDir`] is the folder itself, locked for the run (`weir.lock`, naming its holder), so
-//! two processes never share checkpoints.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -32,73 +28,6 @@ use crate::pipeline::ack::Ledger;
 /// Bytes of a file's start that identify it beside its device and inode (which a rotation
 /// tool may reuse).
 const FINGERPRINT_BYTES: u64 = 1024;
-
-/// The data folder of a run, locked while the value lives.
-pub struct DataDir {
-    path: PathBuf,
-    /// Holds the lock; released when dropped (and by the kernel if the process dies).
-    _lock: File,
-}
-
-/// Why the data folder could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum DataDirError {
-    #[error("data_dir {path}: {message}")]
-    Io { path: PathBuf, message: String },
-    #[error(
-        "data_dir {path} is in use by another weir run ({holder}); two runs must not share checkpoints"
-    )]
-    Busy { path: PathBuf, holder: String },
-}
-
-impl DataDir {
-    /// Creates (if need be) and locks the folder.
-    pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
-        let io = |e: std::io::Error| DataDirError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(path).map_err(io)?;
-        let lock_path = path.join("weir.lock");
-        let mut lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io)?;
-        if lock.try_lock().is_err() {
-            let mut holder = String::new();
-            let _ = lock.read_to_string(&mut holder);
-            return Err(DataDirError::Busy {
-                path: path.to_path_buf(),
-                holder: holder.trim().to_string(),
-            });
-        }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        lock.set_len(0).map_err(io)?;
-        writeln!(
-            lock,
-            "pid {} on {} since {since} (seconds since the epoch)",
-            std::process::id(),
-            host.trim()
-        )
-        .map_err(io)?;
-        Ok(DataDir {
-            path: path.to_path_buf(),
-            _lock: lock,
-        })
-    }
-
-    /// Where source `name` keeps its checkpoint.
-    pub fn checkpoint(&self, source: &str) -> PathBuf {
-        self.path.join(format!("source-{source}.checkpoint.json"))
-    }
-}
 
 /// A file source's position: which file, which round of `repeat`, which byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +150,7 @@ struct Ledgered {
 
 impl Positions {
     /// A ledger whose committed position starts at `start` (where the run began reading).
+    #[cfg(test)]
     pub fn starting_at(start: FilePosition) -> Arc<Positions> {
         let positions = Arc::new(Positions::default());
         positions.start(start);
@@ -253,6 +183,7 @@ impl Positions {
     }
 
     /// The committed position.
+    #[cfg(test)]
     pub fn committed(&self) -> Option<FilePosition> {
         self.lock().committed.clone()
     }
@@ -342,20 +273,6 @@ mod tests {
         assert_eq!(positions.take_changed(), None);
         positions.done(2);
         assert_eq!(positions.committed(), Some(at(30)));
-    }
-
-    #[test]
-    fn a_second_holder_of_a_data_dir_is_refused_naming_the_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = DataDir::open(dir.path()).unwrap();
-        let err = DataDir::open(dir.path()).err().expect("locked");
-        assert!(
-            err.to_string()
-                .contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
-        drop(first);
-        DataDir::open(dir.path()).expect("free again");
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! The data folder of a run: where sources keep their checkpoints (and, later, stages their
+//! state), locked for the run (`weir.lock`, naming its holder) so that two processes never
+//! share it.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The data folder of a run, locked while the value lives.
+pub struct DataDir {
+    path: PathBuf,
+    /// Holds the lock; released when dropped (and by the kernel if the process dies).
+    _lock: File,
+}
+
+/// Why the data folder could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("data_dir {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error(
+        "data_dir {path} is in use by another weir run ({holder}); two runs must not share checkpoints"
+    )]
+    Busy { path: PathBuf, holder: String },
+}
+
+impl DataDir {
+    /// Creates (if need be) and locks the folder.
+    pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
+        let io = |e: std::io::Error| DataDirError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(path).map_err(io)?;
+        let lock_path = path.join("weir.lock");
+        let mut lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io)?;
+        if lock.try_lock().is_err() {
+            let mut holder = String::new();
+            let _ = lock.read_to_string(&mut holder);
+            return Err(DataDirError::Busy {
+                path: path.to_path_buf(),
+                holder: holder.trim().to_string(),
+            });
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        lock.set_len(0).map_err(io)?;
+        writeln!(
+            lock,
+            "pid {} on {} since {since} (seconds since the epoch)",
+            std::process::id(),
+            host.trim()
+        )
+        .map_err(io)?;
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Where source `name` keeps its checkpoint.
+    pub fn checkpoint(&self, source: &str) -> PathBuf {
+        self.path.join(format!("source-{source}.checkpoint.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_of_a_data_dir_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path()).unwrap();
+        let err = DataDir::open(dir.path()).err().expect("locked");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        DataDir::open(dir.path()).expect("free again");
+    }
+}

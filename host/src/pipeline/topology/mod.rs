@@ -1,13 +1,19 @@
-//! Topology: a checked [`Pipeline`] in, a planned and loaded [`Topology`] out, then a running
-//! graph and a [`RunReport`] at the end.
+//! Topology: a checked [`Pipeline`] in, a planned and loaded [`Topology`] out, then a
+//! [`Running`] pipeline and a [`RunReport`] at the end.
 //!
-//! [`Topology::build`] does everything that can fail before an event is read: it makes the
-//! sandbox, loads each plugin once, checks each stage's grants and settings against its
-//! plugin, plans the chains (`plan`), and starts every worker's first instance of every stage
-//! (so a failing `init` is reported with the stage's name). The control plane reaches the
-//! stages through [`Topology::stage`] before the run starts, and the observe module reads every
-//! node's counters ([`Topology::nodes`]) and the in-flight tracker ([`Topology::tracker`]). [`Topology::run`] (in `run`)
-//! then wires the graph, and shutdown travels with the data.
+//! [`Topology::build`] does everything that can fail before an event is read and needs no
+//! network: it makes the sandbox, loads each plugin once, checks each stage's grants and
+//! settings against its plugin, plans the chains (`plan`), starts every worker's first
+//! instance of every stage (so a failing `init` is reported with the stage's name), and makes
+//! each source and sink from its configuration through the connector seam (naming no kind).
+//! The control plane reaches the stages through [`Topology::stage`] before the run starts,
+//! and the observe module reads every node's counters ([`Topology::nodes`]) and the in-flight
+//! tracker ([`Topology::tracker`]).
+//!
+//! [`Topology::start`] (in `run`) locks the data folder, connects every source and sink,
+//! wires the graph and starts every node; the [`Running`] handle it returns stops the run,
+//! shows its counts so far, reaches a stage by name, and waits for the report. Shutdown
+//! travels with the data.
 
 mod plan;
 mod run;
@@ -27,7 +33,7 @@ use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
 
 pub use plan::{ChainPlan, chains, consumers};
-pub use run::RunOptions;
+pub use run::{RunOptions, Running};
 
 /// Why a pipeline could not start or did not finish cleanly.
 #[derive(Debug, thiserror::Error)]

@@ -284,10 +284,7 @@ fn a_started_pipeline_can_be_looked_at_reached_and_stopped() -> Result<()> {
     let dir = Dir::new()?;
     let file = PipelineFile::new()
         .source("gen", Source::generate(1_000_000_000).size(10))
-        .stage(
-            "upper",
-            Stage::plugin(&plugin("uppercase")).inputs(&["gen"]),
-        )
+        .stage("upper", Stage::plugin(plugin("uppercase")).inputs(&["gen"]))
         .sink("count", Sink::null().inputs(&["upper"]))
         .write(&dir)?;
     let out = std::process::Command::new(std::env::current_exe()?)

@@ -92,7 +92,8 @@ pub(crate) struct RunningSource {
 }
 
 /// A running sink's thread: it returns why the sink failed, if it did.
-pub(crate) type RunningSink = std::thread::JoinHandle<Result<(), String>>;
+pub(crate) type RunningSink =
+    std::thread::JoinHandle<Result<(), crate::pipeline::failure::NodeFailure>>;
 
 /// A kind of source.
 pub(crate) trait Source: Send {

@@ -28,6 +28,7 @@ use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::connectors::{self, ConnectorError, DEAD_LETTER_BUFFER};
 use crate::pipeline::data_dir::DataDirError;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
@@ -61,15 +62,27 @@ pub enum RunError {
         #[source]
         source: ConnectorError,
     },
-    #[error("{0}")]
-    Io(String),
-    #[error("{0}")]
-    Failed(String),
+    /// A part of the run that could not start: a thread, the dead-letter sink, the control
+    /// plane.
+    #[error("{what}: {cause}")]
+    Start {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A task of the run's own that ended without finishing its work (a panic).
+    #[error("{what} stopped unexpectedly: {cause}")]
+    Crashed {
+        what: &'static str,
+        #[source]
+        cause: tokio::task::JoinError,
+    },
     /// The run ended with a fatal failure (a sink that could not write, a stage that stopped
     /// it); the report says what it did before.
-    #[error("{message}")]
+    #[error("{failure}")]
     Stopped {
-        message: String,
+        #[source]
+        failure: NodeFailure,
         report: Box<RunReport>,
     },
 }

@@ -25,6 +25,7 @@ use crate::pipeline::connectors::{
 };
 use crate::pipeline::data_dir::DataDir;
 use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::StageHandle;
 use crate::pipeline::stage::chain::Chain;
@@ -88,7 +89,10 @@ impl Topology {
         let (dl_tx, dl_rx) = edge::dead_letter_channel(DEAD_LETTER_BUFFER);
         let dead_letter_writer =
             connectors::dead_letters::spawn(&pipeline.dead_letter, dl_rx, Arc::clone(&ctx))
-                .map_err(|e| RunError::Io(format!("dead-letter sink: {e}")))?;
+                .map_err(|e| RunError::Start {
+                    what: "dead-letter sink".into(),
+                    cause: e.into(),
+                })?;
         let sinks = wiring.start_sinks(sinks, pipeline.buffer, &ctx)?;
 
         let threads = wiring.start_chains(chains, &dl_tx, &ctx)?;
@@ -131,7 +135,7 @@ pub struct Running {
     sources: StartedSources,
     threads: Vec<std::thread::JoinHandle<()>>,
     sinks: Vec<RunningSink>,
-    dead_letter_writer: std::thread::JoinHandle<Result<u64, String>>,
+    dead_letter_writer: std::thread::JoinHandle<Result<u64, NodeFailure>>,
 }
 
 impl Running {
@@ -183,13 +187,16 @@ impl Running {
         let interrupted = sources.wait(&ctx).await;
         let dead = tokio::task::spawn_blocking(move || join(threads, sinks, dead_letter_writer))
             .await
-            .map_err(|e| RunError::Failed(format!("the pipeline stopped unexpectedly: {e}")))?;
+            .map_err(|cause| RunError::Crashed {
+                what: "the pipeline",
+                cause,
+            })?;
         let (stages_ok, sinks_ok, dead) = dead;
         if !stages_ok {
-            ctx.fail("a stage worker thread stopped unexpectedly".into());
+            ctx.fail(NodeFailure::crashed("a stage worker thread"));
         }
         if !sinks_ok {
-            ctx.fail("a sink thread stopped unexpectedly".into());
+            ctx.fail(NodeFailure::crashed("a sink thread"));
         }
         // A dead-letter writer that failed has recorded why already.
         let dead_lettered = dead.unwrap_or(0);
@@ -200,8 +207,8 @@ impl Running {
 
         let report = report(started, &ctx, &metrics, dead_lettered, bound, interrupted);
         match ctx.failure() {
-            Some(message) => Err(RunError::Stopped {
-                message,
+            Some(failure) => Err(RunError::Stopped {
+                failure,
                 report: Box::new(report),
             }),
             None => Ok(report),
@@ -242,8 +249,8 @@ fn report(
 fn join(
     threads: Vec<std::thread::JoinHandle<()>>,
     sinks: Vec<RunningSink>,
-    dead_letter_writer: std::thread::JoinHandle<Result<u64, String>>,
-) -> (bool, bool, Result<u64, String>) {
+    dead_letter_writer: std::thread::JoinHandle<Result<u64, NodeFailure>>,
+) -> (bool, bool, Result<u64, NodeFailure>) {
     let stage_threads = threads
         .into_iter()
         .map(|t| t.join())
@@ -259,7 +266,7 @@ fn join(
         == 0;
     let dead = dead_letter_writer
         .join()
-        .unwrap_or_else(|_| Err("the dead-letter thread panicked".into()));
+        .unwrap_or_else(|_| Err(NodeFailure::crashed("the dead-letter writer")));
     (stage_threads, sinks_ok, dead)
 }
 
@@ -368,12 +375,12 @@ impl Wiring {
                 dead_letters: dead_letters.clone(),
                 ctx: Arc::clone(ctx),
             };
-            let spawned = chain.spawn(&runtime, plan.head()).map_err(|e| {
-                RunError::Io(format!(
-                    "stage `{}`: cannot start a worker thread: {e}",
-                    plan.head()
-                ))
-            })?;
+            let spawned = chain
+                .spawn(&runtime, plan.head())
+                .map_err(|e| RunError::Start {
+                    what: format!("stage `{}`: cannot start a worker thread", plan.head()),
+                    cause: e.into(),
+                })?;
             threads.extend(spawned);
         }
         Ok(threads)
@@ -445,7 +452,7 @@ impl StartedSources {
         for task in self.tasks.drain(..) {
             match task.await {
                 Ok(stopped) => interrupted |= stopped,
-                Err(e) => ctx.fail(format!("a source stopped unexpectedly: {e}")),
+                Err(_) => ctx.fail(NodeFailure::crashed("a source")),
             }
         }
         interrupted

@@ -35,6 +35,7 @@ use crate::pipeline::batch::Batch;
 use crate::pipeline::connectors::{BoxFuture, ConnectorError, RunningSink, SinkParts};
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::pool;
 use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
@@ -172,7 +173,7 @@ pub(crate) fn spawn_sink(
     metrics: Arc<NodeMetrics>,
     ctx: Arc<RunContext>,
     buffer: usize,
-) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
+) -> std::io::Result<RunningSink> {
     let runtime = tokio::runtime::Handle::current();
     let publisher = Publisher {
         name: Arc::from(sink.name.as_str()),
@@ -206,13 +207,13 @@ struct Publisher {
     ctx: Arc<RunContext>,
     buffer: usize,
     window: VecDeque<Unconfirmed>,
-    failure: Option<String>,
+    failure: Option<NodeFailure>,
     /// Events the server had already stored under the same id (replayed or redelivered).
     duplicates: u64,
 }
 
 impl Publisher {
-    async fn run(mut self, mut rx: Receiver) -> Result<(), String> {
+    async fn run(mut self, mut rx: Receiver) -> Result<(), NodeFailure> {
         while let Some(batch) = rx.recv().await {
             NodeMetrics::add(&self.metrics.events_in, batch.len() as u64);
             if self.failure.is_some() {
@@ -222,7 +223,7 @@ impl Publisher {
             }
             match self.publish(batch).await {
                 Ok(unconfirmed) => self.window.push_back(unconfirmed),
-                Err(message) => self.fail(message),
+                Err(failure) => self.fail(failure),
             }
             while self.window.len() >= self.buffer || (rx.is_empty() && !self.window.is_empty()) {
                 let oldest = self.window.pop_front().expect("not empty");
@@ -242,23 +243,26 @@ impl Publisher {
         }
     }
 
-    fn fail(&mut self, message: String) {
+    fn fail(&mut self, failure: NodeFailure) {
         for unconfirmed in self.window.drain(..) {
             unconfirmed.batch.ack.forget();
         }
-        self.ctx.fail(message.clone());
-        self.failure = Some(message);
+        self.ctx.fail(failure.clone());
+        self.failure = Some(failure);
     }
 
     /// Publishes every event of a batch, without waiting for the server.
-    async fn publish(&self, batch: Batch) -> Result<Unconfirmed, String> {
+    async fn publish(&self, batch: Batch) -> Result<Unconfirmed, NodeFailure> {
         let mut acks = Vec::with_capacity(batch.len());
         for i in 0..batch.len() {
             match self.publish_one(&batch, i).await {
                 Ok(ack) => acks.push(Some(ack)),
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     batch.ack.forget();
-                    return Err(format!("sink `{}`: cannot publish: {e}", self.name));
+                    return Err(NodeFailure::Publish {
+                        node: Arc::clone(&self.name),
+                        message: e.to_string(),
+                    });
                 }
                 // Not sent (the connection is down): published again when confirmed.
                 Err(_) => acks.push(None),

@@ -26,6 +26,7 @@
 mod admin;
 mod error;
 mod graph;
+mod kinds;
 mod names;
 pub mod ranges;
 mod raw;

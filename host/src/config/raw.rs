@@ -1,12 +1,17 @@
 //! The tables of a pipeline file as written: every value typed (text, whole number, list…)
 //! and kept with its span, but not yet checked for meaning. Reading refuses unknown keys, wrong
 //! types and missing required keys; everything else is left to the checks of each concern.
+//!
+//! This file reads the file's top level, `[pipeline]`, stages, `[admin]` and `[metrics]`;
+//! sources and sinks (and `[dead_letter]`) are read by `source` and `sink`, each kind beside
+//! its check, since the keys a connector may hold depend on its `type`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::config::error::{ConfigError, Ctx, Sp, join};
 use crate::config::reader::{self, Place, Table};
+use crate::config::sink::{self, DEAD_LETTER_KEYS, RawDeadLetter, RawSink};
 use crate::config::source::{self, RawSource};
 
 const FILE_KEYS: &[&str] = &[
@@ -48,10 +53,6 @@ const BREAKER_KEYS: &[&str] = &["window", "threshold", "cooldown"];
 const GRANT_KEYS: &[&str] = &["dirs", "env", "network"];
 const DIR_KEYS: &[&str] = &["host", "guest"];
 const CANARY_KEYS: &[&str] = &["events", "max_failure_rate"];
-const SINK_KEYS: &[&str] = &[
-    "inputs", "type", "path", "encoding", "mode", "sync", "url", "subject",
-];
-const DEAD_LETTER_KEYS: &[&str] = &["type", "path", "mode", "sync"];
 const ADMIN_KEYS: &[&str] = &[
     "listen",
     "token",
@@ -139,25 +140,6 @@ pub(crate) struct RawCanary {
     pub max_failure_rate: Option<Sp<f64>>,
 }
 
-pub(crate) struct RawSink {
-    pub at: Place,
-    pub inputs: Sp<Vec<Sp<String>>>,
-    pub kind: Sp<String>,
-    pub path: Option<Sp<String>>,
-    pub encoding: Option<Sp<String>>,
-    pub mode: Option<Sp<String>>,
-    pub sync: Option<Sp<String>>,
-    pub url: Option<Sp<String>>,
-    pub subject: Option<Sp<String>>,
-}
-
-pub(crate) struct RawDeadLetter {
-    pub kind: Sp<String>,
-    pub path: Option<Sp<String>>,
-    pub mode: Option<Sp<String>>,
-    pub sync: Option<Sp<String>>,
-}
-
 pub(crate) struct RawAdmin {
     pub table: Range<usize>,
     pub listen: Option<Sp<String>>,
@@ -194,11 +176,13 @@ pub(crate) fn read(cx: &Ctx) -> Result<RawFile, ConfigError> {
     )?;
     Ok(RawFile {
         pipeline: pipeline.map(|t| read_global(&t)).transpose()?,
-        // A source's keys depend on its `type`: its reader checks them.
+        // A source's or sink's keys depend on its `type`: its reader checks them.
         sources: nodes(&root, "sources", ("a source", None), source::read)?,
         stages: nodes(&root, "stages", ("a stage", Some(STAGE_KEYS)), read_stage)?,
-        sinks: nodes(&root, "sinks", ("a sink", Some(SINK_KEYS)), read_sink)?,
-        dead_letter: dead_letter.map(|t| read_dead_letter(&t)).transpose()?,
+        sinks: nodes(&root, "sinks", ("a sink", None), sink::read)?,
+        dead_letter: dead_letter
+            .map(|t| sink::read_dead_letter(&t))
+            .transpose()?,
         admin: admin.map(|t| read_admin(&t)).transpose()?,
         metrics: metrics.map(|t| read_metrics(&t)).transpose()?,
     })
@@ -330,43 +314,6 @@ fn read_canary(t: &Table) -> Result<RawCanary, ConfigError> {
     Ok(RawCanary {
         events: t.whole("events")?,
         max_failure_rate: t.fraction("max_failure_rate")?,
-    })
-}
-
-fn read_sink(t: &Table, at: Place) -> Result<RawSink, ConfigError> {
-    let (inputs, kind) = (t.texts("inputs", "[\"parse\"]")?, t.text("type")?);
-    Ok(RawSink {
-        inputs: t.required(
-            inputs,
-            "inputs",
-            "a sink needs `inputs`, the sources or stages it writes, such as `inputs = [\"parse\"]`",
-        )?,
-        kind: t.required(
-            kind,
-            "type",
-            "a sink needs `type`: `\"stdout\"`, `\"file\"`, `\"null\"` or `\"nats\"`",
-        )?,
-        path: t.text("path")?,
-        encoding: t.text("encoding")?,
-        mode: t.text("mode")?,
-        sync: t.text("sync")?,
-        url: t.text("url")?,
-        subject: t.text("subject")?,
-        at,
-    })
-}
-
-fn read_dead_letter(t: &Table) -> Result<RawDeadLetter, ConfigError> {
-    let kind = t.text("type")?;
-    Ok(RawDeadLetter {
-        kind: t.required(
-            kind,
-            "type",
-            "`[dead_letter]` needs `type`: `\"file\"` or `\"stderr\"`",
-        )?,
-        path: t.text("path")?,
-        mode: t.text("mode")?,
-        sync: t.text("sync")?,
     })
 }
 

@@ -291,7 +291,7 @@ const SYNTAX_AND_UNKNOWN_KEYS: &[Row] = &[
     ("buffer = 4", "bufer = 4", 4, "pipeline.bufer", "did you mean `buffer`?"),
     ("repeat = 1", "repeats = 1", 9, "sources.logs.repeats", "did you mean `repeat`?"),
     ("inputs = [\"logs\", \"gen\"]", "input = [\"logs\", \"gen\"]", 17, "stages.parse.input", "did you mean `inputs`?"),
-    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "a sink takes `inputs`, `type`, `path`, `encoding`, `mode`, `sync`, `url` and `subject`"),
+    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "unknown key; a sink takes `inputs`, `type` and `encoding`; a `file` sink also `path`, `mode` and `sync`"),
     ("window = 100", "windw = 100", 29, "stages.parse.breaker.windw", "did you mean `window`?"),
     ("host = \"lookup\"", "hst = \"lookup\"", 30, "stages.parse.grant.dirs[0].hst", "did you mean `host`?"),
     ("network = false", "netwrk = false", 30, "stages.parse.grant.netwrk", "did you mean `network`?"),

@@ -15,10 +15,17 @@
 //! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
 //! - `names`: what node names, setting keys and environment variable names may hold.
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
-//! - `raw`: the tables as written (every known key, typed, with its span).
+//! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
+//!   kind is refused by name.
+//! - `source` and `sink` (with `[dead_letter]`): what every source or sink has, and a folder
+//!   with one file per kind (`source/stdin.rs`, `sink/file.rs`…), each holding that kind's
+//!   keys, its table as written, its reader and its check.
+//! - `raw`: the rest of the tables as written (every known key, typed, with its span): the
+//!   top level, `[pipeline]`, stages, `[admin]`, `[metrics]`.
 //! - `graph`: one namespace for every node, inputs, fan-in, cycles, flow order.
-//! - `source`, `stage`, `sink` (with `[dead_letter]`), `admin`: each table's checked type
-//!   beside its checks, re-exported here.
+//! - `stage`, `admin`: each table's checked type beside its checks.
+//!
+//! The checked types of `source`, `stage`, `sink` and `admin` are re-exported here.
 //!
 //! This file holds [`Pipeline`], the `[pipeline]` and `[metrics]` tables, and
 //! [`Pipeline::parse`], which runs the passes in order.
@@ -26,6 +33,7 @@
 mod admin;
 mod error;
 mod graph;
+mod kinds;
 mod names;
 pub mod ranges;
 mod raw;

@@ -291,7 +291,7 @@ const SYNTAX_AND_UNKNOWN_KEYS: &[Row] = &[
     ("buffer = 4", "bufer = 4", 4, "pipeline.bufer", "did you mean `buffer`?"),
     ("repeat = 1", "repeats = 1", 9, "sources.logs.repeats", "did you mean `repeat`?"),
     ("inputs = [\"logs\", \"gen\"]", "input = [\"logs\", \"gen\"]", 17, "stages.parse.input", "did you mean `inputs`?"),
-    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "a sink takes `inputs`, `type`, `path`, `encoding`, `mode`, `sync`, `url` and `subject`"),
+    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "unknown key; a sink takes `inputs`, `type` and `encoding`; a `file` sink also `path`, `mode` and `sync`"),
     ("window = 100", "windw = 100", 29, "stages.parse.breaker.windw", "did you mean `window`?"),
     ("host = \"lookup\"", "hst = \"lookup\"", 30, "stages.parse.grant.dirs[0].hst", "did you mean `host`?"),
     ("network = false", "netwrk = false", 30, "stages.parse.grant.netwrk", "did you mean `network`?"),
@@ -436,6 +436,35 @@ const KINDS_SMALL: &[Row] = &[
 fn sources_sinks_and_dead_letters_check_their_kinds() {
     run(BASE, KINDS);
     run(SMALL, KINDS_SMALL);
+}
+
+/// A source's or sink's keys are those of its `type`: a key of another kind is refused by
+/// name, a key of no kind is unknown (with the closest key of any kind), and so is a type.
+#[rustfmt::skip]
+const KIND_KEYS: &[Row] = &[
+    ("repeat = 1", "repeat = 1\ncount = 5", 10, "sources.logs.count", "a `file` source has no `count`: only a `generate` source has it; remove it, or use `type = \"generate\"`"),
+    ("encoding = \"json\"", "encoding = \"json\"\nsubject = \"x\"", 39, "sinks.out.subject", "a `file` sink has no `subject`: only a `nats` sink has it; remove it, or use `type = \"nats\"`"),
+    ("encoding = \"json\"", "encoding = \"json\"\nsubjet = \"x\"", 39, "sinks.out.subjet", "unknown key; did you mean `subject`?"),
+];
+
+/// The same, in the small pipeline (stdin, a stage, a null sink).
+#[rustfmt::skip]
+const KIND_KEYS_SMALL: &[Row] = &[
+    ("type = \"stdin\"", "type = \"stdin\"\nurl = \"nats://h:4222\"", 3, "sources.s.url", "a `stdin` source has no `url`: only a `nats` source has it; remove it, or use `type = \"nats\"`"),
+    ("type = \"null\"", "type = \"null\"\nmode = \"append\"", 11, "sinks.o.mode", "a `null` sink has no `mode`: only a `file` sink has it"),
+    ("type = \"stdin\"", "type = \"stdin\"\nlingr = \"1ms\"", 3, "sources.s.lingr", "unknown key; did you mean `linger`?"),
+    ("type = \"stdin\"", "type = \"stdin\"\nstrem = \"s\"", 3, "sources.s.strem", "unknown key; did you mean `stream`?"),
+    ("type = \"stdin\"", "tpye = \"stdin\"", 2, "sources.s.tpye", "unknown key; did you mean `type`?"),
+    ("type = \"stdin\"", "type = \"kafka\"\ncolour = 1", 3, "sources.s.colour", "unknown key; a source takes `type`, `batch_size`, `linger`, `path`, `repeat`, `count`, `size`, `url`"),
+    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate` or `nats`"),
+    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"` or `\"nats\"`"),
+    ("type = \"null\"", "type = \"nul\"", 10, "sinks.o.type", "unknown sink type `nul`: use `stdout`, `file`, `null` or `nats`; did you mean `null`?"),
+];
+
+#[test]
+fn a_connector_takes_the_keys_of_its_type() {
+    run(BASE, KIND_KEYS);
+    run(SMALL, KIND_KEYS_SMALL);
 }
 
 /// A stage's plugin file, setting names, `on_error` policy and grant.
@@ -628,6 +657,6 @@ fn errors_print_file_line_and_key() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size`, `linger`, `url`, `stream`, `consumer`, `subject`, `batch`, `ack_wait`, `max_ack_pending` and `key_header`"
+        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `batch_size` and `linger`"
     );
 }

@@ -5,7 +5,7 @@ use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, shown};
 use crate::config::raw::{RawDeadLetter, RawSink};
 use std::path::PathBuf;
 
-use crate::config::DEFAULT_NATS_URL;
+use crate::config::nats_url;
 
 #[derive(Debug, Clone)]
 pub struct Sink {
@@ -27,7 +27,10 @@ pub enum SinkKind {
     Null,
     /// Publishes each event to a NATS JetStream subject, with a message id for deduplication.
     Nats {
+        /// As written: one server URL or a comma-separated list of seeds.
         url: String,
+        /// The servers of `url`, checked.
+        servers: Vec<async_nats::ServerAddr>,
         subject: String,
     },
 }
@@ -115,13 +118,15 @@ fn kind(cx: &Ctx, node: &str, raw: &RawSink) -> Result<SinkKind, ConfigError> {
             }
         },
         "nats" => match &raw.subject {
-            Some(subject) => SinkKind::Nats {
-                url: raw
-                    .url
-                    .as_ref()
-                    .map_or_else(|| DEFAULT_NATS_URL.to_string(), |u| u.get_ref().clone()),
-                subject: subject.get_ref().clone(),
-            },
+            Some(subject) => {
+                let (url, servers) = nats_url::check(cx, raw.url.as_ref(), &key("url"))?;
+                let subject = subject.get_ref().clone();
+                SinkKind::Nats {
+                    url,
+                    servers,
+                    subject,
+                }
+            }
             None => {
                 return Err(cx.err(
                     &raw.kind.span(),

@@ -5,13 +5,12 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::DEFAULT_NATS_URL;
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, plain, shown};
 use crate::config::ranges::{
     ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, MAX_ACK_PENDING, NATS_BATCH, REPEAT,
 };
 use crate::config::raw::{NATS_KEYS, RawSource, SOURCE_TYPE_KEYS};
-use crate::config::units;
+use crate::config::{nats_url, units};
 
 /// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
 pub const DEFAULT_GENERATE_SIZE: usize = 100;
@@ -49,7 +48,10 @@ pub enum SourceKind {
 /// A NATS JetStream source.
 #[derive(Debug, Clone)]
 pub struct NatsSource {
+    /// As written: one server URL or a comma-separated list of seeds.
     pub url: String,
+    /// The servers of `url`, checked; the client connects to one and learns the cluster.
+    pub servers: Vec<async_nats::ServerAddr>,
     pub stream: String,
     /// The durable consumer's name; created with `subject` as its filter if it does not exist.
     pub consumer: String,
@@ -248,11 +250,10 @@ fn nats(
         Some(v) => units::whole(cx, v, &join(node, "max_ack_pending"), &MAX_ACK_PENDING)?,
         None => (4 * batch).clamp(*MAX_ACK_PENDING.start(), *MAX_ACK_PENDING.end()),
     };
+    let (url, servers) = nats_url::check(cx, n.url.as_ref(), &join(node, "url"))?;
     Ok(SourceKind::Nats(NatsSource {
-        url: n
-            .url
-            .as_ref()
-            .map_or_else(|| DEFAULT_NATS_URL.to_string(), |u| u.get_ref().clone()),
+        url,
+        servers,
         stream,
         consumer,
         subject: n.subject.as_ref().map(|s| s.get_ref().clone()),

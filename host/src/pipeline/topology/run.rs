@@ -194,8 +194,13 @@ impl Brokers {
             }
         }
         for sink in &pipeline.sinks {
-            if let SinkKind::Nats { url, subject } = &sink.kind {
-                let output = nats::prepare_sink(sink, url, subject)
+            if let SinkKind::Nats {
+                url,
+                servers,
+                subject,
+            } = &sink.kind
+            {
+                let output = nats::prepare_sink(sink, (url, servers), subject)
                     .await
                     .map_err(|e| RunError::Failed(format!("sink `{}`: {e}", sink.name)))?;
                 brokers.outputs.insert(sink.name.clone(), output);

@@ -145,10 +145,10 @@ pub(crate) struct NatsOutput {
 /// Connects and checks that a stream captures `subject`.
 pub(crate) async fn prepare_sink(
     sink: &Sink,
-    url: &str,
+    (url, servers): (&str, &[async_nats::ServerAddr]),
     subject: &str,
 ) -> Result<NatsOutput, NatsError> {
-    let client = connect(url, &sink.name).await?;
+    let client = connect(url, servers, &sink.name).await?;
     let js = async_nats::jetstream::new(client);
     js.stream_by_subject(subject)
         .await

@@ -200,7 +200,7 @@ impl Brokers {
                 subject,
             } = &sink.kind
             {
-                let output = nats::prepare_sink(sink, (url, servers), subject)
+                let output = nats::prepare_sink(sink, url, servers, subject)
                     .await
                     .map_err(|e| RunError::Failed(format!("sink `{}`: {e}", sink.name)))?;
                 brokers.outputs.insert(sink.name.clone(), output);

@@ -145,7 +145,8 @@ pub(crate) struct NatsOutput {
 /// Connects and checks that a stream captures `subject`.
 pub(crate) async fn prepare_sink(
     sink: &Sink,
-    (url, servers): (&str, &[async_nats::ServerAddr]),
+    url: &str,
+    servers: &[async_nats::ServerAddr],
     subject: &str,
 ) -> Result<NatsOutput, NatsError> {
     let client = connect(url, servers, &sink.name).await?;

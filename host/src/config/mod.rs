@@ -14,6 +14,7 @@
 //! - `ranges`: the range of every number and duration, each with the threat it blocks.
 //! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
 //! - `names`: what node names, setting keys and environment variable names may hold.
+//! - `nats_url`: the `url` of a NATS source or sink, one server or a list of seeds.
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
 //! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
 //!   kind is refused by name.
@@ -35,6 +36,7 @@ mod error;
 mod graph;
 mod kinds;
 mod names;
+mod nats_url;
 pub mod ranges;
 mod raw;
 mod reader;

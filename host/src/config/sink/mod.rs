@@ -46,7 +46,10 @@ pub enum SinkKind {
     Null,
     /// Publishes each event to a NATS JetStream subject, with a message id for deduplication.
     Nats {
+        /// As written: one server URL or a comma-separated list of seeds.
         url: String,
+        /// The servers of `url`, checked.
+        servers: Vec<async_nats::ServerAddr>,
         subject: String,
     },
 }

@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
-use crate::config::DEFAULT_NATS_URL;
 use crate::config::error::{ConfigError, Ctx, Sp, join};
+use crate::config::nats_url;
 use crate::config::reader::Table;
 use crate::config::sink::SinkKind;
 
@@ -32,13 +32,14 @@ pub(crate) fn check(
     raw: &Raw,
 ) -> Result<SinkKind, ConfigError> {
     match &raw.subject {
-        Some(subject) => Ok(SinkKind::Nats {
-            url: raw
-                .url
-                .as_ref()
-                .map_or_else(|| DEFAULT_NATS_URL.to_string(), |u| u.get_ref().clone()),
-            subject: subject.get_ref().clone(),
-        }),
+        Some(subject) => {
+            let (url, servers) = nats_url::check(cx, raw.url.as_ref(), &join(node, "url"))?;
+            Ok(SinkKind::Nats {
+                url,
+                servers,
+                subject: subject.get_ref().clone(),
+            })
+        }
         None => Err(cx.err(
             kind,
             join(node, "subject"),

@@ -3,8 +3,8 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::config::DEFAULT_NATS_URL;
 use crate::config::error::{ConfigError, Ctx, Sp, join};
+use crate::config::nats_url;
 use crate::config::ranges::{ACK_WAIT, MAX_ACK_PENDING, NATS_BATCH};
 use crate::config::reader::Table;
 use crate::config::source::SourceKind;
@@ -13,7 +13,10 @@ use crate::config::units;
 /// A NATS JetStream source.
 #[derive(Debug, Clone)]
 pub struct NatsSource {
+    /// As written: one server URL or a comma-separated list of seeds.
     pub url: String,
+    /// The servers of `url`, checked; the client connects to one and learns the cluster.
+    pub servers: Vec<async_nats::ServerAddr>,
     pub stream: String,
     /// The durable consumer's name; created with `subject` as its filter if it does not exist.
     pub consumer: String,
@@ -101,11 +104,10 @@ pub(crate) fn check(
         Some(v) => units::whole(cx, v, &join(node, "max_ack_pending"), &MAX_ACK_PENDING)?,
         None => (4 * batch).clamp(*MAX_ACK_PENDING.start(), *MAX_ACK_PENDING.end()),
     };
+    let (url, servers) = nats_url::check(cx, n.url.as_ref(), &join(node, "url"))?;
     Ok(SourceKind::Nats(NatsSource {
-        url: n
-            .url
-            .as_ref()
-            .map_or_else(|| DEFAULT_NATS_URL.to_string(), |u| u.get_ref().clone()),
+        url,
+        servers,
         stream,
         consumer,
         subject: n.subject.as_ref().map(|s| s.get_ref().clone()),

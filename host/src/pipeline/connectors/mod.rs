@@ -170,8 +170,6 @@ pub(crate) fn sink(config: &config::Sink) -> Box<dyn Sink> {
         SinkKind::Stdout => Box::new(stdio::StdoutSink::new(config)),
         SinkKind::File { .. } => Box::new(file::FileSink::new(config)),
         SinkKind::Null => Box::new(null::NullSink::new(config)),
-        SinkKind::Nats { url, subject } => {
-            Box::new(nats::sink::JetStreamSink::new(config, url, subject))
-        }
+        SinkKind::Nats { .. } => Box::new(nats::sink::JetStreamSink::new(config)),
     }
 }

@@ -148,9 +148,10 @@ pub(crate) struct NatsOutput {
 pub(crate) async fn prepare_sink(
     sink: &Sink,
     url: &str,
+    servers: &[async_nats::ServerAddr],
     subject: &str,
 ) -> Result<NatsOutput, NatsError> {
-    let client = connect(url, &sink.name).await?;
+    let client = connect(url, servers, &sink.name).await?;
     let js = async_nats::jetstream::new(client);
     js.stream_by_subject(subject)
         .await
@@ -375,16 +376,26 @@ impl Publisher {
 pub(crate) struct JetStreamSink {
     sink: Sink,
     url: String,
+    servers: Vec<async_nats::ServerAddr>,
     subject: String,
     output: Option<NatsOutput>,
 }
 
 impl JetStreamSink {
-    pub(crate) fn new(sink: &Sink, url: &str, subject: &str) -> JetStreamSink {
+    pub(crate) fn new(sink: &Sink) -> JetStreamSink {
+        let crate::config::SinkKind::Nats {
+            url,
+            servers,
+            subject,
+        } = &sink.kind
+        else {
+            unreachable!("the registry makes a NATS sink of a NATS sink's configuration")
+        };
         JetStreamSink {
             sink: sink.clone(),
-            url: url.to_string(),
-            subject: subject.to_string(),
+            url: url.clone(),
+            servers: servers.clone(),
+            subject: subject.clone(),
             output: None,
         }
     }
@@ -401,7 +412,8 @@ impl crate::pipeline::connectors::Sink for JetStreamSink {
 
     fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async move {
-            self.output = Some(prepare_sink(&self.sink, &self.url, &self.subject).await?);
+            let output = prepare_sink(&self.sink, &self.url, &self.servers, &self.subject);
+            self.output = Some(output.await?);
             Ok(())
         })
     }

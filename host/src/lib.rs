@@ -25,6 +25,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod notice;
 pub mod observe;
 pub mod pipeline;

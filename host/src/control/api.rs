@@ -110,8 +110,5 @@ pub struct StageInfo {
     pub counters: CountersInfo,
 }
 
-/// Every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
-}
+/// Every error answer: `{"error": "..."}`, the same on every listener of weir.
+pub use crate::http::ErrorBody;

@@ -11,17 +11,18 @@
 //!
 //! - `api`: the snapshot's types, shared with the command line.
 //! - `prometheus`: the exposition, built by a prometheus-client collector at each scrape.
-//! - `http`: the metrics listener's routes (`/metrics`, `/health`, `/snapshot`, `/`) and the
-//!   admin API's (`/nodes`, `/tap/{node}`), which the control plane serves behind its token.
+//! - `routes`: the metrics listener's routes (`/metrics`, `/health`, `/snapshot`, `/`) and
+//!   the admin API's (`/nodes`, `/tap/{node}`), which the admin API serves behind its token.
+//!   The metrics listener itself is a [`crate::http`] listener, open to all.
 //! - `tap`: a tap's HTTP stream: JSON lines from the node's tap hook, with what it lost.
 //! - `page`: the live page, its HTML, CSS and script inside the binary.
 //! - `progress`: the live line of `weir run` on a terminal.
 
 pub mod api;
-mod http;
 mod page;
 pub mod progress;
 mod prometheus;
+mod routes;
 mod tap;
 
 use std::collections::BTreeMap;
@@ -30,11 +31,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Metrics, OnError};
 use crate::control::Control;
 use crate::control::api::CountersInfo;
+use crate::http;
 use crate::pipeline::Topology;
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::report::{CALL_BUCKETS, NodeKind, NodeMetrics};
@@ -42,7 +45,7 @@ use crate::pipeline::stage::StageHandle;
 
 use api::{LiveVersion, NodeSnapshot, Snapshot};
 
-pub use http::{admin_routes, metrics_routes};
+pub use routes::{admin_routes, metrics_routes};
 
 /// What an observer reads: every node's handles, taken from the topology before the run.
 pub struct Observer {
@@ -230,42 +233,41 @@ pub fn kind_name(kind: NodeKind) -> &'static str {
 /// The metrics listener of a running pipeline; [`Listening::stop`] ends it.
 pub struct Listening {
     pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    server: http::Server,
 }
 
 impl Listening {
     pub async fn stop(self) {
-        self.stop.cancel();
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(crate::control::STOP_GRACE, self.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+        self.server.stop().await;
     }
 }
 
-/// Binds `[metrics] listen` and serves the metrics routes on it. An address that cannot be
-/// bound is an error of the pipeline file's `metrics.listen`, with its line (exit 2).
+/// Binds `[metrics] listen` and serves the metrics routes on it, open to all (no token, no
+/// TLS: what it shows is read-only, as Prometheus scrapes), under a listener's default
+/// limits. An address that cannot be bound is an error of the pipeline file's
+/// `metrics.listen`, with its line (exit 2).
 pub async fn listen(
     file: &std::path::Path,
     config: &Metrics,
     observer: &Arc<Observer>,
 ) -> Result<Listening, ConfigError> {
-    let error = |e: std::io::Error| ConfigError {
-        file: file.to_path_buf(),
-        line: Some(config.listen_line),
-        key: Some("metrics.listen".to_string()),
-        message: crate::control::bind_message(config.listen, &e),
+    let listener = http::Config {
+        name: "metrics",
+        listen: config.listen,
+        tls: None,
+        limits: http::Limits::default(),
+        token: None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let routes = routes::metrics_routes(observer);
+    let server = http::Server::start(&listener, Router::new(), routes, CancellationToken::new())
         .await
-        .map_err(error)?;
-    let addr = listener.local_addr().map_err(error)?;
-    let stop = CancellationToken::new();
-    let task = crate::control::serve_open(listener, http::metrics_routes(observer), stop.clone());
+        .map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: Some(config.listen_line),
+            key: Some("metrics.listen".to_string()),
+            message: e.to_string(),
+        })?;
+    let addr = server.addr;
     crate::notice::info(&format!("metrics listening on http://{addr}"));
-    Ok(Listening { addr, stop, task })
+    Ok(Listening { addr, server })
 }

@@ -137,9 +137,6 @@ async fn start_observers(
         control::StartError::Listen(e) => RunError::Config(e),
         other => RunError::Io(other.to_string()),
     })?;
-    if let Some(control) = &control {
-        observer.set_control(Arc::clone(&control.control));
-    }
     if let Some(metrics) = &pipeline.metrics {
         observing.linger = metrics.linger;
         if shared {

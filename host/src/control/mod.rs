@@ -180,10 +180,15 @@ impl StageControl {
         let config = &self.handle.config;
         let counts = self.handle.counts();
         let plugin = config.plugin.display().to_string();
+        let counters = self.handle.reloads.counts().into();
         match &self.actor {
-            Some((_, history)) => {
-                actor::lock(history).stage_info(&config.name, config.watch, &plugin, &counts)
-            }
+            Some((_, history)) => actor::lock(history).stage_info(
+                &config.name,
+                config.watch,
+                &plugin,
+                &counts,
+                counters,
+            ),
             None => StageInfo {
                 name: config.name.clone(),
                 reloadable: false,
@@ -196,7 +201,7 @@ impl StageControl {
                 events_total: counts.total_events,
                 canary: None,
                 versions: Vec::new(),
-                counters: Default::default(),
+                counters,
             },
         }
     }

@@ -3,9 +3,9 @@
 //!
 //! Data moves one way. The data plane keeps plain atomic counters and gauges per node
 //! ([`NodeMetrics`], bumped per batch or per call) and a tap hook per node; the topology hands
-//! them out before the run. An [`Observer`] holds those handles, with the stages' version
-//! handles, the in-flight tracker and (once the control plane runs) the hot-load counters, and
-//! reads them only when asked: a scrape ([`prometheus`]), a snapshot ([`api::Snapshot`]) for
+//! them out before the run. An [`Observer`] holds those handles, with the stages' handles (their
+//! live versions, and the hot-load record that the control plane writes on them) and the
+//! in-flight tracker, and reads them only when asked: a scrape ([`prometheus`]), a snapshot ([`api::Snapshot`]) for
 //! `weir top` and the page, a progress tick. Nothing is computed on the hot path for it, and
 //! the data plane imports nothing from here.
 //!
@@ -27,21 +27,19 @@ mod tap;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Metrics, OnError};
-use crate::control::Control;
-use crate::control::api::CountersInfo;
 use crate::http;
 use crate::pipeline::Topology;
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::report::{CALL_BUCKETS, NodeKind, NodeMetrics};
-use crate::pipeline::stage::StageHandle;
+use crate::pipeline::stage::{ReloadCounts, StageHandle};
 
 use api::{LiveVersion, NodeSnapshot, Snapshot};
 
@@ -60,8 +58,6 @@ pub struct Observer {
     stop: CancellationToken,
     /// Cancelled when the run has ended.
     ended: CancellationToken,
-    /// The hot-load side, when it runs: version numbers and reload counters.
-    control: OnceLock<Arc<Control>>,
 }
 
 impl Observer {
@@ -93,13 +89,7 @@ impl Observer {
             started: Instant::now(),
             stop,
             ended: CancellationToken::new(),
-            control: OnceLock::new(),
         })
-    }
-
-    /// Gives the observer the control plane, for version numbers and reload counters.
-    pub fn set_control(&self, control: Arc<Control>) {
-        let _ = self.control.set(control);
     }
 
     /// The run has ended: `/health` says `stopped`, taps end.
@@ -140,17 +130,12 @@ impl Observer {
         }
     }
 
-    /// The version a stage runs now: its number from the control plane's history when hot
-    /// loading runs, else 1 (the only version there can be).
+    /// The version a stage runs now: its number in the stage's history when hot loading runs
+    /// (its record on the handle), else 1 (the only version there can be).
     fn live_version(&self, stage: &str) -> Option<LiveVersion> {
         let handle = self.stages.get(stage)?;
         let current = handle.current();
-        let id = self
-            .control
-            .get()
-            .and_then(|c| c.stage_info(stage).ok())
-            .and_then(|info| info.live.map(|v| v.id))
-            .unwrap_or(current.generation + 1);
+        let id = handle.reloads.live().unwrap_or(current.generation + 1);
         let digest = current.digest.to_string();
         Some(LiveVersion {
             id,
@@ -159,12 +144,11 @@ impl Observer {
         })
     }
 
-    /// A stage's hot-load counters; all 0 without the control plane.
-    fn reloads(&self, stage: &str) -> CountersInfo {
-        self.control
-            .get()
-            .and_then(|c| c.stage_info(stage).ok())
-            .map(|info| info.counters)
+    /// A stage's hot-load counters; all 0 without hot loading.
+    fn reloads(&self, stage: &str) -> ReloadCounts {
+        self.stages
+            .get(stage)
+            .map(|h| h.reloads.counts())
             .unwrap_or_default()
     }
 

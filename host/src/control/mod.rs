@@ -3,11 +3,12 @@
 //! Changes reach a stage from three triggers: the admin API (`server`, its routes, served by
 //! a [`crate::http`] listener that holds connections to their limits and checks the token;
 //! the `weir reload`, `weir rollback` and `weir stages` commands call it through `client`),
-//! the plugin
-//! file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage has one
-//! actor (`actor`) that takes those changes as commands, one at a time, prepares each new
-//! version off the data path and swaps it into the stage's
+//! the plugin file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage
+//! has one actor (`actor`) that takes those changes as commands, one at a time, prepares each
+//! new version off the data path and swaps it into the stage's
 //! [`StageHandle`](crate::pipeline::stage::StageHandle); `history` keeps a stage's versions.
+//! The actor also writes the handle's hot-load record (the live version's number, the counts
+//! of swaps, refusals and rollbacks), which the observer reads from the handle.
 //! [`Control`] is the front door the server uses: it routes a request to the right actor and
 //! builds the answers the API defines in `api`.
 //!

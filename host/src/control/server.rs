@@ -17,12 +17,12 @@
 //!
 //! The token check ([`crate::http::Token`]) runs before a body is read, so a request without
 //! the token costs neither the upload nor a change: it gets 401 and nothing else happens.
-//! Then the request waits for one of [`MAX_CONCURRENT_REQUESTS`] slots,
-//! and its body must arrive within `body_timeout` and the route's cap. Errors are
-//! `{"error": "..."}` with 404 (unknown stage), 409 (nothing to roll back to, or a native
-//! stage), 422 (the version was refused: not a component, another world, an import the host
-//! does not grant, `init` failed), 400 (bad settings), 408 (the body came too slowly) or 413
-//! (the body is over the route's cap).
+//! Then the request waits for one of [`MAX_CONCURRENT_REQUESTS`] slots, and its body must
+//! arrive within `body_timeout` and the route's cap. Errors are `{"error": "..."}` with 404
+//! (unknown stage), 409 (nothing to roll back to, or a native stage), 422 (the version was
+//! refused: not a component, another world, an import the host does not grant, `init`
+//! failed), 400 (bad settings), 408 (the body came too slowly) or 413 (the body is over the
+//! route's cap).
 
 use std::sync::Arc;
 use std::time::Instant;

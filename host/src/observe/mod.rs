@@ -3,11 +3,12 @@
 //!
 //! Data moves one way. The data plane keeps plain atomic counters and gauges per node
 //! ([`NodeMetrics`], bumped per batch or per call) and a tap hook per node; the topology hands
-//! them out before the run. An [`Observer`] holds those handles, with the stages' handles (their
-//! live versions, and the hot-load record that the control plane writes on them) and the
-//! in-flight tracker, and reads them only when asked: a scrape ([`prometheus`]), a snapshot ([`api::Snapshot`]) for
-//! `weir top` and the page, a progress tick. Nothing is computed on the hot path for it, and
-//! the data plane imports nothing from here.
+//! them out before the run. An [`Observer`] holds those handles, with the stages' handles
+//! (their live versions, and the hot-load record that the control plane writes on them) and
+//! the in-flight tracker, and reads them only when asked: a scrape ([`prometheus`]), a
+//! snapshot ([`api::Snapshot`]) for `weir top` and the page, a progress tick. Nothing is
+//! computed on the hot path for it, and the data plane imports nothing from here; nor does
+//! this module import the control plane.
 //!
 //! - `api`: the snapshot's types, shared with the command line.
 //! - `prometheus`: the exposition, built by a prometheus-client collector at each scrape.

@@ -693,3 +693,70 @@ fn the_progress_line_shows_on_a_terminal_only_and_not_with_quiet() -> Result<()>
     assert!(!quiet.contains("ETA"), "--quiet: {quiet}");
     Ok(())
 }
+
+/// The stage's version number and hot-load counters in `/metrics` follow what the admin API
+/// does: a settings change makes version 2 live and counts a swap; a rollback makes version 1
+/// live again and counts a rollback.
+#[test]
+fn metrics_follow_the_version_number_and_the_reloads_of_the_admin_api() -> Result<()> {
+    let dir = Dir::new()?;
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.to_string()
+    };
+    let mut admin = support::Table::default();
+    admin.set("listen", listen.as_str());
+    admin.set("token", TOKEN);
+    let mut metrics = support::Table::default();
+    metrics.set("listen", listen.as_str());
+    let file = pipeline(&dir)
+        .admin_table(admin)
+        .metrics_table(metrics)
+        .write(&dir)?;
+    let mut run = dir.start(&file)?;
+    run.wait_for_stderr("metrics served on the admin API's address")?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let auth = format!("Bearer {TOKEN}");
+    let version = |text: &str| -> Option<String> {
+        let line = text.lines().find(|l| {
+            l.starts_with("weir_stage_version_info{component_id=\"upper\",component_kind=\"stage\"")
+        })?;
+        let from = line.find("version=\"")? + "version=\"".len();
+        Some(line[from..].split('"').next()?.to_string())
+    };
+    let reloads = |samples: &Samples, result: &str| {
+        let more = format!(",result=\"{result}\"");
+        sample(samples, "weir_stage_reloads_total", "upper", "stage", &more)
+    };
+
+    let (text, samples) = scrape(&listen)?;
+    assert_eq!(version(&text).as_deref(), Some("1"), "{text}");
+    assert_eq!(reloads(&samples, "swapped"), 0.0);
+
+    let url = format!("http://{listen}/stages/upper/settings");
+    let mut swapped = agent.put(&url).header("Authorization", &auth).send("{}")?;
+    let body = swapped.body_mut().read_to_string()?;
+    assert_eq!(swapped.status().as_u16(), 200, "{body}");
+    let (text, samples) = scrape(&listen)?;
+    assert_eq!(version(&text).as_deref(), Some("2"), "{text}");
+    assert_eq!(reloads(&samples, "swapped"), 1.0);
+    assert_eq!(reloads(&samples, "rolled-back"), 0.0);
+
+    let url = format!("http://{listen}/stages/upper/rollback");
+    let mut back = agent.post(&url).header("Authorization", &auth).send("")?;
+    let body = back.body_mut().read_to_string()?;
+    assert_eq!(back.status().as_u16(), 200, "{body}");
+    let (text, samples) = scrape(&listen)?;
+    assert_eq!(version(&text).as_deref(), Some("1"), "{text}");
+    assert_eq!(reloads(&samples, "swapped"), 1.0);
+    assert_eq!(reloads(&samples, "rolled-back"), 1.0);
+    assert_eq!(reloads(&samples, "refused"), 0.0);
+
+    run.close_stdin();
+    run.wait(PATIENCE)?;
+    Ok(())
+}

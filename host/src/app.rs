@@ -143,9 +143,6 @@ async fn start_observers(
             cause: other.into(),
         },
     })?;
-    if let Some(control) = &control {
-        observer.set_control(Arc::clone(&control.control));
-    }
     if let Some(metrics) = &pipeline.metrics {
         observing.linger = metrics.linger;
         if shared {

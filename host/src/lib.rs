@@ -7,9 +7,12 @@
 //! topology that builds and runs them. [`control`] is the control plane: one actor per
 //! stage for hot loading, the admin API's server and client, the file watcher and the canary
 //! guard. [`observe`] reads what the data plane counts: Prometheus metrics, `weir top`'s
-//! snapshot, `weir tap`'s streams, the live page and the progress line. [`app`] wires them for
-//! `weir run`, and [`cli`] parses the command line and prints. Imports point one way: `cli` →
-//! `app` → `observe` → `control` → `pipeline` → `config`, sandbox.
+//! snapshot, `weir tap`'s streams, the live page and the progress line; it reads the hot-load
+//! record the control plane writes on each stage's handle, not the control plane. [`http`] is
+//! every HTTP listener's plumbing (accept loop, limits, TLS, bearer token, body rule), which
+//! the admin API and the metrics listener use. [`app`] wires them for `weir run`, and [`cli`]
+//! parses the command line and prints. Imports point one way: `cli` → `app` → `observe` and
+//! `control` (neither imports the other) → `pipeline` → `config` → `http`, sandbox.
 //!
 //! The library's entry point is [`run`]:
 //!
@@ -25,6 +28,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod notice;
 pub mod observe;
 pub mod pipeline;

@@ -5,38 +5,31 @@
 //! requires; and the limits each connection is held to. Errors name the key written.
 
 use std::fmt;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
 use crate::config::raw::RawAdmin;
 use crate::config::{names, ranges, units};
+use crate::http::{TlsError, load_tls};
 
 /// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
 /// replace the code that runs on every event, so it is not offered to the network by default.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
 /// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
 pub const MIN_TOKEN_LEN: usize = 16;
-/// How long a client has to send a request's head (request line and headers), counted from
-/// when the connection is ready for it. Blocks a head sent a byte at a time ("slowloris").
-pub const DEFAULT_ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection may stay open with no byte moving and no request being handled.
-/// Blocks connections opened and left silent, or kept alive and forgotten, from holding a
-/// file descriptor and a connection slot.
-pub const DEFAULT_ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a request's body may take to arrive, from the end of its head. Blocks a body
-/// trickled byte by byte from holding one of the few request slots (and a buffer) for ever.
-pub const DEFAULT_ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections open at once. Blocks a flood of connections, each within its timeouts, from
-/// exhausting the host's file descriptors and memory.
-pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+/// The admin API's limits are a listener's ([`crate::http::Limits`]: each default's comment
+/// there names the threat it blocks); the file sets each within [`ranges::ADMIN_TIMEOUT`] or
+/// [`ranges::ADMIN_MAX_CONNECTIONS`].
+pub use crate::http::{
+    DEFAULT_BODY_TIMEOUT as DEFAULT_ADMIN_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT as DEFAULT_ADMIN_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT as DEFAULT_ADMIN_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS as DEFAULT_ADMIN_MAX_CONNECTIONS, Limits as AdminLimits,
+};
+pub use crate::http::{TokenFileError, read_token_file};
 
 /// The admin API: where it listens, the bearer token every request must carry, TLS when it
 /// listens beyond loopback, and the limits each connection is served under.
@@ -81,75 +74,6 @@ impl fmt::Debug for AdminTls {
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
-}
-
-/// What each connection to the admin API is held to; each default says the threat it blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminLimits {
-    /// `header_timeout`, in [`ranges::ADMIN_TIMEOUT`](super::ranges::ADMIN_TIMEOUT); also bounds a TLS handshake.
-    pub header_timeout: Duration,
-    /// `idle_timeout`, in [`ranges::ADMIN_TIMEOUT`](super::ranges::ADMIN_TIMEOUT).
-    pub idle_timeout: Duration,
-    /// `body_timeout`, in [`ranges::ADMIN_TIMEOUT`](super::ranges::ADMIN_TIMEOUT).
-    pub body_timeout: Duration,
-    /// `max_connections`, in [`ranges::ADMIN_MAX_CONNECTIONS`](super::ranges::ADMIN_MAX_CONNECTIONS).
-    pub max_connections: usize,
-}
-
-impl Default for AdminLimits {
-    fn default() -> Self {
-        AdminLimits {
-            header_timeout: DEFAULT_ADMIN_HEADER_TIMEOUT,
-            idle_timeout: DEFAULT_ADMIN_IDLE_TIMEOUT,
-            body_timeout: DEFAULT_ADMIN_BODY_TIMEOUT,
-            max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
-        }
-    }
-}
-
-/// Largest token file read. A token is a line of text; blocks a file such as `/dev/zero`
-/// (or a log named by mistake) from being read into memory.
-const MAX_TOKEN_FILE: u64 = 4096;
-
-/// Why a token file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenFileError {
-    #[error("cannot read it: {0}")]
-    Read(#[from] std::io::Error),
-    #[error("it is not a regular file")]
-    NotAFile,
-    #[error(
-        "others than its owner have access to it (mode {0:04o}), so they may read the token: \
-         run `chmod 600` on it"
-    )]
-    Open(u32),
-    #[error("it is over {MAX_TOKEN_FILE} bytes: a token file holds the token alone")]
-    TooLarge,
-    #[error("it is not UTF-8 text")]
-    NotText,
-}
-
-/// The token in a file that only its owner may read or write, without the spaces and line
-/// ends around it. The mode is read from the open file, so the file checked is the file read.
-pub fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
-    use std::os::unix::fs::PermissionsExt;
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(TokenFileError::NotAFile);
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    // Group or others: read access shows them the token, write access lets them set one.
-    if mode & 0o077 != 0 {
-        return Err(TokenFileError::Open(mode));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_TOKEN_FILE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_TOKEN_FILE {
-        return Err(TokenFileError::TooLarge);
-    }
-    let text = String::from_utf8(bytes).map_err(|_| TokenFileError::NotText)?;
-    Ok(text.trim().to_string())
 }
 
 /// Reads the process environment when the file names `token_env`.
@@ -314,67 +238,29 @@ fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
     };
     let (cert_path, key_path) = (cx.path(cert.get_ref()), cx.path(key.get_ref()));
     let shown_path = |p: &Path| plain(&p.display().to_string());
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| {
-            let what = format!("{}: {}", shown_path(&cert_path), pem_error(e));
-            cx.err(&cert.span(), "admin.tls_cert", what)
-        })?;
-    if chain.is_empty() {
-        return Err(cx.err(
-            &cert.span(),
-            "admin.tls_cert",
-            format!(
-                "{}: no certificate in it: write the chain as PEM \
-                 (`-----BEGIN CERTIFICATE-----`), the server's own first",
+    let config = load_tls(&cert_path, &key_path).map_err(|e| match e {
+        TlsError::Mismatch(_) => {
+            let what = format!(
+                "{} does not fit {}: {e}",
+                shown_path(&key_path),
                 shown_path(&cert_path)
-            ),
-        ));
-    }
-    let private = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-        let what = format!("{}: {}", shown_path(&key_path), pem_error(e));
-        cx.err(&key.span(), "admin.tls_key", what)
-    })?;
-    let config = server_config(chain, private).map_err(|e| {
-        let what = format!(
-            "{} does not fit {}: {e}",
-            shown_path(&key_path),
-            shown_path(&cert_path)
-        );
-        cx.err(&key.span(), "admin.tls_key", what)
+            );
+            cx.err(&key.span(), "admin.tls_key", what)
+        }
+        _ if e.is_the_keys() => {
+            let what = format!("{}: {e}", shown_path(&key_path));
+            cx.err(&key.span(), "admin.tls_key", what)
+        }
+        _ => {
+            let what = format!("{}: {e}", shown_path(&cert_path));
+            cx.err(&cert.span(), "admin.tls_cert", what)
+        }
     })?;
     Ok(Some(AdminTls {
         cert: PathBuf::from(cert.get_ref()),
         key: PathBuf::from(key.get_ref()),
-        config: Arc::new(config),
+        config,
     }))
-}
-
-/// A PEM reading error, said for a person.
-fn pem_error(e: rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::Io(e) => format!("cannot read it: {e}"),
-        Error::NoItemsFound => "no private key in it: write it as PEM \
-                                (`-----BEGIN PRIVATE KEY-----`)"
-            .to_string(),
-        other => format!("not a PEM file: {other}"),
-    }
-}
-
-/// TLS 1.2 and 1.3 with the `ring` provider, HTTP/1.1 only; the key must match the
-/// certificate.
-fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<rustls::ServerConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 /// The timeouts and the connection cap, each in its range.

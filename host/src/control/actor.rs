@@ -129,6 +129,7 @@ impl Actor {
             rolled_back: None,
             plugin: Arc::clone(&plugin),
         };
+        handle.reloads.set_live(first.id);
         let file = Some(FileSeen {
             meta: None,
             digest: plugin.digest.clone(),
@@ -192,7 +193,7 @@ impl Actor {
             Ok(v) => tracing::info!(stage = %stage, version = v.id, digest = %v.short_digest,
                 ready_ms = v.ready_ms, "hot load ({what}): version live"),
             Err(e) => {
-                lock(&self.history).counters.refused += 1;
+                self.handle.reloads.refused();
                 tracing::warn!(stage = %stage, "hot load ({what}) refused, the old version keeps serving: {e}");
             }
         }
@@ -268,7 +269,8 @@ impl Actor {
             generation: live.generation,
             rolled_back: None,
         });
-        history.counters.swaps += 1;
+        self.handle.reloads.set_live(id);
+        self.handle.reloads.swapped();
         let canary = self.config.canary;
         history.canary = (canary.events > 0).then_some(CanaryInfo {
             version: id,
@@ -309,7 +311,8 @@ impl Actor {
         let counts = self.handle.counts();
         let mut history = lock(&self.history);
         history.roll_back(reason, trigger, live.generation);
-        history.counters.rollbacks += 1;
+        self.handle.reloads.set_live(history.live);
+        self.handle.reloads.rolled_back();
         Ok(history
             .info_of(target, &counts)
             .expect("the rollback target is kept"))
@@ -385,7 +388,7 @@ impl Actor {
         }
         match result {
             Ok(back) => {
-                history.counters.canary_rollbacks += 1;
+                self.handle.reloads.canary_rolled_back();
                 crate::notice::warn(&format!(
                     "stage `{}`: {reason}: rolled back to version {} ({})",
                     self.config.name, back.id, back.short_digest
@@ -415,7 +418,7 @@ impl Actor {
         let (bytes, digest) = match read {
             Ok(read) => read,
             Err(e) => {
-                lock(&self.history).counters.refused += 1;
+                self.handle.reloads.refused();
                 tracing::warn!(stage = %self.config.name,
                     "watched plugin file refused, the old version keeps serving: {e}");
                 self.file = Some(FileSeen {

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::stage::ReloadCounts;
+
 /// Where a version came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -79,7 +81,7 @@ pub struct CanaryInfo {
     pub state: CanaryState,
 }
 
-/// Hot-load counters of one stage.
+/// Hot-load counters of one stage: its [`ReloadCounts`], as the API reports them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CountersInfo {
     /// New versions made live (rollbacks excluded).
@@ -89,6 +91,17 @@ pub struct CountersInfo {
     /// Rollbacks, asked for or made by the canary guard.
     pub rollbacks: u64,
     pub canary_rollbacks: u64,
+}
+
+impl From<ReloadCounts> for CountersInfo {
+    fn from(c: ReloadCounts) -> CountersInfo {
+        CountersInfo {
+            swaps: c.swaps,
+            refused: c.refused,
+            rollbacks: c.rollbacks,
+            canary_rollbacks: c.canary_rollbacks,
+        }
+    }
 }
 
 /// A stage as the admin API reports it.
@@ -110,8 +123,5 @@ pub struct StageInfo {
     pub counters: CountersInfo,
 }
 
-/// Every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
-}
+/// Every error answer: `{"error": "..."}`, the same on every listener of weir.
+pub use crate::http::ErrorBody;

@@ -45,7 +45,6 @@ pub(crate) struct History {
     previous: Vec<u64>,
     next_id: u64,
     pub canary: Option<CanaryInfo>,
-    pub counters: CountersInfo,
 }
 
 impl History {
@@ -163,13 +162,14 @@ impl History {
         Some(self.describe(v, counts))
     }
 
-    /// The stage as the API reports it.
+    /// The stage as the API reports it, with its hot-load `counters` (kept on its handle).
     pub fn stage_info(
         &self,
         name: &str,
         watch: bool,
         plugin: &str,
         counts: &GenerationCounts,
+        counters: CountersInfo,
     ) -> StageInfo {
         let versions: Vec<VersionInfo> = self
             .versions
@@ -200,7 +200,7 @@ impl History {
             events_total: counts.total_events,
             canary,
             versions,
-            counters: self.counters.clone(),
+            counters,
         }
     }
 

@@ -1,12 +1,14 @@
 //! The control plane: hot loading of new stage versions into a running pipeline.
 //!
-//! Changes reach a stage from three triggers: the admin API (`server`, its routes, served on
-//! connections that `listener` accepts and holds to their limits; the `weir reload`, `weir
-//! rollback` and `weir stages` commands call it through `client`), the plugin
-//! file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage has one
-//! actor (`actor`) that takes those changes as commands, one at a time, prepares each new
-//! version off the data path and swaps it into the stage's
+//! Changes reach a stage from three triggers: the admin API (`server`, its routes, served by
+//! a [`crate::http`] listener that holds connections to their limits and checks the token;
+//! the `weir reload`, `weir rollback` and `weir stages` commands call it through `client`),
+//! the plugin file watcher (`watch`), and the canary guard (`canary`). Each reloadable stage
+//! has one actor (`actor`) that takes those changes as commands, one at a time, prepares each
+//! new version off the data path and swaps it into the stage's
 //! [`StageHandle`](crate::pipeline::stage::StageHandle); `history` keeps a stage's versions.
+//! The actor also writes the handle's hot-load record (the live version's number, the counts
+//! of swaps, refusals and rollbacks), which the observer reads from the handle.
 //! [`Control`] is the front door the server uses: it routes a request to the right actor and
 //! builds the answers the API defines in `api`.
 //!
@@ -21,7 +23,6 @@ pub(crate) mod actor;
 pub mod api;
 pub mod client;
 mod history;
-pub(crate) mod listener;
 mod server;
 mod watch;
 
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use notify_debouncer_mini::Debouncer;
 use notify_debouncer_mini::notify::RecommendedWatcher;
@@ -41,16 +42,13 @@ use crate::config::{Admin, ConfigError};
 use crate::control::actor::{Actor, COMMAND_QUEUE, Command};
 use crate::control::api::{Origin, StageInfo, VersionInfo};
 use crate::control::history::History;
+use crate::http::{self, STOP_GRACE};
 use crate::pipeline::Topology;
 use crate::pipeline::stage::StageHandle;
 
 pub use crate::pipeline::stage::canary::{Verdict, judge};
 pub use history::MAX_KEPT_VERSIONS;
 pub use watch::WATCH_DEBOUNCE;
-
-/// How long the admin server may take to finish its requests once the pipeline has ended.
-/// Blocks a client that holds a request open from holding the pipeline's exit.
-pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a change was not applied. In every case the old version keeps serving.
 #[derive(Debug, thiserror::Error)]
@@ -183,10 +181,15 @@ impl StageControl {
         let config = &self.handle.config;
         let counts = self.handle.counts();
         let plugin = config.plugin.display().to_string();
+        let counters = self.handle.reloads.counts().into();
         match &self.actor {
-            Some((_, history)) => {
-                actor::lock(history).stage_info(&config.name, config.watch, &plugin, &counts)
-            }
+            Some((_, history)) => actor::lock(history).stage_info(
+                &config.name,
+                config.watch,
+                &plugin,
+                &counts,
+                counters,
+            ),
             None => StageInfo {
                 name: config.name.clone(),
                 reloadable: false,
@@ -199,7 +202,7 @@ impl StageControl {
                 events_total: counts.total_events,
                 canary: None,
                 versions: Vec::new(),
-                counters: Default::default(),
+                counters,
             },
         }
     }
@@ -212,6 +215,7 @@ pub struct Running {
     /// Where the admin API listens, when it is on.
     pub admin_addr: Option<SocketAddr>,
     stop: CancellationToken,
+    server: Option<http::Server>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     watcher: Option<Debouncer<RecommendedWatcher>>,
 }
@@ -222,6 +226,9 @@ impl Running {
         self.stop.cancel();
         // Dropping the debouncer stops its thread.
         self.watcher.take();
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
         for task in std::mem::take(&mut self.tasks) {
             let abort = task.abort_handle();
             if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
@@ -238,54 +245,14 @@ impl Drop for Running {
     }
 }
 
-/// Binds the admin API's address; a failure is the pipeline file's, at `admin.listen`.
-async fn bind(file: &Path, admin: &Admin) -> Result<tokio::net::TcpListener, StartError> {
-    tokio::net::TcpListener::bind(admin.listen)
-        .await
-        .map_err(|e| listen_error(file, admin, e))
-}
-
-fn listen_error(file: &Path, admin: &Admin, e: std::io::Error) -> StartError {
+/// An address that cannot be bound is the pipeline file's error, at `admin.listen`.
+fn listen_error(file: &Path, admin: &Admin, e: http::BindError) -> StartError {
     StartError::Listen(ConfigError {
         file: file.to_path_buf(),
         line: Some(admin.listen_line),
         key: Some("admin.listen".to_string()),
-        message: bind_message(admin.listen, &e),
+        message: e.to_string(),
     })
-}
-
-/// Why an address could not be bound, and what to do, for a person.
-pub(crate) fn bind_message(addr: SocketAddr, e: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::AddrInUse => format!(
-            "`{addr}` is in use: another program (or another weir) listens there; choose \
-             another port, or port 0 for any free one"
-        ),
-        ErrorKind::AddrNotAvailable => {
-            format!("`{addr}` is not an address of this machine: {e}")
-        }
-        ErrorKind::PermissionDenied => format!(
-            "cannot listen on `{addr}`: permission denied (ports below 1024 need privileges)"
-        ),
-        _ => format!("cannot listen on `{addr}`: {e}"),
-    }
-}
-
-/// Serves `app` on a bound listener, open to all (no token, no TLS), under the admin API's
-/// default connection limits, until `stop` is cancelled: the metrics listener.
-pub(crate) fn serve_open(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let serving = listener::Serving {
-        app,
-        tls: None,
-        limits: crate::config::AdminLimits::default(),
-        stop,
-    };
-    tokio::spawn(listener::accept_loop(listener, serving))
 }
 
 /// Routes the admin API serves beside its own: `authorized` behind its token, `open` to all.
@@ -361,29 +328,25 @@ pub async fn start(topology: &Topology, extra: ExtraRoutes) -> Result<Option<Run
     }
     let control = Arc::new(Control { stages });
     let watcher = start_watcher(targets).await?;
-    let mut admin_addr = None;
+    let mut server = None;
     if let Some(admin) = &pipeline.admin {
-        let listener = bind(&pipeline.file, admin).await?;
-        let addr = listener
-            .local_addr()
+        let serving = server::serve(admin, Arc::clone(&control), extra, stop.clone())
+            .await
             .map_err(|e| listen_error(&pipeline.file, admin, e))?;
-        tasks.push(server::serve(
-            listener,
-            admin,
-            Arc::clone(&control),
-            extra,
-            stop.clone(),
-        ));
         // The address is printed whatever the log filter: with port 0, it is how a caller
         // finds the server.
         let scheme = if admin.tls.is_some() { "https" } else { "http" };
-        crate::notice::info(&format!("admin API listening on {scheme}://{addr}"));
-        admin_addr = Some(addr);
+        crate::notice::info(&format!(
+            "admin API listening on {scheme}://{}",
+            serving.addr
+        ));
+        server = Some(serving);
     }
     Ok(Some(Running {
         control,
-        admin_addr,
+        admin_addr: server.as_ref().map(|s| s.addr),
         stop,
+        server,
         tasks,
         watcher,
     }))

@@ -3,46 +3,48 @@
 //!
 //! Data moves one way. The data plane keeps plain atomic counters and gauges per node
 //! ([`NodeMetrics`], bumped per batch or per call) and a tap hook per node; the topology hands
-//! them out before the run. An [`Observer`] holds those handles, with the stages' version
-//! handles, the in-flight tracker and (once the control plane runs) the hot-load counters, and
-//! reads them only when asked: a scrape ([`prometheus`]), a snapshot ([`api::Snapshot`]) for
-//! `weir top` and the page, a progress tick. Nothing is computed on the hot path for it, and
-//! the data plane imports nothing from here.
+//! them out before the run. An [`Observer`] holds those handles, with the stages' handles
+//! (their live versions, and the hot-load record that the control plane writes on them) and
+//! the in-flight tracker, and reads them only when asked: a scrape ([`prometheus`]), a
+//! snapshot ([`api::Snapshot`]) for `weir top` and the page, a progress tick. Nothing is
+//! computed on the hot path for it, and the data plane imports nothing from here; nor does
+//! this module import the control plane.
 //!
 //! - `api`: the snapshot's types, shared with the command line.
 //! - `prometheus`: the exposition, built by a prometheus-client collector at each scrape.
-//! - `http`: the metrics listener's routes (`/metrics`, `/health`, `/snapshot`, `/`) and the
-//!   admin API's (`/nodes`, `/tap/{node}`), which the control plane serves behind its token.
+//! - `routes`: the metrics listener's routes (`/metrics`, `/health`, `/snapshot`, `/`) and
+//!   the admin API's (`/nodes`, `/tap/{node}`), which the admin API serves behind its token.
+//!   The metrics listener itself is a [`crate::http`] listener, open to all.
 //! - `tap`: a tap's HTTP stream: JSON lines from the node's tap hook, with what it lost.
 //! - `page`: the live page, its HTML, CSS and script inside the binary.
 //! - `progress`: the live line of `weir run` on a terminal.
 
 pub mod api;
-mod http;
 mod page;
 pub mod progress;
 mod prometheus;
+mod routes;
 mod tap;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Metrics, OnError};
-use crate::control::Control;
-use crate::control::api::CountersInfo;
+use crate::http;
 use crate::pipeline::Topology;
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::report::{CALL_BUCKETS, NodeKind, NodeMetrics};
-use crate::pipeline::stage::StageHandle;
+use crate::pipeline::stage::{ReloadCounts, StageHandle};
 
 use api::{LiveVersion, NodeSnapshot, Snapshot};
 
-pub use http::{admin_routes, metrics_routes};
+pub use routes::{admin_routes, metrics_routes};
 
 /// What an observer reads: every node's handles, taken from the topology before the run.
 pub struct Observer {
@@ -57,8 +59,6 @@ pub struct Observer {
     stop: CancellationToken,
     /// Cancelled when the run has ended.
     ended: CancellationToken,
-    /// The hot-load side, when it runs: version numbers and reload counters.
-    control: OnceLock<Arc<Control>>,
 }
 
 impl Observer {
@@ -90,13 +90,7 @@ impl Observer {
             started: Instant::now(),
             stop,
             ended: CancellationToken::new(),
-            control: OnceLock::new(),
         })
-    }
-
-    /// Gives the observer the control plane, for version numbers and reload counters.
-    pub fn set_control(&self, control: Arc<Control>) {
-        let _ = self.control.set(control);
     }
 
     /// The run has ended: `/health` says `stopped`, taps end.
@@ -137,17 +131,12 @@ impl Observer {
         }
     }
 
-    /// The version a stage runs now: its number from the control plane's history when hot
-    /// loading runs, else 1 (the only version there can be).
+    /// The version a stage runs now: its number in the stage's history when hot loading runs
+    /// (its record on the handle), else 1 (the only version there can be).
     fn live_version(&self, stage: &str) -> Option<LiveVersion> {
         let handle = self.stages.get(stage)?;
         let current = handle.current();
-        let id = self
-            .control
-            .get()
-            .and_then(|c| c.stage_info(stage).ok())
-            .and_then(|info| info.live.map(|v| v.id))
-            .unwrap_or(current.generation + 1);
+        let id = handle.reloads.live().unwrap_or(current.generation + 1);
         let digest = current.digest.to_string();
         Some(LiveVersion {
             id,
@@ -156,12 +145,11 @@ impl Observer {
         })
     }
 
-    /// A stage's hot-load counters; all 0 without the control plane.
-    fn reloads(&self, stage: &str) -> CountersInfo {
-        self.control
-            .get()
-            .and_then(|c| c.stage_info(stage).ok())
-            .map(|info| info.counters)
+    /// A stage's hot-load counters; all 0 without hot loading.
+    fn reloads(&self, stage: &str) -> ReloadCounts {
+        self.stages
+            .get(stage)
+            .map(|h| h.reloads.counts())
             .unwrap_or_default()
     }
 
@@ -230,42 +218,41 @@ pub fn kind_name(kind: NodeKind) -> &'static str {
 /// The metrics listener of a running pipeline; [`Listening::stop`] ends it.
 pub struct Listening {
     pub addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    server: http::Server,
 }
 
 impl Listening {
     pub async fn stop(self) {
-        self.stop.cancel();
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(crate::control::STOP_GRACE, self.task)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+        self.server.stop().await;
     }
 }
 
-/// Binds `[metrics] listen` and serves the metrics routes on it. An address that cannot be
-/// bound is an error of the pipeline file's `metrics.listen`, with its line (exit 2).
+/// Binds `[metrics] listen` and serves the metrics routes on it, open to all (no token, no
+/// TLS: what it shows is read-only, as Prometheus scrapes), under a listener's default
+/// limits. An address that cannot be bound is an error of the pipeline file's
+/// `metrics.listen`, with its line (exit 2).
 pub async fn listen(
     file: &std::path::Path,
     config: &Metrics,
     observer: &Arc<Observer>,
 ) -> Result<Listening, ConfigError> {
-    let error = |e: std::io::Error| ConfigError {
-        file: file.to_path_buf(),
-        line: Some(config.listen_line),
-        key: Some("metrics.listen".to_string()),
-        message: crate::control::bind_message(config.listen, &e),
+    let listener = http::Config {
+        name: "metrics",
+        listen: config.listen,
+        tls: None,
+        limits: http::Limits::default(),
+        token: None,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let routes = routes::metrics_routes(observer);
+    let server = http::Server::start(&listener, Router::new(), routes, CancellationToken::new())
         .await
-        .map_err(error)?;
-    let addr = listener.local_addr().map_err(error)?;
-    let stop = CancellationToken::new();
-    let task = crate::control::serve_open(listener, http::metrics_routes(observer), stop.clone());
+        .map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: Some(config.listen_line),
+            key: Some("metrics.listen".to_string()),
+            message: e.to_string(),
+        })?;
+    let addr = server.addr;
     crate::notice::info(&format!("metrics listening on http://{addr}"));
-    Ok(Listening { addr, stop, task })
+    Ok(Listening { addr, server })
 }

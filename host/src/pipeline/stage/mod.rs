@@ -2,6 +2,8 @@
 //!
 //! - `version`: [`StageHandle`], what a stage's workers and the control plane share (the live
 //!   [`StageVersion`] in a watch channel, per-generation counts, breaker, metrics).
+//! - `reloads`: [`Reloads`], the hot-load record on the handle: the live version's number and
+//!   what hot loading did, written by the control plane, read by the observer.
 //! - `chain`: the worker threads of a chain, the reorder window, retries coming back.
 //! - `runner`: one stage inside a worker: breaker, call, isolation, caps, fates.
 //! - `isolate`, `caps`, `breaker`, `retry`: the pieces of that policy, each a small pure part
@@ -12,6 +14,7 @@ pub mod canary;
 mod caps;
 pub(crate) mod chain;
 mod isolate;
+mod reloads;
 mod retry;
 pub(crate) mod runner;
 mod version;
@@ -21,5 +24,6 @@ pub use canary::GenerationCounts;
 #[doc(hidden)]
 pub use caps::violations;
 pub use isolate::MAX_TRAPS_PER_BATCH;
+pub use reloads::{ReloadCounts, Reloads};
 pub use retry::MAX_WAITING_RETRIES;
 pub use version::{StageHandle, StageVersion};

@@ -5,8 +5,9 @@
 //! between batches: a batch runs on one version from its first call to its last, and a batch
 //! already inside the old version finishes there. Workers report what each batch did
 //! ([`StageHandle::record`]); the canary guard of hot loading reads those counts for the
-//! generation it watches. The handle also holds what a stage's workers share: its circuit
-//! breaker and its metrics.
+//! generation it watches. The handle also holds what a stage's workers share (its circuit
+//! breaker and its metrics) and the stage's hot-load record ([`Reloads`]), which the control
+//! plane writes and the observer reads.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use crate::pipeline::provenance::VersionHeader;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::breaker::Breaker;
 use crate::pipeline::stage::canary::{GenerationCounts, Verdict, judge};
+use crate::pipeline::stage::reloads::Reloads;
 
 /// One version of a stage, as its workers run it.
 pub struct StageVersion {
@@ -64,6 +66,8 @@ pub struct StageHandle {
     pub metrics: Arc<NodeMetrics>,
     /// The guest log lines the stage's instances may write, shared by every version.
     pub log_quota: Arc<LogQuota>,
+    /// The live version's number and the hot-load counts.
+    pub reloads: Reloads,
     version: watch::Sender<Arc<StageVersion>>,
     counts: Mutex<GenerationCounts>,
     recorded: Notify,
@@ -97,6 +101,7 @@ impl StageHandle {
             name,
             metrics,
             log_quota,
+            reloads: Reloads::default(),
             version: watch::Sender::new(version),
             counts: Mutex::new(GenerationCounts::default()),
             recorded: Notify::new(),

@@ -9,7 +9,8 @@
 //! - `GET /snapshot`: the [`Snapshot`](super::api::Snapshot) as JSON, which the page polls.
 //! - `GET /`: the live page.
 //!
-//! On the admin API, behind its bearer token (the control plane serves them and checks it):
+//! On the admin API, behind its bearer token (the admin API serves them; its listener checks
+//! the token):
 //!
 //! - `GET /nodes`: the same snapshot, for `weir top`.
 //! - `GET /tap/{node}?limit=N&sample=RATE&dead_letters=true`: the events leaving a node (or
@@ -25,7 +26,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::Observer;
-use crate::control::api::ErrorBody;
+use crate::http;
 use crate::pipeline::tap::{TapSpec, TapWhat};
 
 /// The routes of the metrics listener.
@@ -88,18 +89,15 @@ async fn tap(
     Path(node): Path<String>,
     Query(query): Query<TapQuery>,
 ) -> Response {
-    let refuse = |status: StatusCode, message: String| {
-        (status, axum::Json(ErrorBody { error: message })).into_response()
-    };
     let Some(metrics) = observer.node(&node) else {
-        return refuse(
+        return http::error(
             StatusCode::NOT_FOUND,
             format!("no source, stage or sink is named `{node}`"),
         );
     };
     let sample = query.sample.unwrap_or(1.0);
     if !(sample > 0.0 && sample <= 1.0) {
-        return refuse(
+        return http::error(
             StatusCode::BAD_REQUEST,
             format!("`sample` must be above 0 and at most 1, not {sample}"),
         );
@@ -115,6 +113,6 @@ async fn tap(
     };
     match metrics.tap.open(spec) {
         Ok(reader) => super::tap::stream(reader, spec, observer.ended.clone()),
-        Err(e) => refuse(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        Err(e) => http::error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
     }
 }

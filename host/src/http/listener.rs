@@ -1,9 +1,9 @@
-//! The admin API's connections: the accept loop, TLS, and the limits that keep clients which
+//! A listener's connections: the accept loop, TLS, and the limits that keep clients which
 //! open connections and then send slowly, or nothing, from exhausting the host.
 //!
 //! axum's `serve` has no timeouts and no cap, so connections are accepted here and each is
-//! served with hyper's HTTP/1.1 connection under these limits (values in `[admin]`, defaults
-//! in [`crate::config`]):
+//! served with hyper's HTTP/1.1 connection under these limits ([`Limits`]: for the admin API
+//! the keys of `[admin]`; their defaults are in the parent module):
 //!
 //! - **Connection cap** (`max_connections`): a connection over the cap is closed as soon as it
 //!   is accepted, so a flood of connections cannot exhaust file descriptors or memory.
@@ -16,8 +16,9 @@
 //!   is being handled (a silent one, or one kept alive and forgotten) is closed.
 //! - **Head size** ([`MAX_HEAD`]): a request line and headers larger than this are refused.
 //!
-//! The body's deadline and cap, the token check and the bound on requests handled at once
-//! are per route, in `server`. On stop every connection finishes the request it is handling
+//! The body's deadline and cap (`body`) and the token check (`token`) are per route, layers
+//! of the router; a bound on requests handled at once is the owner's (the admin API's is in
+//! `control::server`). On stop every connection finishes the request it is handling
 //! (for at most [`CLOSE_GRACE`]) and closes; an idle one closes at once.
 
 use std::pin::Pin;
@@ -39,7 +40,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::config::AdminLimits;
+use super::Limits;
 
 /// Largest request head (request line and headers) hyper buffers. Blocks a client from
 /// making the host hold megabytes of headers; the API's requests need a few hundred bytes.
@@ -47,22 +48,24 @@ const MAX_HEAD: usize = 16 << 10;
 /// How long a connection being closed (idle, or at stop) may take to finish the request it
 /// is handling and send the answer. Blocks a client that never reads its answer from keeping
 /// the connection, and the pipeline's exit, waiting.
-pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (such as running out of file descriptors), so that a pending
 /// connection the host cannot take does not spin the accept loop.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// What every connection is served with.
 #[derive(Clone)]
-pub(crate) struct Serving {
+pub(super) struct Serving {
+    /// What the listener is, for its log lines.
+    pub name: &'static str,
     pub app: Router,
     pub tls: Option<TlsAcceptor>,
-    pub limits: AdminLimits,
+    pub limits: Limits,
     pub stop: CancellationToken,
 }
 
 /// Accepts connections until `stop` is cancelled, then waits for the open ones to close.
-pub(crate) async fn accept_loop(listener: TcpListener, serving: Serving) {
+pub(super) async fn accept_loop(listener: TcpListener, serving: Serving) {
     let slots = Arc::new(Semaphore::new(serving.limits.max_connections));
     let mut connections = JoinSet::new();
     loop {
@@ -74,7 +77,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, serving: Serving) {
                     let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
                         tracing::debug!(
                             %peer,
-                            "admin API: {} connections open already; closing this one",
+                            "{}: {} connections open already; closing this one",
+                            serving.name,
                             serving.limits.max_connections
                         );
                         continue;
@@ -83,7 +87,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, serving: Serving) {
                     connections.spawn(connection(stream, serving.clone(), slot));
                 }
                 Err(e) => {
-                    tracing::warn!("admin API: cannot accept a connection: {e}");
+                    tracing::warn!("{}: cannot accept a connection: {e}", serving.name);
                     tokio::time::sleep(ACCEPT_PAUSE).await;
                 }
             },
@@ -105,8 +109,8 @@ async fn connection(stream: tokio::net::TcpStream, serving: Serving, _slot: Owne
     };
     match handshake {
         Ok(Ok(tls)) => serve_http(tls, serving).await,
-        Ok(Err(e)) => tracing::debug!("admin API: TLS handshake failed: {e}"),
-        Err(_) => tracing::debug!("admin API: TLS handshake not done in time; closed"),
+        Ok(Err(e)) => tracing::debug!("{}: TLS handshake failed: {e}", serving.name),
+        Err(_) => tracing::debug!("{}: TLS handshake not done in time; closed", serving.name),
     }
 }
 
@@ -149,7 +153,7 @@ where
         tokio::select! {
             done = conn.as_mut() => {
                 if let Err(e) = done {
-                    tracing::debug!("admin API: connection ended: {e}");
+                    tracing::debug!("{}: connection ended: {e}", serving.name);
                 }
                 return;
             }
@@ -159,7 +163,7 @@ where
             }
             () = tokio::time::sleep_until(wake) => {
                 if closing_since.is_some() {
-                    tracing::debug!("admin API: connection still busy {CLOSE_GRACE:?} after it was closed; dropped");
+                    tracing::debug!("{}: connection still busy {CLOSE_GRACE:?} after it was closed; dropped", serving.name);
                     return;
                 }
                 if !activity.busy() && activity.last() + idle_timeout <= Instant::now() {

@@ -100,7 +100,12 @@ pub async fn run_observed(
         Err(e) => return (Err(e), observing),
     };
     let progress = progress.then(|| observe::progress::start(&observer));
-    let result = topology.run_with(shutdown, options).await;
+    // The observers hold what they read (counters, stage handles) already: the running
+    // pipeline is only waited for here.
+    let result = match topology.start(shutdown, options).await {
+        Ok(running) => running.wait().await,
+        Err(e) => Err(e),
+    };
     if let Some(progress) = progress {
         progress.finish().await;
     }

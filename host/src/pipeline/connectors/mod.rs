@@ -25,7 +25,8 @@
 //! - `nats`: a JetStream durable consumer (acking each message once its batch is done), and a
 //!   stream as a sink (releasing acknowledgements once the server confirmed).
 //!
-//! Shared by the kinds: `lines` splits byte streams into packed line events; `parts` is what a
+//! `seam` holds the two traits and what they return; this file only maps a configuration to
+//! its kind. Shared by the kinds: `lines` splits byte streams into packed line events; `parts` is what a
 //! source or sink gets from the run; `writer` writes batches as lines (value or JSON) and holds
 //! their acknowledgements until flushed, for the file, stdout and null sinks and the
 //! dead-letter writer (`dead_letters`).
@@ -37,12 +38,9 @@ pub(crate) mod lines;
 pub(crate) mod nats;
 pub(crate) mod null;
 pub(crate) mod parts;
+pub(crate) mod seam;
 pub(crate) mod stdio;
 pub(crate) mod writer;
-
-use std::future::Future;
-use std::path::Path;
-use std::pin::Pin;
 
 use crate::config::{self, SinkKind, SourceKind};
 
@@ -53,106 +51,8 @@ pub use nats::NatsError;
 #[doc(hidden)]
 pub use nats::sink::headers as nats_headers;
 pub(crate) use parts::{SinkParts, SourceParts, SourceState};
-
-/// A future a connector returns: boxed, so that kinds can sit behind one trait object.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Why a connector could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectorError {
-    /// A NATS server, stream, consumer or subject that cannot be used.
-    #[error(transparent)]
-    Nats(#[from] NatsError),
-    /// A thread, file or socket the connector needs.
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A setting of the pipeline file that turns out unusable when the connector starts (an
-    /// address that is taken): refused as the file's, with its key.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-}
-
-impl ConnectorError {
-    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ConnectorError {
-        let what = what.into();
-        move |source| ConnectorError::Io { what, source }
-    }
-}
-
-/// A running source: its task returns whether the run stopped it before its input ended.
-pub(crate) struct RunningSource {
-    pub task: tokio::task::JoinHandle<bool>,
-    /// What it does once every acknowledgement is released or forgotten: a last checkpoint,
-    /// the last acks.
-    pub finish: Option<BoxFuture<'static, ()>>,
-}
-
-/// A running sink's thread: it returns why the sink failed, if it did.
-pub(crate) type RunningSink =
-    std::thread::JoinHandle<Result<(), crate::pipeline::failure::NodeFailure>>;
-
-/// A kind of source.
-pub(crate) trait Source: Send {
-    /// Whether its input ends by itself (a file, the generator), so that a progress line
-    /// can say how far it is.
-    fn ends(&self) -> bool;
-
-    /// The batches it may hold at once that already count as in flight: the one it is
-    /// sending, and one it gathers if it gathers.
-    fn batches_held(&self) -> u64 {
-        1
-    }
-
-    /// Whether its batches must carry their events' origins whatever the sinks (a NATS
-    /// source ends a dead-lettered message with `Term`).
-    fn needs_origins(&self) -> bool {
-        false
-    }
-
-    /// The file it reads, so that no sink writes into it.
-    fn reads_file(&self) -> Option<&Path> {
-        None
-    }
-
-    /// One line for `weir check`: what it reads, and where.
-    fn describe(&self) -> String;
-
-    /// Connects or binds: everything that can fail before an event is read.
-    fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// Starts reading.
-    fn start(self: Box<Self>, parts: SourceParts) -> Result<RunningSource, ConnectorError>;
-}
-
-/// A kind of sink.
-pub(crate) trait Sink: Send {
-    /// The file it writes, so that it is never a source's.
-    fn writes_file(&self) -> Option<&Path> {
-        None
-    }
-
-    /// Whether it needs each event's origin (a NATS sink names each message by it).
-    fn needs_origins(&self) -> bool {
-        false
-    }
-
-    /// One line for `weir check`: what it writes, and where.
-    fn describe(&self) -> String;
-
-    /// Connects: everything that can fail before an event is read.
-    fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
-        Box::pin(async { Ok(()) })
-    }
-
-    /// Starts writing.
-    fn start(self: Box<Self>, parts: SinkParts) -> Result<RunningSink, ConnectorError>;
-}
+pub use seam::ConnectorError;
+pub(crate) use seam::{BoxFuture, RunningSink, Sink, Source};
 
 /// The source a checked configuration describes.
 pub(crate) fn source(config: &config::Source) -> Box<dyn Source> {

@@ -1,8 +1,9 @@
 //! `type = "null"`: a sink that counts events and bytes and writes nothing, through the same
 //! line writer as the others (so its acknowledgements are released as theirs are).
 
+use super::parts::SinkParts;
+use super::seam::{ConnectorError, RunningSink};
 use super::writer::{self, LineSink};
-use super::{ConnectorError, RunningSink, SinkParts};
 use crate::config;
 
 /// `type = "null"`.
@@ -20,7 +21,7 @@ impl NullSink {
     }
 }
 
-impl super::Sink for NullSink {
+impl super::seam::Sink for NullSink {
     fn describe(&self) -> String {
         "nothing (counted only)".to_string()
     }

@@ -15,7 +15,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use super::{RunningSink, SinkParts};
+use super::parts::SinkParts;
+use super::seam::RunningSink;
 use crate::config::{Encoding, SyncMode, WriteMode};
 use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::parts::{SinkParts, SourceParts};
+use super::seam::{ConnectorError, RunningSink, RunningSource};
 use super::writer::{self, LineSink, Out};
-use super::{ConnectorError, RunningSink, RunningSource, SinkParts, SourceParts};
 use crate::config::{self, Encoding, SinkKind, SourceKind, SyncMode, WriteMode};
 use checkpoint::{Checkpointer, Positions};
 
@@ -40,7 +41,7 @@ impl FileSource {
     }
 }
 
-impl super::Source for FileSource {
+impl super::seam::Source for FileSource {
     fn ends(&self) -> bool {
         true
     }
@@ -85,7 +86,7 @@ impl super::Source for FileSource {
             read::read(&this.config, &input, &parts)
         });
         // The last commit, once every acknowledgement is released or never will be.
-        let finish = committed.map(|(cp, stop, _)| -> super::BoxFuture<'static, ()> {
+        let finish = committed.map(|(cp, stop, _)| -> super::seam::BoxFuture<'static, ()> {
             Box::pin(async move {
                 stop.cancel();
                 let _ = tokio::task::spawn_blocking(move || cp.commit()).await;
@@ -119,7 +120,7 @@ impl FileSink {
     }
 }
 
-impl super::Sink for FileSink {
+impl super::seam::Sink for FileSink {
     fn writes_file(&self) -> Option<&Path> {
         Some(&self.path)
     }

@@ -4,7 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::{ConnectorError, RunningSource, SourceParts};
+use super::parts::SourceParts;
+use super::seam::{ConnectorError, RunningSource};
 use crate::config::{self, SourceKind};
 use crate::pipeline::pool;
 
@@ -28,7 +29,7 @@ impl GenerateSource {
     }
 }
 
-impl super::Source for GenerateSource {
+impl super::seam::Source for GenerateSource {
     fn ends(&self) -> bool {
         true
     }

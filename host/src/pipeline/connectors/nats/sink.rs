@@ -32,7 +32,8 @@ use weir_sandbox::EventRef;
 use super::{NatsError, connect};
 use crate::config::{Encoding, Sink};
 use crate::pipeline::batch::Batch;
-use crate::pipeline::connectors::{BoxFuture, ConnectorError, RunningSink, SinkParts};
+use crate::pipeline::connectors::parts::SinkParts;
+use crate::pipeline::connectors::seam::{BoxFuture, ConnectorError, RunningSink};
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::failure::NodeFailure;
@@ -372,7 +373,7 @@ impl Publisher {
     }
 }
 
-/// `type = "nats"` as a sink: connected by [`super::super::Sink::connect`].
+/// `type = "nats"` as a sink: connected by [`Sink::connect`](crate::pipeline::connectors::seam::Sink::connect).
 pub(crate) struct JetStreamSink {
     sink: Sink,
     url: String,
@@ -401,7 +402,7 @@ impl JetStreamSink {
     }
 }
 
-impl crate::pipeline::connectors::Sink for JetStreamSink {
+impl crate::pipeline::connectors::seam::Sink for JetStreamSink {
     fn needs_origins(&self) -> bool {
         true
     }
@@ -413,7 +414,11 @@ impl crate::pipeline::connectors::Sink for JetStreamSink {
     fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async move {
             let output = prepare_sink(&self.sink, &self.url, &self.servers, &self.subject);
-            self.output = Some(output.await?);
+            self.output = Some(
+                output
+                    .await
+                    .map_err(|e| ConnectorError::Connect(e.into()))?,
+            );
             Ok(())
         })
     }

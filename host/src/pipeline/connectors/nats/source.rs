@@ -28,7 +28,8 @@ use super::ledger::{Acks, Settler};
 use super::{NatsError, connect};
 use crate::config::{NatsSource, Source};
 use crate::pipeline::ack::Ledger;
-use crate::pipeline::connectors::{BoxFuture, ConnectorError, RunningSource, SourceParts};
+use crate::pipeline::connectors::parts::SourceParts;
+use crate::pipeline::connectors::seam::{BoxFuture, ConnectorError, RunningSource};
 use crate::pipeline::origin::{Place, SourceBatch};
 
 /// How long one pull request waits on the server for messages before it is renewed. Idle
@@ -297,7 +298,7 @@ async fn pause(failures: u32, stop: &CancellationToken) -> bool {
     }
 }
 
-/// `type = "nats"` as a source: connected by [`super::super::Source::connect`].
+/// `type = "nats"` as a source: connected by [`Source::connect`](crate::pipeline::connectors::seam::Source::connect).
 pub(crate) struct JetStreamSource {
     source: Source,
     config: NatsSource,
@@ -314,7 +315,7 @@ impl JetStreamSource {
     }
 }
 
-impl crate::pipeline::connectors::Source for JetStreamSource {
+impl crate::pipeline::connectors::seam::Source for JetStreamSource {
     fn ends(&self) -> bool {
         false
     }
@@ -337,7 +338,8 @@ impl crate::pipeline::connectors::Source for JetStreamSource {
 
     fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async move {
-            self.input = Some(prepare_source(&self.source, &self.config).await?);
+            let input = prepare_source(&self.source, &self.config).await;
+            self.input = Some(input.map_err(|e| ConnectorError::Connect(e.into()))?);
             Ok(())
         })
     }

@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use weir_sandbox::Events;
 
 use super::lines::Chunk;
+use super::parts::{SinkParts, SourceParts};
+use super::seam::{ConnectorError, RunningSink, RunningSource};
 use super::writer::{self, LineSink, Out};
-use super::{ConnectorError, RunningSink, RunningSource, SinkParts, SourceParts};
 use crate::config::{self, Encoding};
 use crate::pipeline::failure::NodeFailure;
 use reader::FromReader;
@@ -38,7 +39,7 @@ impl StdinSource {
     }
 }
 
-impl super::Source for StdinSource {
+impl super::seam::Source for StdinSource {
     fn ends(&self) -> bool {
         false
     }
@@ -152,7 +153,7 @@ impl StdoutSink {
     }
 }
 
-impl super::Sink for StdoutSink {
+impl super::seam::Sink for StdoutSink {
     fn describe(&self) -> String {
         "standard output".to_string()
     }

@@ -7,6 +7,9 @@
 //! length, and the rest is skipped up to its end. A value is the line without `\n` or `\r\n`,
 //! as Rust's `BufRead::lines` gives it; the last line of the input needs no line ending.
 //!
+//! A source that reads its input elsewhere (the TCP source's sockets, read by async tasks)
+//! hands each buffer it read to [`Lines::push`]; [`Lines::max_line`] sets a limit of its own.
+//!
 //! A source that cannot read its input again (stdin) must not drop what it has read when the
 //! run stops: [`Lines::read_to_line_end`] turns every complete line left in the read buffer
 //! into events, then reads the line the buffer ends in to its end, and no further, from an
@@ -59,6 +62,8 @@ const LINE_END_CHUNK: usize = 64 << 10;
 /// The state of a line splitter across buffer fills (and across repeats of a file).
 pub struct Lines {
     batch_size: usize,
+    /// Longest line kept as an event: [`MAX_LINE`] unless the source sets its own.
+    max_line: usize,
     events: Events,
     /// A line begun in an earlier buffer fill.
     partial: Vec<u8>,
@@ -79,6 +84,7 @@ impl Lines {
     pub fn new(batch_size: usize) -> Lines {
         Lines {
             batch_size,
+            max_line: MAX_LINE,
             events: Lines::batch(batch_size),
             partial: Vec::new(),
             skipping: None,
@@ -87,6 +93,12 @@ impl Lines {
             offset: 0,
             ends: None,
         }
+    }
+
+    /// Lines longer than `max_line` bytes are dead-lettered rather than [`MAX_LINE`].
+    pub fn max_line(mut self, max_line: usize) -> Lines {
+        self.max_line = max_line;
+        self
     }
 
     /// Records where each line ends, for events that need their source position.
@@ -175,6 +187,19 @@ impl Lines {
         None
     }
 
+    /// Splits `buf`, the input's next bytes read by the caller, handing on every complete
+    /// line; the line it ends in is gathered for the next call.
+    pub fn push(&mut self, buf: &[u8], hand: &mut dyn FnMut(Chunk) -> Flow) {
+        let base = self.bytes;
+        self.bytes += buf.len() as u64;
+        self.scan(buf, base, false, hand);
+    }
+
+    /// Whether a line has begun and not yet ended.
+    pub fn in_line(&self) -> bool {
+        !self.partial.is_empty() || self.skipping.is_some()
+    }
+
     /// After a stop: hands over every complete line left in `reader`'s buffer, whatever
     /// `hand` says, then reads the line the buffer ends in to its end (and not a byte
     /// further) and hands it over too. A line that grows past [`MAX_LINE`] is handed over as
@@ -248,7 +273,7 @@ impl Lines {
             return self.oversized(len + tail.len(), hand);
         }
         let len = self.partial.len() + tail.len();
-        if len > MAX_LINE {
+        if len > self.max_line {
             self.partial
                 .extend_from_slice(&tail[..tail.len().min(OVERSIZED_KEPT)]);
             return self.oversized(len, hand);
@@ -276,7 +301,7 @@ impl Lines {
             return;
         }
         self.partial.extend_from_slice(bytes);
-        if self.partial.len() > MAX_LINE {
+        if self.partial.len() > self.max_line {
             // Too long to be an event: remember its start and length, drop the rest.
             self.skipping = Some(self.partial.len());
             self.partial.truncate(OVERSIZED_KEPT);

@@ -64,7 +64,8 @@ impl fmt::Debug for Admin {
     }
 }
 
-/// The admin API's certificate and key, read and checked against each other.
+/// The certificate and key a listener serves TLS with (the admin API, a TCP source), read and
+/// checked against each other.
 #[derive(Clone)]
 pub struct AdminTls {
     /// The PEM files, as the pipeline file names them (relative to its folder).
@@ -294,20 +295,33 @@ fn token(
 
 /// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
 fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
-    let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
+    let (cert, key) = (raw.tls_cert.as_ref(), raw.tls_key.as_ref());
+    load_tls(cx, "admin", (cert, key), &[b"http/1.1"])
+}
+
+/// The `tls_cert` and `tls_key` of the table at `node` (`admin`, `sources.NAME`), both or
+/// neither; loaded and checked against each other. The server offers the `alpn` protocols.
+pub(crate) fn load_tls(
+    cx: &Ctx,
+    node: &str,
+    (cert, key): (Option<&Sp<String>>, Option<&Sp<String>>),
+    alpn: &[&[u8]],
+) -> Result<Option<AdminTls>, ConfigError> {
+    let (cert_key, key_key) = (format!("{node}.tls_cert"), format!("{node}.tls_key"));
+    let (cert, key) = match (cert, key) {
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
         (Some(cert), None) => {
             return Err(cx.err(
                 &cert.span(),
-                "admin.tls_cert",
+                cert_key,
                 "`tls_cert` needs `tls_key` too: the certificate's private key, a PEM file",
             ));
         }
         (None, Some(key)) => {
             return Err(cx.err(
                 &key.span(),
-                "admin.tls_key",
+                key_key,
                 "`tls_key` needs `tls_cert` too: the certificate chain, a PEM file",
             ));
         }
@@ -318,12 +332,12 @@ fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
         .and_then(|certs| certs.collect::<Result<_, _>>())
         .map_err(|e| {
             let what = format!("{}: {}", shown_path(&cert_path), pem_error(e));
-            cx.err(&cert.span(), "admin.tls_cert", what)
+            cx.err(&cert.span(), &cert_key, what)
         })?;
     if chain.is_empty() {
         return Err(cx.err(
             &cert.span(),
-            "admin.tls_cert",
+            cert_key,
             format!(
                 "{}: no certificate in it: write the chain as PEM \
                  (`-----BEGIN CERTIFICATE-----`), the server's own first",
@@ -333,15 +347,15 @@ fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
     }
     let private = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
         let what = format!("{}: {}", shown_path(&key_path), pem_error(e));
-        cx.err(&key.span(), "admin.tls_key", what)
+        cx.err(&key.span(), &key_key, what)
     })?;
-    let config = server_config(chain, private).map_err(|e| {
+    let config = server_config(chain, private, alpn).map_err(|e| {
         let what = format!(
             "{} does not fit {}: {e}",
             shown_path(&key_path),
             shown_path(&cert_path)
         );
-        cx.err(&key.span(), "admin.tls_key", what)
+        cx.err(&key.span(), key_key, what)
     })?;
     Ok(Some(AdminTls {
         cert: PathBuf::from(cert.get_ref()),
@@ -362,18 +376,19 @@ fn pem_error(e: rustls::pki_types::pem::Error) -> String {
     }
 }
 
-/// TLS 1.2 and 1.3 with the `ring` provider, HTTP/1.1 only; the key must match the
-/// certificate.
+/// TLS 1.2 and 1.3 with the `ring` provider, offering the `alpn` protocols; the key must
+/// match the certificate.
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 

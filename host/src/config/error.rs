@@ -1,5 +1,6 @@
 //! The error every check returns, and [`Ctx`], which turns the byte span of a value into the
-//! line an error names. A leaf: it imports nothing else of `config`.
+//! line an error names; [`bind_message`] says why a `listen` address (of `[admin]`, `[metrics]`
+//! or a source) could not be bound. A leaf: it imports nothing else of `config`.
 
 use std::fmt;
 use std::ops::Range;
@@ -180,5 +181,23 @@ pub(crate) fn list(names: &[&str], conj: &str) -> String {
         None => String::new(),
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} {conj} {last}", rest.join(", ")),
+    }
+}
+
+/// Why an address could not be bound, and what to do, for a person.
+pub(crate) fn bind_message(addr: std::net::SocketAddr, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "`{addr}` is in use: another program (or another weir) listens there; choose \
+             another port, or port 0 for any free one"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            format!("`{addr}` is not an address of this machine: {e}")
+        }
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on `{addr}`: permission denied (ports below 1024 need privileges)"
+        ),
+        _ => format!("cannot listen on `{addr}`: {e}"),
     }
 }

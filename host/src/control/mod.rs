@@ -254,23 +254,8 @@ fn listen_error(file: &Path, admin: &Admin, e: std::io::Error) -> StartError {
     })
 }
 
-/// Why an address could not be bound, and what to do, for a person.
-pub(crate) fn bind_message(addr: SocketAddr, e: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::AddrInUse => format!(
-            "`{addr}` is in use: another program (or another weir) listens there; choose \
-             another port, or port 0 for any free one"
-        ),
-        ErrorKind::AddrNotAvailable => {
-            format!("`{addr}` is not an address of this machine: {e}")
-        }
-        ErrorKind::PermissionDenied => format!(
-            "cannot listen on `{addr}`: permission denied (ports below 1024 need privileges)"
-        ),
-        _ => format!("cannot listen on `{addr}`: {e}"),
-    }
-}
+/// Why an address could not be bound: the pipeline file's to say, as every listener's is.
+pub(crate) use crate::config::bind_message;
 
 /// Serves `app` on a bound listener, open to all (no token, no TLS), under the admin API's
 /// default connection limits, until `stop` is cancelled: the metrics listener.

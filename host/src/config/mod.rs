@@ -49,9 +49,12 @@ pub use admin::{
     TokenFileError, read_token_file,
 };
 pub use error::ConfigError;
-pub(crate) use error::{plain, shown};
+pub(crate) use error::{bind_message, plain, shown};
 pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
-pub use source::{DEFAULT_GENERATE_SIZE, NatsSource, Source, SourceKind};
+pub use source::{
+    DEFAULT_GENERATE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_MAX_CONNECTIONS, NatsSource,
+    Source, SourceKind, TcpSource,
+};
 pub use stage::{
     Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, Limits, OnError, Stage, StageLines,
 };

@@ -38,11 +38,22 @@ pub(crate) const NATS_KEYS: [&str; 8] = [
     "max_ack_pending",
     "key_header",
 ];
-const SOURCE_KEYS: [&str; 15] = keys(&[
+/// The keys only a `tcp` source has.
+pub(crate) const TCP_KEYS: [&str; 7] = [
+    "listen",
+    "max_connections",
+    "max_line",
+    "idle_timeout",
+    "tls_cert",
+    "tls_key",
+    "peer_header",
+];
+const SOURCE_KEYS: [&str; 22] = keys(&[
     &["type"],
     &SOURCE_TYPE_KEYS,
     &["batch_size", "linger"],
     &NATS_KEYS,
+    &TCP_KEYS,
 ]);
 const STAGE_KEYS: &[&str] = &[
     "inputs",
@@ -145,6 +156,19 @@ pub(crate) struct RawSource {
     pub linger: Option<Sp<String>>,
     /// NATS JetStream.
     pub nats: RawNats,
+    /// A TCP listener.
+    pub tcp: RawTcp,
+}
+
+/// The keys of a `tcp` source.
+pub(crate) struct RawTcp {
+    pub listen: Option<Sp<String>>,
+    pub max_connections: Option<Sp<i128>>,
+    pub max_line: Option<Sp<String>>,
+    pub idle_timeout: Option<Sp<String>>,
+    pub tls_cert: Option<Sp<String>>,
+    pub tls_key: Option<Sp<String>>,
+    pub peer_header: Option<Sp<String>>,
 }
 
 /// The keys of a `nats` source or sink.
@@ -312,7 +336,7 @@ fn read_source(t: &Table, at: Place) -> Result<RawSource, ConfigError> {
         kind: t.required(
             kind,
             "type",
-            "a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"` or `\"nats\"`",
+            "a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"` or `\"tcp\"`",
         )?,
         path: t.text("path")?,
         repeat: t.whole("repeat")?,
@@ -329,6 +353,15 @@ fn read_source(t: &Table, at: Place) -> Result<RawSource, ConfigError> {
             ack_wait: t.duration("ack_wait")?,
             max_ack_pending: t.whole("max_ack_pending")?,
             key_header: t.text("key_header")?,
+        },
+        tcp: RawTcp {
+            listen: t.text("listen")?,
+            max_connections: t.whole("max_connections")?,
+            max_line: t.size("max_line")?,
+            idle_timeout: t.duration("idle_timeout")?,
+            tls_cert: t.text("tls_cert")?,
+            tls_key: t.text("tls_key")?,
+            peer_header: t.text("peer_header")?,
         },
         at,
     })

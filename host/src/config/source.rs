@@ -1,20 +1,31 @@
-//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, or a NATS
-//! JetStream durable consumer.
+//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, a NATS
+//! JetStream durable consumer, or lines from TCP connections.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::DEFAULT_NATS_URL;
+use crate::config::admin::{AdminTls, load_tls};
 use crate::config::error::{ConfigError, Ctx, did_you_mean, join, list, plain, shown};
 use crate::config::ranges::{
-    ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, LINGER, MAX_ACK_PENDING, NATS_BATCH, REPEAT,
+    ACK_WAIT, BATCH_SIZE, COUNT, GENERATE_SIZE, HEADER_NAME_LEN, LINGER, MAX_ACK_PENDING,
+    NATS_BATCH, REPEAT, TCP_IDLE_TIMEOUT, TCP_MAX_CONNECTIONS, TCP_MAX_LINE,
 };
-use crate::config::raw::{NATS_KEYS, RawSource, SOURCE_TYPE_KEYS};
+use crate::config::raw::{NATS_KEYS, RawSource, SOURCE_TYPE_KEYS, TCP_KEYS};
 use crate::config::units;
 
 /// Bytes per value of a `generate` source, unless the file says otherwise (workload W1).
 pub const DEFAULT_GENERATE_SIZE: usize = 100;
+/// Connections a TCP source reads at once, unless the file says otherwise. Blocks a flood of
+/// connections from exhausting file descriptors and memory (each may hold a line being
+/// gathered), while leaving room for a fleet of shippers.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 64;
+/// How long a TCP connection may send nothing before it is closed, unless the file says
+/// otherwise. Blocks connections opened and left silent from holding their slots, while a
+/// shipper that sends a line a minute keeps its connection.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -44,6 +55,28 @@ pub enum SourceKind {
     },
     /// A durable pull consumer of a NATS JetStream stream.
     Nats(NatsSource),
+    /// Newline-delimited lines from TCP connections.
+    Tcp(TcpSource),
+}
+
+/// A TCP source: where it listens, and what each connection is held to.
+#[derive(Debug, Clone)]
+pub struct TcpSource {
+    pub listen: SocketAddr,
+    /// The pipeline file and the line of `listen`: an address that cannot be bound when the
+    /// run starts is refused there.
+    pub file: PathBuf,
+    pub listen_line: usize,
+    /// In [`ranges::TCP_MAX_CONNECTIONS`](super::ranges::TCP_MAX_CONNECTIONS); [`DEFAULT_TCP_MAX_CONNECTIONS`] unless set.
+    pub max_connections: usize,
+    /// In [`ranges::TCP_MAX_LINE`](super::ranges::TCP_MAX_LINE); the line sources' `MAX_LINE` (16 MiB) unless set.
+    pub max_line: usize,
+    /// In [`ranges::TCP_IDLE_TIMEOUT`](super::ranges::TCP_IDLE_TIMEOUT); [`DEFAULT_TCP_IDLE_TIMEOUT`] unless set.
+    pub idle_timeout: Duration,
+    /// `tls_cert` and `tls_key`, loaded.
+    pub tls: Option<AdminTls>,
+    /// The header each event carries its peer's address in (none unless set).
+    pub peer_header: Option<String>,
 }
 
 /// A NATS JetStream source.
@@ -64,7 +97,7 @@ pub struct NatsSource {
     pub key_header: Option<String>,
 }
 
-const KINDS: &[&str] = &["stdin", "file", "generate", "nats"];
+const KINDS: &[&str] = &["stdin", "file", "generate", "nats", "tcp"];
 
 /// One source; `batch_size` and `linger` are the pipeline's, for a source that sets neither.
 pub(crate) fn check(
@@ -83,6 +116,9 @@ pub(crate) fn check(
     if raw.kind.get_ref() != "nats" {
         no_nats_keys(cx, &node, raw)?;
     }
+    if raw.kind.get_ref() != "tcp" {
+        no_tcp_keys(cx, &node, raw)?;
+    }
     let kind = match raw.kind.get_ref().as_str() {
         "stdin" => {
             unused(cx, &node, raw, "stdin", &SOURCE_TYPE_KEYS)?;
@@ -91,6 +127,7 @@ pub(crate) fn check(
         "file" => file(cx, &node, raw)?,
         "generate" => generate(cx, &node, raw)?,
         "nats" => nats(cx, &node, raw, batch_size)?,
+        "tcp" => tcp(cx, &node, raw)?,
         other => {
             return Err(cx.err(
                 &raw.kind.span(),
@@ -200,13 +237,40 @@ fn no_nats_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError
         n.max_ack_pending.as_ref().map(|v| v.span()),
         n.key_header.as_ref().map(|v| v.span()),
     ];
-    let present = NATS_KEYS.into_iter().zip(spans);
+    only_for(cx, node, "nats", NATS_KEYS.into_iter().zip(spans))
+}
+
+/// The TCP keys are refused on other source types.
+fn no_tcp_keys(cx: &Ctx, node: &str, raw: &RawSource) -> Result<(), ConfigError> {
+    let t = &raw.tcp;
+    // In the order of TCP_KEYS.
+    let spans: [Option<Range<usize>>; TCP_KEYS.len()] = [
+        t.listen.as_ref().map(|v| v.span()),
+        t.max_connections.as_ref().map(|v| v.span()),
+        t.max_line.as_ref().map(|v| v.span()),
+        t.idle_timeout.as_ref().map(|v| v.span()),
+        t.tls_cert.as_ref().map(|v| v.span()),
+        t.tls_key.as_ref().map(|v| v.span()),
+        t.peer_header.as_ref().map(|v| v.span()),
+    ];
+    only_for(cx, node, "tcp", TCP_KEYS.into_iter().zip(spans))
+}
+
+/// Refuses the first of the keys of source type `kind` that is written.
+fn only_for<'k>(
+    cx: &Ctx,
+    node: &str,
+    kind: &str,
+    present: impl Iterator<Item = (&'k str, Option<Range<usize>>)>,
+) -> Result<(), ConfigError> {
     for (key, span) in present {
         if let Some(span) = span {
             return Err(cx.err(
                 &span,
                 join(node, key),
-                format!("only a `nats` source has `{key}`: remove it, or use `type = \"nats\"`"),
+                format!(
+                    "only a `{kind}` source has `{key}`: remove it, or use `type = \"{kind}\"`"
+                ),
             ));
         }
     }
@@ -261,4 +325,81 @@ fn nats(
         max_ack_pending,
         key_header: n.key_header.as_ref().map(|s| s.get_ref().clone()),
     }))
+}
+
+fn tcp(cx: &Ctx, node: &str, raw: &RawSource) -> Result<SourceKind, ConfigError> {
+    unused(cx, node, raw, "tcp", &SOURCE_TYPE_KEYS)?;
+    let t = &raw.tcp;
+    let key = |k: &str| join(node, k);
+    let Some(written) = &t.listen else {
+        return Err(cx.err(
+            &raw.kind.span(),
+            key("listen"),
+            "a `tcp` source needs `listen`, the address to take connections on, such as `127.0.0.1:5140`",
+        ));
+    };
+    let listen = written.get_ref().parse().map_err(|_| {
+        cx.err(
+            &written.span(),
+            key("listen"),
+            format!(
+                "{} is not an address: write IP:PORT, such as `127.0.0.1:5140`",
+                shown(written.get_ref())
+            ),
+        )
+    })?;
+    let max_connections = match &t.max_connections {
+        Some(v) => units::whole(cx, v, &key("max_connections"), &TCP_MAX_CONNECTIONS)?,
+        None => DEFAULT_TCP_MAX_CONNECTIONS,
+    };
+    let max_line = match &t.max_line {
+        // At most 16 MiB (TCP_MAX_LINE), so the conversion to usize is exact.
+        Some(v) => units::size(cx, v, &key("max_line"), &TCP_MAX_LINE)? as usize,
+        None => *TCP_MAX_LINE.end() as usize,
+    };
+    let idle_timeout = match &t.idle_timeout {
+        Some(v) => units::duration(cx, v, &key("idle_timeout"), &TCP_IDLE_TIMEOUT)?,
+        None => DEFAULT_TCP_IDLE_TIMEOUT,
+    };
+    let tls = load_tls(cx, node, (t.tls_cert.as_ref(), t.tls_key.as_ref()), &[])?;
+    let peer_header = match &t.peer_header {
+        Some(name) => {
+            header_name(name.get_ref()).map_err(|m| cx.err(&name.span(), key("peer_header"), m))?;
+            Some(name.get_ref().clone())
+        }
+        None => None,
+    };
+    Ok(SourceKind::Tcp(TcpSource {
+        listen,
+        file: cx.file.to_path_buf(),
+        listen_line: cx.line_of(&written.span()),
+        max_connections,
+        max_line,
+        idle_timeout,
+        tls,
+        peer_header,
+    }))
+}
+
+/// A header name a source may set: visible ASCII without `:`, and not a reserved `weir.` name
+/// (those are the host's provenance, which no source or plugin may forge).
+fn header_name(name: &str) -> Result<(), String> {
+    if !HEADER_NAME_LEN.contains(&name.len())
+        || !name.chars().all(|c| c.is_ascii_graphic() && c != ':')
+    {
+        return Err(format!(
+            "{} is not a usable header name: write {} to {} visible ASCII characters, without `:`",
+            shown(name),
+            HEADER_NAME_LEN.start(),
+            HEADER_NAME_LEN.end()
+        ));
+    }
+    let reserved = weir_sandbox::cost::RESERVED_PREFIX;
+    if name.as_bytes().to_ascii_lowercase().starts_with(reserved) {
+        return Err(format!(
+            "{} is reserved: `weir.` headers are the host's provenance; choose another name, such as `peer`",
+            shown(name),
+        ));
+    }
+    Ok(())
 }

@@ -628,6 +628,6 @@ fn errors_print_file_line_and_key() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size`, `linger`, `url`, `stream`, `consumer`, `subject`, `batch`, `ack_wait`, `max_ack_pending` and `key_header`"
+        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size`, `linger`, `url`, `stream`, `consumer`, `subject`, `batch`, `ack_wait`, `max_ack_pending`, `key_header`, `listen`, `max_connections`, `max_line`, `idle_timeout`, `tls_cert`, `tls_key` and `peer_header`"
     );
 }

@@ -3,12 +3,14 @@
 //!
 //! A connection over the cap is closed as soon as it is accepted (the kernel has already
 //! completed its handshake, so the client sees it closed rather than refused) and counted in
-//! the node's `connections.refused`.
+//! the node's `connections.refused`. When the run stops, the connections the kernel has
+//! already completed are accepted too (a client whose `connect` returned may have written
+//! already), then the listener is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -45,8 +47,29 @@ pub(super) async fn accept(listener: TcpListener, shared: Arc<Shared>, tx: mpsc:
             },
         }
     }
-    // No new connection: a client connecting now is refused by the kernel.
-    drop(listener);
+    // What the kernel completed before the stop is the clients': take it, then close. A
+    // client connecting from now on is refused by the kernel.
+    match listener.into_std() {
+        Ok(listener) => {
+            while let Ok((stream, peer)) = listener.accept() {
+                let taken = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| TcpStream::from_std(stream));
+                match (taken, Arc::clone(&slots).try_acquire_owned()) {
+                    (Ok(stream), Ok(slot)) => {
+                        let serve =
+                            connection::serve(stream, peer, Arc::clone(&shared), tx.clone(), slot);
+                        connections.spawn(serve);
+                    }
+                    (Err(e), _) => {
+                        tracing::warn!(source = %shared.name, "cannot take a connection: {e}")
+                    }
+                    (_, Err(_)) => shared.refused(peer),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(source = %shared.name, "cannot take the last connections: {e}"),
+    }
     drop(tx);
     while connections.join_next().await.is_some() {}
 }

@@ -15,6 +15,7 @@ pub mod file;
 pub mod nats;
 pub mod process;
 pub mod report;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -116,7 +116,8 @@ pub(crate) fn check(
     if raw.kind.get_ref() != "nats" {
         no_nats_keys(cx, &node, raw)?;
     }
-    if raw.kind.get_ref() != "tcp" {
+    // An unknown type is named first: a typo of `tcp` is not a source without its keys.
+    if raw.kind.get_ref() != "tcp" && KINDS.contains(&raw.kind.get_ref().as_str()) {
         no_tcp_keys(cx, &node, raw)?;
     }
     let kind = match raw.kind.get_ref().as_str() {

@@ -631,3 +631,75 @@ fn errors_print_file_line_and_key() {
         "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size`, `linger`, `url`, `stream`, `consumer`, `subject`, `batch`, `ack_wait`, `max_ack_pending`, `key_header`, `listen`, `max_connections`, `max_line`, `idle_timeout`, `tls_cert`, `tls_key` and `peer_header`"
     );
 }
+
+/// A TCP source that sets every key but the TLS pair. The line numbers of the rows below
+/// refer to it.
+const TCP: &str = r#"[sources.net]
+type = "tcp"
+listen = "127.0.0.1:5140"
+max_connections = 8
+max_line = "64KiB"
+idle_timeout = "30s"
+peer_header = "peer"
+batch_size = 100
+
+[sinks.out]
+type = "stdout"
+inputs = ["net"]
+"#;
+
+#[test]
+fn a_tcp_source_reads_every_key_and_defaults_the_rest() {
+    let fx = Fixture::new();
+    let p = fx.parse(TCP).unwrap();
+    let SourceKind::Tcp(tcp) = &p.sources[0].kind else {
+        panic!("not a TCP source: {:?}", p.sources[0].kind)
+    };
+    assert_eq!(tcp.listen.to_string(), "127.0.0.1:5140");
+    assert_eq!(
+        (tcp.file.as_path(), tcp.listen_line),
+        (fx.file().as_path(), 3)
+    );
+    assert_eq!((tcp.max_connections, tcp.max_line), (8, 64 << 10));
+    assert_eq!(tcp.idle_timeout, Duration::from_secs(30));
+    assert_eq!(tcp.peer_header.as_deref(), Some("peer"));
+    assert!(tcp.tls.is_none());
+    assert_eq!(p.sources[0].batch_size, 100);
+
+    let bare = "[sources.net]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n\
+                [sinks.out]\ntype = \"stdout\"\ninputs = [\"net\"]\n";
+    let p = fx.parse(bare).unwrap();
+    let SourceKind::Tcp(tcp) = &p.sources[0].kind else {
+        panic!("not a TCP source")
+    };
+    assert_eq!(tcp.max_connections, DEFAULT_TCP_MAX_CONNECTIONS);
+    assert_eq!(tcp.max_line, crate::pipeline::connectors::MAX_LINE);
+    assert_eq!(tcp.idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
+    assert_eq!(tcp.peer_header, None);
+}
+
+/// A TCP source's address, limits, header name and TLS pair, and the keys of other kinds.
+#[rustfmt::skip]
+const TCP_ROWS: &[Row] = &[
+    ("listen = \"127.0.0.1:5140\"\n", "", 2, "sources.net.listen", "a `tcp` source needs `listen`"),
+    ("\"127.0.0.1:5140\"", "\"localhost:5140\"", 3, "sources.net.listen", "is not an address: write IP:PORT"),
+    ("max_connections = 8", "max_connections = 0", 4, "sources.net.max_connections", "from 1 to 4096"),
+    ("max_connections = 8", "max_connections = 5000", 4, "sources.net.max_connections", "from 1 to 4096"),
+    ("\"64KiB\"", "\"17MiB\"", 5, "sources.net.max_line", "16MiB"),
+    ("\"30s\"", "\"500ms\"", 6, "sources.net.idle_timeout", "1s"),
+    ("\"30s\"", "\"25h\"", 6, "sources.net.idle_timeout", "from 1s to 24h"),
+    ("\"peer\"", "\"weir.peer\"", 7, "sources.net.peer_header", "reserved"),
+    ("\"peer\"", "\"Weir.Peer\"", 7, "sources.net.peer_header", "reserved"),
+    ("\"peer\"", "\"peer:addr\"", 7, "sources.net.peer_header", "not a usable header name"),
+    ("batch_size = 100", "tls_cert = \"cert.pem\"", 8, "sources.net.tls_cert", "needs `tls_key` too"),
+    ("batch_size = 100", "tls_key = \"key.pem\"", 8, "sources.net.tls_key", "needs `tls_cert` too"),
+    ("batch_size = 100", "path = \"in.log\"", 8, "sources.net.path", "a `tcp` source has no `path`"),
+    ("batch_size = 100", "url = \"nats://x\"", 8, "sources.net.url", "only a `nats` source has `url`"),
+    ("type = \"tcp\"", "type = \"stdin\"", 3, "sources.net.listen", "only a `tcp` source has `listen`"),
+    ("type = \"tcp\"", "type = \"tpc\"", 2, "sources.net.type", "did you mean `tcp`?"),
+];
+
+#[test]
+fn a_tcp_source_checks_its_address_limits_header_and_tls_pair() {
+    run(TCP, TCP_ROWS);
+}

@@ -507,4 +507,41 @@ mod tests {
         assert_eq!(values, [b"short".to_vec(), b"after".to_vec()]);
         assert_eq!(oversized, [(2, MAX_LINE + 10)]);
     }
+
+    #[test]
+    fn lines_pushed_by_the_caller_split_alike_and_keep_their_own_limit() {
+        let input = b"one\r\ntwo\n0123456789abc\nafter\nlast";
+        for piece in [1, 3, 64] {
+            let mut lines = Lines::new(2).max_line(10);
+            let (mut values, mut oversized) = (Vec::new(), Vec::new());
+            let mut hand = |chunk: Chunk| {
+                match chunk {
+                    Chunk::Events(events, _, _) => {
+                        values.extend(events.iter().map(|e| e.value().to_vec()))
+                    }
+                    Chunk::Oversized {
+                        line, kept, len, ..
+                    } => oversized.push((line, kept, len)),
+                }
+                Flow::Continue
+            };
+            for bytes in input.chunks(piece) {
+                lines.push(bytes, &mut hand);
+            }
+            assert!(lines.in_line(), "piece {piece}: `last` is begun");
+            lines.end_input(&mut hand);
+            lines.finish(&mut hand);
+            assert!(!lines.in_line());
+            let expected: Vec<&[u8]> = vec![b"one", b"two", b"after", b"last"];
+            assert_eq!(values, expected, "piece {piece}");
+            assert_eq!(oversized.len(), 1, "piece {piece}");
+            let (line, kept, len) = &oversized[0];
+            assert_eq!((*line, *len), (3, 13), "piece {piece}");
+            assert!(
+                b"0123456789abc".starts_with(kept) && kept.len() >= 10,
+                "piece {piece}"
+            );
+            assert_eq!(lines.bytes, input.len() as u64);
+        }
+    }
 }

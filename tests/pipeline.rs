@@ -238,6 +238,122 @@ fn the_library_run_reports_counts_per_stage() -> Result<()> {
     Ok(())
 }
 
+/// The library's running handle: a started pipeline can be looked at while it runs, its
+/// stages reached by name, and stopped; waiting then gives the report of a drained run. In a
+/// child process, as above.
+#[test]
+fn a_started_pipeline_can_be_looked_at_reached_and_stopped() -> Result<()> {
+    const CHILD: &str = "WEIR_TEST_RUNNING_HANDLE";
+    if let Some(file) = std::env::var_os(CHILD) {
+        let pipeline = weir::Pipeline::load(Path::new(&file))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        // Built off the runtime: loading plugins is blocking work.
+        let topology = weir::Topology::build(&pipeline)?;
+        return runtime.block_on(async {
+            let running = topology
+                .start(
+                    tokio_util::sync::CancellationToken::new(),
+                    Default::default(),
+                )
+                .await?;
+            ensure!(running.stage("upper").is_some() && running.stage("nope").is_none());
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while running.snapshot().events_in < 100_000 {
+                ensure!(std::time::Instant::now() < deadline, "no events flowed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let seen = running.snapshot();
+            ensure!(!seen.interrupted && seen.node("gen").is_some());
+            running.stop();
+            let report = running.wait().await?;
+            ensure!(
+                report.interrupted,
+                "a stopped generator says it was stopped"
+            );
+            ensure!(report.events_in >= seen.events_in && report.events_in < 1_000_000_000);
+            ensure!(
+                report.node("count").unwrap().events_in == report.events_in,
+                "everything read was drained to the sink"
+            );
+            Ok(())
+        });
+    }
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .source("gen", Source::generate(1_000_000_000).size(10))
+        .stage("upper", Stage::plugin(plugin("uppercase")).inputs(&["gen"]))
+        .sink("count", Sink::null().inputs(&["upper"]))
+        .write(&dir)?;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "a_started_pipeline_can_be_looked_at_reached_and_stopped",
+            "--test-threads=1",
+        ])
+        .env(CHILD, &file)
+        .env("WEIR_CACHE_DIR", dir.cache()?)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A sink that cannot write stops the run with a typed failure that names it and carries the
+/// cause, and the report of what ran before. In a child process, as above.
+#[test]
+fn a_sink_that_cannot_write_stops_the_run_with_its_cause() -> Result<()> {
+    const CHILD: &str = "WEIR_TEST_SINK_FAILURE";
+    if let Some(file) = std::env::var_os(CHILD) {
+        let pipeline = weir::Pipeline::load(Path::new(&file))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let result = runtime.block_on(weir::run(
+            &pipeline,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let Err(weir::RunError::Stopped { failure, report }) = result else {
+            anyhow::bail!("expected a stopped run, got {result:?}");
+        };
+        let weir::pipeline::NodeFailure::Write { node, cause } = &failure else {
+            anyhow::bail!("expected a write failure, got {failure:?}");
+        };
+        ensure!(node == "sink `full`", "{node}");
+        ensure!(cause.raw_os_error() == Some(libc::ENOSPC), "{cause}");
+        ensure!(report.events_in > 0 && report.node("full").is_some());
+        return Ok(());
+    }
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .source("gen", Source::generate(100_000).size(10))
+        .sink("full", Sink::file("/dev/full").inputs(&["gen"]))
+        .write(&dir)?;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--exact",
+            "a_sink_that_cannot_write_stops_the_run_with_its_cause",
+            "--test-threads=1",
+        ])
+        .env(CHILD, &file)
+        .env("WEIR_CACHE_DIR", dir.cache()?)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 /// Fan-in: a stage with two inputs gets every event of both, each input's events in their
 /// order, none twice; a source feeding two stages (fan-out) gives each of them every event.
 #[test]

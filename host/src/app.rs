@@ -25,7 +25,10 @@ pub async fn build(pipeline: &Pipeline) -> Result<Topology, RunError> {
     let pipeline = pipeline.clone();
     tokio::task::spawn_blocking(move || Topology::build(&pipeline))
         .await
-        .map_err(|e| RunError::Failed(format!("the pipeline build stopped unexpectedly: {e}")))?
+        .map_err(|cause| RunError::Crashed {
+            what: "the pipeline build",
+            cause,
+        })?
 }
 
 /// Builds and runs a pipeline, with hot loading when the file asks for it.
@@ -135,7 +138,10 @@ async fn start_observers(
     };
     let control = control::start(topology, extra).await.map_err(|e| match e {
         control::StartError::Listen(e) => RunError::Config(e),
-        other => RunError::Io(other.to_string()),
+        other => RunError::Start {
+            what: "the control plane".into(),
+            cause: other.into(),
+        },
     })?;
     if let Some(control) = &control {
         observer.set_control(Arc::clone(&control.control));

@@ -31,5 +31,6 @@ pub mod pipeline;
 
 pub use app::run;
 pub use config::Pipeline;
-pub use pipeline::{RunError, RunReport};
+pub use pipeline::topology::{RunOptions, Running};
+pub use pipeline::{RunError, RunReport, Topology};
 pub use weir_sandbox as sandbox;

@@ -1,6 +1,7 @@
 //! What every end-to-end test shares: the `weir` binary, a temporary folder per test with its
 //! own compile cache, the built plugins, the pipeline-file builder (`file`), the watched
-//! process (`process`), a real NATS server (`nats`) and what a run leaves to read (`report`).
+//! process (`process`), a real NATS server (`nats`) or three in a cluster (`nats_cluster`)
+//! and what a run leaves to read (`report`).
 //!
 //! **Compile caches.** No test touches the user's cache. Each test's folder has a cache of
 //! its own (`WEIR_CACHE_DIR`), filled with hard links to a warm cache kept under cargo's
@@ -13,6 +14,7 @@
 
 pub mod file;
 pub mod nats;
+pub mod nats_cluster;
 pub mod process;
 pub mod report;
 pub mod tls;

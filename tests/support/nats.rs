@@ -1,17 +1,18 @@
 //! A real NATS server for the tests: Debian's `nats-server`, started on a free loopback port
-//! with JetStream in a temporary folder, and a small blocking client to fill and read its
-//! streams.
+//! with JetStream in a temporary folder, and a small blocking [`Client`] to fill and read its
+//! streams (shared with the three-node cluster of `nats_cluster`).
 //!
 //! [`NatsServer::start`] returns `None`, after saying why on stderr, when `nats-server` is
 //! not installed and `WEIR_REQUIRE_NATS` is unset: a developer without it still runs every
 //! other test. CI installs it and sets the variable, so there a missing server fails.
 
+use std::collections::{HashMap, HashSet};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use async_nats::jetstream::{self, stream};
 
 /// A running `nats-server`, killed when dropped.
@@ -19,8 +20,7 @@ pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
     store: tempfile::TempDir,
-    runtime: tokio::runtime::Runtime,
-    client: Option<async_nats::Client>,
+    client: Option<Client>,
 }
 
 /// Whether the tests must have a server (CI), rather than skip without one.
@@ -28,15 +28,26 @@ fn required() -> bool {
     std::env::var_os("WEIR_REQUIRE_NATS").is_some_and(|v| !v.is_empty())
 }
 
-fn installed() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+/// The `nats-server` binary, or `None` (after saying why the test `test` is skipped) when it
+/// is not installed and not required.
+pub fn installed(test: &str) -> Result<Option<PathBuf>> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
         .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file())
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if required() {
+            bail!("nats-server is not installed, and WEIR_REQUIRE_NATS is set");
+        }
+        eprintln!(
+            "skipping {test}: nats-server is not installed (apt-get install nats-server; set WEIR_REQUIRE_NATS=1 to make this a failure)"
+        );
+    }
+    Ok(found)
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -44,30 +55,20 @@ impl NatsServer {
     /// Starts a server, or returns `None` (test skipped) when there is none to start and
     /// none is required.
     pub fn start(test: &str) -> Result<Option<NatsServer>> {
-        let Some(_) = installed() else {
-            if required() {
-                bail!("nats-server is not installed, and WEIR_REQUIRE_NATS is set");
-            }
-            eprintln!(
-                "skipping {test}: nats-server is not installed (apt-get install nats-server; set WEIR_REQUIRE_NATS=1 to make this a failure)"
-            );
+        let Some(binary) = installed(test)? else {
             return Ok(None);
         };
         let mut server = NatsServer {
             child: None,
             port: free_port()?,
             store: tempfile::tempdir()?,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
             client: None,
         };
-        server.spawn()?;
+        server.spawn(&binary)?;
         Ok(Some(server))
     }
 
-    fn spawn(&mut self) -> Result<()> {
-        let binary = installed().context("nats-server")?;
+    fn spawn(&mut self, binary: &Path) -> Result<()> {
         let child = Command::new(binary)
             .args([
                 "-js",
@@ -84,23 +85,14 @@ impl NatsServer {
             .context("cannot start nats-server")?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        let mut last: String;
         loop {
-            let url = self.url();
-            let connected = self.runtime.block_on(async move {
-                let client = async_nats::connect(&url).await?;
-                // JetStream answers once it has recovered its store.
-                // (A raw request: the client's typed account info does not parse 2.9's.)
-                client.request("$JS.API.INFO", "".into()).await?;
-                anyhow::Ok(client)
-            });
-            match connected {
+            let last = match Client::connect(&self.url()) {
                 Ok(client) => {
                     self.client = Some(client);
                     return Ok(());
                 }
-                Err(e) => last = format!("{e:#}"),
-            }
+                Err(e) => format!("{e:#}"),
+            };
             if Instant::now() > deadline {
                 bail!(
                     "nats-server did not answer on port {} in 20 s: {last}",
@@ -127,26 +119,118 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
         self.client = None;
-        self.spawn()
+        self.spawn(&installed("a restart")?.context("nats-server")?)
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("connected")
+    }
+
+    /// Creates a stream capturing `subjects`, with a duplicate window of two minutes.
+    pub fn stream(&self, name: &str, subjects: &[&str]) -> Result<()> {
+        self.client().stream(name, subjects, 1)
+    }
+
+    /// Publishes each payload to `subject`, waiting for every PubAck.
+    pub fn publish(&self, subject: &str, payloads: &[String]) -> Result<()> {
+        self.client().publish(subject, payloads)
+    }
+
+    /// How many messages the stream holds.
+    pub fn count(&self, name: &str) -> Result<u64> {
+        self.client().count(name)
+    }
+
+    /// Every message the stream holds, in order: payload and headers.
+    pub fn messages(&self, name: &str) -> Result<Vec<Message>> {
+        self.client().messages(name)
+    }
+
+    /// The durable consumer's counts.
+    pub fn consumer(&self, stream: &str, consumer: &str) -> Result<ConsumerCounts> {
+        self.client().consumer(stream, consumer)
+    }
+
+    /// Where the store lives (for a test that restarts the server).
+    pub fn store(&self) -> &std::path::Path {
+        self.store.path()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blocking JetStream client: a runtime of its own, entered only for each call.
+pub struct Client {
+    runtime: tokio::runtime::Runtime,
+    client: async_nats::Client,
+}
+
+impl Client {
+    /// Connects to `urls` (one, or several separated by commas) once JetStream answers there.
+    pub fn connect(urls: &str) -> Result<Client> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let servers: Vec<&str> = urls.split(',').collect();
+        let client = runtime.block_on(async move {
+            let client = async_nats::connect(servers).await?;
+            // JetStream answers once it has recovered its store (and, in a cluster, once
+            // the cluster has a meta leader). A raw request: the client's typed account
+            // info does not parse 2.9's.
+            let info = client.request("$JS.API.INFO", "".into()).await?;
+            let text = String::from_utf8_lossy(&info.payload);
+            ensure!(
+                !text.contains("\"error\""),
+                "JetStream is not ready: {text}"
+            );
+            anyhow::Ok(client)
+        })?;
+        Ok(Client { runtime, client })
     }
 
     fn js(&self) -> jetstream::Context {
         // The context spawns a task of its own: it needs the runtime entered.
         let _inside = self.runtime.enter();
-        jetstream::new(self.client.clone().expect("connected"))
+        jetstream::new(self.client.clone())
     }
 
-    /// Creates a stream capturing `subjects`, with a duplicate window of two minutes.
-    pub fn stream(&self, name: &str, subjects: &[&str]) -> Result<()> {
+    /// Creates a stream capturing `subjects` on `replicas` servers, with a duplicate window
+    /// of two minutes.
+    pub fn stream(&self, name: &str, subjects: &[&str], replicas: usize) -> Result<()> {
         let js = self.js();
         let config = stream::Config {
             name: name.to_string(),
             subjects: subjects.iter().map(|s| s.to_string()).collect(),
             duplicate_window: Duration::from_secs(120),
+            num_replicas: replicas,
             ..Default::default()
         };
         self.runtime.block_on(js.create_stream(config))?;
         Ok(())
+    }
+
+    /// Whether stream `name` has a leader and a majority of its group current (always true
+    /// on a single server): until then a publish may find no one to store it.
+    pub fn stream_ready(&self, name: &str) -> Result<bool> {
+        let js = self.js();
+        let name = name.to_string();
+        self.runtime.block_on(async move {
+            let mut stream = js.get_stream(&name).await?;
+            let info = stream.info().await?;
+            anyhow::Ok(info.cluster.as_ref().is_none_or(|c| {
+                let current = c
+                    .replicas
+                    .iter()
+                    .filter(|r| r.current && !r.offline)
+                    .count();
+                // The leader and the current replicas, of the leader and all replicas.
+                c.leader.is_some() && 2 * (current + 1) > c.replicas.len() + 1
+            }))
+        })
     }
 
     /// Publishes each payload to `subject`, waiting for every PubAck.
@@ -232,17 +316,6 @@ impl NatsServer {
             })
         })
     }
-
-    /// Where the store lives (for a test that restarts the server).
-    pub fn store(&self) -> &std::path::Path {
-        self.store.path()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A message as a stream holds it.
@@ -271,4 +344,25 @@ pub struct ConsumerCounts {
     pub waiting: u64,
     /// Deliveries so far, redeliveries included.
     pub deliveries: u64,
+}
+
+/// Checks that `expected` are each in `payloads` exactly once, and nothing else is.
+pub fn exactly_once(payloads: &[String], expected: &[String]) -> Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for p in payloads {
+        *seen.entry(p.as_str()).or_default() += 1;
+    }
+    let missing = expected
+        .iter()
+        .filter(|e| !seen.contains_key(e.as_str()))
+        .count();
+    let twice = seen.values().filter(|&&n| n > 1).count();
+    let wanted: HashSet<&str> = expected.iter().map(String::as_str).collect();
+    let strange = seen.keys().filter(|p| !wanted.contains(*p)).count();
+    ensure!(
+        missing == 0 && twice == 0 && strange == 0,
+        "{missing} missing, {twice} more than once, {strange} never sent, of {}",
+        expected.len()
+    );
+    Ok(())
 }

@@ -447,10 +447,10 @@ fn run(
             Ok(())
         }
         Err(e) if e.is_refusal() => Err(refused(e)),
-        Err(crate::pipeline::RunError::Stopped { message, report }) => {
+        Err(crate::pipeline::RunError::Stopped { failure, report }) => {
             // What the run did before it failed, then why it failed.
             print(&report);
-            Err((1, one_line(message)))
+            Err((1, one_line(failure)))
         }
         Err(e) => Err((1, one_line(e))),
     }

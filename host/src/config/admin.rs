@@ -8,15 +8,12 @@ use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
 use crate::config::raw::RawAdmin;
+use crate::config::tls::{ServerTls, load_tls};
 use crate::config::{names, ranges, units};
 
 /// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
@@ -49,7 +46,7 @@ pub struct Admin {
     /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
     pub token: String,
     /// `tls_cert` and `tls_key`, loaded; required when `listen` is beyond loopback.
-    pub tls: Option<AdminTls>,
+    pub tls: Option<ServerTls>,
     pub limits: AdminLimits,
 }
 
@@ -60,26 +57,6 @@ impl fmt::Debug for Admin {
             .field("listen", &self.listen)
             .field("tls", &self.tls)
             .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The certificate and key a listener serves TLS with (the admin API, a TCP source), read and
-/// checked against each other.
-#[derive(Clone)]
-pub struct AdminTls {
-    /// The PEM files, as the pipeline file names them (relative to its folder).
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The server's TLS settings, with the `ring` provider.
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-impl fmt::Debug for AdminTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminTls")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -294,102 +271,9 @@ fn token(
 }
 
 /// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
-fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
+fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<ServerTls>, ConfigError> {
     let (cert, key) = (raw.tls_cert.as_ref(), raw.tls_key.as_ref());
     load_tls(cx, "admin", (cert, key), &[b"http/1.1"])
-}
-
-/// The `tls_cert` and `tls_key` of the table at `node` (`admin`, `sources.NAME`), both or
-/// neither; loaded and checked against each other. The server offers the `alpn` protocols.
-pub(crate) fn load_tls(
-    cx: &Ctx,
-    node: &str,
-    (cert, key): (Option<&Sp<String>>, Option<&Sp<String>>),
-    alpn: &[&[u8]],
-) -> Result<Option<AdminTls>, ConfigError> {
-    let (cert_key, key_key) = (format!("{node}.tls_cert"), format!("{node}.tls_key"));
-    let (cert, key) = match (cert, key) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => (cert, key),
-        (Some(cert), None) => {
-            return Err(cx.err(
-                &cert.span(),
-                cert_key,
-                "`tls_cert` needs `tls_key` too: the certificate's private key, a PEM file",
-            ));
-        }
-        (None, Some(key)) => {
-            return Err(cx.err(
-                &key.span(),
-                key_key,
-                "`tls_key` needs `tls_cert` too: the certificate chain, a PEM file",
-            ));
-        }
-    };
-    let (cert_path, key_path) = (cx.path(cert.get_ref()), cx.path(key.get_ref()));
-    let shown_path = |p: &Path| plain(&p.display().to_string());
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| {
-            let what = format!("{}: {}", shown_path(&cert_path), pem_error(e));
-            cx.err(&cert.span(), &cert_key, what)
-        })?;
-    if chain.is_empty() {
-        return Err(cx.err(
-            &cert.span(),
-            cert_key,
-            format!(
-                "{}: no certificate in it: write the chain as PEM \
-                 (`-----BEGIN CERTIFICATE-----`), the server's own first",
-                shown_path(&cert_path)
-            ),
-        ));
-    }
-    let private = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
-        let what = format!("{}: {}", shown_path(&key_path), pem_error(e));
-        cx.err(&key.span(), &key_key, what)
-    })?;
-    let config = server_config(chain, private, alpn).map_err(|e| {
-        let what = format!(
-            "{} does not fit {}: {e}",
-            shown_path(&key_path),
-            shown_path(&cert_path)
-        );
-        cx.err(&key.span(), key_key, what)
-    })?;
-    Ok(Some(AdminTls {
-        cert: PathBuf::from(cert.get_ref()),
-        key: PathBuf::from(key.get_ref()),
-        config: Arc::new(config),
-    }))
-}
-
-/// A PEM reading error, said for a person.
-fn pem_error(e: rustls::pki_types::pem::Error) -> String {
-    use rustls::pki_types::pem::Error;
-    match e {
-        Error::Io(e) => format!("cannot read it: {e}"),
-        Error::NoItemsFound => "no private key in it: write it as PEM \
-                                (`-----BEGIN PRIVATE KEY-----`)"
-            .to_string(),
-        other => format!("not a PEM file: {other}"),
-    }
-}
-
-/// TLS 1.2 and 1.3 with the `ring` provider, offering the `alpn` protocols; the key must
-/// match the certificate.
-fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    alpn: &[&[u8]],
-) -> Result<rustls::ServerConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(config)
 }
 
 /// The timeouts and the connection cap, each in its range.

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::error::{ConfigError, Ctx, Sp, did_you_mean, join, shown};
 use crate::config::names;
 use crate::config::ranges::MAX_NODES;
-use crate::config::raw::{Place, RawFile, RawStage};
+use crate::config::raw::{RawFile, RawStage};
+use crate::config::reader::Place;
 use crate::config::{Sink, Stage};
 
 /// Every node's name and what it is ("source", "stage" or "sink").

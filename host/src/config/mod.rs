@@ -14,11 +14,20 @@
 //! - `ranges`: the range of every number and duration, each with the threat it blocks.
 //! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
 //! - `names`: what node names, setting keys and environment variable names may hold.
+//! - `nats_url`: the `url` of a NATS source or sink, one server or a list of seeds.
+//! - `tls`: a listener's certificate and key (`[admin]`, a TCP source), loaded and checked.
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
-//! - `raw`: the tables as written (every known key, typed, with its span).
+//! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
+//!   kind is refused by name.
+//! - `source` and `sink` (with `[dead_letter]`): what every source or sink has, and a folder
+//!   with one file per kind (`source/stdin.rs`, `sink/file.rs`…), each holding that kind's
+//!   keys, its table as written, its reader and its check.
+//! - `raw`: the rest of the tables as written (every known key, typed, with its span): the
+//!   top level, `[pipeline]`, stages, `[admin]`, `[metrics]`.
 //! - `graph`: one namespace for every node, inputs, fan-in, cycles, flow order.
-//! - `source`, `stage`, `sink` (with `[dead_letter]`), `admin`: each table's checked type
-//!   beside its checks, re-exported here.
+//! - `stage`, `admin`: each table's checked type beside its checks.
+//!
+//! The checked types of `source`, `stage`, `sink` and `admin` are re-exported here.
 //!
 //! This file holds [`Pipeline`], the `[pipeline]` and `[metrics]` tables, and
 //! [`Pipeline::parse`], which runs the passes in order.
@@ -26,13 +35,16 @@
 mod admin;
 mod error;
 mod graph;
+mod kinds;
 mod names;
+mod nats_url;
 pub mod ranges;
 mod raw;
 mod reader;
 mod sink;
 mod source;
 mod stage;
+mod tls;
 mod units;
 
 #[cfg(test)]
@@ -44,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use admin::{
-    Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_BODY_TIMEOUT, DEFAULT_ADMIN_HEADER_TIMEOUT,
+    Admin, AdminLimits, DEFAULT_ADMIN_BODY_TIMEOUT, DEFAULT_ADMIN_HEADER_TIMEOUT,
     DEFAULT_ADMIN_IDLE_TIMEOUT, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, MIN_TOKEN_LEN,
     TokenFileError, read_token_file,
 };
@@ -58,6 +70,7 @@ pub use source::{
 pub use stage::{
     Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, Limits, OnError, Stage, StageLines,
 };
+pub use tls::ServerTls;
 pub(crate) use units::fmt_duration;
 pub use units::{parse_duration, parse_size};
 pub use weir_sandbox::{DirGrant, Grant};

@@ -1,12 +1,18 @@
 //! The tables of a pipeline file as written: every value typed (text, whole number, list…)
 //! and kept with its span, but not yet checked for meaning. Reading refuses unknown keys, wrong
 //! types and missing required keys; everything else is left to the checks of each concern.
+//!
+//! This file reads the file's top level, `[pipeline]`, stages, `[admin]` and `[metrics]`;
+//! sources and sinks (and `[dead_letter]`) are read by `source` and `sink`, each kind beside
+//! its check, since the keys a connector may hold depend on its `type`.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::config::error::{ConfigError, Ctx, Sp, join};
-use crate::config::reader::{self, Table};
+use crate::config::reader::{self, Place, Table};
+use crate::config::sink::{self, DEAD_LETTER_KEYS, RawDeadLetter, RawSink};
+use crate::config::source::{self, RawSource};
 
 const FILE_KEYS: &[&str] = &[
     "pipeline",
@@ -25,36 +31,6 @@ const GLOBAL_KEYS: &[&str] = &[
     "data_dir",
     "checkpoint_interval",
 ];
-/// The keys of a `file` or `generate` source, refused on every other type.
-pub(crate) const SOURCE_TYPE_KEYS: [&str; 4] = ["path", "repeat", "count", "size"];
-/// The keys only a `nats` source has.
-pub(crate) const NATS_KEYS: [&str; 8] = [
-    "url",
-    "stream",
-    "consumer",
-    "subject",
-    "batch",
-    "ack_wait",
-    "max_ack_pending",
-    "key_header",
-];
-/// The keys only a `tcp` source has.
-pub(crate) const TCP_KEYS: [&str; 7] = [
-    "listen",
-    "max_connections",
-    "max_line",
-    "idle_timeout",
-    "tls_cert",
-    "tls_key",
-    "peer_header",
-];
-const SOURCE_KEYS: [&str; 22] = keys(&[
-    &["type"],
-    &SOURCE_TYPE_KEYS,
-    &["batch_size", "linger"],
-    &NATS_KEYS,
-    &TCP_KEYS,
-]);
 const STAGE_KEYS: &[&str] = &[
     "inputs",
     "plugin",
@@ -77,10 +53,6 @@ const BREAKER_KEYS: &[&str] = &["window", "threshold", "cooldown"];
 const GRANT_KEYS: &[&str] = &["dirs", "env", "network"];
 const DIR_KEYS: &[&str] = &["host", "guest"];
 const CANARY_KEYS: &[&str] = &["events", "max_failure_rate"];
-const SINK_KEYS: &[&str] = &[
-    "inputs", "type", "path", "encoding", "mode", "sync", "url", "subject",
-];
-const DEAD_LETTER_KEYS: &[&str] = &["type", "path", "mode", "sync"];
 const ADMIN_KEYS: &[&str] = &[
     "listen",
     "token",
@@ -95,24 +67,6 @@ const ADMIN_KEYS: &[&str] = &[
 ];
 
 const METRICS_KEYS: &[&str] = &["listen", "linger"];
-
-/// The lists in `parts`, one after another, as one list of `N` keys: a list shared by two
-/// tables is written once.
-const fn keys<const N: usize>(parts: &[&[&'static str]]) -> [&'static str; N] {
-    let mut out = [""; N];
-    let (mut n, mut i) = (0, 0);
-    while i < parts.len() {
-        let mut j = 0;
-        while j < parts[i].len() {
-            out[n] = parts[i][j];
-            n += 1;
-            j += 1;
-        }
-        i += 1;
-    }
-    assert!(n == N, "the parts hold a different number of keys");
-    out
-}
 
 pub(crate) struct RawFile {
     pub pipeline: Option<RawGlobal>,
@@ -137,51 +91,6 @@ pub(crate) struct RawGlobal {
     pub chain: Option<Sp<bool>>,
     pub data_dir: Option<Sp<String>>,
     pub checkpoint_interval: Option<Sp<String>>,
-}
-
-/// Where a node (source, stage or sink) was written: its name's key and its table.
-pub(crate) struct Place {
-    pub name: Sp<String>,
-    pub table: Range<usize>,
-}
-
-pub(crate) struct RawSource {
-    pub at: Place,
-    pub kind: Sp<String>,
-    pub path: Option<Sp<String>>,
-    pub repeat: Option<Sp<i128>>,
-    pub count: Option<Sp<i128>>,
-    pub size: Option<Sp<String>>,
-    pub batch_size: Option<Sp<i128>>,
-    pub linger: Option<Sp<String>>,
-    /// NATS JetStream.
-    pub nats: RawNats,
-    /// A TCP listener.
-    pub tcp: RawTcp,
-}
-
-/// The keys of a `tcp` source.
-pub(crate) struct RawTcp {
-    pub listen: Option<Sp<String>>,
-    pub max_connections: Option<Sp<i128>>,
-    pub max_line: Option<Sp<String>>,
-    pub idle_timeout: Option<Sp<String>>,
-    pub tls_cert: Option<Sp<String>>,
-    pub tls_key: Option<Sp<String>>,
-    pub peer_header: Option<Sp<String>>,
-}
-
-/// The keys of a `nats` source or sink.
-#[derive(Default)]
-pub(crate) struct RawNats {
-    pub url: Option<Sp<String>>,
-    pub stream: Option<Sp<String>>,
-    pub consumer: Option<Sp<String>>,
-    pub subject: Option<Sp<String>>,
-    pub batch: Option<Sp<i128>>,
-    pub ack_wait: Option<Sp<String>>,
-    pub max_ack_pending: Option<Sp<i128>>,
-    pub key_header: Option<Sp<String>>,
 }
 
 /// Each setting's key, and its value as the text the plugin receives, in key order.
@@ -231,25 +140,6 @@ pub(crate) struct RawCanary {
     pub max_failure_rate: Option<Sp<f64>>,
 }
 
-pub(crate) struct RawSink {
-    pub at: Place,
-    pub inputs: Sp<Vec<Sp<String>>>,
-    pub kind: Sp<String>,
-    pub path: Option<Sp<String>>,
-    pub encoding: Option<Sp<String>>,
-    pub mode: Option<Sp<String>>,
-    pub sync: Option<Sp<String>>,
-    pub url: Option<Sp<String>>,
-    pub subject: Option<Sp<String>>,
-}
-
-pub(crate) struct RawDeadLetter {
-    pub kind: Sp<String>,
-    pub path: Option<Sp<String>>,
-    pub mode: Option<Sp<String>>,
-    pub sync: Option<Sp<String>>,
-}
-
 pub(crate) struct RawAdmin {
     pub table: Range<usize>,
     pub listen: Option<Sp<String>>,
@@ -286,20 +176,24 @@ pub(crate) fn read(cx: &Ctx) -> Result<RawFile, ConfigError> {
     )?;
     Ok(RawFile {
         pipeline: pipeline.map(|t| read_global(&t)).transpose()?,
-        sources: nodes(&root, "sources", ("a source", &SOURCE_KEYS), read_source)?,
-        stages: nodes(&root, "stages", ("a stage", STAGE_KEYS), read_stage)?,
-        sinks: nodes(&root, "sinks", ("a sink", SINK_KEYS), read_sink)?,
-        dead_letter: dead_letter.map(|t| read_dead_letter(&t)).transpose()?,
+        // A source's or sink's keys depend on its `type`: its reader checks them.
+        sources: nodes(&root, "sources", ("a source", None), source::read)?,
+        stages: nodes(&root, "stages", ("a stage", Some(STAGE_KEYS)), read_stage)?,
+        sinks: nodes(&root, "sinks", ("a sink", None), sink::read)?,
+        dead_letter: dead_letter
+            .map(|t| sink::read_dead_letter(&t))
+            .transpose()?,
         admin: admin.map(|t| read_admin(&t)).transpose()?,
         metrics: metrics.map(|t| read_metrics(&t)).transpose()?,
     })
 }
 
-/// The tables of one section (`[sources.NAME]`…), each read by `read`.
+/// The tables of one section (`[sources.NAME]`…), each read by `read`; each may hold only
+/// `keys`, or any key when `read` checks them itself.
 fn nodes<T>(
     root: &Table,
     section: &str,
-    (what, keys): (&str, &[&str]),
+    (what, keys): (&str, Option<&[&str]>),
     read: fn(&Table, Place) -> Result<T, ConfigError>,
 ) -> Result<BTreeMap<String, T>, ConfigError> {
     let shape = format!("a table `[{section}.NAME]`");
@@ -309,7 +203,10 @@ fn nodes<T>(
     let mut out = BTreeMap::new();
     for (name, node) in tables.entries() {
         let path = join(section, name.get_ref());
-        let table = Table::open(tables.cx(), path, node, (what, &shape), keys)?;
+        let table = match keys {
+            Some(keys) => Table::open(tables.cx(), path, node, (what, &shape), keys)?,
+            None => Table::open_any(tables.cx(), path, node, &shape)?,
+        };
         let at = Place {
             name: name.clone(),
             table: table.span(),
@@ -327,43 +224,6 @@ fn read_global(t: &Table) -> Result<RawGlobal, ConfigError> {
         chain: t.flag("chain")?,
         data_dir: t.text("data_dir")?,
         checkpoint_interval: t.duration("checkpoint_interval")?,
-    })
-}
-
-fn read_source(t: &Table, at: Place) -> Result<RawSource, ConfigError> {
-    let kind = t.text("type")?;
-    Ok(RawSource {
-        kind: t.required(
-            kind,
-            "type",
-            "a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"` or `\"tcp\"`",
-        )?,
-        path: t.text("path")?,
-        repeat: t.whole("repeat")?,
-        count: t.whole("count")?,
-        size: t.size("size")?,
-        batch_size: t.whole("batch_size")?,
-        linger: t.duration("linger")?,
-        nats: RawNats {
-            url: t.text("url")?,
-            stream: t.text("stream")?,
-            consumer: t.text("consumer")?,
-            subject: t.text("subject")?,
-            batch: t.whole("batch")?,
-            ack_wait: t.duration("ack_wait")?,
-            max_ack_pending: t.whole("max_ack_pending")?,
-            key_header: t.text("key_header")?,
-        },
-        tcp: RawTcp {
-            listen: t.text("listen")?,
-            max_connections: t.whole("max_connections")?,
-            max_line: t.size("max_line")?,
-            idle_timeout: t.duration("idle_timeout")?,
-            tls_cert: t.text("tls_cert")?,
-            tls_key: t.text("tls_key")?,
-            peer_header: t.text("peer_header")?,
-        },
-        at,
     })
 }
 
@@ -454,43 +314,6 @@ fn read_canary(t: &Table) -> Result<RawCanary, ConfigError> {
     Ok(RawCanary {
         events: t.whole("events")?,
         max_failure_rate: t.fraction("max_failure_rate")?,
-    })
-}
-
-fn read_sink(t: &Table, at: Place) -> Result<RawSink, ConfigError> {
-    let (inputs, kind) = (t.texts("inputs", "[\"parse\"]")?, t.text("type")?);
-    Ok(RawSink {
-        inputs: t.required(
-            inputs,
-            "inputs",
-            "a sink needs `inputs`, the sources or stages it writes, such as `inputs = [\"parse\"]`",
-        )?,
-        kind: t.required(
-            kind,
-            "type",
-            "a sink needs `type`: `\"stdout\"`, `\"file\"`, `\"null\"` or `\"nats\"`",
-        )?,
-        path: t.text("path")?,
-        encoding: t.text("encoding")?,
-        mode: t.text("mode")?,
-        sync: t.text("sync")?,
-        url: t.text("url")?,
-        subject: t.text("subject")?,
-        at,
-    })
-}
-
-fn read_dead_letter(t: &Table) -> Result<RawDeadLetter, ConfigError> {
-    let kind = t.text("type")?;
-    Ok(RawDeadLetter {
-        kind: t.required(
-            kind,
-            "type",
-            "`[dead_letter]` needs `type`: `\"file\"` or `\"stderr\"`",
-        )?,
-        path: t.text("path")?,
-        mode: t.text("mode")?,
-        sync: t.text("sync")?,
     })
 }
 

@@ -79,6 +79,12 @@ fn header_path(line: &str) -> String {
         .join(".")
 }
 
+/// Where a node (source, stage or sink) was written: its name's key and its table.
+pub(crate) struct Place {
+    pub name: Sp<String>,
+    pub table: Range<usize>,
+}
+
 /// One table of the file: where it is, its key path, and the keys it takes.
 pub(crate) struct Table<'a, 'i> {
     cx: &'a Ctx<'a>,
@@ -113,6 +119,20 @@ impl<'a, 'i> Table<'a, 'i> {
         (what, shape): (&str, &str),
         keys: &[&str],
     ) -> Result<Self, ConfigError> {
+        let table = Table::open_any(cx, path, node, shape)?;
+        table.only(keys, what)?;
+        Ok(table)
+    }
+
+    /// `node` as the table at `path`, whatever keys it holds: for a table whose keys depend on
+    /// one of its values (a connector's `type`), which its reader then checks with
+    /// [`Table::only_of`].
+    pub fn open_any(
+        cx: &'a Ctx<'a>,
+        path: String,
+        node: &'a Node<'i>,
+        shape: &str,
+    ) -> Result<Self, ConfigError> {
         let DeValue::Table(entries) = node.get_ref() else {
             return Err(cx.err(
                 &node.span(),
@@ -120,26 +140,30 @@ impl<'a, 'i> Table<'a, 'i> {
                 format!("expected {shape}, found {}", describe(cx, node)),
             ));
         };
-        let table = Table {
+        Ok(Table {
             cx,
             path,
             entries,
             span: node.span(),
-        };
-        table.only(keys, what)?;
-        Ok(table)
+        })
     }
 
     /// Refuses any key but `keys`, suggesting the closest when one is close.
     fn only(&self, keys: &[&str], what: &str) -> Result<(), ConfigError> {
+        self.only_of(keys, &format!("{what} takes {}", list(keys, "and")))
+    }
+
+    /// Refuses any key but `known`, suggesting the closest of them when one is close, else
+    /// giving `takes`, what the table takes (such as "a grant takes `dirs`…").
+    pub fn only_of(&self, known: &[&str], takes: &str) -> Result<(), ConfigError> {
         for (key, _) in self.entries.iter() {
             let key_text = key.get_ref().as_ref();
-            if keys.contains(&key_text) {
+            if known.contains(&key_text) {
                 continue;
             }
-            let hint = match did_you_mean(key_text, keys) {
+            let hint = match did_you_mean(key_text, known) {
                 hint if !hint.is_empty() => hint,
-                _ => format!("; {what} takes {}", list(keys, "and")),
+                _ => format!("; {takes}"),
             };
             return Err(self.cx.err(
                 &key.span(),

@@ -234,7 +234,7 @@ fn ranges_read_as_people_write_them() {
 
 /// One check: replace the one occurrence of `.0` in the file by `.1`; the error must be at line
 /// `.2`, about key `.3`, with `.4` in its message.
-type Row = (
+pub(crate) type Row = (
     &'static str,
     &'static str,
     usize,
@@ -246,7 +246,7 @@ type Row = (
 type Whole = (String, Option<usize>, &'static str, &'static str);
 
 /// Runs every row against `base`, and reports all the rows that fail at once.
-fn run(base: &str, rows: &[Row]) {
+pub(crate) fn run(base: &str, rows: &[Row]) {
     let cases: Vec<Whole> = (rows.iter())
         .map(|&(from, to, line, key, fragment)| {
             assert_eq!(base.matches(from).count(), 1, "`{from}` must occur once");
@@ -291,7 +291,7 @@ const SYNTAX_AND_UNKNOWN_KEYS: &[Row] = &[
     ("buffer = 4", "bufer = 4", 4, "pipeline.bufer", "did you mean `buffer`?"),
     ("repeat = 1", "repeats = 1", 9, "sources.logs.repeats", "did you mean `repeat`?"),
     ("inputs = [\"logs\", \"gen\"]", "input = [\"logs\", \"gen\"]", 17, "stages.parse.input", "did you mean `inputs`?"),
-    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "a sink takes `inputs`, `type`, `path`, `encoding`, `mode`, `sync`, `url` and `subject`"),
+    ("encoding = \"json\"", "encoding = \"json\"\ncolour = \"red\"", 39, "sinks.out.colour", "unknown key; a sink takes `inputs`, `type` and `encoding`; a `file` sink also `path`, `mode` and `sync`"),
     ("window = 100", "windw = 100", 29, "stages.parse.breaker.windw", "did you mean `window`?"),
     ("host = \"lookup\"", "hst = \"lookup\"", 30, "stages.parse.grant.dirs[0].hst", "did you mean `host`?"),
     ("network = false", "netwrk = false", 30, "stages.parse.grant.netwrk", "did you mean `network`?"),
@@ -436,6 +436,35 @@ const KINDS_SMALL: &[Row] = &[
 fn sources_sinks_and_dead_letters_check_their_kinds() {
     run(BASE, KINDS);
     run(SMALL, KINDS_SMALL);
+}
+
+/// A source's or sink's keys are those of its `type`: a key of another kind is refused by
+/// name, a key of no kind is unknown (with the closest key of any kind), and so is a type.
+#[rustfmt::skip]
+const KIND_KEYS: &[Row] = &[
+    ("repeat = 1", "repeat = 1\ncount = 5", 10, "sources.logs.count", "a `file` source has no `count`: only a `generate` source has it; remove it, or use `type = \"generate\"`"),
+    ("encoding = \"json\"", "encoding = \"json\"\nsubject = \"x\"", 39, "sinks.out.subject", "a `file` sink has no `subject`: only a `nats` sink has it; remove it, or use `type = \"nats\"`"),
+    ("encoding = \"json\"", "encoding = \"json\"\nsubjet = \"x\"", 39, "sinks.out.subjet", "unknown key; did you mean `subject`?"),
+];
+
+/// The same, in the small pipeline (stdin, a stage, a null sink).
+#[rustfmt::skip]
+const KIND_KEYS_SMALL: &[Row] = &[
+    ("type = \"stdin\"", "type = \"stdin\"\nurl = \"nats://h:4222\"", 3, "sources.s.url", "a `stdin` source has no `url`: only a `nats` source has it; remove it, or use `type = \"nats\"`"),
+    ("type = \"null\"", "type = \"null\"\nmode = \"append\"", 11, "sinks.o.mode", "a `null` sink has no `mode`: only a `file` sink has it"),
+    ("type = \"stdin\"", "type = \"stdin\"\nlingr = \"1ms\"", 3, "sources.s.lingr", "unknown key; did you mean `linger`?"),
+    ("type = \"stdin\"", "type = \"stdin\"\nstrem = \"s\"", 3, "sources.s.strem", "unknown key; did you mean `stream`?"),
+    ("type = \"stdin\"", "tpye = \"stdin\"", 2, "sources.s.tpye", "unknown key; did you mean `type`?"),
+    ("type = \"stdin\"", "type = \"kafka\"\ncolour = 1", 3, "sources.s.colour", "unknown key; a source takes `type`, `batch_size`, `linger`, `path`, `repeat`, `count`, `size`, `url`"),
+    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate`, `nats` or `tcp`"),
+    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"` or `\"tcp\"`"),
+    ("type = \"null\"", "type = \"nul\"", 10, "sinks.o.type", "unknown sink type `nul`: use `stdout`, `file`, `null` or `nats`; did you mean `null`?"),
+];
+
+#[test]
+fn a_connector_takes_the_keys_of_its_type() {
+    run(BASE, KIND_KEYS);
+    run(SMALL, KIND_KEYS_SMALL);
 }
 
 /// A stage's plugin file, setting names, `on_error` policy and grant.
@@ -628,78 +657,6 @@ fn errors_print_file_line_and_key() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `path`, `repeat`, `count`, `size`, `batch_size`, `linger`, `url`, `stream`, `consumer`, `subject`, `batch`, `ack_wait`, `max_ack_pending`, `key_header`, `listen`, `max_connections`, `max_line`, `idle_timeout`, `tls_cert`, `tls_key` and `peer_header`"
+        "/x/p.toml:3: `sources.s.colour`: unknown key; a source takes `type`, `batch_size` and `linger`"
     );
-}
-
-/// A TCP source that sets every key but the TLS pair. The line numbers of the rows below
-/// refer to it.
-const TCP: &str = r#"[sources.net]
-type = "tcp"
-listen = "127.0.0.1:5140"
-max_connections = 8
-max_line = "64KiB"
-idle_timeout = "30s"
-peer_header = "peer"
-batch_size = 100
-
-[sinks.out]
-type = "stdout"
-inputs = ["net"]
-"#;
-
-#[test]
-fn a_tcp_source_reads_every_key_and_defaults_the_rest() {
-    let fx = Fixture::new();
-    let p = fx.parse(TCP).unwrap();
-    let SourceKind::Tcp(tcp) = &p.sources[0].kind else {
-        panic!("not a TCP source: {:?}", p.sources[0].kind)
-    };
-    assert_eq!(tcp.listen.to_string(), "127.0.0.1:5140");
-    assert_eq!(
-        (tcp.file.as_path(), tcp.listen_line),
-        (fx.file().as_path(), 3)
-    );
-    assert_eq!((tcp.max_connections, tcp.max_line), (8, 64 << 10));
-    assert_eq!(tcp.idle_timeout, Duration::from_secs(30));
-    assert_eq!(tcp.peer_header.as_deref(), Some("peer"));
-    assert!(tcp.tls.is_none());
-    assert_eq!(p.sources[0].batch_size, 100);
-
-    let bare = "[sources.net]\ntype = \"tcp\"\nlisten = \"127.0.0.1:0\"\n\
-                [sinks.out]\ntype = \"stdout\"\ninputs = [\"net\"]\n";
-    let p = fx.parse(bare).unwrap();
-    let SourceKind::Tcp(tcp) = &p.sources[0].kind else {
-        panic!("not a TCP source")
-    };
-    assert_eq!(tcp.max_connections, DEFAULT_TCP_MAX_CONNECTIONS);
-    assert_eq!(tcp.max_line, crate::pipeline::connectors::MAX_LINE);
-    assert_eq!(tcp.idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
-    assert_eq!(tcp.peer_header, None);
-}
-
-/// A TCP source's address, limits, header name and TLS pair, and the keys of other kinds.
-#[rustfmt::skip]
-const TCP_ROWS: &[Row] = &[
-    ("listen = \"127.0.0.1:5140\"\n", "", 2, "sources.net.listen", "a `tcp` source needs `listen`"),
-    ("\"127.0.0.1:5140\"", "\"localhost:5140\"", 3, "sources.net.listen", "is not an address: write IP:PORT"),
-    ("max_connections = 8", "max_connections = 0", 4, "sources.net.max_connections", "from 1 to 4096"),
-    ("max_connections = 8", "max_connections = 5000", 4, "sources.net.max_connections", "from 1 to 4096"),
-    ("\"64KiB\"", "\"17MiB\"", 5, "sources.net.max_line", "16MiB"),
-    ("\"30s\"", "\"500ms\"", 6, "sources.net.idle_timeout", "1s"),
-    ("\"30s\"", "\"25h\"", 6, "sources.net.idle_timeout", "from 1s to 24h"),
-    ("\"peer\"", "\"weir.peer\"", 7, "sources.net.peer_header", "reserved"),
-    ("\"peer\"", "\"Weir.Peer\"", 7, "sources.net.peer_header", "reserved"),
-    ("\"peer\"", "\"peer:addr\"", 7, "sources.net.peer_header", "not a usable header name"),
-    ("batch_size = 100", "tls_cert = \"cert.pem\"", 8, "sources.net.tls_cert", "needs `tls_key` too"),
-    ("batch_size = 100", "tls_key = \"key.pem\"", 8, "sources.net.tls_key", "needs `tls_cert` too"),
-    ("batch_size = 100", "path = \"in.log\"", 8, "sources.net.path", "a `tcp` source has no `path`"),
-    ("batch_size = 100", "url = \"nats://x\"", 8, "sources.net.url", "only a `nats` source has `url`"),
-    ("type = \"tcp\"", "type = \"stdin\"", 3, "sources.net.listen", "only a `tcp` source has `listen`"),
-    ("type = \"tcp\"", "type = \"tpc\"", 2, "sources.net.type", "did you mean `tcp`?"),
-];
-
-#[test]
-fn a_tcp_source_checks_its_address_limits_header_and_tls_pair() {
-    run(TCP, TCP_ROWS);
 }

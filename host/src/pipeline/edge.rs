@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::dead_letter::DeadLetters;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::NodeMetrics;
 
 // tokio's channels: a task or thread that waits on a full or empty one registers in the
@@ -117,7 +118,7 @@ pub struct RunContext {
     /// Cancelled to stop the sources: on a signal, or when the run has failed.
     pub stop: CancellationToken,
     pub tracker: Arc<Tracker>,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<NodeFailure>>,
 }
 
 impl RunContext {
@@ -136,17 +137,17 @@ impl RunContext {
     }
 
     /// Records the first fatal failure and stops the sources; what is in flight drains.
-    pub fn fail(&self, message: String) {
-        tracing::error!("{message}");
+    pub fn fail(&self, failure: NodeFailure) {
+        tracing::error!("{failure}");
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(message);
+            .get_or_insert(failure);
         self.stop.cancel();
     }
 
     /// The first fatal failure, if any.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<NodeFailure> {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())

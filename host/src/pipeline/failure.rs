@@ -1,13 +1,68 @@
-//! [`FailureKind`]: why an event did not go on, as dead letters, metrics and reports name it.
+//! [`FailureKind`]: why an event did not go on, as dead letters, metrics and reports name it;
+//! [`NodeFailure`]: why a source, stage or sink stopped the whole run.
 //!
 //! The ways a call (or making an instance) fails are the sandbox's [`TrapKind`]s, wrapped as
 //! they are; the other kinds are the host's own: a plugin's rejection or exhausted retries, an
 //! over-long source line, an open breaker.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 use weir_sandbox::TrapKind;
+
+/// Why a node stopped the run: the first fatal failure, which the run's error carries. The
+/// sources stop reading when one is recorded, and what is in flight drains.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeFailure {
+    /// A source cannot read its input.
+    #[error("source `{node}`: cannot {doing}: {cause}")]
+    Read {
+        node: Arc<str>,
+        /// What it was doing, such as "open /var/log/auth.log".
+        doing: String,
+        cause: Arc<std::io::Error>,
+    },
+    /// A sink, or the dead-letter writer, cannot write; nothing it holds is acknowledged.
+    #[error("{node}: cannot write: {cause}")]
+    Write {
+        /// `sink `NAME`` or `dead-letter sink PLACE`.
+        node: String,
+        cause: Arc<std::io::Error>,
+    },
+    /// A sink's server refused what it was given, for good.
+    #[error("sink `{node}`: cannot publish: {message}")]
+    Publish { node: Arc<str>, message: String },
+    /// A stage's circuit breaker tripped, under `on_error = "stop"`.
+    #[error("stage `{stage}`: {tripped} (on_error = \"stop\")")]
+    Tripped { stage: String, tripped: String },
+    /// A thread or task of the run ended without finishing its work (a panic).
+    #[error("{what} stopped unexpectedly")]
+    Crashed { what: String },
+}
+
+impl NodeFailure {
+    /// A failure to read, by source `node`, while `doing`.
+    pub fn read(node: &str, doing: impl Into<String>, cause: std::io::Error) -> NodeFailure {
+        NodeFailure::Read {
+            node: Arc::from(node),
+            doing: doing.into(),
+            cause: Arc::new(cause),
+        }
+    }
+
+    /// A failure to write, by `node`.
+    pub fn write(node: impl Into<String>, cause: std::io::Error) -> NodeFailure {
+        NodeFailure::Write {
+            node: node.into(),
+            cause: Arc::new(cause),
+        }
+    }
+
+    pub fn crashed(what: impl Into<String>) -> NodeFailure {
+        NodeFailure::Crashed { what: what.into() }
+    }
+}
 
 /// Why an event went to the dead-letter sink (or was dropped by `on_error = "drop"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

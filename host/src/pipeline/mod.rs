@@ -42,6 +42,6 @@ pub mod tap;
 pub mod topology;
 
 pub use batch::Batch;
-pub use failure::FailureKind;
+pub use failure::{FailureKind, NodeFailure};
 pub use report::{NodeKind, NodeMetrics, NodeReport, RunReport};
 pub use topology::{RunError, Topology};

@@ -10,6 +10,7 @@ use super::writer::{Out, Writer};
 use crate::config::DeadLetterConfig;
 use crate::pipeline::edge::{DeadLetterRx, RunContext};
 use crate::pipeline::encode;
+use crate::pipeline::failure::NodeFailure;
 
 /// Dead-letter batches that may wait for the writer. Each is one stage call's failures; when
 /// a plugin fails every event, this bound makes the stage wait for the writer instead of
@@ -29,7 +30,7 @@ pub(crate) fn spawn(
     config: &DeadLetterConfig,
     mut rx: DeadLetterRx,
     ctx: Arc<RunContext>,
-) -> std::io::Result<JoinHandle<Result<u64, String>>> {
+) -> std::io::Result<JoinHandle<Result<u64, NodeFailure>>> {
     let (out, place) = match config {
         DeadLetterConfig::Stderr => (Out::stderr(), "stderr".to_string()),
         DeadLetterConfig::File { path, mode, sync } => {
@@ -88,9 +89,10 @@ pub(crate) fn spawn(
                 };
                 match result {
                     Ok(()) => written += count,
-                    Err(e) => {
-                        writer.fail(format!("dead-letter sink {place}: cannot write: {e}"), &ctx)
-                    }
+                    Err(e) => writer.fail(
+                        NodeFailure::write(format!("dead-letter sink {place}"), e),
+                        &ctx,
+                    ),
                 }
             }
             writer

@@ -95,7 +95,8 @@ pub(crate) struct RunningSource {
 }
 
 /// A running sink's thread: it returns why the sink failed, if it did.
-pub(crate) type RunningSink = std::thread::JoinHandle<Result<(), String>>;
+pub(crate) type RunningSink =
+    std::thread::JoinHandle<Result<(), crate::pipeline::failure::NodeFailure>>;
 
 /// A kind of source.
 pub(crate) trait Source: Send {
@@ -173,8 +174,6 @@ pub(crate) fn sink(config: &config::Sink) -> Box<dyn Sink> {
         SinkKind::Stdout => Box::new(stdio::StdoutSink::new(config)),
         SinkKind::File { .. } => Box::new(file::FileSink::new(config)),
         SinkKind::Null => Box::new(null::NullSink::new(config)),
-        SinkKind::Nats { url, subject } => {
-            Box::new(nats::sink::JetStreamSink::new(config, url, subject))
-        }
+        SinkKind::Nats { .. } => Box::new(nats::sink::JetStreamSink::new(config)),
     }
 }

@@ -21,6 +21,7 @@ use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{self, RunContext};
 use crate::pipeline::encode;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::pool;
 use crate::pipeline::report::NodeMetrics;
 
@@ -177,7 +178,7 @@ pub(super) fn spawn(sink: LineSink, parts: SinkParts) -> std::io::Result<Running
                         writer.closed = true;
                         ctx.stop.cancel();
                     }
-                    Err(e) => writer.fail(format!("sink `{name}`: cannot write: {e}"), &ctx),
+                    Err(e) => writer.fail(NodeFailure::write(format!("sink `{name}`"), e), &ctx),
                 }
             }
             writer.close(&format!("sink `{name}`"), &ctx)
@@ -189,7 +190,7 @@ pub(super) struct Writer {
     pub out: Option<Out>,
     pub held: Vec<Ack>,
     pub buffer: usize,
-    pub failure: Option<String>,
+    pub failure: Option<NodeFailure>,
     /// Set when the reader of standard output went away.
     pub closed: bool,
 }
@@ -224,10 +225,10 @@ impl Writer {
     }
 
     /// Records the sink's failure: nothing it holds is ever acknowledged, the run stops.
-    pub(super) fn fail(&mut self, message: String, ctx: &RunContext) {
+    pub(super) fn fail(&mut self, failure: NodeFailure, ctx: &RunContext) {
         self.forget_held();
-        ctx.fail(message.clone());
-        self.failure = Some(message);
+        ctx.fail(failure.clone());
+        self.failure = Some(failure);
     }
 
     fn forget_held(&mut self) {
@@ -237,15 +238,15 @@ impl Writer {
     }
 
     /// The final flush; releases what it covers.
-    pub(super) fn close(mut self, what: &str, ctx: &RunContext) -> Result<(), String> {
+    pub(super) fn close(mut self, what: &str, ctx: &RunContext) -> Result<(), NodeFailure> {
         if self.failure.is_none()
             && let Some(out) = &mut self.out
             && let Err(e) = out.commit()
         {
-            let message = format!("{what}: cannot write: {e}");
+            let failure = NodeFailure::write(what, e);
             self.forget_held();
-            ctx.fail(message.clone());
-            return Err(message);
+            ctx.fail(failure.clone());
+            return Err(failure);
         }
         match self.failure {
             Some(f) => Err(f),

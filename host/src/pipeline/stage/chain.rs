@@ -29,6 +29,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::config::OnError;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{self, DeadLetterTx, Outputs, Receiver, RunContext};
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::retry::{MAX_WAITING_RETRIES, RetryJob, backoff};
 use crate::pipeline::stage::runner::StageRunner;
@@ -183,10 +184,10 @@ async fn run_chain(
         if let Some(tripped) = &result.tripped {
             tracing::error!(stage = %config.name, "{tripped}");
             if config.on_error == OnError::Stop {
-                shared.ctx.fail(format!(
-                    "stage `{}`: {tripped} (on_error = \"stop\")",
-                    config.name
-                ));
+                shared.ctx.fail(NodeFailure::Tripped {
+                    stage: config.name.clone(),
+                    tripped: tripped.clone(),
+                });
             }
         }
         let tap = &runner.handle.metrics.tap;

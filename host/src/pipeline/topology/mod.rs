@@ -1,13 +1,19 @@
-//! Topology: a checked [`Pipeline`] in, a planned and loaded [`Topology`] out, then a running
-//! graph and a [`RunReport`] at the end.
+//! Topology: a checked [`Pipeline`] in, a planned and loaded [`Topology`] out, then a
+//! [`Running`] pipeline and a [`RunReport`] at the end.
 //!
-//! [`Topology::build`] does everything that can fail before an event is read: it makes the
-//! sandbox, loads each plugin once, checks each stage's grants and settings against its
-//! plugin, plans the chains (`plan`), and starts every worker's first instance of every stage
-//! (so a failing `init` is reported with the stage's name). The control plane reaches the
-//! stages through [`Topology::stage`] before the run starts, and the observe module reads every
-//! node's counters ([`Topology::nodes`]) and the in-flight tracker ([`Topology::tracker`]). [`Topology::run`] (in `run`)
-//! then wires the graph, and shutdown travels with the data.
+//! [`Topology::build`] does everything that can fail before an event is read and needs no
+//! network: it makes the sandbox, loads each plugin once, checks each stage's grants and
+//! settings against its plugin, plans the chains (`plan`), starts every worker's first
+//! instance of every stage (so a failing `init` is reported with the stage's name), and makes
+//! each source and sink from its configuration through the connector seam (naming no kind).
+//! The control plane reaches the stages through [`Topology::stage`] before the run starts,
+//! and the observe module reads every node's counters ([`Topology::nodes`]) and the in-flight
+//! tracker ([`Topology::tracker`]).
+//!
+//! [`Topology::start`] (in `run`) locks the data folder, connects every source and sink,
+//! wires the graph and starts every node; the [`Running`] handle it returns stops the run,
+//! shows its counts so far, reaches a stage by name, and waits for the report. Shutdown
+//! travels with the data.
 
 mod plan;
 mod run;
@@ -22,12 +28,13 @@ use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::connectors::{self, ConnectorError, DEAD_LETTER_BUFFER};
 use crate::pipeline::data_dir::DataDirError;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
 
 pub use plan::{ChainPlan, chains, consumers};
-pub use run::RunOptions;
+pub use run::{RunOptions, Running};
 
 /// Why a pipeline could not start or did not finish cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +62,27 @@ pub enum RunError {
         #[source]
         source: ConnectorError,
     },
-    #[error("{0}")]
-    Io(String),
-    #[error("{0}")]
-    Failed(String),
+    /// A part of the run that could not start: a thread, the dead-letter sink, the control
+    /// plane.
+    #[error("{what}: {cause}")]
+    Start {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A task of the run's own that ended without finishing its work (a panic).
+    #[error("{what} stopped unexpectedly: {cause}")]
+    Crashed {
+        what: &'static str,
+        #[source]
+        cause: tokio::task::JoinError,
+    },
     /// The run ended with a fatal failure (a sink that could not write, a stage that stopped
     /// it); the report says what it did before.
-    #[error("{message}")]
+    #[error("{failure}")]
     Stopped {
-        message: String,
+        #[source]
+        failure: NodeFailure,
         report: Box<RunReport>,
     },
 }

@@ -25,7 +25,9 @@ use crate::pipeline::connectors::{
 };
 use crate::pipeline::data_dir::DataDir;
 use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
+use crate::pipeline::stage::StageHandle;
 use crate::pipeline::stage::chain::Chain;
 use crate::pipeline::stage::runner::StageRunner;
 
@@ -51,6 +53,16 @@ impl Topology {
         shutdown: CancellationToken,
         options: RunOptions,
     ) -> Result<RunReport, RunError> {
+        self.start(shutdown, options).await?.wait().await
+    }
+
+    /// Connects every source and sink and starts every node; events flow from when it
+    /// returns until the sources end or `shutdown` is cancelled ([`Running::stop`]).
+    pub async fn start(
+        self,
+        shutdown: CancellationToken,
+        options: RunOptions,
+    ) -> Result<Running, RunError> {
         let started = Instant::now();
         let bound = self.in_flight_bound();
         // The data folder is locked before anything is read, and until the run ends.
@@ -63,6 +75,7 @@ impl Topology {
             pipeline,
             chains,
             metrics,
+            handles,
             mut sources,
             mut sinks,
             ..
@@ -76,7 +89,10 @@ impl Topology {
         let (dl_tx, dl_rx) = edge::dead_letter_channel(DEAD_LETTER_BUFFER);
         let dead_letter_writer =
             connectors::dead_letters::spawn(&pipeline.dead_letter, dl_rx, Arc::clone(&ctx))
-                .map_err(|e| RunError::Io(format!("dead-letter sink: {e}")))?;
+                .map_err(|e| RunError::Start {
+                    what: "dead-letter sink".into(),
+                    cause: e.into(),
+                })?;
         let sinks = wiring.start_sinks(sinks, pipeline.buffer, &ctx)?;
 
         let threads = wiring.start_chains(chains, &dl_tx, &ctx)?;
@@ -87,34 +103,112 @@ impl Topology {
                 from_start: options.from_start,
             })
         };
-        let mut started_sources =
-            wiring.start_sources(sources, sinks_track, &ctx, &dl_tx, &state)?;
+        let sources = wiring.start_sources(sources, sinks_track, &ctx, &dl_tx, &state)?;
         // Only the nodes hold senders now: each channel closes when its producers end.
         drop(wiring);
         drop(dl_tx);
+        Ok(Running {
+            started,
+            bound,
+            ctx,
+            metrics,
+            handles,
+            data_dir,
+            sources,
+            threads,
+            sinks,
+            dead_letter_writer,
+        })
+    }
+}
 
-        let interrupted = started_sources.wait(&ctx).await;
+/// A running pipeline: a handle to stop it, look at it and reach its stages while it runs,
+/// and to wait for its report.
+pub struct Running {
+    started: Instant,
+    bound: u64,
+    ctx: Arc<RunContext>,
+    metrics: Vec<Arc<NodeMetrics>>,
+    handles: std::collections::BTreeMap<String, Arc<StageHandle>>,
+    /// Locked until the run has ended.
+    data_dir: Option<DataDir>,
+    sources: StartedSources,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    sinks: Vec<RunningSink>,
+    dead_letter_writer: std::thread::JoinHandle<Result<u64, NodeFailure>>,
+}
+
+impl Running {
+    /// Stops reading; what is in flight drains, and [`Running::wait`] returns the report.
+    pub fn stop(&self) {
+        self.ctx.stop.cancel();
+    }
+
+    /// A stage's handle: the door hot loading goes through.
+    pub fn stage(&self, name: &str) -> Option<Arc<StageHandle>> {
+        self.handles.get(name).cloned()
+    }
+
+    /// Every node's counters: sources, then stages (upstream first), then sinks.
+    pub fn nodes(&self) -> &[Arc<NodeMetrics>] {
+        &self.metrics
+    }
+
+    /// The report as it stands: counts so far (dead letters as the stages and sources
+    /// counted them, not yet as written).
+    pub fn snapshot(&self) -> RunReport {
+        let counted = self.metrics.iter().map(|m| m.snapshot().failed).sum();
+        report(
+            self.started,
+            &self.ctx,
+            &self.metrics,
+            counted,
+            self.bound,
+            false,
+        )
+    }
+
+    /// Waits for the sources to end (or be stopped) and everything to drain, makes each
+    /// source's last commit, and returns the report; a fatal failure returns it inside
+    /// [`RunError::Stopped`].
+    pub async fn wait(self) -> Result<RunReport, RunError> {
+        let Running {
+            started,
+            bound,
+            ctx,
+            metrics,
+            data_dir,
+            mut sources,
+            threads,
+            sinks,
+            dead_letter_writer,
+            ..
+        } = self;
+        let interrupted = sources.wait(&ctx).await;
         let dead = tokio::task::spawn_blocking(move || join(threads, sinks, dead_letter_writer))
             .await
-            .map_err(|e| RunError::Failed(format!("the pipeline stopped unexpectedly: {e}")))?;
+            .map_err(|cause| RunError::Crashed {
+                what: "the pipeline",
+                cause,
+            })?;
         let (stages_ok, sinks_ok, dead) = dead;
         if !stages_ok {
-            ctx.fail("a stage worker thread stopped unexpectedly".into());
+            ctx.fail(NodeFailure::crashed("a stage worker thread"));
         }
         if !sinks_ok {
-            ctx.fail("a sink thread stopped unexpectedly".into());
+            ctx.fail(NodeFailure::crashed("a sink thread"));
         }
         // A dead-letter writer that failed has recorded why already.
         let dead_lettered = dead.unwrap_or(0);
         // Everything is written and every acknowledgement released (or never will be): the
         // last commit of each source.
-        started_sources.finish().await;
+        sources.finish().await;
         drop(data_dir);
 
         let report = report(started, &ctx, &metrics, dead_lettered, bound, interrupted);
         match ctx.failure() {
-            Some(message) => Err(RunError::Stopped {
-                message,
+            Some(failure) => Err(RunError::Stopped {
+                failure,
                 report: Box::new(report),
             }),
             None => Ok(report),
@@ -155,8 +249,8 @@ fn report(
 fn join(
     threads: Vec<std::thread::JoinHandle<()>>,
     sinks: Vec<RunningSink>,
-    dead_letter_writer: std::thread::JoinHandle<Result<u64, String>>,
-) -> (bool, bool, Result<u64, String>) {
+    dead_letter_writer: std::thread::JoinHandle<Result<u64, NodeFailure>>,
+) -> (bool, bool, Result<u64, NodeFailure>) {
     let stage_threads = threads
         .into_iter()
         .map(|t| t.join())
@@ -172,7 +266,7 @@ fn join(
         == 0;
     let dead = dead_letter_writer
         .join()
-        .unwrap_or_else(|_| Err("the dead-letter thread panicked".into()));
+        .unwrap_or_else(|_| Err(NodeFailure::crashed("the dead-letter writer")));
     (stage_threads, sinks_ok, dead)
 }
 
@@ -281,12 +375,12 @@ impl Wiring {
                 dead_letters: dead_letters.clone(),
                 ctx: Arc::clone(ctx),
             };
-            let spawned = chain.spawn(&runtime, plan.head()).map_err(|e| {
-                RunError::Io(format!(
-                    "stage `{}`: cannot start a worker thread: {e}",
-                    plan.head()
-                ))
-            })?;
+            let spawned = chain
+                .spawn(&runtime, plan.head())
+                .map_err(|e| RunError::Start {
+                    what: format!("stage `{}`: cannot start a worker thread", plan.head()),
+                    cause: e.into(),
+                })?;
             threads.extend(spawned);
         }
         Ok(threads)
@@ -358,7 +452,7 @@ impl StartedSources {
         for task in self.tasks.drain(..) {
             match task.await {
                 Ok(stopped) => interrupted |= stopped,
-                Err(e) => ctx.fail(format!("a source stopped unexpectedly: {e}")),
+                Err(_) => ctx.fail(NodeFailure::crashed("a source")),
             }
         }
         interrupted

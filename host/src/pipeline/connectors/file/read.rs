@@ -17,6 +17,7 @@ use crate::config::Source;
 use crate::pipeline::ack::Ledger;
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
 use crate::pipeline::connectors::parts::SourceParts;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::origin::{Place, SourceBatch};
 use crate::pipeline::report::ByteInput;
 
@@ -73,11 +74,8 @@ pub(super) fn read(source: &Source, input: &Input, parts: &SourceParts) -> bool 
         checkpoint: cp,
     } = *input;
     let fail = |what: &str, e: std::io::Error| {
-        parts.ctx.fail(format!(
-            "source `{}`: cannot {what} {}: {e}",
-            source.name,
-            path.display()
-        ));
+        let doing = format!("{what} {}", path.display());
+        parts.ctx.fail(NodeFailure::read(&source.name, doing, e));
         false
     };
     let mut file = match File::open(path) {

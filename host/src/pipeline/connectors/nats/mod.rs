@@ -66,9 +66,14 @@ fn reconnect_delay(attempts: usize) -> Duration {
     base.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
-/// Connects to `url` for the node `node`: fails at once when the server cannot be reached,
-/// and reconnects by itself for ever after.
-async fn connect(url: &str, node: &str) -> Result<async_nats::Client, NatsError> {
+/// Connects to one of `servers` (the seeds of `url`, which errors name) for the node `node`:
+/// fails at once when none can be reached, and reconnects by itself for ever after, to any
+/// seed or to a server the cluster announced.
+async fn connect(
+    url: &str,
+    servers: &[async_nats::ServerAddr],
+    node: &str,
+) -> Result<async_nats::Client, NatsError> {
     let name = node.to_string();
     async_nats::ConnectOptions::new()
         .name(format!("weir {node}"))
@@ -88,7 +93,7 @@ async fn connect(url: &str, node: &str) -> Result<async_nats::Client, NatsError>
                 }
             }
         })
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|e| NatsError::Connect {
             url: url.to_string(),

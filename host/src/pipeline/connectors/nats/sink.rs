@@ -35,6 +35,7 @@ use crate::pipeline::batch::Batch;
 use crate::pipeline::connectors::{BoxFuture, ConnectorError, RunningSink, SinkParts};
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
+use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::pool;
 use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
@@ -147,9 +148,10 @@ pub(crate) struct NatsOutput {
 pub(crate) async fn prepare_sink(
     sink: &Sink,
     url: &str,
+    servers: &[async_nats::ServerAddr],
     subject: &str,
 ) -> Result<NatsOutput, NatsError> {
-    let client = connect(url, &sink.name).await?;
+    let client = connect(url, servers, &sink.name).await?;
     let js = async_nats::jetstream::new(client);
     js.stream_by_subject(subject)
         .await
@@ -172,7 +174,7 @@ pub(crate) fn spawn_sink(
     metrics: Arc<NodeMetrics>,
     ctx: Arc<RunContext>,
     buffer: usize,
-) -> std::io::Result<std::thread::JoinHandle<Result<(), String>>> {
+) -> std::io::Result<RunningSink> {
     let runtime = tokio::runtime::Handle::current();
     let publisher = Publisher {
         name: Arc::from(sink.name.as_str()),
@@ -206,13 +208,13 @@ struct Publisher {
     ctx: Arc<RunContext>,
     buffer: usize,
     window: VecDeque<Unconfirmed>,
-    failure: Option<String>,
+    failure: Option<NodeFailure>,
     /// Events the server had already stored under the same id (replayed or redelivered).
     duplicates: u64,
 }
 
 impl Publisher {
-    async fn run(mut self, mut rx: Receiver) -> Result<(), String> {
+    async fn run(mut self, mut rx: Receiver) -> Result<(), NodeFailure> {
         while let Some(batch) = rx.recv().await {
             NodeMetrics::add(&self.metrics.events_in, batch.len() as u64);
             if self.failure.is_some() {
@@ -222,7 +224,7 @@ impl Publisher {
             }
             match self.publish(batch).await {
                 Ok(unconfirmed) => self.window.push_back(unconfirmed),
-                Err(message) => self.fail(message),
+                Err(failure) => self.fail(failure),
             }
             while self.window.len() >= self.buffer || (rx.is_empty() && !self.window.is_empty()) {
                 let oldest = self.window.pop_front().expect("not empty");
@@ -242,23 +244,26 @@ impl Publisher {
         }
     }
 
-    fn fail(&mut self, message: String) {
+    fn fail(&mut self, failure: NodeFailure) {
         for unconfirmed in self.window.drain(..) {
             unconfirmed.batch.ack.forget();
         }
-        self.ctx.fail(message.clone());
-        self.failure = Some(message);
+        self.ctx.fail(failure.clone());
+        self.failure = Some(failure);
     }
 
     /// Publishes every event of a batch, without waiting for the server.
-    async fn publish(&self, batch: Batch) -> Result<Unconfirmed, String> {
+    async fn publish(&self, batch: Batch) -> Result<Unconfirmed, NodeFailure> {
         let mut acks = Vec::with_capacity(batch.len());
         for i in 0..batch.len() {
             match self.publish_one(&batch, i).await {
                 Ok(ack) => acks.push(Some(ack)),
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     batch.ack.forget();
-                    return Err(format!("sink `{}`: cannot publish: {e}", self.name));
+                    return Err(NodeFailure::Publish {
+                        node: Arc::clone(&self.name),
+                        message: e.to_string(),
+                    });
                 }
                 // Not sent (the connection is down): published again when confirmed.
                 Err(_) => acks.push(None),
@@ -371,16 +376,26 @@ impl Publisher {
 pub(crate) struct JetStreamSink {
     sink: Sink,
     url: String,
+    servers: Vec<async_nats::ServerAddr>,
     subject: String,
     output: Option<NatsOutput>,
 }
 
 impl JetStreamSink {
-    pub(crate) fn new(sink: &Sink, url: &str, subject: &str) -> JetStreamSink {
+    pub(crate) fn new(sink: &Sink) -> JetStreamSink {
+        let crate::config::SinkKind::Nats {
+            url,
+            servers,
+            subject,
+        } = &sink.kind
+        else {
+            unreachable!("the registry makes a NATS sink of a NATS sink's configuration")
+        };
         JetStreamSink {
             sink: sink.clone(),
-            url: url.to_string(),
-            subject: subject.to_string(),
+            url: url.clone(),
+            servers: servers.clone(),
+            subject: subject.clone(),
             output: None,
         }
     }
@@ -397,7 +412,8 @@ impl crate::pipeline::connectors::Sink for JetStreamSink {
 
     fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async move {
-            self.output = Some(prepare_sink(&self.sink, &self.url, &self.subject).await?);
+            let output = prepare_sink(&self.sink, &self.url, &self.servers, &self.subject);
+            self.output = Some(output.await?);
             Ok(())
         })
     }

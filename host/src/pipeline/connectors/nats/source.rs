@@ -51,7 +51,7 @@ pub(crate) async fn prepare_source(
     source: &Source,
     config: &NatsSource,
 ) -> Result<NatsInput, NatsError> {
-    let client = connect(&config.url, &source.name).await?;
+    let client = connect(&config.url, &config.servers, &source.name).await?;
     let js = async_nats::jetstream::new(client.clone());
     let stream = js
         .get_stream(&config.stream)

@@ -22,6 +22,7 @@ use super::lines::Chunk;
 use super::writer::{self, LineSink, Out};
 use super::{ConnectorError, RunningSink, RunningSource, SinkParts, SourceParts};
 use crate::config::{self, Encoding};
+use crate::pipeline::failure::NodeFailure;
 use reader::FromReader;
 
 /// `type = "stdin"`.
@@ -121,10 +122,8 @@ async fn batch_stdin(
                     lost.0.ack.forget();
                 }
             }
-            Some(FromReader::Failed(message)) => {
-                parts
-                    .ctx
-                    .fail(format!("source `{}`: {message}", source.name));
+            Some(FromReader::Failed(doing, e)) => {
+                parts.ctx.fail(NodeFailure::read(&source.name, doing, e));
             }
             Some(FromReader::Ended {
                 interrupted: stopped,

@@ -48,7 +48,8 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 /// What the stdin reader thread sends its task.
 pub(crate) enum FromReader {
     Chunk(Chunk),
-    Failed(String),
+    /// It could not read: what it was doing, and why.
+    Failed(&'static str, io::Error),
     /// The input ended (or the run stopped the reader, which read on to a line's end).
     Ended {
         interrupted: bool,
@@ -67,9 +68,7 @@ pub(crate) fn read(
     let input = match Input::open(stop.clone()) {
         Ok(input) => input,
         Err(e) => {
-            let _ = tx.blocking_send(FromReader::Failed(format!(
-                "cannot read standard input: {e}"
-            )));
+            let _ = tx.blocking_send(FromReader::Failed("read standard input", e));
             return;
         }
     };
@@ -88,7 +87,7 @@ pub(crate) fn read(
         Ok(Flow::Continue) => FromReader::Ended { interrupted: false },
         Ok(Flow::Stop) => FromReader::Ended { interrupted: true },
         Err(e) if is_stop(&e) => FromReader::Ended { interrupted: true },
-        Err(e) => FromReader::Failed(format!("cannot read standard input: {e}")),
+        Err(e) => FromReader::Failed("read standard input", e),
     };
     // From here on, every chunk goes to the task, stopping or not: it was read.
     let mut keep = |chunk| {
@@ -105,9 +104,7 @@ pub(crate) fn read(
                 lines.end_input(&mut keep);
             }
             Err(e) => {
-                end = FromReader::Failed(format!(
-                    "cannot read standard input to the end of its line: {e}"
-                ));
+                end = FromReader::Failed("read standard input to the end of its line", e);
             }
         }
     }

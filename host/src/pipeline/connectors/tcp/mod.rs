@@ -52,6 +52,10 @@ use crate::pipeline::report::ByteInput;
 /// connection holds while the pipeline applies backpressure.
 const PIECES_QUEUED: usize = 4;
 
+// A TCP source's `max_line` defaults to the end of its range: the longest line any line
+// source accepts.
+const _: () = assert!(*config::ranges::TCP_MAX_LINE.end() as usize == super::MAX_LINE);
+
 /// What a connection hands the batcher: the lines of one read (or an over-long line), and the
 /// peer address when the source names it in a header.
 pub(crate) struct Piece {

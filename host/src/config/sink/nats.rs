@@ -1,0 +1,49 @@
+//! `type = "nats"`: each event published to a NATS JetStream subject, with a message id for
+//! deduplication.
+
+use std::ops::Range;
+
+use crate::config::error::{ConfigError, Ctx, Sp, join};
+use crate::config::nats_url;
+use crate::config::reader::Table;
+use crate::config::sink::SinkKind;
+
+/// The keys of a `nats` sink beyond the common ones.
+pub(crate) const KEYS: &[&str] = &["url", "subject"];
+
+/// A `nats` sink as written.
+pub(crate) struct Raw {
+    pub url: Option<Sp<String>>,
+    pub subject: Option<Sp<String>>,
+}
+
+pub(crate) fn read(t: &Table) -> Result<Raw, ConfigError> {
+    Ok(Raw {
+        url: t.text("url")?,
+        subject: t.text("subject")?,
+    })
+}
+
+/// `kind` is the span of `type`, where a missing `subject` is blamed.
+pub(crate) fn check(
+    cx: &Ctx,
+    node: &str,
+    kind: &Range<usize>,
+    raw: &Raw,
+) -> Result<SinkKind, ConfigError> {
+    match &raw.subject {
+        Some(subject) => {
+            let (url, servers) = nats_url::check(cx, raw.url.as_ref(), &join(node, "url"))?;
+            Ok(SinkKind::Nats {
+                url,
+                servers,
+                subject: subject.get_ref().clone(),
+            })
+        }
+        None => Err(cx.err(
+            kind,
+            join(node, "subject"),
+            "a `nats` sink needs `subject`, the subject to publish to (a stream must capture it)",
+        )),
+    }
+}

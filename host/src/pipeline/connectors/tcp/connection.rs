@@ -139,9 +139,15 @@ pub(super) async fn serve(
     let Some(acceptor) = shared.tls.clone() else {
         return reader.run(stream).await;
     };
+    // A handshake under way when the run stops may finish within the stop's grace: its client
+    // may have written lines behind it already.
+    let stopped = async {
+        shared.stop.cancelled().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
     let handshake = tokio::select! {
         done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => done,
-        () = shared.stop.cancelled() => return,
+        () = stopped => return,
     };
     match handshake {
         Ok(Ok(tls)) => reader.run(tls).await,

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use support::tls::make_certificates;
 use support::{Dir, plugin, weir};
 
 const TOKEN: &str = "admin-test-token-0123456789";
@@ -440,32 +441,6 @@ fn the_end_of_the_pipeline_does_not_wait_for_idle_connections() -> Result<()> {
     assert_eq!(read_status(&mut kept)?, 200);
     let took = live.finish()?;
     assert!(took < Duration::from_secs(4), "weir took {took:?} to exit");
-    Ok(())
-}
-
-/// A private CA and a certificate it signed for `localhost` and 127.0.0.1, as PEM files in
-/// `dir`: `ca.pem` (and its key, `ca-key.pem`), `cert.pem`, `key.pem`.
-fn make_certificates(dir: &Dir) -> Result<()> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "weir test CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate()?;
-    dir.write("ca.pem", &ca.self_signed(&ca_key)?.pem())?;
-    dir.write("ca-key.pem", &ca_key.serialize_pem())?;
-    let issuer = Issuer::new(ca, ca_key);
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf_key = KeyPair::generate()?;
-    dir.write("cert.pem", &leaf.signed_by(&leaf_key, &issuer)?.pem())?;
-    dir.write("key.pem", &leaf_key.serialize_pem())?;
     Ok(())
 }
 

@@ -274,6 +274,14 @@ impl Source {
         Source(table)
     }
 
+    /// Lines from TCP connections to `listen` (such as `127.0.0.1:0`, any free port).
+    pub fn tcp(listen: &str) -> Source {
+        let mut table = Table::default();
+        table.set("type", "tcp");
+        table.set("listen", listen);
+        Source(table)
+    }
+
     /// The generator's value size, in bytes.
     pub fn size(self, bytes: i64) -> Source {
         self.key("size", bytes)

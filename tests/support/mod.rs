@@ -17,6 +17,7 @@ pub mod nats;
 pub mod nats_cluster;
 pub mod process;
 pub mod report;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -7,13 +7,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
 use crate::config::raw::RawAdmin;
+use crate::config::tls::{ServerTls, load_tls};
 use crate::config::{names, ranges, units};
-use crate::http::{TlsError, load_tls};
 
 /// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
 /// replace the code that runs on every event, so it is not offered to the network by default.
@@ -42,7 +40,7 @@ pub struct Admin {
     /// At least [`MIN_TOKEN_LEN`] characters, all visible ASCII (it travels in a header).
     pub token: String,
     /// `tls_cert` and `tls_key`, loaded; required when `listen` is beyond loopback.
-    pub tls: Option<AdminTls>,
+    pub tls: Option<ServerTls>,
     pub limits: AdminLimits,
 }
 
@@ -53,25 +51,6 @@ impl fmt::Debug for Admin {
             .field("listen", &self.listen)
             .field("tls", &self.tls)
             .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The admin API's certificate and key, read and checked against each other.
-#[derive(Clone)]
-pub struct AdminTls {
-    /// The PEM files, as the pipeline file names them (relative to its folder).
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The server's TLS settings, with the `ring` provider.
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-impl fmt::Debug for AdminTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminTls")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
             .finish_non_exhaustive()
     }
 }
@@ -217,50 +196,9 @@ fn token(
 }
 
 /// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
-fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
-    let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => (cert, key),
-        (Some(cert), None) => {
-            return Err(cx.err(
-                &cert.span(),
-                "admin.tls_cert",
-                "`tls_cert` needs `tls_key` too: the certificate's private key, a PEM file",
-            ));
-        }
-        (None, Some(key)) => {
-            return Err(cx.err(
-                &key.span(),
-                "admin.tls_key",
-                "`tls_key` needs `tls_cert` too: the certificate chain, a PEM file",
-            ));
-        }
-    };
-    let (cert_path, key_path) = (cx.path(cert.get_ref()), cx.path(key.get_ref()));
-    let shown_path = |p: &Path| plain(&p.display().to_string());
-    let config = load_tls(&cert_path, &key_path).map_err(|e| match e {
-        TlsError::Mismatch(_) => {
-            let what = format!(
-                "{} does not fit {}: {e}",
-                shown_path(&key_path),
-                shown_path(&cert_path)
-            );
-            cx.err(&key.span(), "admin.tls_key", what)
-        }
-        _ if e.is_the_keys() => {
-            let what = format!("{}: {e}", shown_path(&key_path));
-            cx.err(&key.span(), "admin.tls_key", what)
-        }
-        _ => {
-            let what = format!("{}: {e}", shown_path(&cert_path));
-            cx.err(&cert.span(), "admin.tls_cert", what)
-        }
-    })?;
-    Ok(Some(AdminTls {
-        cert: PathBuf::from(cert.get_ref()),
-        key: PathBuf::from(key.get_ref()),
-        config,
-    }))
+fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<ServerTls>, ConfigError> {
+    let (cert, key) = (raw.tls_cert.as_ref(), raw.tls_key.as_ref());
+    load_tls(cx, "admin", (cert, key), &[b"http/1.1"])
 }
 
 /// The timeouts and the connection cap, each in its range.

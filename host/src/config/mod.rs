@@ -15,6 +15,7 @@
 //! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
 //! - `names`: what node names, setting keys and environment variable names may hold.
 //! - `nats_url`: the `url` of a NATS source or sink, one server or a list of seeds.
+//! - `tls`: a listener's certificate and key (`[admin]`, a TCP source), loaded and checked.
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
 //! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
 //!   kind is refused by name.
@@ -43,6 +44,7 @@ mod reader;
 mod sink;
 mod source;
 mod stage;
+mod tls;
 mod units;
 
 #[cfg(test)]
@@ -54,17 +56,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use admin::{
-    Admin, AdminLimits, AdminTls, DEFAULT_ADMIN_BODY_TIMEOUT, DEFAULT_ADMIN_HEADER_TIMEOUT,
+    Admin, AdminLimits, DEFAULT_ADMIN_BODY_TIMEOUT, DEFAULT_ADMIN_HEADER_TIMEOUT,
     DEFAULT_ADMIN_IDLE_TIMEOUT, DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, MIN_TOKEN_LEN,
     TokenFileError, read_token_file,
 };
 pub use error::ConfigError;
 pub(crate) use error::{plain, shown};
 pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
-pub use source::{DEFAULT_GENERATE_SIZE, NatsSource, Source, SourceKind};
+pub use source::{
+    DEFAULT_GENERATE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_MAX_CONNECTIONS, NatsSource,
+    Source, SourceKind, TcpSource,
+};
 pub use stage::{
     Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, Limits, OnError, Stage, StageLines,
 };
+pub use tls::ServerTls;
 pub(crate) use units::fmt_duration;
 pub use units::{parse_duration, parse_size};
 pub use weir_sandbox::{DirGrant, Grant};

@@ -123,3 +123,25 @@ pub const ACK_WAIT: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration
 /// `max_ack_pending` of a NATS source: unacknowledged messages the server lets the consumer
 /// hold. Bounds what one process can take from a work queue and hold in flight.
 pub const MAX_ACK_PENDING: RangeInclusive<usize> = 1..=1_000_000;
+
+/// `max_connections` of a TCP source: connections read at once. Each holds a file descriptor,
+/// a read buffer and a line being gathered (up to `max_line`): blocks a cap above what a
+/// process's descriptor limit commonly allows, and the memory many connections could pin.
+pub const TCP_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=4096;
+
+/// `max_line` of a TCP source, in bytes: the longest line kept as an event. Each connection
+/// may gather one line this long, so the memory clients can pin is `max_connections` ×
+/// `max_line`: blocks a line (or a connection that never sends `\n`) larger than a line
+/// source accepts anywhere else.
+pub const TCP_MAX_LINE: RangeInclusive<u64> = 1..=16 << 20;
+
+/// `idle_timeout` of a TCP source: how long a connection may send nothing before it is
+/// closed. Blocks a timeout so short that a client pausing between lines loses its connection,
+/// and one so long (or a deadline past the clock's range) that silent connections hold their
+/// slots for ever.
+pub const TCP_IDLE_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+
+/// Length of a TCP source's `peer_header`. Header names reach sinks and plugins with every
+/// event: blocks a name that costs more than the address it carries.
+pub const HEADER_NAME_LEN: RangeInclusive<usize> = 1..=64;

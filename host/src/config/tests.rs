@@ -234,7 +234,7 @@ fn ranges_read_as_people_write_them() {
 
 /// One check: replace the one occurrence of `.0` in the file by `.1`; the error must be at line
 /// `.2`, about key `.3`, with `.4` in its message.
-type Row = (
+pub(crate) type Row = (
     &'static str,
     &'static str,
     usize,
@@ -246,7 +246,7 @@ type Row = (
 type Whole = (String, Option<usize>, &'static str, &'static str);
 
 /// Runs every row against `base`, and reports all the rows that fail at once.
-fn run(base: &str, rows: &[Row]) {
+pub(crate) fn run(base: &str, rows: &[Row]) {
     let cases: Vec<Whole> = (rows.iter())
         .map(|&(from, to, line, key, fragment)| {
             assert_eq!(base.matches(from).count(), 1, "`{from}` must occur once");
@@ -456,8 +456,8 @@ const KIND_KEYS_SMALL: &[Row] = &[
     ("type = \"stdin\"", "type = \"stdin\"\nstrem = \"s\"", 3, "sources.s.strem", "unknown key; did you mean `stream`?"),
     ("type = \"stdin\"", "tpye = \"stdin\"", 2, "sources.s.tpye", "unknown key; did you mean `type`?"),
     ("type = \"stdin\"", "type = \"kafka\"\ncolour = 1", 3, "sources.s.colour", "unknown key; a source takes `type`, `batch_size`, `linger`, `path`, `repeat`, `count`, `size`, `url`"),
-    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate` or `nats`"),
-    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"` or `\"nats\"`"),
+    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate`, `nats` or `tcp`"),
+    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"` or `\"tcp\"`"),
     ("type = \"null\"", "type = \"nul\"", 10, "sinks.o.type", "unknown sink type `nul`: use `stdout`, `file`, `null` or `nats`; did you mean `null`?"),
 ];
 

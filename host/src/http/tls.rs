@@ -35,8 +35,12 @@ impl TlsError {
 }
 
 /// Reads the chain at `cert` and the key at `key`; TLS 1.2 and 1.3 with the `ring` provider,
-/// HTTP/1.1 only.
-pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// offering the `alpn` protocols (`http/1.1` for an HTTP listener, none for raw lines).
+pub fn load_tls(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
         .map_err(TlsError::Cert)?;
@@ -44,7 +48,7 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Tl
         return Err(TlsError::NoCertificate);
     }
     let private = PrivateKeyDer::from_pem_file(key).map_err(TlsError::Key)?;
-    let config = server_config(chain, private).map_err(TlsError::Mismatch)?;
+    let config = server_config(chain, private, alpn).map_err(TlsError::Mismatch)?;
     Ok(Arc::new(config))
 }
 
@@ -59,17 +63,18 @@ fn pem_error(e: &pem::Error) -> String {
     }
 }
 
-/// TLS 1.2 and 1.3 with the `ring` provider, HTTP/1.1 only; the key must match the
-/// certificate.
+/// TLS 1.2 and 1.3 with the `ring` provider, offering the `alpn` protocols; the key must match
+/// the certificate.
 fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }

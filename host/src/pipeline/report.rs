@@ -118,6 +118,8 @@ pub struct NodeMetrics {
     /// ([`NodeMetrics::read_bytes`]), and what it reads (0 until then, else a [`ByteInput`]).
     bytes_read: AtomicU64,
     byte_input: AtomicU8,
+    /// A TCP source's connections; reported once it reads bytes from [`ByteInput::Tcp`].
+    pub connections: Connections,
     /// Live copies of what leaves the node, for `weir tap`.
     pub tap: TapPoint,
 }
@@ -148,6 +150,7 @@ impl NodeMetrics {
             size: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             byte_input: AtomicU8::new(0),
+            connections: Connections::default(),
             tap: TapPoint::default(),
         }
     }
@@ -221,6 +224,13 @@ impl NodeMetrics {
             bytes_read: (self.byte_input.load(Ordering::Relaxed) != 0)
                 .then(|| get(&self.bytes_read)),
             reads_stdin: self.byte_input.load(Ordering::Relaxed) == ByteInput::Stdin as u8,
+            connections: (self.byte_input.load(Ordering::Relaxed) == ByteInput::Tcp as u8).then(
+                || ConnectionsReport {
+                    accepted: get(&self.connections.accepted),
+                    refused: get(&self.connections.refused),
+                    open: get(&self.connections.open),
+                },
+            ),
         }
     }
 }
@@ -247,7 +257,8 @@ pub struct NodeReport {
     pub fuel: u64,
     /// Failed events by failure kind (`panic`, `deadline`, …); kinds with none are left out.
     pub failures: BTreeMap<&'static str, u64>,
-    /// A file or stdin source: the bytes it took from its input. For stdin, how far it moved
+    /// A file, stdin or TCP source: the bytes it took from its input (for TCP, from every
+    /// connection). For stdin, how far it moved
     /// the input's offset, all of it delivered (as events, or an over-long line's dead
     /// letter); for a file, the bytes of the lines it read, over every round (a stopped file
     /// source leaves the rest to its checkpoint). Left out for other nodes.
@@ -256,6 +267,28 @@ pub struct NodeReport {
     /// A stdin source: the summary line gives its bytes read.
     #[serde(skip)]
     pub reads_stdin: bool,
+    /// A TCP source's connections. Left out for other nodes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionsReport>,
+}
+
+/// A listening source's connections.
+#[derive(Debug, Default)]
+pub struct Connections {
+    /// Taken, within the connection cap.
+    pub accepted: AtomicU64,
+    /// Closed at once, over the connection cap.
+    pub refused: AtomicU64,
+    /// Open now.
+    pub open: AtomicU64,
+}
+
+/// [`Connections`] in a report.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ConnectionsReport {
+    pub accepted: u64,
+    pub refused: u64,
+    pub open: u64,
 }
 
 /// What a line source reads, for [`NodeMetrics::read_bytes`].
@@ -264,6 +297,8 @@ pub struct NodeReport {
 pub enum ByteInput {
     File = 1,
     Stdin = 2,
+    /// The connections of a TCP source.
+    Tcp = 3,
 }
 
 /// What a finished run did.

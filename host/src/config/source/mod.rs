@@ -1,11 +1,12 @@
-//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, or a NATS
-//! JetStream durable consumer.
+//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, a NATS
+//! JetStream durable consumer, or lines from TCP connections.
 //!
 //! This file holds what every source has (its name, `type`, `batch_size` and `linger`), the
 //! list of kinds, and the dispatch: [`read`] reads the common keys and, through
 //! [`Kinds::read`], the keys of the kind `type` names; [`check`] checks the common keys and
 //! hands the kind's raw keys to that kind's check. Each kind has a file of its own holding
-//! its keys, its raw table, its reader and its check: `stdin`, `file`, `generate`, `nats`.
+//! its keys, its raw table, its reader and its check: `stdin`, `file`, `generate`, `nats`,
+//! `tcp`.
 //! A new kind is a new file, a row of [`KINDS`], a variant of [`RawKind`] and of
 //! [`SourceKind`].
 
@@ -13,6 +14,7 @@ mod file;
 mod generate;
 mod nats;
 mod stdin;
+mod tcp;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::config::units;
 
 pub use generate::DEFAULT_GENERATE_SIZE;
 pub use nats::NatsSource;
+pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_MAX_CONNECTIONS, TcpSource};
 
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -54,6 +57,8 @@ pub enum SourceKind {
     },
     /// A durable pull consumer of a NATS JetStream stream.
     Nats(NatsSource),
+    /// Newline-delimited lines from TCP connections.
+    Tcp(TcpSource),
 }
 
 /// A source as written: the common keys, and the keys of its kind.
@@ -73,6 +78,8 @@ pub(crate) enum RawKind {
     Generate(generate::Raw),
     /// Boxed: eight optional keys, far larger than the other kinds.
     Nats(Box<nats::Raw>),
+    /// Boxed, as `Nats`: seven optional keys.
+    Tcp(Box<tcp::Raw>),
 }
 
 /// The keys every source takes, whatever its kind.
@@ -102,6 +109,11 @@ const KINDS: Kinds<RawKind> = Kinds {
             name: "nats",
             keys: nats::KEYS,
             read: |t| nats::read(t).map(|r| RawKind::Nats(Box::new(r))),
+        },
+        Kind {
+            name: "tcp",
+            keys: tcp::KEYS,
+            read: |t| tcp::read(t).map(|r| RawKind::Tcp(Box::new(r))),
         },
     ],
 };
@@ -138,6 +150,7 @@ pub(crate) fn check(
         RawKind::File(r) => file::check(cx, &node, &at, r)?,
         RawKind::Generate(r) => generate::check(cx, &node, &at, r)?,
         RawKind::Nats(r) => nats::check(cx, &node, &at, r, batch_size)?,
+        RawKind::Tcp(r) => tcp::check(cx, &node, &at, r)?,
     };
     Ok(Source {
         name: name.to_string(),

@@ -7,6 +7,9 @@
 //! length, and the rest is skipped up to its end. A value is the line without `\n` or `\r\n`,
 //! as Rust's `BufRead::lines` gives it; the last line of the input needs no line ending.
 //!
+//! A source that reads its input elsewhere (the TCP source's sockets, read by async tasks)
+//! hands each buffer it read to [`Lines::push`]; [`Lines::max_line`] sets a limit of its own.
+//!
 //! A source that cannot read its input again (stdin) must not drop what it has read when the
 //! run stops: [`Lines::read_to_line_end`] turns every complete line left in the read buffer
 //! into events, then reads the line the buffer ends in to its end, and no further, from an
@@ -59,6 +62,8 @@ const LINE_END_CHUNK: usize = 64 << 10;
 /// The state of a line splitter across buffer fills (and across repeats of a file).
 pub struct Lines {
     batch_size: usize,
+    /// Longest line kept as an event: [`MAX_LINE`] unless the source sets its own.
+    max_line: usize,
     events: Events,
     /// A line begun in an earlier buffer fill.
     partial: Vec<u8>,
@@ -79,6 +84,7 @@ impl Lines {
     pub fn new(batch_size: usize) -> Lines {
         Lines {
             batch_size,
+            max_line: MAX_LINE,
             events: Lines::batch(batch_size),
             partial: Vec::new(),
             skipping: None,
@@ -87,6 +93,12 @@ impl Lines {
             offset: 0,
             ends: None,
         }
+    }
+
+    /// Lines longer than `max_line` bytes are dead-lettered rather than [`MAX_LINE`].
+    pub fn max_line(mut self, max_line: usize) -> Lines {
+        self.max_line = max_line;
+        self
     }
 
     /// Records where each line ends, for events that need their source position.
@@ -175,6 +187,19 @@ impl Lines {
         None
     }
 
+    /// Splits `buf`, the input's next bytes read by the caller, handing on every complete
+    /// line; the line it ends in is gathered for the next call.
+    pub fn push(&mut self, buf: &[u8], hand: &mut dyn FnMut(Chunk) -> Flow) {
+        let base = self.bytes;
+        self.bytes += buf.len() as u64;
+        self.scan(buf, base, false, hand);
+    }
+
+    /// Whether a line has begun and not yet ended.
+    pub fn in_line(&self) -> bool {
+        !self.partial.is_empty() || self.skipping.is_some()
+    }
+
     /// After a stop: hands over every complete line left in `reader`'s buffer, whatever
     /// `hand` says, then reads the line the buffer ends in to its end (and not a byte
     /// further) and hands it over too. A line that grows past [`MAX_LINE`] is handed over as
@@ -248,7 +273,7 @@ impl Lines {
             return self.oversized(len + tail.len(), hand);
         }
         let len = self.partial.len() + tail.len();
-        if len > MAX_LINE {
+        if len > self.max_line {
             self.partial
                 .extend_from_slice(&tail[..tail.len().min(OVERSIZED_KEPT)]);
             return self.oversized(len, hand);
@@ -276,7 +301,7 @@ impl Lines {
             return;
         }
         self.partial.extend_from_slice(bytes);
-        if self.partial.len() > MAX_LINE {
+        if self.partial.len() > self.max_line {
             // Too long to be an event: remember its start and length, drop the rest.
             self.skipping = Some(self.partial.len());
             self.partial.truncate(OVERSIZED_KEPT);
@@ -481,5 +506,42 @@ mod tests {
         let (values, oversized) = split(&input, 64 << 10, 256);
         assert_eq!(values, [b"short".to_vec(), b"after".to_vec()]);
         assert_eq!(oversized, [(2, MAX_LINE + 10)]);
+    }
+
+    #[test]
+    fn lines_pushed_by_the_caller_split_alike_and_keep_their_own_limit() {
+        let input = b"one\r\ntwo\n0123456789abc\nafter\nlast";
+        for piece in [1, 3, 64] {
+            let mut lines = Lines::new(2).max_line(10);
+            let (mut values, mut oversized) = (Vec::new(), Vec::new());
+            let mut hand = |chunk: Chunk| {
+                match chunk {
+                    Chunk::Events(events, _, _) => {
+                        values.extend(events.iter().map(|e| e.value().to_vec()))
+                    }
+                    Chunk::Oversized {
+                        line, kept, len, ..
+                    } => oversized.push((line, kept, len)),
+                }
+                Flow::Continue
+            };
+            for bytes in input.chunks(piece) {
+                lines.push(bytes, &mut hand);
+            }
+            assert!(lines.in_line(), "piece {piece}: `last` is begun");
+            lines.end_input(&mut hand);
+            lines.finish(&mut hand);
+            assert!(!lines.in_line());
+            let expected: Vec<&[u8]> = vec![b"one", b"two", b"after", b"last"];
+            assert_eq!(values, expected, "piece {piece}");
+            assert_eq!(oversized.len(), 1, "piece {piece}");
+            let (line, kept, len) = &oversized[0];
+            assert_eq!((*line, *len), (3, 13), "piece {piece}");
+            assert!(
+                b"0123456789abc".starts_with(kept) && kept.len() >= 10,
+                "piece {piece}"
+            );
+            assert_eq!(lines.bytes, input.len() as u64);
+        }
     }
 }

@@ -22,6 +22,8 @@
 //!   read); standard output as a sink.
 //! - `generate`: workload W1's values.
 //! - `null`: a sink that counts and writes nothing.
+//! - `tcp`: newline-delimited lines from TCP connections (TLS optional), bounded in
+//!   connections, line length and idle time, read only while the pipeline takes them.
 //! - `nats`: a JetStream durable consumer (acking each message once its batch is done), and a
 //!   stream as a sink (releasing acknowledgements once the server confirmed).
 //!
@@ -40,6 +42,7 @@ pub(crate) mod null;
 pub(crate) mod parts;
 pub(crate) mod seam;
 pub(crate) mod stdio;
+pub(crate) mod tcp;
 pub(crate) mod writer;
 
 use crate::config::{self, SinkKind, SourceKind};
@@ -61,6 +64,7 @@ pub(crate) fn source(config: &config::Source) -> Box<dyn Source> {
         SourceKind::File { .. } => Box::new(file::FileSource::new(config)),
         SourceKind::Generate { .. } => Box::new(generate::GenerateSource::new(config)),
         SourceKind::Nats(nats) => Box::new(nats::source::JetStreamSource::new(config, nats)),
+        SourceKind::Tcp(_) => Box::new(tcp::TcpSource::new(config)),
     }
 }
 

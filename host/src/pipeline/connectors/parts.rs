@@ -85,12 +85,19 @@ impl SourceParts {
         len: usize,
         ledger: Option<(Arc<dyn Ledger>, u64)>,
     ) -> DeadLetters {
-        tracing::error!(
-            source,
-            line,
-            len,
-            "line over {MAX_LINE} bytes; dead-lettered"
-        );
+        self.oversized_over(source, (line, kept, len), MAX_LINE, ledger)
+    }
+
+    /// A line over `limit` bytes (its number, first bytes and length): dead-lettered with its
+    /// first bytes, counted as a failure here.
+    pub(crate) fn oversized_over(
+        &self,
+        source: &str,
+        (line, kept, len): (u64, Vec<u8>, usize),
+        limit: usize,
+        ledger: Option<(Arc<dyn Ledger>, u64)>,
+    ) -> DeadLetters {
+        tracing::error!(source, line, len, "line over {limit} bytes; dead-lettered");
         self.metrics.fail(FailureKind::Oversized, 1);
         let mut letters = DeadLetters::new(
             Arc::from(source),
@@ -105,7 +112,7 @@ impl SourceParts {
             Reason {
                 kind: FailureKind::Oversized,
                 message: Arc::from(format!(
-                    "line {line} is {len} bytes, over the {MAX_LINE}-byte limit; its first {OVERSIZED_KEPT} bytes are kept"
+                    "line {line} is {len} bytes, over the {limit}-byte limit; its first {OVERSIZED_KEPT} bytes are kept"
                 )),
                 attempts: 0,
             },

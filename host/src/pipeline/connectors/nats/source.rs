@@ -356,7 +356,7 @@ impl crate::pipeline::connectors::seam::Source for JetStreamSource {
 }
 
 /// A connector started before it was connected: a fault of the topology, refused.
-pub(super) fn not_connected() -> ConnectorError {
+pub(in crate::pipeline::connectors) fn not_connected() -> ConnectorError {
     ConnectorError::Io {
         what: "cannot start".into(),
         source: std::io::Error::other("it was never connected"),

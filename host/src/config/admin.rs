@@ -2,27 +2,26 @@
 //! (`token`), through an environment variable (`token_env`) or in a file of its own
 //! (`token_file`, which [`read_token_file`] reads, for the command line too); the certificate
 //! and key it serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback
-//! requires; and the limits each connection is held to. Errors name the key written.
+//! requires; and the limits each connection is held to. The keys it shares with every
+//! listener are read and checked by `config::listener`; the admin API requires the token.
+//! Errors name the key written.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
+use crate::config::error::{ConfigError, Ctx, shown};
+use crate::config::listener;
 use crate::config::raw::RawAdmin;
-use crate::config::{names, ranges, units};
-use crate::http::{TlsError, load_tls};
 
 /// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
 /// replace the code that runs on every event, so it is not offered to the network by default.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
-/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub use crate::config::listener::{ListenerTls as AdminTls, MIN_TOKEN_LEN};
 /// The admin API's limits are a listener's ([`crate::http::Limits`]: each default's comment
-/// there names the threat it blocks); the file sets each within [`ranges::ADMIN_TIMEOUT`] or
-/// [`ranges::ADMIN_MAX_CONNECTIONS`].
+/// there names the threat it blocks); the file sets each within
+/// [`ranges::LISTENER_TIMEOUT`](crate::config::ranges::LISTENER_TIMEOUT) or
+/// [`ranges::LISTENER_MAX_CONNECTIONS`](crate::config::ranges::LISTENER_MAX_CONNECTIONS).
 pub use crate::http::{
     DEFAULT_BODY_TIMEOUT as DEFAULT_ADMIN_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT as DEFAULT_ADMIN_HEADER_TIMEOUT,
@@ -57,25 +56,6 @@ impl fmt::Debug for Admin {
     }
 }
 
-/// The admin API's certificate and key, read and checked against each other.
-#[derive(Clone)]
-pub struct AdminTls {
-    /// The PEM files, as the pipeline file names them (relative to its folder).
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// The server's TLS settings, with the `ring` provider.
-    pub config: Arc<rustls::ServerConfig>,
-}
-
-impl fmt::Debug for AdminTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminTls")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Reads the process environment when the file names `token_env`.
 pub(crate) fn check(cx: &Ctx, raw: &RawAdmin) -> Result<Admin, ConfigError> {
     check_with(cx, raw, &|name| std::env::var(name).ok())
@@ -88,7 +68,7 @@ pub(crate) fn check_with(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Admin, ConfigError> {
     let (listen, listen_span) = listen(cx, raw)?;
-    let tls = tls(cx, raw)?;
+    let tls = listener::tls(cx, "admin", &raw.listener)?;
     // Over plain HTTP the token and every uploaded plugin would cross the network in clear.
     if !listen.ip().is_loopback() && tls.is_none() {
         return Err(cx.err(
@@ -101,34 +81,20 @@ pub(crate) fn check_with(
             ),
         ));
     }
-    let (token, span, key) = token(cx, raw, env)?;
-    let token = token.trim();
-    let from = match key {
-        "admin.token_env" => "the token in that variable",
-        "admin.token_file" => "the token in that file",
-        _ => "the token",
-    };
-    if token.chars().count() < MIN_TOKEN_LEN {
-        return Err(cx.err(
-            &span,
-            key,
-            format!("{from} must be at least {MIN_TOKEN_LEN} characters"),
-        ));
-    }
-    // The token travels in an `Authorization` header and on command lines.
-    if !token.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(cx.err(
-            &span,
-            key,
-            format!("{from} must be visible ASCII characters only, without spaces"),
-        ));
-    }
+    let token = listener::token(cx, "admin", &raw.listener, env)?.ok_or_else(|| {
+        cx.err(
+            &raw.listener.table,
+            "admin.token",
+            "missing: the admin API needs a bearer token: set `token_env` or `token_file` \
+             (or `token`)",
+        )
+    })?;
     Ok(Admin {
         listen,
         listen_line: cx.line_of(&listen_span),
-        token: token.to_string(),
+        token,
         tls,
-        limits: limits(cx, raw)?,
+        limits: listener::limits(cx, "admin", &raw.listener)?,
     })
 }
 
@@ -151,150 +117,12 @@ fn listen(cx: &Ctx, raw: &RawAdmin) -> Result<(SocketAddr, Range<usize>), Config
         None => {
             let addr = DEFAULT_ADMIN_LISTEN.parse().map_err(|_| {
                 cx.err(
-                    &raw.table,
+                    &raw.listener.table,
                     "admin.listen",
                     "the default address is unusable",
                 )
             })?;
-            Ok((addr, raw.table.clone()))
+            Ok((addr, raw.listener.table.clone()))
         }
     }
-}
-
-/// The token, the span to blame for it, and the key that gave it.
-fn token(
-    cx: &Ctx,
-    raw: &RawAdmin,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(String, Range<usize>, &'static str), ConfigError> {
-    let given: Vec<(&Sp<String>, &'static str)> = [
-        (&raw.token, "admin.token"),
-        (&raw.token_env, "admin.token_env"),
-        (&raw.token_file, "admin.token_file"),
-    ]
-    .into_iter()
-    .filter_map(|(value, key)| value.as_ref().map(|v| (v, key)))
-    .collect();
-    match given.as_slice() {
-        [] => Err(cx.err(
-            &raw.table,
-            "admin.token",
-            "missing: the admin API needs a bearer token: set `token_env` or `token_file` \
-             (or `token`)",
-        )),
-        [(t, "admin.token")] => Ok((t.get_ref().clone(), t.span(), "admin.token")),
-        [(var, "admin.token_env")] => {
-            names::env(var.get_ref()).map_err(|m| cx.err(&var.span(), "admin.token_env", m))?;
-            match env(var.get_ref()) {
-                Some(t) => Ok((t, var.span(), "admin.token_env")),
-                None => Err(cx.err(
-                    &var.span(),
-                    "admin.token_env",
-                    format!(
-                        "the environment variable {} is not set (or not UTF-8)",
-                        shown(var.get_ref())
-                    ),
-                )),
-            }
-        }
-        [(file, key)] => {
-            let path = cx.path(file.get_ref());
-            let token = read_token_file(&path).map_err(|e| {
-                cx.err(
-                    &file.span(),
-                    *key,
-                    format!("{}: {e}", plain(&path.display().to_string())),
-                )
-            })?;
-            Ok((token, file.span(), "admin.token_file"))
-        }
-        [.., (last, key)] => Err(cx.err(
-            &last.span(),
-            *key,
-            "give one of `token`, `token_env` and `token_file`, not several",
-        )),
-    }
-}
-
-/// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
-fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<AdminTls>, ConfigError> {
-    let (cert, key) = match (&raw.tls_cert, &raw.tls_key) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => (cert, key),
-        (Some(cert), None) => {
-            return Err(cx.err(
-                &cert.span(),
-                "admin.tls_cert",
-                "`tls_cert` needs `tls_key` too: the certificate's private key, a PEM file",
-            ));
-        }
-        (None, Some(key)) => {
-            return Err(cx.err(
-                &key.span(),
-                "admin.tls_key",
-                "`tls_key` needs `tls_cert` too: the certificate chain, a PEM file",
-            ));
-        }
-    };
-    let (cert_path, key_path) = (cx.path(cert.get_ref()), cx.path(key.get_ref()));
-    let shown_path = |p: &Path| plain(&p.display().to_string());
-    let config = load_tls(&cert_path, &key_path).map_err(|e| match e {
-        TlsError::Mismatch(_) => {
-            let what = format!(
-                "{} does not fit {}: {e}",
-                shown_path(&key_path),
-                shown_path(&cert_path)
-            );
-            cx.err(&key.span(), "admin.tls_key", what)
-        }
-        _ if e.is_the_keys() => {
-            let what = format!("{}: {e}", shown_path(&key_path));
-            cx.err(&key.span(), "admin.tls_key", what)
-        }
-        _ => {
-            let what = format!("{}: {e}", shown_path(&cert_path));
-            cx.err(&cert.span(), "admin.tls_cert", what)
-        }
-    })?;
-    Ok(Some(AdminTls {
-        cert: PathBuf::from(cert.get_ref()),
-        key: PathBuf::from(key.get_ref()),
-        config,
-    }))
-}
-
-/// The timeouts and the connection cap, each in its range.
-fn limits(cx: &Ctx, raw: &RawAdmin) -> Result<AdminLimits, ConfigError> {
-    let mut limits = AdminLimits::default();
-    let timeouts = [
-        (
-            &raw.header_timeout,
-            "admin.header_timeout",
-            &mut limits.header_timeout,
-        ),
-        (
-            &raw.idle_timeout,
-            "admin.idle_timeout",
-            &mut limits.idle_timeout,
-        ),
-        (
-            &raw.body_timeout,
-            "admin.body_timeout",
-            &mut limits.body_timeout,
-        ),
-    ];
-    for (value, key, slot) in timeouts {
-        if let Some(v) = value {
-            *slot = units::duration(cx, v, key, &ranges::ADMIN_TIMEOUT)?;
-        }
-    }
-    if let Some(v) = &raw.max_connections {
-        limits.max_connections = units::whole(
-            cx,
-            v,
-            "admin.max_connections",
-            &ranges::ADMIN_MAX_CONNECTIONS,
-        )?;
-    }
-    Ok(limits)
 }

@@ -18,6 +18,8 @@
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
 //! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
 //!   kind is refused by name.
+//! - `listener`: the keys every HTTP listener takes (`[admin]`, an `http` source): its token,
+//!   TLS and connection limits.
 //! - `source` and `sink` (with `[dead_letter]`): what every source or sink has, and a folder
 //!   with one file per kind (`source/stdin.rs`, `sink/file.rs`…), each holding that kind's
 //!   keys, its table as written, its reader and its check.
@@ -35,6 +37,7 @@ mod admin;
 mod error;
 mod graph;
 mod kinds;
+mod listener;
 mod names;
 mod nats_url;
 pub mod ranges;

@@ -64,7 +64,10 @@ pub use admin::{
 pub use error::ConfigError;
 pub(crate) use error::{plain, shown};
 pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
-pub use source::{DEFAULT_GENERATE_SIZE, NatsSource, Source, SourceKind};
+pub use source::{
+    DEFAULT_GENERATE_SIZE, DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, HttpSource, NatsSource,
+    Source, SourceKind,
+};
 pub use stage::{
     Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, Limits, OnError, Stage, StageLines,
 };

@@ -1,16 +1,18 @@
-//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, or a NATS
-//! JetStream durable consumer.
+//! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, a NATS
+//! JetStream durable consumer, or lines POSTed over HTTP.
 //!
 //! This file holds what every source has (its name, `type`, `batch_size` and `linger`), the
 //! list of kinds, and the dispatch: [`read`] reads the common keys and, through
 //! [`Kinds::read`], the keys of the kind `type` names; [`check`] checks the common keys and
 //! hands the kind's raw keys to that kind's check. Each kind has a file of its own holding
-//! its keys, its raw table, its reader and its check: `stdin`, `file`, `generate`, `nats`.
+//! its keys, its raw table, its reader and its check: `stdin`, `file`, `generate`, `nats`,
+//! `http`.
 //! A new kind is a new file, a row of [`KINDS`], a variant of [`RawKind`] and of
 //! [`SourceKind`].
 
 mod file;
 mod generate;
+mod http;
 mod nats;
 mod stdin;
 
@@ -24,6 +26,7 @@ use crate::config::reader::{Place, Table};
 use crate::config::units;
 
 pub use generate::DEFAULT_GENERATE_SIZE;
+pub use http::{DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, HttpSource};
 pub use nats::NatsSource;
 
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub enum SourceKind {
     },
     /// A durable pull consumer of a NATS JetStream stream.
     Nats(NatsSource),
+    /// Lines POSTed to an address. Boxed: far larger than the other kinds.
+    Http(Box<HttpSource>),
 }
 
 /// A source as written: the common keys, and the keys of its kind.
@@ -73,6 +78,8 @@ pub(crate) enum RawKind {
     Generate(generate::Raw),
     /// Boxed: eight optional keys, far larger than the other kinds.
     Nats(Box<nats::Raw>),
+    /// Boxed, as `Nats`.
+    Http(Box<http::Raw>),
 }
 
 /// The keys every source takes, whatever its kind.
@@ -102,6 +109,11 @@ const KINDS: Kinds<RawKind> = Kinds {
             name: "nats",
             keys: nats::KEYS,
             read: |t| nats::read(t).map(|r| RawKind::Nats(Box::new(r))),
+        },
+        Kind {
+            name: "http",
+            keys: http::KEYS,
+            read: |t| http::read(t).map(|r| RawKind::Http(Box::new(r))),
         },
     ],
 };
@@ -138,6 +150,7 @@ pub(crate) fn check(
         RawKind::File(r) => file::check(cx, &node, &at, r)?,
         RawKind::Generate(r) => generate::check(cx, &node, &at, r)?,
         RawKind::Nats(r) => nats::check(cx, &node, &at, r, batch_size)?,
+        RawKind::Http(r) => http::check(cx, &node, &at, r)?,
     };
     Ok(Source {
         name: name.to_string(),

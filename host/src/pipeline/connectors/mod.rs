@@ -24,6 +24,8 @@
 //! - `null`: a sink that counts and writes nothing.
 //! - `nats`: a JetStream durable consumer (acking each message once its batch is done), and a
 //!   stream as a sink (releasing acknowledgements once the server confirmed).
+//! - `http`: lines POSTed to an address, each request answered once its events are written
+//!   (a ledger per request), 429 when the pipeline is full.
 //!
 //! Shared by the kinds: `lines` splits byte streams into packed line events; `parts` is what a
 //! source or sink gets from the run; `writer` writes batches as lines (value or JSON) and holds
@@ -33,6 +35,7 @@
 pub(crate) mod dead_letters;
 pub(crate) mod file;
 pub(crate) mod generate;
+pub(crate) mod http;
 pub(crate) mod lines;
 pub(crate) mod nats;
 pub(crate) mod null;
@@ -161,6 +164,7 @@ pub(crate) fn source(config: &config::Source) -> Box<dyn Source> {
         SourceKind::File { .. } => Box::new(file::FileSource::new(config)),
         SourceKind::Generate { .. } => Box::new(generate::GenerateSource::new(config)),
         SourceKind::Nats(nats) => Box::new(nats::source::JetStreamSource::new(config, nats)),
+        SourceKind::Http(http) => Box::new(http::HttpSource::new(config, http)),
     }
 }
 

@@ -282,6 +282,15 @@ impl Source {
         Source(table)
     }
 
+    /// Lines POSTed to `path` at a free loopback port (weir says which on stderr).
+    pub fn http(path: &str) -> Source {
+        let mut table = Table::default();
+        table.set("type", "http");
+        table.set("listen", "127.0.0.1:0");
+        table.set("path", path);
+        Source(table)
+    }
+
     /// The generator's value size, in bytes.
     pub fn size(self, bytes: i64) -> Source {
         self.key("size", bytes)

@@ -2,25 +2,27 @@
 //! (`token`), through an environment variable (`token_env`) or in a file of its own
 //! (`token_file`, which [`read_token_file`] reads, for the command line too); the certificate
 //! and key it serves TLS with (`tls_cert`, `tls_key`), which an address beyond loopback
-//! requires; and the limits each connection is held to. Errors name the key written.
+//! requires; and the limits each connection is held to. The keys it shares with every
+//! listener are read and checked by `config::listener`; the admin API requires the token.
+//! Errors name the key written.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use crate::config::error::{ConfigError, Ctx, Sp, plain, shown};
+use crate::config::error::{ConfigError, Ctx, shown};
+use crate::config::listener;
 use crate::config::raw::RawAdmin;
-use crate::config::tls::{ServerTls, load_tls};
-use crate::config::{names, ranges, units};
+use crate::config::tls::ServerTls;
 
 /// Where the admin API listens, unless the file says otherwise. Loopback only: the API can
 /// replace the code that runs on every event, so it is not offered to the network by default.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7878";
-/// Shortest admin token accepted. Blocks a token short enough to be guessed over the API.
-pub const MIN_TOKEN_LEN: usize = 16;
+pub use crate::config::listener::MIN_TOKEN_LEN;
 /// The admin API's limits are a listener's ([`crate::http::Limits`]: each default's comment
-/// there names the threat it blocks); the file sets each within [`ranges::ADMIN_TIMEOUT`] or
-/// [`ranges::ADMIN_MAX_CONNECTIONS`].
+/// there names the threat it blocks); the file sets each within
+/// [`ranges::LISTENER_TIMEOUT`](crate::config::ranges::LISTENER_TIMEOUT) or
+/// [`ranges::LISTENER_MAX_CONNECTIONS`](crate::config::ranges::LISTENER_MAX_CONNECTIONS).
 pub use crate::http::{
     DEFAULT_BODY_TIMEOUT as DEFAULT_ADMIN_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT as DEFAULT_ADMIN_HEADER_TIMEOUT,
@@ -67,7 +69,7 @@ pub(crate) fn check_with(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Admin, ConfigError> {
     let (listen, listen_span) = listen(cx, raw)?;
-    let tls = tls(cx, raw)?;
+    let tls = listener::tls(cx, "admin", &raw.listener)?;
     // Over plain HTTP the token and every uploaded plugin would cross the network in clear.
     if !listen.ip().is_loopback() && tls.is_none() {
         return Err(cx.err(
@@ -80,34 +82,20 @@ pub(crate) fn check_with(
             ),
         ));
     }
-    let (token, span, key) = token(cx, raw, env)?;
-    let token = token.trim();
-    let from = match key {
-        "admin.token_env" => "the token in that variable",
-        "admin.token_file" => "the token in that file",
-        _ => "the token",
-    };
-    if token.chars().count() < MIN_TOKEN_LEN {
-        return Err(cx.err(
-            &span,
-            key,
-            format!("{from} must be at least {MIN_TOKEN_LEN} characters"),
-        ));
-    }
-    // The token travels in an `Authorization` header and on command lines.
-    if !token.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(cx.err(
-            &span,
-            key,
-            format!("{from} must be visible ASCII characters only, without spaces"),
-        ));
-    }
+    let token = listener::token(cx, "admin", &raw.listener, env)?.ok_or_else(|| {
+        cx.err(
+            &raw.listener.table,
+            "admin.token",
+            "missing: the admin API needs a bearer token: set `token_env` or `token_file` \
+             (or `token`)",
+        )
+    })?;
     Ok(Admin {
         listen,
         listen_line: cx.line_of(&listen_span),
-        token: token.to_string(),
+        token,
         tls,
-        limits: limits(cx, raw)?,
+        limits: listener::limits(cx, "admin", &raw.listener)?,
     })
 }
 
@@ -130,109 +118,12 @@ fn listen(cx: &Ctx, raw: &RawAdmin) -> Result<(SocketAddr, Range<usize>), Config
         None => {
             let addr = DEFAULT_ADMIN_LISTEN.parse().map_err(|_| {
                 cx.err(
-                    &raw.table,
+                    &raw.listener.table,
                     "admin.listen",
                     "the default address is unusable",
                 )
             })?;
-            Ok((addr, raw.table.clone()))
+            Ok((addr, raw.listener.table.clone()))
         }
     }
-}
-
-/// The token, the span to blame for it, and the key that gave it.
-fn token(
-    cx: &Ctx,
-    raw: &RawAdmin,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(String, Range<usize>, &'static str), ConfigError> {
-    let given: Vec<(&Sp<String>, &'static str)> = [
-        (&raw.token, "admin.token"),
-        (&raw.token_env, "admin.token_env"),
-        (&raw.token_file, "admin.token_file"),
-    ]
-    .into_iter()
-    .filter_map(|(value, key)| value.as_ref().map(|v| (v, key)))
-    .collect();
-    match given.as_slice() {
-        [] => Err(cx.err(
-            &raw.table,
-            "admin.token",
-            "missing: the admin API needs a bearer token: set `token_env` or `token_file` \
-             (or `token`)",
-        )),
-        [(t, "admin.token")] => Ok((t.get_ref().clone(), t.span(), "admin.token")),
-        [(var, "admin.token_env")] => {
-            names::env(var.get_ref()).map_err(|m| cx.err(&var.span(), "admin.token_env", m))?;
-            match env(var.get_ref()) {
-                Some(t) => Ok((t, var.span(), "admin.token_env")),
-                None => Err(cx.err(
-                    &var.span(),
-                    "admin.token_env",
-                    format!(
-                        "the environment variable {} is not set (or not UTF-8)",
-                        shown(var.get_ref())
-                    ),
-                )),
-            }
-        }
-        [(file, key)] => {
-            let path = cx.path(file.get_ref());
-            let token = read_token_file(&path).map_err(|e| {
-                cx.err(
-                    &file.span(),
-                    *key,
-                    format!("{}: {e}", plain(&path.display().to_string())),
-                )
-            })?;
-            Ok((token, file.span(), "admin.token_file"))
-        }
-        [.., (last, key)] => Err(cx.err(
-            &last.span(),
-            *key,
-            "give one of `token`, `token_env` and `token_file`, not several",
-        )),
-    }
-}
-
-/// `tls_cert` and `tls_key`, both or neither; loaded and checked against each other.
-fn tls(cx: &Ctx, raw: &RawAdmin) -> Result<Option<ServerTls>, ConfigError> {
-    let (cert, key) = (raw.tls_cert.as_ref(), raw.tls_key.as_ref());
-    load_tls(cx, "admin", (cert, key), &[b"http/1.1"])
-}
-
-/// The timeouts and the connection cap, each in its range.
-fn limits(cx: &Ctx, raw: &RawAdmin) -> Result<AdminLimits, ConfigError> {
-    let mut limits = AdminLimits::default();
-    let timeouts = [
-        (
-            &raw.header_timeout,
-            "admin.header_timeout",
-            &mut limits.header_timeout,
-        ),
-        (
-            &raw.idle_timeout,
-            "admin.idle_timeout",
-            &mut limits.idle_timeout,
-        ),
-        (
-            &raw.body_timeout,
-            "admin.body_timeout",
-            &mut limits.body_timeout,
-        ),
-    ];
-    for (value, key, slot) in timeouts {
-        if let Some(v) = value {
-            *slot = units::duration(cx, v, key, &ranges::ADMIN_TIMEOUT)?;
-        }
-    }
-    if let Some(v) = &raw.max_connections {
-        limits.max_connections = units::whole(
-            cx,
-            v,
-            "admin.max_connections",
-            &ranges::ADMIN_MAX_CONNECTIONS,
-        )?;
-    }
-    Ok(limits)
 }

@@ -19,6 +19,8 @@
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
 //! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
 //!   kind is refused by name.
+//! - `listener`: the keys every HTTP listener takes (`[admin]`, an `http` source): its token,
+//!   TLS and connection limits.
 //! - `source` and `sink` (with `[dead_letter]`): what every source or sink has, and a folder
 //!   with one file per kind (`source/stdin.rs`, `sink/file.rs`…), each holding that kind's
 //!   keys, its table as written, its reader and its check.
@@ -36,6 +38,7 @@ mod admin;
 mod error;
 mod graph;
 mod kinds;
+mod listener;
 mod names;
 mod nats_url;
 pub mod ranges;
@@ -64,8 +67,8 @@ pub use error::ConfigError;
 pub(crate) use error::{plain, shown};
 pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
 pub use source::{
-    DEFAULT_GENERATE_SIZE, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_MAX_CONNECTIONS, NatsSource,
-    Source, SourceKind, TcpSource,
+    DEFAULT_GENERATE_SIZE, DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TCP_MAX_CONNECTIONS, HttpSource, NatsSource, Source, SourceKind, TcpSource,
 };
 pub use stage::{
     Breaker, Canary, DEFAULT_RETRIES, DEFAULT_WORKERS, Limits, OnError, Stage, StageLines,

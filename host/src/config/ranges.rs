@@ -78,19 +78,30 @@ pub const BREAKER_COOLDOWN: RangeInclusive<Duration> = Duration::ZERO..=Duration
 /// so keeps a bad version on probation for the whole run.
 pub const CANARY_EVENTS: RangeInclusive<u64> = 0..=10_000_000;
 
-/// `header_timeout`, `idle_timeout` and `body_timeout` of `[admin]`. Blocks a deadline past
-/// the clock's range, a wait so long that it no longer limits anything, and one so short that
-/// no client could meet it.
-pub const ADMIN_TIMEOUT: RangeInclusive<Duration> =
+/// `header_timeout`, `idle_timeout` and `body_timeout` of `[admin]` and of an `http` source.
+/// Blocks a deadline past the clock's range, a wait so long that it no longer limits anything,
+/// and one so short that no client could meet it.
+pub const LISTENER_TIMEOUT: RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(3600);
 
 /// `linger` of `[metrics]`: how long `/metrics` keeps answering after the run ended. Blocks a
 /// finished run from holding its process (and its port) for longer than a scrape needs.
 pub const METRICS_LINGER: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(600);
 
-/// `max_connections` of `[admin]`. Each connection holds a file descriptor and buffers: blocks
-/// a cap above what a process's descriptor limit commonly allows.
-pub const ADMIN_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=4096;
+/// `max_connections` of `[admin]` and of an `http` source. Each connection holds a file
+/// descriptor and buffers (and, on an `http` source, a request body of up to `max_body`):
+/// blocks a cap above what a process's descriptor limit commonly allows.
+pub const LISTENER_MAX_CONNECTIONS: RangeInclusive<usize> = 1..=4096;
+
+/// `max_body` of an `http` source: the largest request body, in bytes, which the source holds
+/// whole while it splits it. Blocks one request (times `max_connections`) from making the host
+/// buffer more than it can hold; a larger upload is split by the client.
+pub const HTTP_MAX_BODY: RangeInclusive<u64> = 1..=64 << 20;
+
+/// `max_line` of an `http` source: the longest line taken as one event. The same ceiling as a
+/// file's longest line: blocks single events that every stage and sink must copy from growing
+/// without bound.
+pub const HTTP_MAX_LINE: RangeInclusive<u64> = 1..=16 << 20;
 
 /// Length of a node name (sources, stages, sinks), made of `A-Z a-z 0-9 _ -`. Names go into
 /// log lines, metrics, admin API paths (`/stages/NAME`) and header names

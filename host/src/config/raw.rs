@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::config::error::{ConfigError, Ctx, Sp, join};
+use crate::config::listener::{self, RawListener};
 use crate::config::reader::{self, Place, Table};
 use crate::config::sink::{self, DEAD_LETTER_KEYS, RawDeadLetter, RawSink};
 use crate::config::source::{self, RawSource};
@@ -53,6 +54,7 @@ const BREAKER_KEYS: &[&str] = &["window", "threshold", "cooldown"];
 const GRANT_KEYS: &[&str] = &["dirs", "env", "network"];
 const DIR_KEYS: &[&str] = &["host", "guest"];
 const CANARY_KEYS: &[&str] = &["events", "max_failure_rate"];
+/// `listen`, and every key a listener takes (`config::listener`).
 const ADMIN_KEYS: &[&str] = &[
     "listen",
     "token",
@@ -141,17 +143,9 @@ pub(crate) struct RawCanary {
 }
 
 pub(crate) struct RawAdmin {
-    pub table: Range<usize>,
     pub listen: Option<Sp<String>>,
-    pub token: Option<Sp<String>>,
-    pub token_env: Option<Sp<String>>,
-    pub token_file: Option<Sp<String>>,
-    pub tls_cert: Option<Sp<String>>,
-    pub tls_key: Option<Sp<String>>,
-    pub header_timeout: Option<Sp<String>>,
-    pub idle_timeout: Option<Sp<String>>,
-    pub body_timeout: Option<Sp<String>>,
-    pub max_connections: Option<Sp<i128>>,
+    /// The keys it shares with every listener, and the table's span.
+    pub listener: RawListener,
 }
 
 /// Parses `cx.text` and reads every table of it.
@@ -319,17 +313,8 @@ fn read_canary(t: &Table) -> Result<RawCanary, ConfigError> {
 
 fn read_admin(t: &Table) -> Result<RawAdmin, ConfigError> {
     Ok(RawAdmin {
-        table: t.span(),
         listen: t.text("listen")?,
-        token: t.text("token")?,
-        token_env: t.text("token_env")?,
-        token_file: t.text("token_file")?,
-        tls_cert: t.text("tls_cert")?,
-        tls_key: t.text("tls_key")?,
-        header_timeout: t.duration("header_timeout")?,
-        idle_timeout: t.duration("idle_timeout")?,
-        body_timeout: t.duration("body_timeout")?,
-        max_connections: t.whole("max_connections")?,
+        listener: listener::read(t)?,
     })
 }
 

@@ -456,10 +456,49 @@ const KIND_KEYS_SMALL: &[Row] = &[
     ("type = \"stdin\"", "type = \"stdin\"\nstrem = \"s\"", 3, "sources.s.strem", "unknown key; did you mean `stream`?"),
     ("type = \"stdin\"", "tpye = \"stdin\"", 2, "sources.s.tpye", "unknown key; did you mean `type`?"),
     ("type = \"stdin\"", "type = \"kafka\"\ncolour = 1", 3, "sources.s.colour", "unknown key; a source takes `type`, `batch_size`, `linger`, `path`, `repeat`, `count`, `size`, `url`"),
-    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate`, `nats` or `tcp`"),
-    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"` or `\"tcp\"`"),
+    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate`, `nats`, `tcp` or `http`"),
+    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"`, `\"tcp\"` or `\"http\"`"),
     ("type = \"null\"", "type = \"nul\"", 10, "sinks.o.type", "unknown sink type `nul`: use `stdout`, `file`, `null` or `nats`; did you mean `null`?"),
 ];
+
+/// An `http` source in the small pipeline: its address, path, caps, headers and token.
+#[rustfmt::skip]
+const HTTP_SOURCE: &[Row] = &[
+    ("listen = \"127.0.0.1:0\"\n", "", 2, "sources.s.listen", "an `http` source needs `listen`"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"localhost\"", 3, "sources.s.listen", "is not an address"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"\ntoken = \"0123456789abcdef\"", 3, "sources.s.listen", "beyond loopback"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\npath = \"events\"", 4, "sources.s.path", "starting with `/`"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\npath = \"/{x}\"", 4, "sources.s.path", "not a usable path"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_body = \"65MiB\"", 4, "sources.s.max_body", "from 1B to 64MiB"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_line = 0", 4, "sources.s.max_line", "from 1B to 16MiB"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nheaders = [\"Weir.Version.a\"]", 4, "sources.s.headers", "one of weir's own headers"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nheaders = [\"X-Id\", \"x-id\"]", 4, "sources.s.headers", "listed twice"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nkey_header = \"a b\"", 4, "sources.s.key_header", "not a header name"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\ntoken = \"short\"", 4, "sources.s.token", "at least 16 characters"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"", 4, "sources.s.tls_cert", "needs `tls_key` too"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nidle_timeout = \"2h\"", 4, "sources.s.idle_timeout", "from 100ms to 1h"),
+    ("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nmax_connections = 0", 4, "sources.s.max_connections", "from 1 to 4096"),
+];
+
+#[test]
+fn an_http_source_names_the_key_written() {
+    let base = SMALL.replace(
+        "type = \"stdin\"",
+        "type = \"http\"\nlisten = \"127.0.0.1:0\"",
+    );
+    let fx = Fixture::new();
+    let p = fx.parse(&base).unwrap_or_else(|e| panic!("{e}"));
+    let SourceKind::Http(http) = &p.sources[0].kind else {
+        panic!("an http source: {:?}", p.sources[0].kind);
+    };
+    assert_eq!(
+        (http.path.as_str(), http.max_body, http.max_line),
+        ("/", 1 << 20, 64 << 10)
+    );
+    assert_eq!(http.listen_line, 3);
+    assert!(http.token.is_none() && http.tls.is_none());
+    run(&base, HTTP_SOURCE);
+}
 
 #[test]
 fn a_connector_takes_the_keys_of_its_type() {

@@ -62,7 +62,7 @@ struct AppState {
 /// The admin API as a listener: its address, TLS, limits and token.
 fn listener(config: &Admin) -> http::Config {
     http::Config {
-        name: "admin API",
+        name: "admin API".into(),
         listen: config.listen,
         tls: config.tls.as_ref().map(|tls| Arc::clone(&tls.config)),
         limits: config.limits,

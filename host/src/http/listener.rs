@@ -57,7 +57,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Clone)]
 pub(super) struct Serving {
     /// What the listener is, for its log lines.
-    pub name: &'static str,
+    pub name: Arc<str>,
     pub app: Router,
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,

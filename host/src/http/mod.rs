@@ -4,7 +4,9 @@
 //! A listener is described by a [`Config`]: where it listens, its TLS when it has any, the
 //! [`Limits`] each connection is held to, and the bearer token its guarded routes need.
 //! [`Server::start`] binds the address (a failure says why, for a person: [`BindError`]) and
-//! serves two routers on it: the guarded routes, behind the token, and the open ones.
+//! serves two routers on it: the guarded routes, behind the token, and the open ones. An owner
+//! that must bind before its routes can exist (a source binds when the run connects, and gets
+//! what its routes send to when it starts) calls [`Server::bind`], then [`Bound::serve`].
 //!
 //! - `listener`: the accept loop and each connection: the connection cap, the TLS handshake,
 //!   the header and idle timeouts, the head size cap, and the close at stop.
@@ -88,8 +90,8 @@ impl Default for Limits {
 /// One listener: where, with what TLS, under what limits, behind what token.
 #[derive(Clone)]
 pub struct Config {
-    /// What the listener is, for logs and answers: `admin API`, `metrics`.
-    pub name: &'static str,
+    /// What the listener is, for logs and answers: `admin API`, `metrics`, `source \`web\``.
+    pub name: Arc<str>,
     pub listen: SocketAddr,
     /// The server's TLS settings ([`load_tls`]); plain HTTP when `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -153,6 +155,12 @@ impl Server {
         open: Router,
         stop: CancellationToken,
     ) -> Result<Server, BindError> {
+        Ok(Server::bind(config).await?.serve(guarded, open, stop))
+    }
+
+    /// Binds `config.listen`, serving nothing yet: a connection waits in the system's
+    /// backlog until [`Bound::serve`].
+    pub async fn bind(config: &Config) -> Result<Bound, BindError> {
         let error = |source| BindError {
             addr: config.listen,
             source,
@@ -161,6 +169,36 @@ impl Server {
             .await
             .map_err(error)?;
         let addr = tcp.local_addr().map_err(error)?;
+        Ok(Bound {
+            config: config.clone(),
+            tcp,
+            addr,
+        })
+    }
+
+    /// Stops accepting; waits at most [`STOP_GRACE`] for the open connections to close.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(STOP_GRACE, self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// A listener bound by [`Server::bind`], not yet serving.
+pub struct Bound {
+    config: Config,
+    tcp: tokio::net::TcpListener,
+    /// The bound address (with port 0, the port the system chose).
+    pub addr: SocketAddr,
+}
+
+impl Bound {
+    /// Serves `guarded` (behind the token) and `open` until [`Server::stop`], or until `stop`
+    /// (the owner's) is cancelled.
+    pub fn serve(self, guarded: Router, open: Router, stop: CancellationToken) -> Server {
+        let Bound { config, tcp, addr } = self;
         let guarded = match &config.token {
             Some(token) => token.guard(guarded),
             None => guarded,
@@ -177,16 +215,7 @@ impl Server {
             stop: stop.clone(),
         };
         let task = tokio::spawn(listener::accept_loop(tcp, serving));
-        Ok(Server { addr, stop, task })
-    }
-
-    /// Stops accepting; waits at most [`STOP_GRACE`] for the open connections to close.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(STOP_GRACE, self.task).await.is_err() {
-            abort.abort();
-        }
+        Server { addr, stop, task }
     }
 }
 

@@ -237,7 +237,7 @@ pub async fn listen(
     observer: &Arc<Observer>,
 ) -> Result<Listening, ConfigError> {
     let listener = http::Config {
-        name: "metrics",
+        name: "metrics".into(),
         listen: config.listen,
         tls: None,
         limits: http::Limits::default(),

@@ -7,6 +7,10 @@
 //! travels back to the source. Channels close by dropping senders: a node ends when its input
 //! is closed and drained, and drops its outputs, which closes the next channel in turn.
 //!
+//! A producer that must not wait (a source answering a client, which can come back later)
+//! asks for a slot in every consumer's channel at once with [`Outputs::try_reserve`], and
+//! sends into the slots it got; a full channel is then its answer instead of a wait.
+//!
 //! Each sender carries the consumer's [`NodeMetrics`]: a producer adds a batch's events to the
 //! consumer's `queued` gauge before it sends, and the consumer takes them away as it receives
 //! ([`taken`]), so the gauge reads the events waiting in front of each node, one atomic add per
@@ -92,6 +96,51 @@ impl Outputs {
                 unwritten(to, lost.0);
             }
         }
+    }
+}
+
+/// Why [`Outputs::try_reserve`] got no slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoRoom {
+    /// A consumer's channel is full: it cannot take a batch now.
+    Full,
+    /// A consumer has stopped for good: the run is being torn down.
+    Closed,
+}
+
+impl Outputs {
+    /// A slot in every consumer's channel, all taken at once without waiting, or none: a batch
+    /// then goes to every consumer or to none. The slots are given back if never used.
+    pub fn try_reserve(&self) -> Result<Reserved<'_>, NoRoom> {
+        let mut permits = Vec::with_capacity(self.senders.len());
+        for (sender, to) in &self.senders {
+            match sender.try_reserve() {
+                Ok(permit) => permits.push((permit, to.as_ref())),
+                Err(mpsc::error::TrySendError::Full(())) => return Err(NoRoom::Full),
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(NoRoom::Closed),
+            }
+        }
+        Ok(Reserved { permits })
+    }
+}
+
+/// A slot in every consumer's channel, from [`Outputs::try_reserve`].
+pub struct Reserved<'a> {
+    permits: Vec<(mpsc::Permit<'a, Batch>, &'a NodeMetrics)>,
+}
+
+impl Reserved<'_> {
+    /// Sends a batch into the slots: a copy to each consumer, without waiting.
+    pub fn send(mut self, batch: Batch) {
+        let Some((last, to)) = self.permits.pop() else {
+            return;
+        };
+        for (permit, to) in self.permits {
+            queue(to, &batch);
+            permit.send(batch.clone());
+        }
+        queue(to, &batch);
+        last.send(batch);
     }
 }
 

@@ -1,17 +1,18 @@
 //! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, a NATS
-//! JetStream durable consumer, or lines from TCP connections.
+//! JetStream durable consumer, lines from TCP connections, or lines POSTed over HTTP.
 //!
 //! This file holds what every source has (its name, `type`, `batch_size` and `linger`), the
 //! list of kinds, and the dispatch: [`read`] reads the common keys and, through
 //! [`Kinds::read`], the keys of the kind `type` names; [`check`] checks the common keys and
 //! hands the kind's raw keys to that kind's check. Each kind has a file of its own holding
 //! its keys, its raw table, its reader and its check: `stdin`, `file`, `generate`, `nats`,
-//! `tcp`.
+//! `tcp`, `http`.
 //! A new kind is a new file, a row of [`KINDS`], a variant of [`RawKind`] and of
 //! [`SourceKind`].
 
 mod file;
 mod generate;
+mod http;
 mod nats;
 mod stdin;
 mod tcp;
@@ -26,6 +27,7 @@ use crate::config::reader::{Place, Table};
 use crate::config::units;
 
 pub use generate::DEFAULT_GENERATE_SIZE;
+pub use http::{DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, HttpSource};
 pub use nats::NatsSource;
 pub use tcp::{DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TCP_MAX_CONNECTIONS, TcpSource};
 
@@ -59,6 +61,8 @@ pub enum SourceKind {
     Nats(NatsSource),
     /// Newline-delimited lines from TCP connections.
     Tcp(TcpSource),
+    /// Lines POSTed to an address. Boxed: far larger than the other kinds.
+    Http(Box<HttpSource>),
 }
 
 /// A source as written: the common keys, and the keys of its kind.
@@ -80,6 +84,8 @@ pub(crate) enum RawKind {
     Nats(Box<nats::Raw>),
     /// Boxed, as `Nats`: seven optional keys.
     Tcp(Box<tcp::Raw>),
+    /// Boxed, as `Nats`.
+    Http(Box<http::Raw>),
 }
 
 /// The keys every source takes, whatever its kind.
@@ -114,6 +120,11 @@ const KINDS: Kinds<RawKind> = Kinds {
             name: "tcp",
             keys: tcp::KEYS,
             read: |t| tcp::read(t).map(|r| RawKind::Tcp(Box::new(r))),
+        },
+        Kind {
+            name: "http",
+            keys: http::KEYS,
+            read: |t| http::read(t).map(|r| RawKind::Http(Box::new(r))),
         },
     ],
 };
@@ -151,6 +162,7 @@ pub(crate) fn check(
         RawKind::Generate(r) => generate::check(cx, &node, &at, r)?,
         RawKind::Nats(r) => nats::check(cx, &node, &at, r, batch_size)?,
         RawKind::Tcp(r) => tcp::check(cx, &node, &at, r)?,
+        RawKind::Http(r) => http::check(cx, &node, &at, r)?,
     };
     Ok(Source {
         name: name.to_string(),

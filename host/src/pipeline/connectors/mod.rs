@@ -26,6 +26,8 @@
 //!   connections, line length and idle time, read only while the pipeline takes them.
 //! - `nats`: a JetStream durable consumer (acking each message once its batch is done), and a
 //!   stream as a sink (releasing acknowledgements once the server confirmed).
+//! - `http`: lines POSTed to an address, each request answered once its events are written
+//!   (a ledger per request), 429 when the pipeline is full.
 //!
 //! `seam` holds the two traits and what they return; this file only maps a configuration to
 //! its kind. Shared by the kinds: `lines` splits byte streams into packed line events; `parts` is what a
@@ -36,6 +38,7 @@
 pub(crate) mod dead_letters;
 pub(crate) mod file;
 pub(crate) mod generate;
+pub(crate) mod http;
 pub(crate) mod lines;
 pub(crate) mod nats;
 pub(crate) mod null;
@@ -65,6 +68,7 @@ pub(crate) fn source(config: &config::Source) -> Box<dyn Source> {
         SourceKind::Generate { .. } => Box::new(generate::GenerateSource::new(config)),
         SourceKind::Nats(nats) => Box::new(nats::source::JetStreamSource::new(config, nats)),
         SourceKind::Tcp(_) => Box::new(tcp::TcpSource::new(config)),
+        SourceKind::Http(http) => Box::new(http::HttpSource::new(config, http)),
     }
 }
 

@@ -28,6 +28,21 @@ pub(crate) mod v02 {
     });
 }
 
+pub(crate) mod v03 {
+    // 0.3's `types` and `log` are 0.2's, unchanged: the same Rust types serve both, so a
+    // batch crosses either version without a copy.
+    wasmtime::component::bindgen!({
+        world: "stage",
+        path: "../../wit/0.3",
+        additional_derives: [PartialEq, Eq],
+        exports: { default: async },
+        with: {
+            "weir:stage/types": super::v02::weir::stage::types,
+            "weir:stage/log": super::v02::weir::stage::log,
+        },
+    });
+}
+
 /// The packed batch, as [`crate::events`] extends it.
 type Events = v02::weir::stage::types::Batch;
 

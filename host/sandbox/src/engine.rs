@@ -1,8 +1,8 @@
 //! The engine: the one place that owns wasmtime's settings.
 //!
 //! [`Sandbox`] holds the engine (compiler, fuel, epochs, pooling allocator) and the linker that
-//! provides a plugin's imports: the `weir:stage/log` interface of both contract versions and
-//! WASI with nothing granted. A background thread advances the engine's epoch every
+//! provides a plugin's imports: the `weir:stage/log` interface of every contract version,
+//! 0.3's `state` (`crate::state`) and WASI with nothing granted. A background thread advances the engine's epoch every
 //! [`EPOCH_TICK`], which is how a call's wall-clock deadline is enforced.
 
 use std::sync::Arc;
@@ -12,8 +12,10 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+use crate::contract::v02::weir::stage::log::{Host as LogHost, Level};
 use crate::contract::{v01, v02};
 use crate::host::HostState;
+use crate::state;
 
 /// How often the epoch advances, and so the resolution of every deadline. A tick is one
 /// atomic increment; 5 ms keeps the ticker's cost negligible while a deadline overshoots by
@@ -50,6 +52,16 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v01::weir::stage::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         v02::weir::stage::log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        // 0.3's `log` is 0.2's under the newer version: the same funnel.
+        linker.instance("weir:stage/log@0.3.0")?.func_wrap(
+            "log",
+            |mut store: wasmtime::StoreContextMut<'_, HostState>,
+             (level, message): (Level, String)| {
+                LogHost::log(store.data_mut(), level, message);
+                Ok(())
+            },
+        )?;
+        state::link(&mut linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&ticker_stop);

@@ -24,6 +24,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::contract::v01::weir::stage::log as log01;
 use crate::contract::v02::weir::stage::log::{Host as LogHost, Level};
 use crate::limits::Grant;
+use crate::state::KeyedState;
 use crate::text::guest_text;
 
 /// Guest log lines forwarded per second, per stage, after a burst of the same size.
@@ -44,6 +45,10 @@ pub struct HostState {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) log: Arc<GuestLog>,
+    /// The stage's keyed state, for a plugin that imports it.
+    pub(crate) state: Option<Arc<dyn KeyedState>>,
+    /// State writes refused by a limit during the current call.
+    pub(crate) state_refusals: u64,
 }
 
 impl HostState {
@@ -95,6 +100,8 @@ impl HostState {
                 hit: None,
             },
             log,
+            state: None,
+            state_refusals: 0,
         })
     }
 }

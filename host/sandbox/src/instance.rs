@@ -13,19 +13,21 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use crate::contract::{self, Output, v01, v02};
+use crate::contract::{self, Output, v01, v02, v03};
 use crate::cost::{self, Breach};
 use crate::engine::Sandbox;
 use crate::events::Events;
 use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
+use crate::state::KeyedState;
 use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
 use crate::text::{MAX_GUEST_TEXT, guest_text, needs_escape};
 
 enum Bindings {
     V01(v01::Stage),
     V02(v02::Stage),
+    V03(v03::Stage),
 }
 
 /// A live instance of a stage's plugin.
@@ -38,6 +40,8 @@ pub struct Instance {
     last_fuel: u64,
     /// Reserved header references removed from the last call's output.
     last_stripped: u64,
+    /// State writes a limit refused in the last call.
+    last_refusals: u64,
 }
 
 impl Instance {
@@ -73,11 +77,28 @@ impl Instance {
         settings: &[(String, String)],
         quota: Arc<LogQuota>,
     ) -> Result<Instance, Trapped> {
+        Instance::with_state(sandbox, plugin, stage, limits, grant, settings, quota, None)
+    }
+
+    /// Like [`Instance::with_quota`], with the stage's keyed state, which a plugin that
+    /// imports `state` reads and writes. What `init` writes is discarded.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_state(
+        sandbox: &Sandbox,
+        plugin: &Plugin,
+        stage: &Arc<str>,
+        limits: Limits,
+        grant: &Grant,
+        settings: &[(String, String)],
+        quota: Arc<LogQuota>,
+        state: Option<Arc<dyn KeyedState>>,
+    ) -> Result<Instance, Trapped> {
         let init_failed = |message: String| Trapped {
             kind: TrapKind::InitFailed,
             message,
         };
         let mut store = new_store(sandbox, stage, limits, grant, quota).map_err(init_failed)?;
+        store.data_mut().state = state;
         let deadline_ticks = Sandbox::deadline_ticks(limits.timeout);
         arm(
             &mut store,
@@ -88,6 +109,7 @@ impl Instance {
             match plugin.pre() {
                 Pre::V01(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V01),
                 Pre::V02(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V02),
+                Pre::V03(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V03),
             }
         });
         let bindings = instantiated.map_err(|stop| {
@@ -100,8 +122,12 @@ impl Instance {
             match &bindings {
                 Bindings::V01(b) => b.call_init(&mut store, settings).await,
                 Bindings::V02(b) => b.call_init(&mut store, settings).await,
+                Bindings::V03(b) => b.call_init(&mut store, settings).await,
             }
         });
+        if let Some(state) = &store.data().state {
+            state.discard();
+        }
         match result {
             Ok(Ok(())) => Ok(Instance {
                 store,
@@ -110,6 +136,7 @@ impl Instance {
                 deadline_ticks,
                 last_fuel: 0,
                 last_stripped: 0,
+                last_refusals: 0,
             }),
             Ok(Err(reason)) => Err(init_failed(format!(
                 "init returned an error: {}",
@@ -135,8 +162,10 @@ impl Instance {
         arm(&mut self.store, fuel, self.deadline_ticks);
         let timeout = self.limits.timeout;
         let store = &mut self.store;
+        store.data_mut().state_refusals = 0;
         let result = match &self.bindings {
             Bindings::V02(b) => drive(timeout, b.call_process(&mut *store, input)).map(Ok),
+            Bindings::V03(b) => drive(timeout, b.call_process(&mut *store, input)).map(Ok),
             Bindings::V01(b) => {
                 let events = contract::to_v01(input);
                 drive(timeout, b.call_process(&mut *store, &events)).map(|outcomes| {
@@ -149,12 +178,20 @@ impl Instance {
             }
         };
         self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let output = match result {
-            Ok(Ok(output)) => output,
-            Ok(Err(outcomes)) => return Err(wrong_count(outcomes, input.len())),
-            Err(stop) => return Err(stopped(&self.store, stop)),
+        self.last_refusals = self.store.data().state_refusals;
+        let accepted = match result {
+            Ok(Ok(output)) => accept_output(output, input.len(), self.limits.output_bytes),
+            Ok(Err(outcomes)) => Err(wrong_count(outcomes, input.len())),
+            Err(stop) => Err(stopped(&self.store, stop)),
         };
-        let (output, stripped) = accept_output(output, input.len(), self.limits.output_bytes)?;
+        // The call's state writes land only with an output the host accepts.
+        if let Some(state) = &self.store.data().state {
+            match &accepted {
+                Ok(_) => state.commit(),
+                Err(_) => state.discard(),
+            }
+        }
+        let (output, stripped) = accepted?;
         self.last_stripped = stripped;
         Ok(output)
     }
@@ -163,6 +200,12 @@ impl Instance {
     /// the host removed.
     pub fn last_stripped(&self) -> u64 {
         self.last_stripped
+    }
+
+    /// State writes a limit refused in the last call: a failure it reports as `state-limit`
+    /// is believed only when this is not 0.
+    pub fn last_state_refusals(&self) -> u64 {
+        self.last_refusals
     }
 
     /// The largest linear memory this instance has grown to, in bytes.

@@ -1,8 +1,8 @@
 //! weir-sandbox: everything weir knows of WebAssembly, and nothing of pipelines.
 //!
 //! A plugin file goes in at [`Plugin::load`]: read, compiled (or mapped from the
-//! [`CompileCache`]), checked against the contract (`weir:stage@0.2`, or `@0.1` through an
-//! adapter) and pre-instantiated. [`Instance`] is one live instance in its own store, under
+//! [`CompileCache`]), checked against the contract (`weir:stage@0.3` or `@0.2`, or `@0.1`
+//! through an adapter) and pre-instantiated. [`Instance`] is one live instance in its own store, under
 //! the [`Limits`] of its stage and with only the capabilities its [`Grant`] names; a batch
 //! goes in as packed [`Events`] and comes back as a checked [`Output`], or as [`Trapped`].
 //! [`Sandbox`] owns the engine and every wasmtime setting. The data plane sees a stage
@@ -12,7 +12,8 @@
 //! the host, judged before any other work on it), `contract` (the bindings of both
 //! contract versions and the 0.1 adapter), `engine`, `host` (what a store holds: WASI,
 //! limiter, the guest log funnel), `instance`, `plugin` (load, check, inspect), `cache`,
-//! `settings` (declared settings), `limits`, `processor`.
+//! `settings` (declared settings), `limits`, `processor`, `state` (the host side of keyed
+//! state, behind the [`KeyedState`] seam the pipeline implements).
 
 mod cache;
 mod contract;
@@ -25,6 +26,7 @@ mod limits;
 mod plugin;
 mod processor;
 pub mod settings;
+pub mod state;
 mod store;
 pub mod text;
 
@@ -44,4 +46,5 @@ pub use plugin::{
     PluginError, SettingInfo, check_bytes, grant, inspect, read,
 };
 pub use processor::{Processor, ProcessorFactory, WasmStage};
+pub use state::{KeyedState, Page, Refusal};
 pub use store::{INIT_FUEL_EVENTS, TrapKind, Trapped};

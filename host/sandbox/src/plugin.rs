@@ -21,7 +21,7 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 
 use crate::cache::CompileCache;
-use crate::contract::{Description, Setting, v01, v02};
+use crate::contract::{Description, Setting, v01, v02, v03};
 use crate::engine::Sandbox;
 use crate::host::{HostState, LogQuota};
 use crate::limits::{Grant, Limits};
@@ -34,7 +34,7 @@ use crate::text::guest_text;
 pub const MAX_PLUGIN_SIZE: u64 = 64 << 20;
 
 /// The contract versions this host speaks, as a plugin's imports name them.
-const CONTRACTS: &str = "weir:stage@0.2 or weir:stage@0.1";
+const CONTRACTS: &str = "weir:stage@0.3, @0.2 or @0.1";
 
 /// Which version of the contract a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -43,6 +43,8 @@ pub enum ContractVersion {
     V01,
     #[serde(rename = "0.2")]
     V02,
+    #[serde(rename = "0.3")]
+    V03,
 }
 
 impl ContractVersion {
@@ -50,6 +52,7 @@ impl ContractVersion {
         match self {
             ContractVersion::V01 => "0.1",
             ContractVersion::V02 => "0.2",
+            ContractVersion::V03 => "0.3",
         }
     }
 }
@@ -93,6 +96,7 @@ pub enum PluginError {
 pub(crate) enum Pre {
     V01(v01::StagePre<HostState>),
     V02(v02::StagePre<HostState>),
+    V03(v03::StagePre<HostState>),
 }
 
 /// A loaded, checked plugin version.
@@ -105,7 +109,7 @@ pub struct Plugin {
     /// The names of the component's imports.
     pub imports: Vec<String>,
     pub contract: ContractVersion,
-    /// What a 0.2 plugin says of itself; `None` for 0.1.
+    /// What a 0.2 or 0.3 plugin says of itself; `None` for 0.1.
     pub description: Option<Description>,
     pre: Pre,
 }
@@ -201,8 +205,13 @@ impl Plugin {
             description: None,
             pre,
         };
-        if let Pre::V02(pre) = &plugin.pre {
-            let description = describe(sandbox, pre).map_err(|message| PluginError::Describe {
+        let described = match &plugin.pre {
+            Pre::V01(_) => None,
+            Pre::V02(pre) => Some(describe(sandbox, pre)),
+            Pre::V03(pre) => Some(describe_v03(sandbox, pre)),
+        };
+        if let Some(described) = described {
+            let description = described.map_err(|message| PluginError::Describe {
                 path: path.to_path_buf(),
                 message,
             })?;
@@ -231,6 +240,13 @@ impl Plugin {
         Ok(())
     }
 
+    /// Whether the plugin imports `weir:stage/state`: only then does its stage keep state.
+    pub fn uses_state(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|i| i.starts_with("weir:stage/state@"))
+    }
+
     pub(crate) fn pre(&self) -> &Pre {
         &self.pre
     }
@@ -246,6 +262,10 @@ fn typecheck(
     pre: InstancePre<HostState>,
     exports: &[String],
 ) -> Result<(ContractVersion, Pre), String> {
+    let v03 = match v03::StagePre::new(pre.clone()) {
+        Ok(pre) => return Ok((ContractVersion::V03, Pre::V03(pre))),
+        Err(e) => format!("{e:#}"),
+    };
     let v02 = match v02::StagePre::new(pre.clone()) {
         Ok(pre) => return Ok((ContractVersion::V02, Pre::V02(pre))),
         Err(e) => format!("{e:#}"),
@@ -254,9 +274,9 @@ fn typecheck(
         Ok(pre) => return Ok((ContractVersion::V01, Pre::V01(pre))),
         Err(e) => format!("{e:#}"),
     };
-    // `describe` exists only in 0.2: the closer version's complaint is the useful one.
+    // `describe` exists since 0.2: the closer version's complaint is the useful one.
     Err(if exports.iter().any(|e| e == "describe") {
-        format!("as 0.2: {v02}")
+        format!("as 0.3: {v03}; as 0.2: {v02}")
     } else {
         format!("as 0.1: {v01}")
     })
@@ -264,6 +284,28 @@ fn typecheck(
 
 /// Asks a 0.2 plugin to describe itself, in a throwaway instance under default limits.
 fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Description, String> {
+    let (mut store, timeout) = describing_store(sandbox)?;
+    let described = store::drive(timeout, async {
+        let bindings = pre.instantiate_async(&mut store).await?;
+        bindings.call_describe(&mut store).await
+    });
+    described.map_err(|stop| store::stopped(&store, stop).to_string())
+}
+
+/// Asks a 0.3 plugin to describe itself, as [`describe`]; its store has no state to read.
+fn describe_v03(sandbox: &Sandbox, pre: &v03::StagePre<HostState>) -> Result<Description, String> {
+    let (mut store, timeout) = describing_store(sandbox)?;
+    let described = store::drive(timeout, async {
+        let bindings = pre.instantiate_async(&mut store).await?;
+        bindings.call_describe(&mut store).await
+    });
+    described.map_err(|stop| store::stopped(&store, stop).to_string())
+}
+
+/// A store under default limits, armed for one `init`'s worth of fuel, and its deadline.
+fn describing_store(
+    sandbox: &Sandbox,
+) -> Result<(wasmtime::Store<HostState>, std::time::Duration), String> {
     let limits = Limits::default();
     let mut store = store::new_store(
         sandbox,
@@ -277,11 +319,7 @@ fn describe(sandbox: &Sandbox, pre: &v02::StagePre<HostState>) -> Result<Descrip
         limits.fuel.saturating_mul(INIT_FUEL_EVENTS),
         Sandbox::deadline_ticks(limits.timeout),
     );
-    let described = store::drive(limits.timeout, async {
-        let bindings = pre.instantiate_async(&mut store).await?;
-        bindings.call_describe(&mut store).await
-    });
-    described.map_err(|stop| store::stopped(&store, stop).to_string())
+    Ok((store, limits.timeout))
 }
 
 /// The description with each of its texts as guest text: cut at
@@ -374,12 +412,15 @@ pub fn grant(import: &str, granted: &Grant) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the host provides an import at all: `weir:stage` must be the 0.1 or 0.2 contract,
+/// Whether the host provides an import at all: `weir:stage` must be the 0.1, 0.2 or 0.3 contract,
 /// WASI must be 0.2.
 fn provided(import: &str) -> Result<(), String> {
     let (package, version) = import.split_once('@').unwrap_or((import, ""));
     if let Some(interface) = package.strip_prefix("weir:stage/") {
-        if !version.starts_with("0.1.") && !version.starts_with("0.2.") {
+        if !["0.1.", "0.2.", "0.3."]
+            .iter()
+            .any(|v| version.starts_with(v))
+        {
             return Err(format!(
                 "this host speaks {CONTRACTS}; the plugin was built against version {}",
                 if version.is_empty() {
@@ -391,6 +432,7 @@ fn provided(import: &str) -> Result<(), String> {
         }
         return match interface {
             "log" | "types" => Ok(()),
+            "state" if version.starts_with("0.3.") => Ok(()),
             other => Err(format!("weir:stage has no interface `{other}`")),
         };
     }

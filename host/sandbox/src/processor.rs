@@ -13,6 +13,7 @@ use crate::host::LogQuota;
 use crate::instance::Instance;
 use crate::limits::{Grant, Limits};
 use crate::plugin::Plugin;
+use crate::state::KeyedState;
 use crate::store::Trapped;
 
 /// Runs batches: a sandboxed plugin instance, or native code.
@@ -29,6 +30,11 @@ pub trait Processor: Send {
     /// Header references with a reserved (`weir.`) name removed from the last call's
     /// output; 0 for native code.
     fn last_stripped(&self) -> u64 {
+        0
+    }
+
+    /// State writes a limit refused in the last call; 0 for native code.
+    fn last_state_refusals(&self) -> u64 {
         0
     }
 
@@ -64,6 +70,10 @@ impl Processor for Instance {
         Instance::last_stripped(self)
     }
 
+    fn last_state_refusals(&self) -> u64 {
+        Instance::last_state_refusals(self)
+    }
+
     fn memory(&self) -> usize {
         Instance::memory(self)
     }
@@ -84,11 +94,14 @@ pub struct WasmStage {
     pub settings: Vec<(String, String)>,
     /// The stage's log quota, shared by its instances (and its versions).
     pub log: Arc<LogQuota>,
+    /// The stage's keyed state, shared by its instances and its versions, when the plugin
+    /// imports `state`.
+    pub state: Option<Arc<dyn KeyedState>>,
 }
 
 impl ProcessorFactory for WasmStage {
     fn make(&self) -> Result<Box<dyn Processor>, Trapped> {
-        let instance = Instance::with_quota(
+        let instance = Instance::with_state(
             &self.sandbox,
             &self.plugin,
             &self.stage,
@@ -96,6 +109,7 @@ impl ProcessorFactory for WasmStage {
             &self.grant,
             &self.settings,
             Arc::clone(&self.log),
+            self.state.clone(),
         )?;
         Ok(Box::new(instance))
     }

@@ -478,5 +478,8 @@ fn check(file: &Path) -> CommandResult {
     for (what, name, describes) in topology.connectors() {
         out!("{what} `{name}`: {describes}");
     }
+    for (stage, state) in topology.states() {
+        out!("state of `{stage}`: {state}");
+    }
     Ok(())
 }

@@ -66,6 +66,14 @@ pub const MAX_OUTPUT_BYTES: RangeInclusive<u64> = 1..=1 << 30;
 /// must copy from being larger than a guest's memory could hold.
 pub const MAX_VALUE_SIZE: RangeInclusive<u64> = 1..=1 << 30;
 
+/// `state_max_keys` of a stage. Blocks a state whose key count the host cannot track; the
+/// upper end is far beyond what fits in memory, for a state kept on disk.
+pub const STATE_MAX_KEYS: RangeInclusive<usize> = 1..=1_000_000_000;
+
+/// `state_max_bytes` of a stage (keys and values). Blocks a plugin from filling the host's
+/// memory (or disk) with state; 1 TiB at most.
+pub const STATE_MAX_BYTES: RangeInclusive<u64> = 1..=1 << 40;
+
 /// `breaker.window`, in events. The window is allocated up front: blocks a window that takes
 /// the host's memory, and a breaker that would need millions of failures to trip.
 pub const BREAKER_WINDOW: RangeInclusive<usize> = 1..=1_000_000;

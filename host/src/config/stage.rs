@@ -10,7 +10,7 @@ use crate::config::error::{ConfigError, Ctx, Sp, did_you_mean, join, list, plain
 use crate::config::names;
 use crate::config::ranges::{
     BREAKER_COOLDOWN, BREAKER_WINDOW, CANARY_EVENTS, FUEL, MAX_OUTPUT_BYTES, MAX_OUTPUT_EVENTS,
-    MAX_VALUE_SIZE, MEMORY, RETRIES, TIMEOUT, WORKERS,
+    MAX_VALUE_SIZE, MEMORY, RETRIES, STATE_MAX_BYTES, STATE_MAX_KEYS, TIMEOUT, WORKERS,
 };
 use crate::config::raw::{RawBreaker, RawCanary, RawGrant, RawStage};
 use crate::config::units;
@@ -165,6 +165,14 @@ pub struct Limits {
     /// stages, each of which would copy them. In
     /// [`ranges::MAX_VALUE_SIZE`](super::ranges::MAX_VALUE_SIZE): 1 byte to 1 GiB.
     pub max_value_size: u64,
+    /// Keys the stage's state may hold, for a plugin that imports `state`. Blocks a plugin
+    /// from filling the host's memory (or disk) one small key at a time. In
+    /// [`ranges::STATE_MAX_KEYS`](super::ranges::STATE_MAX_KEYS).
+    pub state_max_keys: usize,
+    /// Bytes of keys and values the stage's state may hold. Blocks a plugin from filling the
+    /// host's memory (or disk) with large values. In
+    /// [`ranges::STATE_MAX_BYTES`](super::ranges::STATE_MAX_BYTES).
+    pub state_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -175,6 +183,8 @@ impl Default for Limits {
             sandbox: weir_sandbox::Limits::default(),
             max_output_events: 1024,
             max_value_size: 16 << 20,
+            state_max_keys: 1_000_000,
+            state_max_bytes: 64 << 20,
         }
     }
 }
@@ -286,6 +296,16 @@ fn limits(cx: &Ctx, node: &str, raw: &RawStage) -> Result<Limits, ConfigError> {
             "max_value_size",
             &MAX_VALUE_SIZE,
             d.max_value_size,
+        )?,
+        state_max_keys: (raw.state_max_keys.as_ref())
+            .map(|v| units::whole(cx, v, &key("state_max_keys"), &STATE_MAX_KEYS))
+            .transpose()?
+            .unwrap_or(d.state_max_keys),
+        state_max_bytes: size(
+            &raw.state_max_bytes,
+            "state_max_bytes",
+            &STATE_MAX_BYTES,
+            d.state_max_bytes,
         )?,
     })
 }

@@ -27,6 +27,7 @@ use crate::control::api::{CanaryInfo, CanaryState, Origin, VersionInfo};
 use crate::control::history::{History, Version};
 use crate::pipeline::stage::StageHandle;
 use crate::pipeline::stage::canary::{self, Verdict};
+use crate::pipeline::state::{StageState, stateful_workers};
 
 /// How often the monitor of a new version reads its counts when no batch wakes it.
 const MONITOR_TICK: Duration = Duration::from_millis(50);
@@ -222,13 +223,14 @@ impl Actor {
         let sandbox = Arc::clone(&self.sandbox);
         let config = Arc::clone(&self.config);
         let quota = Arc::clone(&self.handle.log_quota);
+        let state = Arc::clone(&self.handle.state);
         let prepared = blocking(move || {
             let digest = weir_sandbox::check_bytes(&label, &bytes)?;
             let plugin = match kept.into_iter().find(|p| p.digest == digest) {
                 Some(plugin) => plugin,
                 None => Arc::new(Plugin::from_bytes(&sandbox, &label, &bytes)?),
             };
-            prepare(&config, &sandbox, quota, plugin, settings)
+            prepare(&config, &sandbox, (quota, state), plugin, settings)
         })
         .await?;
         Ok(self.swap_in(prepared, origin, trigger))
@@ -246,8 +248,9 @@ impl Actor {
         let sandbox = Arc::clone(&self.sandbox);
         let config = Arc::clone(&self.config);
         let quota = Arc::clone(&self.handle.log_quota);
+        let state = Arc::clone(&self.handle.state);
         let prepared =
-            blocking(move || prepare(&config, &sandbox, quota, plugin, settings)).await?;
+            blocking(move || prepare(&config, &sandbox, (quota, state), plugin, settings)).await?;
         Ok(self.swap_in(prepared, Origin::Settings, trigger))
     }
 
@@ -462,7 +465,7 @@ struct Prepared {
 fn prepare(
     config: &config::Stage,
     sandbox: &Arc<Sandbox>,
-    quota: Arc<LogQuota>,
+    (quota, state): (Arc<LogQuota>, Arc<StageState>),
     plugin: Arc<Plugin>,
     settings: Vec<(String, String)>,
 ) -> Result<Prepared, ReloadError> {
@@ -477,6 +480,12 @@ fn prepare(
             }
         })?;
     }
+    if let Some(message) = stateful_workers(config, &plugin) {
+        return Err(ReloadError::Init {
+            stage: config.name.clone(),
+            message,
+        });
+    }
     let factory: Arc<dyn ProcessorFactory> = Arc::new(WasmStage {
         sandbox: Arc::clone(sandbox),
         plugin: Arc::clone(&plugin),
@@ -485,6 +494,10 @@ fn prepare(
         grant: config.grant.clone(),
         settings: settings.clone(),
         log: quota,
+        // The stage's own state, which the live version has been using: the new one sees it.
+        state: plugin
+            .uses_state()
+            .then_some(state as Arc<dyn weir_sandbox::KeyedState>),
     });
     trial(&config.name, factory.as_ref())?;
     Ok(Prepared {

@@ -79,11 +79,14 @@ pub enum FailureKind {
     Oversized,
     /// The stage's circuit breaker was open: the event was not sent to the plugin.
     BreakerOpen,
+    /// A write to the stage's state went over a limit (a key or value too long, or the
+    /// stage's `state_max_keys` or `state_max_bytes`), and the plugin failed the event.
+    StateLimit,
 }
 
 impl FailureKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [FailureKind; 13] = [
+    pub const ALL: [FailureKind; 14] = [
         FailureKind::Reject,
         FailureKind::RetriesExhausted,
         FailureKind::Trap(TrapKind::OutOfFuel),
@@ -97,6 +100,7 @@ impl FailureKind {
         FailureKind::Oversized,
         FailureKind::Trap(TrapKind::OutputCap),
         FailureKind::BreakerOpen,
+        FailureKind::StateLimit,
     ];
 
     /// The kind's place in [`FailureKind::ALL`].
@@ -114,6 +118,7 @@ impl FailureKind {
             FailureKind::Trap(kind) => kind.as_str(),
             FailureKind::Oversized => "oversized",
             FailureKind::BreakerOpen => "breaker-open",
+            FailureKind::StateLimit => "state-limit",
         }
     }
 
@@ -182,6 +187,7 @@ mod tests {
                 "oversized",
                 "output-cap",
                 "breaker-open",
+                "state-limit",
             ]
         );
         for (i, kind) in FailureKind::ALL.into_iter().enumerate() {

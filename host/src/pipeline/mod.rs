@@ -15,6 +15,8 @@
 //! - [`stage`]: stage versions, and the workers that run a chain of stages on one thread,
 //!   one plugin call after another on the same batch, with isolation of poison events,
 //!   retries, the circuit breaker and the reorder window that keeps output order.
+//! - [`state`]: each stage's keyed state, which its plugin reads and writes through
+//!   `weir:stage/state`; a call's writes land only when the call completes.
 //! - [`topology`]: a checked pipeline in, chains planned and plugins loaded ([`Topology`]),
 //!   then a running graph, and a [`RunReport`] when it ends.
 //!
@@ -38,6 +40,7 @@ pub mod pool;
 pub mod provenance;
 pub mod report;
 pub mod stage;
+pub mod state;
 pub mod tap;
 pub mod topology;
 

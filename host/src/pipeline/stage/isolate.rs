@@ -27,15 +27,17 @@ pub const MAX_TRAPS_PER_BATCH: u32 = 20;
 pub(crate) struct Piece {
     pub range: Range<usize>,
     pub result: Result<Output, Trapped>,
+    /// Whether a limit refused one of the call's state writes: only then is a failure the
+    /// plugin reports as `state-limit:` believed.
+    pub state_limited: bool,
 }
+
+/// One call: its result, and whether a limit refused one of its state writes.
+pub(crate) type Call<'a> = dyn FnMut(&Events) -> (Result<Output, Trapped>, bool) + 'a;
 
 /// Runs `events` through `call`, bisecting on traps; appends the pieces in input order and
 /// returns the traps it cost.
-pub(crate) fn isolate(
-    events: &Events,
-    call: &mut dyn FnMut(&Events) -> Result<Output, Trapped>,
-    pieces: &mut Vec<Piece>,
-) -> u32 {
+pub(crate) fn isolate(events: &Events, call: &mut Call<'_>, pieces: &mut Vec<Piece>) -> u32 {
     let mut traps = 0;
     search(events, 0..events.len(), call, pieces, &mut traps);
     traps
@@ -44,11 +46,11 @@ pub(crate) fn isolate(
 fn search(
     all: &Events,
     range: Range<usize>,
-    call: &mut dyn FnMut(&Events) -> Result<Output, Trapped>,
+    call: &mut Call<'_>,
     pieces: &mut Vec<Piece>,
     traps: &mut u32,
 ) {
-    let result = if range.len() == all.len() {
+    let (result, state_limited) = if range.len() == all.len() {
         call(all)
     } else {
         call(&all.slice(range.clone()))
@@ -56,7 +58,11 @@ fn search(
     let trapped = match result {
         Err(t) => t,
         result => {
-            pieces.push(Piece { range, result });
+            pieces.push(Piece {
+                range,
+                result,
+                state_limited,
+            });
             return;
         }
     };
@@ -74,6 +80,7 @@ fn search(
         pieces.push(Piece {
             result: Err(not_isolated(trapped, isolated, *traps)),
             range,
+            state_limited: false,
         });
         return;
     }
@@ -85,6 +92,7 @@ fn search(
         pieces.push(Piece {
             result: Err(not_isolated(trapped, false, *traps)),
             range: right,
+            state_limited: false,
         });
     } else {
         search(all, right, call, pieces, traps);
@@ -139,7 +147,7 @@ mod tests {
         values[77] = "poison";
         let events = batch(&values);
         let mut pieces = Vec::new();
-        let traps = isolate(&events, &mut poisoned, &mut pieces);
+        let traps = isolate(&events, &mut |e| (poisoned(e), false), &mut pieces);
         assert_eq!(traps, 9);
         let failed: Vec<_> = pieces
             .iter()
@@ -160,7 +168,7 @@ mod tests {
     fn a_batch_that_always_traps_stops_at_the_budget() {
         let events = batch(&["poison"; 256]);
         let mut pieces = Vec::new();
-        let traps = isolate(&events, &mut poisoned, &mut pieces);
+        let traps = isolate(&events, &mut |e| (poisoned(e), false), &mut pieces);
         assert_eq!(traps, MAX_TRAPS_PER_BATCH);
         let covered: usize = pieces.iter().map(|p| p.range.len()).sum();
         assert_eq!(covered, 256);
@@ -186,7 +194,7 @@ mod tests {
             poisoned(events)
         };
         let mut pieces = Vec::new();
-        assert_eq!(isolate(&events, &mut wrong, &mut pieces), 5);
+        assert_eq!(isolate(&events, &mut |e| (wrong(e), false), &mut pieces), 5);
         assert_eq!(
             calls, 9,
             "four halvings, each a failed and a good call, and the first"
@@ -214,7 +222,10 @@ mod tests {
             poisoned(events)
         };
         let mut pieces = Vec::new();
-        assert_eq!(isolate(&events, &mut capped, &mut pieces), 0);
+        assert_eq!(
+            isolate(&events, &mut |e| (capped(e), false), &mut pieces),
+            0
+        );
         assert!(pieces.iter().all(|p| p.result.is_ok()), "nothing lost");
         assert_eq!(pieces.iter().map(|p| p.range.len()).sum::<usize>(), 256);
         assert!(calls < 2 * 256, "{calls}");

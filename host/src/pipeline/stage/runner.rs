@@ -220,8 +220,8 @@ impl StageRunner {
     }
 
     /// One call on a processor of `version`; after a trap it is dropped and the next call
-    /// makes a fresh one.
-    fn call(&mut self, version: &StageVersion, events: &Events) -> Result<Output, Trapped> {
+    /// makes a fresh one. Also says whether a limit refused one of the call's state writes.
+    fn call(&mut self, version: &StageVersion, events: &Events) -> (Result<Output, Trapped>, bool) {
         let metrics = Arc::clone(&self.handle.metrics);
         let slot = if version.generation == self.version.generation {
             &mut self.processor
@@ -234,9 +234,13 @@ impl StageRunner {
         };
         let processor = match slot {
             Some(p) => p,
-            None => slot.insert(version.factory.make()?),
+            None => match version.factory.make() {
+                Ok(p) => slot.insert(p),
+                Err(trapped) => return (Err(trapped), false),
+            },
         };
         let result = call_on(processor, events, &metrics);
+        let state_limited = processor.last_state_refusals() > 0;
         let stripped = processor.last_stripped();
         if stripped > 0 && result.is_ok() {
             NodeMetrics::add(&metrics.reserved_stripped, stripped);
@@ -254,7 +258,7 @@ impl StageRunner {
             NodeMetrics::add(&metrics.recycled, 1);
         }
         self.count_instances();
-        result
+        (result, state_limited)
     }
 
     fn log_trap(&mut self, trapped: &Trapped, events: usize) {
@@ -426,6 +430,12 @@ impl StageRunner {
                 let event = input.events.get(piece.range.start + j);
                 if let Some(f) = failures.next_if(|f| f.index as usize == j) {
                     let (kind, retry) = match f.kind {
+                        // Believed only from a call in which a limit did refuse a write.
+                        GuestFailureKind::Reject
+                            if piece.state_limited && f.reason.starts_with("state-limit") =>
+                        {
+                            (FailureKind::StateLimit, false)
+                        }
                         GuestFailureKind::Reject => (FailureKind::Reject, false),
                         GuestFailureKind::Retry if attempt < config.retries => {
                             (FailureKind::RetriesExhausted, true)

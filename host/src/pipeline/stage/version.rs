@@ -22,6 +22,7 @@ use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::breaker::Breaker;
 use crate::pipeline::stage::canary::{GenerationCounts, Verdict, judge};
 use crate::pipeline::stage::reloads::Reloads;
+use crate::pipeline::state::StageState;
 
 /// One version of a stage, as its workers run it.
 pub struct StageVersion {
@@ -66,6 +67,8 @@ pub struct StageHandle {
     pub metrics: Arc<NodeMetrics>,
     /// The guest log lines the stage's instances may write, shared by every version.
     pub log_quota: Arc<LogQuota>,
+    /// The stage's keyed state, shared by every version: a hot swap or a rollback keeps it.
+    pub state: Arc<StageState>,
     /// The live version's number and the hot-load counts.
     pub reloads: Reloads,
     version: watch::Sender<Arc<StageVersion>>,
@@ -92,6 +95,7 @@ impl StageHandle {
         factory: Arc<dyn ProcessorFactory>,
         metrics: Arc<NodeMetrics>,
         log_quota: Arc<LogQuota>,
+        state: Arc<StageState>,
     ) -> Arc<StageHandle> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let version = Arc::new(StageVersion::new(0, &name, factory));
@@ -101,6 +105,7 @@ impl StageHandle {
             name,
             metrics,
             log_quota,
+            state,
             reloads: Reloads::default(),
             version: watch::Sender::new(version),
             counts: Mutex::new(GenerationCounts::default()),

@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
+use weir_sandbox::{
+    KeyedState, LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage,
+};
 
 use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::ack::Tracker;
@@ -32,6 +34,7 @@ use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::runner::StageRunner;
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
+use crate::pipeline::state::{StageState, stateful_workers};
 
 pub use plan::{ChainPlan, chains, consumers};
 pub use run::{RunOptions, Running};
@@ -154,13 +157,17 @@ impl Topology {
             .collect();
         for stage in &pipeline.stages {
             let quota = LogQuota::new();
+            let state = Arc::new(StageState::new(
+                stage.limits.state_max_keys,
+                stage.limits.state_max_bytes,
+            ));
             let factory = match natives.remove(&stage.name) {
                 Some(native) => native,
-                None => loader.factory(stage, &quota)?,
+                None => loader.factory(stage, &quota, &state)?,
             };
             let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
             metrics.push(Arc::clone(&node));
-            let handle = StageHandle::new(Arc::new(stage.clone()), factory, node, quota);
+            let handle = StageHandle::new(Arc::new(stage.clone()), factory, node, quota, state);
             handles.insert(stage.name.clone(), handle);
         }
         metrics.extend(
@@ -259,6 +266,24 @@ impl Topology {
         sources.chain(sinks)
     }
 
+    /// Each stage whose plugin keeps state, and how: where it lives and its limits.
+    pub fn states(&self) -> impl Iterator<Item = (&str, String)> {
+        self.pipeline
+            .stages
+            .iter()
+            .filter(|s| self.plugins.get(&s.name).is_some_and(|p| p.uses_state()))
+            .map(|s| {
+                let limits = &s.limits;
+                (
+                    s.name.as_str(),
+                    format!(
+                        "in memory (lost when weir stops), at most {} keys and {} bytes",
+                        limits.state_max_keys, limits.state_max_bytes
+                    ),
+                )
+            })
+    }
+
     /// The most source events that can be in flight at once, from the configuration: every
     /// place that can hold a batch derived from a source batch, times the largest batch.
     pub fn in_flight_bound(&self) -> u64 {
@@ -341,6 +366,7 @@ impl Loader {
         &mut self,
         stage: &crate::config::Stage,
         quota: &Arc<LogQuota>,
+        state: &Arc<StageState>,
     ) -> Result<Arc<dyn ProcessorFactory>, RunError> {
         let sandbox = match &self.sandbox {
             Some(s) => Arc::clone(s),
@@ -364,6 +390,10 @@ impl Loader {
             weir_sandbox::settings::check(&description.settings, &stage.settings)
                 .map_err(|e| stage.setting_error(&e.key, e.message))?;
         }
+        let uses_state = plugin.uses_state();
+        if let Some(refusal) = stateful_workers(stage, &plugin) {
+            return Err(RunError::Config(stage.plugin_error(refusal)));
+        }
         self.stage_plugins
             .insert(stage.name.clone(), Arc::clone(&plugin));
         Ok(Arc::new(WasmStage {
@@ -374,6 +404,7 @@ impl Loader {
             grant: stage.grant.clone(),
             settings: stage.settings.clone(),
             log: Arc::clone(quota),
+            state: uses_state.then(|| Arc::clone(state) as Arc<dyn KeyedState>),
         }))
     }
 }

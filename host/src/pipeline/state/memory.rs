@@ -1,0 +1,362 @@
+//! A stage's state in memory: committed entries in an ordered map, the current call's writes in
+//! an overlay above them, and an index of expiry times.
+//!
+//! A read looks in the overlay, then in the committed map, and treats an entry past its expiry
+//! as absent. A write goes to the overlay after the stage's limits are checked against what
+//! the state would hold with it (committed, plus the overlay's difference). `commit` applies
+//! the overlay and drops the entries that have expired since; `discard` forgets it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use weir_sandbox::{KeyedState, Page, Refusal};
+
+/// A value and when it expires (milliseconds since the epoch), if ever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    value: Vec<u8>,
+    expires: Option<u64>,
+}
+
+impl Stored {
+    fn live(&self, now: u64) -> bool {
+        self.expires.is_none_or(|t| t > now)
+    }
+}
+
+/// Keys and bytes (keys and values) an entry counts for.
+fn weight(key: &[u8], stored: Option<&Stored>) -> (i64, i64) {
+    match stored {
+        Some(s) => (1, (key.len() + s.value.len()) as i64),
+        None => (0, 0),
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    committed: BTreeMap<Vec<u8>, Stored>,
+    /// The call's writes: `None` is a delete.
+    overlay: BTreeMap<Vec<u8>, Option<Stored>>,
+    /// Committed keys and bytes.
+    keys: u64,
+    bytes: u64,
+    /// What the overlay adds to them (negative when it deletes).
+    overlay_keys: i64,
+    overlay_bytes: i64,
+    /// Committed entries with an expiry, by expiry.
+    expiry: BTreeSet<(u64, Vec<u8>)>,
+}
+
+/// One stage's state, in memory.
+pub struct StageState {
+    max_keys: u64,
+    max_bytes: u64,
+    inner: Mutex<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl StageState {
+    /// An empty state held to `max_keys` keys and `max_bytes` bytes of keys and values.
+    pub fn new(max_keys: usize, max_bytes: u64) -> StageState {
+        StageState {
+            max_keys: max_keys as u64,
+            max_bytes,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the maps whole (each change is one insert or
+        // remove), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Committed keys and bytes, for metrics and `weir check`.
+    pub fn size(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.keys, inner.bytes)
+    }
+}
+
+impl Inner {
+    /// The entry a read sees, expired or not.
+    fn visible(&self, key: &[u8]) -> Option<&Stored> {
+        match self.overlay.get(key) {
+            Some(written) => written.as_ref(),
+            None => self.committed.get(key),
+        }
+    }
+
+    /// Writes `new` under `key` in the overlay if the state stays within its limits.
+    fn write(
+        &mut self,
+        key: &[u8],
+        new: Option<Stored>,
+        max_keys: u64,
+        max_bytes: u64,
+    ) -> Result<(), Refusal> {
+        let (old_keys, old_bytes) = weight(key, self.visible(key));
+        let (new_keys, new_bytes) = weight(key, new.as_ref());
+        let keys = self.keys as i64 + self.overlay_keys + new_keys - old_keys;
+        let bytes = self.bytes as i64 + self.overlay_bytes + new_bytes - old_bytes;
+        if new_keys > old_keys && keys > max_keys as i64 {
+            return Err(Refusal::Limit(format!(
+                "the stage's state would hold {keys} keys, over its `state_max_keys` of {max_keys}"
+            )));
+        }
+        if new_bytes > old_bytes && bytes > max_bytes as i64 {
+            return Err(Refusal::Limit(format!(
+                "the stage's state would hold {bytes} bytes, over its `state_max_bytes` of {max_bytes}"
+            )));
+        }
+        self.overlay_keys += new_keys - old_keys;
+        self.overlay_bytes += new_bytes - old_bytes;
+        self.overlay.insert(key.to_vec(), new);
+        Ok(())
+    }
+
+    fn commit(&mut self, now: u64) {
+        for (key, written) in std::mem::take(&mut self.overlay) {
+            let old = match written {
+                Some(stored) => {
+                    if let Some(t) = stored.expires {
+                        self.expiry.insert((t, key.clone()));
+                    }
+                    self.committed.insert(key.clone(), stored)
+                }
+                None => self.committed.remove(&key),
+            };
+            if let Some(Stored {
+                expires: Some(t), ..
+            }) = old
+            {
+                let still = self.committed.get(&key).and_then(|s| s.expires) == Some(t);
+                if !still {
+                    self.expiry.remove(&(t, key));
+                }
+            }
+        }
+        self.keys = (self.keys as i64 + self.overlay_keys) as u64;
+        self.bytes = (self.bytes as i64 + self.overlay_bytes) as u64;
+        self.overlay_keys = 0;
+        self.overlay_bytes = 0;
+        self.expire(now);
+    }
+
+    /// Drops the committed entries whose time has come.
+    fn expire(&mut self, now: u64) {
+        while let Some((t, _)) = self.expiry.first() {
+            if *t > now {
+                break;
+            }
+            let Some((t, key)) = self.expiry.pop_first() else {
+                break;
+            };
+            if self.committed.get(&key).and_then(|s| s.expires) == Some(t)
+                && let Some(old) = self.committed.remove(&key)
+            {
+                let (k, b) = weight(&key, Some(&old));
+                self.keys -= k as u64;
+                self.bytes -= b as u64;
+            }
+        }
+    }
+}
+
+impl KeyedState for StageState {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let inner = self.lock();
+        let now = now_ms();
+        inner
+            .visible(key)
+            .filter(|s| s.live(now))
+            .map(|s| s.value.clone())
+    }
+
+    fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Refusal> {
+        let expires = ttl.map(|t| now_ms().saturating_add(t.as_millis() as u64));
+        let stored = Stored {
+            value: value.to_vec(),
+            expires,
+        };
+        self.lock()
+            .write(key, Some(stored), self.max_keys, self.max_bytes)
+    }
+
+    fn delete(&self, key: &[u8]) {
+        let mut inner = self.lock();
+        if inner.visible(key).is_some() {
+            // A delete never grows the state, so the limits cannot refuse it.
+            let _ = inner.write(key, None, u64::MAX, u64::MAX);
+        }
+    }
+
+    fn increment(&self, key: &[u8], by: i64) -> Result<i64, Refusal> {
+        let mut inner = self.lock();
+        let now = now_ms();
+        let current = inner.visible(key).filter(|s| s.live(now)).cloned();
+        let (count, expires) = match &current {
+            None => (0, None),
+            Some(s) => {
+                let bytes: [u8; 8] = s
+                    .value
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| Refusal::NotACounter)?;
+                (i64::from_le_bytes(bytes), s.expires)
+            }
+        };
+        let count = count.checked_add(by).ok_or(Refusal::Overflow)?;
+        let stored = Stored {
+            value: count.to_le_bytes().to_vec(),
+            expires,
+        };
+        inner.write(key, Some(stored), self.max_keys, self.max_bytes)?;
+        Ok(count)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize, max_bytes: usize) -> Page {
+        let inner = self.lock();
+        let now = now_ms();
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
+        let range = || (start.clone(), Bound::Unbounded);
+        let mut committed = inner.committed.range::<Vec<u8>, _>(range()).peekable();
+        let mut overlay = inner.overlay.range::<Vec<u8>, _>(range()).peekable();
+        let mut page = Page::default();
+        let mut bytes = 0usize;
+        loop {
+            // The next key of the two, the overlay's entry winning a tie.
+            let next = match (committed.peek(), overlay.peek()) {
+                (None, None) => break,
+                (Some((c, _)), Some((o, _))) if c < o => {
+                    committed.next().map(|(k, v)| (k, Some(v)))
+                }
+                (Some((c, _)), Some((o, _))) if c == o => {
+                    committed.next();
+                    overlay.next().map(|(k, v)| (k, v.as_ref()))
+                }
+                (_, Some(_)) => overlay.next().map(|(k, v)| (k, v.as_ref())),
+                (Some(_), None) => committed.next().map(|(k, v)| (k, Some(v))),
+            };
+            let Some((key, stored)) = next else { break };
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let Some(stored) = stored.filter(|s| s.live(now)) else {
+                continue;
+            };
+            let size = key.len() + stored.value.len();
+            if page.entries.len() == limit || (!page.entries.is_empty() && bytes + size > max_bytes)
+            {
+                page.more = true;
+                break;
+            }
+            bytes += size;
+            page.entries.push((key.clone(), stored.value.clone()));
+        }
+        page
+    }
+
+    fn commit(&self) {
+        self.lock().commit(now_ms());
+    }
+
+    fn discard(&self) {
+        let mut inner = self.lock();
+        inner.overlay.clear();
+        inner.overlay_keys = 0;
+        inner.overlay_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_s_writes_land_on_commit_and_vanish_on_discard() {
+        let s = StageState::new(10, 1 << 20);
+        s.set(b"a", b"1", None).unwrap();
+        assert_eq!(
+            s.get(b"a"),
+            Some(b"1".to_vec()),
+            "a call reads its own writes"
+        );
+        s.discard();
+        assert_eq!(s.get(b"a"), None);
+        assert_eq!(s.increment(b"n", 2), Ok(2));
+        s.commit();
+        assert_eq!(s.increment(b"n", 3), Ok(5));
+        s.discard();
+        assert_eq!(s.increment(b"n", 0), Ok(2));
+        assert_eq!(s.size(), (1, 9));
+    }
+
+    #[test]
+    fn limits_count_what_the_state_would_hold_with_the_write() {
+        let s = StageState::new(2, 100);
+        s.set(b"a", b"x", None).unwrap();
+        s.set(b"b", b"x", None).unwrap();
+        assert!(
+            matches!(s.set(b"c", b"x", None), Err(Refusal::Limit(m)) if m.contains("state_max_keys"))
+        );
+        s.set(b"a", b"y", None)
+            .expect("overwriting a key adds none");
+        s.delete(b"b");
+        s.set(b"c", b"x", None).expect("a delete makes room");
+        assert!(
+            matches!(s.set(b"c", &[0; 200], None), Err(Refusal::Limit(m)) if m.contains("state_max_bytes"))
+        );
+        s.commit();
+        assert_eq!(s.size(), (2, 4));
+    }
+
+    #[test]
+    fn increment_refuses_what_is_not_a_counter_and_overflow() {
+        let s = StageState::new(10, 1000);
+        s.set(b"t", b"text", None).unwrap();
+        assert_eq!(s.increment(b"t", 1), Err(Refusal::NotACounter));
+        s.increment(b"n", i64::MAX).unwrap();
+        assert_eq!(s.increment(b"n", 1), Err(Refusal::Overflow));
+    }
+
+    #[test]
+    fn a_scan_merges_the_call_s_writes_pages_and_skips_deletes() {
+        let s = StageState::new(100, 1 << 20);
+        for k in ["p1", "p2", "p3", "q1"] {
+            s.set(k.as_bytes(), b"v", None).unwrap();
+        }
+        s.commit();
+        s.delete(b"p2");
+        s.set(b"p25", b"w", None).unwrap();
+        let first = s.scan(b"p", None, 2, usize::MAX);
+        let keys: Vec<_> = first.entries.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec![b"p1".to_vec(), b"p25".to_vec()]);
+        assert!(first.more);
+        let rest = s.scan(b"p", Some(b"p25"), 2, usize::MAX);
+        assert_eq!(rest.entries, vec![(b"p3".to_vec(), b"v".to_vec())]);
+        assert!(!rest.more);
+    }
+
+    #[test]
+    fn an_expired_entry_reads_as_absent_and_leaves_the_count_at_the_next_commit() {
+        let s = StageState::new(10, 1000);
+        s.set(b"gone", b"v", Some(Duration::ZERO)).unwrap();
+        s.set(b"kept", b"v", Some(Duration::from_secs(3600)))
+            .unwrap();
+        s.commit();
+        assert_eq!(s.get(b"gone"), None);
+        assert_eq!(s.get(b"kept"), Some(b"v".to_vec()));
+        assert_eq!(s.size(), (1, 5));
+    }
+}

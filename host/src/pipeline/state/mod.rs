@@ -1,0 +1,29 @@
+//! Keyed state of the stages: what a stage's plugin reads and writes through
+//! `weir:stage/state`, kept by the host.
+//!
+//! Each stage has one [`StageState`], made with the stage and shared by its instances and its
+//! versions, so a hot swap or a rollback keeps the state and a new instance after a trap finds
+//! it as the last completed call left it. The sandbox reaches it through its `KeyedState`
+//! trait; one call's writes go to an overlay ([`memory`]) that the instance commits when the
+//! call's output is accepted, or discards (a trap, a refused output, `init`).
+//!
+//! Without `[pipeline] data_dir` the state lives in memory, bounded by the stage's
+//! `state_max_keys` and `state_max_bytes`, and is gone when the process ends.
+
+mod memory;
+
+pub use memory::StageState;
+
+use weir_sandbox::Plugin;
+
+/// Why a stage cannot run its plugin on several workers: the plugin keeps state, and until
+/// events are routed to workers by key, two workers would update the same key at once.
+pub fn stateful_workers(stage: &crate::config::Stage, plugin: &Plugin) -> Option<String> {
+    (plugin.uses_state() && stage.workers > 1).then(|| {
+        format!(
+            "the plugin keeps state (it imports weir:stage/state), so the stage runs on one \
+             worker: remove `workers = {}`",
+            stage.workers
+        )
+    })
+}

@@ -81,7 +81,7 @@ impl Instance {
     }
 
     /// Like [`Instance::with_quota`], with the stage's keyed state, which a plugin that
-    /// imports `state` reads and writes. What `init` writes is discarded.
+    /// imports `state` reads and writes in `process` (`init` has none).
     #[allow(clippy::too_many_arguments)]
     pub fn with_state(
         sandbox: &Sandbox,
@@ -98,7 +98,6 @@ impl Instance {
             message,
         };
         let mut store = new_store(sandbox, stage, limits, grant, quota).map_err(init_failed)?;
-        store.data_mut().state = state;
         let deadline_ticks = Sandbox::deadline_ticks(limits.timeout);
         arm(
             &mut store,
@@ -125,9 +124,10 @@ impl Instance {
                 Bindings::V03(b) => b.call_init(&mut store, settings).await,
             }
         });
-        if let Some(state) = &store.data().state {
-            state.discard();
-        }
+
+        // Only now: `init` runs without state, so an instance made beside a running one (a
+        // version tried before a swap) cannot touch the call in progress.
+        store.data_mut().state = state;
         match result {
             Ok(Ok(())) => Ok(Instance {
                 store,

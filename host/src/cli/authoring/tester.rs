@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use weir_sandbox::{Events, Grant, Instance, Limits, Output, Plugin, Sandbox};
+use weir_sandbox::{
+    Events, Grant, Instance, KeyedState, Limits, LogQuota, Output, Plugin, Sandbox,
+};
+
+use crate::pipeline::state::StageState;
 
 /// What to run and how.
 pub struct TestRun {
@@ -68,14 +72,25 @@ pub fn run(test: &TestRun) -> Result<Ran, TestError> {
         weir_sandbox::settings::check(&description.settings, &test.settings)
             .map_err(|e| refused(&format!("--setting {}: {}", e.key, e.message)))?;
     }
+    // A plugin that keeps state gets a store in memory for the run, with a stage's default
+    // limits, kept across the instances a trap replaces.
+    let defaults = crate::config::Limits::default();
+    let state = plugin.uses_state().then(|| {
+        Arc::new(StageState::new(
+            defaults.state_max_keys,
+            defaults.state_max_bytes,
+        )) as Arc<dyn KeyedState>
+    });
     let fresh = || {
-        Instance::new(
+        Instance::with_state(
             &sandbox,
             &plugin,
             &Arc::from("test"),
             test.limits,
             &Grant::default(),
             &test.settings,
+            LogQuota::new(),
+            state.clone(),
         )
         .map_err(|t| TestError::Init(t.message))
     };

@@ -495,9 +495,7 @@ fn prepare(
         settings: settings.clone(),
         log: quota,
         // The stage's own state, which the live version has been using: the new one sees it.
-        state: plugin
-            .uses_state()
-            .then_some(state as Arc<dyn weir_sandbox::KeyedState>),
+        state: plugin.uses_state().then(|| state.attach()),
     });
     trial(&config.name, factory.as_ref())?;
     Ok(Prepared {

@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use super::{Observer, kind_name};
 use crate::pipeline::FailureKind;
 use crate::pipeline::report::{CALL_BUCKETS, NodeKind, NodeMetrics};
+use crate::pipeline::state::OPERATIONS;
 
 /// The exposition of every metric, now.
 pub(crate) fn exposition(observer: &Arc<Observer>) -> Result<String, std::fmt::Error> {
@@ -82,6 +83,7 @@ impl Collector for Scrape {
         self.failures(&mut encoder)?;
         self.stages(&mut encoder)?;
         self.stage_states(&mut encoder)?;
+        self.keyed_state(&mut encoder)?;
         self.buffers(&mut encoder)
     }
 }
@@ -294,6 +296,47 @@ impl Scrape {
             for (result, n) in results {
                 let [id, k] = labels(node);
                 counter(&mut m, &[id, k, ("result", result)], n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The keyed state of each stage whose plugin keeps state: its size and its operations.
+    fn keyed_state(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stateful = || {
+            self.stage_nodes().filter_map(|n| {
+                let handle = self.0.stages.get(&n.name)?;
+                handle.state.attached().then_some((n, &handle.state))
+            })
+        };
+        let mut m = encoder.encode_descriptor(
+            "weir_state_keys",
+            "Keys in the stage's state, as of its last completed call.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, state) in stateful() {
+            gauge(&mut m, &labels(node), state.size().0 as i64)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "weir_state_bytes",
+            "Bytes of keys and values in the stage's state, as of its last completed call.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, state) in stateful() {
+            gauge(&mut m, &labels(node), state.size().1 as i64)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "weir_state_operations",
+            "State operations the stage's plugin made, by kind (a batched call counts each key).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (node, state) in stateful() {
+            for (op, n) in OPERATIONS.iter().zip(state.operations()) {
+                let [id, k] = labels(node);
+                counter(&mut m, &[id, k, ("op", op)], n)?;
             }
         }
         Ok(())

@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_sandbox::{KeyedState, Page, Refusal};
@@ -49,11 +50,18 @@ struct Inner {
     expiry: BTreeSet<(u64, Vec<u8>)>,
 }
 
+/// The operations a plugin can make, as metrics name them.
+pub const OPERATIONS: [&str; 5] = ["get", "set", "delete", "increment", "scan"];
+
 /// One stage's state, in memory.
 pub struct StageState {
     max_keys: u64,
     max_bytes: u64,
     inner: Mutex<Inner>,
+    /// Operations by kind, in the order of [`OPERATIONS`].
+    operations: [AtomicU64; 5],
+    /// Whether a plugin version of the stage keeps state (the metrics show only those).
+    attached: AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -69,7 +77,29 @@ impl StageState {
             max_keys: max_keys as u64,
             max_bytes,
             inner: Mutex::new(Inner::default()),
+            operations: Default::default(),
+            attached: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the state as used by a version of the stage, and hands it out.
+    pub fn attach(self: &Arc<Self>) -> Arc<dyn KeyedState> {
+        self.attached.store(true, Ordering::Relaxed);
+        Arc::clone(self) as Arc<dyn KeyedState>
+    }
+
+    /// Whether a version of the stage has kept state.
+    pub fn attached(&self) -> bool {
+        self.attached.load(Ordering::Relaxed)
+    }
+
+    /// Operations so far, by kind, as [`OPERATIONS`] names them.
+    pub fn operations(&self) -> [u64; 5] {
+        std::array::from_fn(|i| self.operations[i].load(Ordering::Relaxed))
+    }
+
+    fn count(&self, op: usize) {
+        self.operations[op].fetch_add(1, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -172,6 +202,7 @@ impl Inner {
 
 impl KeyedState for StageState {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.count(0);
         let inner = self.lock();
         let now = now_ms();
         inner
@@ -181,6 +212,7 @@ impl KeyedState for StageState {
     }
 
     fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Refusal> {
+        self.count(1);
         let expires = ttl.map(|t| now_ms().saturating_add(t.as_millis() as u64));
         let stored = Stored {
             value: value.to_vec(),
@@ -191,6 +223,7 @@ impl KeyedState for StageState {
     }
 
     fn delete(&self, key: &[u8]) {
+        self.count(2);
         let mut inner = self.lock();
         if inner.visible(key).is_some() {
             // A delete never grows the state, so the limits cannot refuse it.
@@ -199,6 +232,7 @@ impl KeyedState for StageState {
     }
 
     fn increment(&self, key: &[u8], by: i64) -> Result<i64, Refusal> {
+        self.count(3);
         let mut inner = self.lock();
         let now = now_ms();
         let current = inner.visible(key).filter(|s| s.live(now)).cloned();
@@ -223,6 +257,7 @@ impl KeyedState for StageState {
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize, max_bytes: usize) -> Page {
+        self.count(4);
         let inner = self.lock();
         let now = now_ms();
         let start = match after {

@@ -12,7 +12,7 @@
 
 mod memory;
 
-pub use memory::StageState;
+pub use memory::{OPERATIONS, StageState};
 
 use weir_sandbox::Plugin;
 

@@ -22,9 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use weir_sandbox::{
-    KeyedState, LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage,
-};
+use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
 
 use crate::config::{ConfigError, Pipeline};
 use crate::pipeline::ack::Tracker;
@@ -404,7 +402,7 @@ impl Loader {
             grant: stage.grant.clone(),
             settings: stage.settings.clone(),
             log: Arc::clone(quota),
-            state: uses_state.then(|| Arc::clone(state) as Arc<dyn KeyedState>),
+            state: uses_state.then(|| state.attach()),
         }))
     }
 }

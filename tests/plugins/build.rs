@@ -54,6 +54,8 @@ const PACKAGES: &[&str] = &[
     "fixture-v01-retry",
     "fixture-stage-passthrough",
     "fixture-burn",
+    "fixture-count-keys",
+    "fixture-evil-state",
 ];
 
 fn main() {

@@ -1,4 +1,4 @@
-//! Packed batches: the `batch` record of `weir:stage@0.2.0` as the SDK's own [`Batch`], and
+//! Packed batches: the `batch` record of `weir:stage@0.3.0` as the SDK's own [`Batch`], and
 //! [`EventView`], one event of it, borrowed.
 //!
 //! A batch is one byte buffer (`data`) and three columns of numbers that point into it

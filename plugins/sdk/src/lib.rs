@@ -1,6 +1,6 @@
 //! The SDK for writing weir transform stages in Rust.
 //!
-//! A stage is a WebAssembly component that targets the `stage` world of `weir:stage@0.2.0`
+//! A stage is a WebAssembly component that targets the `stage` world of `weir:stage@0.3.0`
 //! (a copy of the contract lives in this crate, `wit/stage.wit`; `docs/contract.md` explains
 //! it). The host calls the component's `process` with a whole batch of events packed into one
 //! byte buffer and columns of offsets; the component returns its outputs packed the same way.
@@ -70,6 +70,13 @@
 //! weir_plugin::export_stage!(Upper);
 //! ```
 //!
+//! **[`state`], keyed state kept by the host.** A stage can count, remember and look up
+//! across events and batches with [`state::get`], [`state::set`], [`state::increment`],
+//! [`state::scan`] and the rest: the store lives in the host, scoped to the pipeline and
+//! stage, and survives instances and upgrades. A write the host refuses returns a
+//! [`StateError`]; `?` turns it into a [`Failure`] ([`Failure::from_state`]). A component
+//! that never calls `state` does not import it.
+//!
 //! Every `Stage` is also a `Transform`, so [`export_stage!`] takes either; import only the
 //! trait a type implements, or calls such as `T::init` become ambiguous. Both traits declare
 //! their settings in `SETTINGS` ([`Declare`]): the host reads them through `describe` along
@@ -79,14 +86,16 @@
 //! The plugin crate declares `crate-type = ["cdylib", "rlib"]` and is built with
 //! `cargo build --release --target wasm32-wasip2`, which yields a component. The `rlib` lets
 //! the same code run natively: on targets other than `wasm32`, [`export_stage!`] only checks
-//! that the type implements [`Transform`], [`log`] writes to stderr, and [`native`] runs a
+//! that the type implements [`Transform`], [`log`] writes to stderr, [`state`] works on an
+//! in-memory store (no limits enforced), and [`native`] runs a
 //! stage on packed batches ([`native::process`]) or owned events exactly as the component
 //! does. Because [`export_stage!`] defines the component's exports, a plugin crate must not be
 //! a (non-dev) dependency of another plugin crate: the two sets of exports would collide.
 //!
 //! Modules: `batch` ([`Batch`], [`EventView`]), `output` ([`Output`]), `emit` ([`Outputs`],
 //! [`Emitter`]), `stage` and `transform` (the traits), `declare` and `settings`, `event` (the
-//! owned types), [`native`], `export` (the macro), `log`, and the generated `bindings`.
+//! owned types), [`state`], [`native`], `export` (the macro), `log`, and the generated
+//! `bindings`.
 
 mod batch;
 mod declare;
@@ -98,6 +107,7 @@ pub mod native;
 mod output;
 mod settings;
 mod stage;
+pub mod state;
 mod transform;
 
 pub use crate::log::{Level, log};
@@ -108,6 +118,7 @@ pub use event::{Event, Failure, Outcome};
 pub use output::{FailedEvent, Output};
 pub use settings::Settings;
 pub use stage::Stage;
+pub use state::StateError;
 pub use transform::Transform;
 
 #[doc(hidden)]

@@ -7,8 +7,17 @@
 //! declared settings as the export's `init` does. [`process_event`] and [`process_events`]
 //! pack owned events, run them, and read the output back as owned outcomes, which is what a
 //! unit test wants to compare.
+//!
+//! [`crate::state`] works here on an in-memory store, one per thread, that enforces none of
+//! the host's limits and keeps a failed call's writes; [`reset_state`] empties it between
+//! tests and [`state_ttl`] shows the TTL a key was written with (both only off `wasm32`).
+
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::Duration;
 
 use crate::emit::Finished;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::state::memory;
 use crate::{Batch, Event, Outcome, Output, Outputs, Settings, Transform};
 
 /// Builds a stage as the component's `init` does: the declared defaults are applied and the
@@ -60,4 +69,17 @@ pub fn process_event<T: Transform>(stage: &mut T, event: &Event) -> Outcome {
         outcomes.len()
     );
     outcomes.remove(0)
+}
+
+/// Empties this thread's in-memory state store, so that a test starts from no keys.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn reset_state() {
+    memory::reset();
+}
+
+/// The TTL `key` was last written with in this thread's in-memory store, if the key is live
+/// and has one (a count made by `increment` keeps the TTL of the value it adds to).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn state_ttl(key: impl AsRef<[u8]>) -> Option<Duration> {
+    memory::ttl(key.as_ref())
 }

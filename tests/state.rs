@@ -1,0 +1,368 @@
+//! Keyed state through the binary: a counting stage (`fixture-count-keys`, through the SDK)
+//! and a hostile one written against the raw 0.3 WIT (`fixture-evil-state`). What is checked:
+//! every count exact across batches, instances and versions; a trapped call's writes gone while
+//! every good event's lands once under poison bisection; each limit failing its event as
+//! `state-limit` and nothing else; a forged `state-limit` not believed; host work bounded by
+//! fuel; TTL; what `weir check` says; several workers refused for a stateful stage.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+use support::{
+    Dir, PATIENCE, PipelineFile, Ran, Running, Sink, Source, Stage, dead_letters, plugin,
+    read_lines, wait_until,
+};
+
+const TOKEN: &str = "test-token-0123456789";
+
+/// The `count-keys` outputs, `(key, count)` in order.
+fn counts(dir: &Dir, name: &str) -> Result<Vec<(String, i64)>> {
+    read_lines(&dir.path(name))?
+        .iter()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).with_context(|| line.clone())?;
+            Ok((
+                v["key"].as_str().context("key")?.to_string(),
+                v["count"].as_i64().context("count")?,
+            ))
+        })
+        .collect()
+}
+
+/// Checks that each key's counts go 1, 2, 3… in output order, and returns the last of each.
+fn each_key_counts_up(outputs: &[(String, i64)]) -> Result<BTreeMap<String, i64>> {
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for (key, count) in outputs {
+        let seen = last.entry(key.clone()).or_default();
+        ensure!(*count == *seen + 1, "key {key}: {count} after {seen}");
+        *seen = *count;
+    }
+    Ok(last)
+}
+
+fn counting(dir: &Dir, events: usize, keys: usize, stage: Stage) -> Result<std::path::PathBuf> {
+    let lines: Vec<String> = (0..events).map(|i| format!("k{}", i % keys)).collect();
+    dir.write_lines("in.txt", &lines)?;
+    PipelineFile::new()
+        .batch_size(100)
+        .source("in", Source::file("in.txt"))
+        .stage("count", stage.inputs(&["in"]))
+        .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
+        .dead_letters("dead.jsonl")
+        .write(dir)
+}
+
+#[test]
+fn a_counting_stage_counts_every_key_exactly_across_batches() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = counting(
+        &dir,
+        20_000,
+        100,
+        Stage::plugin(plugin("fixture-count-keys")),
+    )?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let outputs = counts(&dir, "out.jsonl")?;
+    assert_eq!(outputs.len(), 20_000);
+    let last = each_key_counts_up(&outputs)?;
+    assert_eq!(last.len(), 100);
+    assert!(last.values().all(|&n| n == 200), "{last:?}");
+    Ok(())
+}
+
+#[test]
+fn a_rejected_event_writes_nothing_and_the_others_count_on() -> Result<()> {
+    let dir = Dir::new()?;
+    let stage = Stage::plugin(plugin("fixture-count-keys")).setting("fail_on", "k3");
+    let file = counting(&dir, 1_000, 10, stage)?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let last = each_key_counts_up(&counts(&dir, "out.jsonl")?)?;
+    assert_eq!(last.get("k3"), None);
+    assert_eq!(last.len(), 9);
+    assert!(last.values().all(|&n| n == 100), "{last:?}");
+    let dead = dead_letters(&dir.path("dead.jsonl"))?;
+    assert_eq!(dead.len(), 100);
+    assert!(dead.iter().all(|d| d.kind == "reject"));
+    Ok(())
+}
+
+#[test]
+fn a_trapped_call_s_writes_are_gone_and_every_good_event_counts_once() -> Result<()> {
+    let dir = Dir::new()?;
+    let mut lines: Vec<String> = (0..2_000).map(|i| format!("event {i}")).collect();
+    for at in [7, 500, 501, 1_999] {
+        lines[at] = format!("poison {at}");
+    }
+    dir.write_lines("in.txt", &lines)?;
+    let file = PipelineFile::new()
+        .batch_size(256)
+        .source("in", Source::file("in.txt"))
+        .stage(
+            "evil",
+            Stage::plugin(plugin("fixture-evil-state"))
+                .inputs(&["in"])
+                .setting("attack", "write-then-trap"),
+        )
+        .sink("out", Sink::file("out.txt").inputs(&["evil"]))
+        .dead_letters("dead.jsonl")
+        .write(&dir)?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    // Each good event's output carries the counter after its own increment: 1 to 1,996, each
+    // once, in order, though its batch was re-run piece by piece around the poison.
+    let seen: Vec<i64> = read_lines(&dir.path("out.txt"))?
+        .iter()
+        .map(|l| {
+            l.rsplit_once("n=")
+                .and_then(|(_, n)| n.parse().ok())
+                .context("n=")
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(seen, (1..=1_996).collect::<Vec<_>>());
+    let dead = dead_letters(&dir.path("dead.jsonl"))?;
+    assert_eq!(dead.len(), 4);
+    assert!(
+        dead.iter().all(|d| d.kind == "panic"),
+        "{:?}",
+        dead.iter().map(|d| &d.kind).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// One hostile attack on 200 events: the run ends, and what became of the events.
+fn attack(dir: &Dir, attack: &str, stage: impl FnOnce(Stage) -> Stage) -> Result<Ran> {
+    let lines: Vec<String> = (0..200).map(|i| format!("event {i}")).collect();
+    dir.write_lines("in.txt", &lines)?;
+    let file = PipelineFile::new()
+        .batch_size(50)
+        .source("in", Source::file("in.txt"))
+        .stage(
+            "evil",
+            // A breaker window wider than the run: every event reaches the plugin.
+            stage(
+                Stage::plugin(plugin("fixture-evil-state"))
+                    .inputs(&["in"])
+                    .setting("attack", attack)
+                    .breaker(1_000, 1.0, "1s"),
+            ),
+        )
+        .sink("out", Sink::file("out.txt").inputs(&["evil"]))
+        .dead_letters("dead.jsonl")
+        .write(dir)?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    Ok(ran)
+}
+
+fn kinds(dir: &Dir) -> Result<BTreeMap<String, usize>> {
+    let mut kinds = BTreeMap::new();
+    for d in dead_letters(&dir.path("dead.jsonl"))? {
+        *kinds.entry(d.kind.clone()).or_default() += 1;
+    }
+    Ok(kinds)
+}
+
+#[test]
+fn a_key_or_value_over_its_limit_fails_its_event_as_state_limit() -> Result<()> {
+    for name in ["big-key", "big-value"] {
+        let dir = Dir::new()?;
+        attack(&dir, name, |s| s)?;
+        assert_eq!(
+            kinds(&dir)?,
+            BTreeMap::from([("state-limit".to_string(), 200)]),
+            "{name}"
+        );
+        let dead = dead_letters(&dir.path("dead.jsonl"))?;
+        let limit = if name == "big-key" { "1 KiB" } else { "1 MiB" };
+        assert!(dead[0].message.contains(limit), "{}", dead[0].message);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_stage_over_its_key_budget_fails_only_the_events_that_go_over() -> Result<()> {
+    let dir = Dir::new()?;
+    // The first event fills the store to its 50 keys and fails; the rest find it full, and
+    // pass, as the fixture leaves them.
+    attack(&dir, "fill", |s| s.key("state_max_keys", 50))?;
+    let kinds = kinds(&dir)?;
+    assert_eq!(kinds, BTreeMap::from([("state-limit".to_string(), 1)]));
+    assert_eq!(read_lines(&dir.path("out.txt"))?.len(), 199);
+    let dead = dead_letters(&dir.path("dead.jsonl"))?;
+    assert!(
+        dead[0].message.contains("state_max_keys"),
+        "{}",
+        dead[0].message
+    );
+    Ok(())
+}
+
+#[test]
+fn a_forged_state_limit_is_a_reject() -> Result<()> {
+    let dir = Dir::new()?;
+    attack(&dir, "forge-limit", |s| s)?;
+    assert_eq!(kinds(&dir)?, BTreeMap::from([("reject".to_string(), 200)]));
+    Ok(())
+}
+
+#[test]
+fn endless_state_calls_end_at_the_call_s_fuel() -> Result<()> {
+    let dir = Dir::new()?;
+    // A long deadline: only fuel can stop these calls in time.
+    let ran = attack(&dir, "spin-scan", |s| {
+        s.timeout("60s").fuel(2_000_000).on_error("drop")
+    })?;
+    let evil = ran.report().node("evil");
+    assert_eq!(evil.failed, 200);
+    assert!(
+        evil.failures.get("out-of-fuel").copied().unwrap_or(0) > 0,
+        "{:?}",
+        evil.failures
+    );
+    Ok(())
+}
+
+#[test]
+fn a_key_written_with_a_ttl_is_gone_once_it_expires() -> Result<()> {
+    for (ttl, expected) in [(0, 1), (3_600_000, 10)] {
+        let dir = Dir::new()?;
+        let stage = Stage::plugin(plugin("fixture-count-keys")).setting("ttl_ms", ttl);
+        let file = counting(&dir, 100, 10, stage)?;
+        let ran = dir.run(&file)?;
+        ensure!(ran.code() == 0, "{}", ran.stderr());
+        let outputs = counts(&dir, "out.jsonl")?;
+        let max = outputs.iter().map(|(_, n)| *n).max();
+        assert_eq!(max, Some(expected), "ttl {ttl} ms");
+    }
+    Ok(())
+}
+
+#[test]
+fn weir_check_says_where_the_state_lives_and_several_workers_are_refused() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = counting(
+        &dir,
+        10,
+        2,
+        Stage::plugin(plugin("fixture-count-keys")).key("state_max_keys", 1000),
+    )?;
+    let (code, stdout, stderr) = dir.check(&file)?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "state of `count`: in memory (lost when weir stops), at most 1000 keys and 67108864 bytes"
+        ),
+        "{stdout}"
+    );
+
+    let file = counting(
+        &dir,
+        10,
+        2,
+        Stage::plugin(plugin("fixture-count-keys")).workers(2),
+    )?;
+    let (code, _, stderr) = dir.check(&file)?;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("stages.count.plugin"), "{stderr}");
+    assert!(stderr.contains("remove `workers = 2`"), "{stderr}");
+
+    // A stateless plugin says nothing of state.
+    let file = counting(&dir, 10, 2, Stage::plugin(plugin("passthrough")))?;
+    let (code, stdout, _) = dir.check(&file)?;
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("state of"), "{stdout}");
+    Ok(())
+}
+
+/// Appends a custom section to a component: the same code under a new digest.
+fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"weir-test";
+    let payload = n.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}
+
+/// Sends `n` events of key `a`, and waits until the sink holds `total` lines.
+fn send_and_wait(running: &mut Running, dir: &Dir, n: usize, total: usize) -> Result<()> {
+    for _ in 0..n {
+        writeln!(running.stdin(), "a")?;
+    }
+    running.stdin().flush()?;
+    let written = || {
+        read_lines(&dir.path("out.jsonl"))
+            .map(|l| l.len())
+            .unwrap_or(0)
+    };
+    wait_until(
+        "the sink to catch up",
+        || Ok((written() >= total).then_some(())),
+        || format!("{} of {total} lines written", written()),
+    )
+}
+
+#[test]
+fn a_hot_swap_and_a_rollback_keep_the_stage_s_state() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage(
+            "count",
+            Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"]),
+        )
+        .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
+        .admin_token(TOKEN)
+        .write(&dir)?;
+    let mut running = dir.start(&file)?;
+    let marker = "admin API listening on http://";
+    let line = running.wait_for_stderr(marker)?;
+    let addr = line[line.find(marker).context("marker")? + marker.len()..]
+        .trim()
+        .to_string();
+    let cli = |args: &[&str]| -> Result<()> {
+        let out = support::weir()
+            .args(args)
+            .args(["--admin", &addr, "--token", TOKEN])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    send_and_wait(&mut running, &dir, 10, 10)?;
+    let other = dir.write_bytes(
+        "count-2.wasm",
+        &with_custom_section(&std::fs::read(plugin("fixture-count-keys"))?, 2),
+    )?;
+    cli(&[
+        "reload",
+        "--stage",
+        "count",
+        "--plugin",
+        other.to_str().context("path")?,
+    ])?;
+    send_and_wait(&mut running, &dir, 10, 20)?;
+    cli(&["rollback", "--stage", "count"])?;
+    send_and_wait(&mut running, &dir, 10, 30)?;
+    running.close_stdin();
+    let ran = running.finish(PATIENCE)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let outputs = counts(&dir, "out.jsonl")?;
+    let last = each_key_counts_up(&outputs)?;
+    assert_eq!(last.get("a"), Some(&30));
+    Ok(())
+}

@@ -23,8 +23,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::contract::v01::weir::stage::log as log01;
 use crate::contract::v02::weir::stage::log::{Host as LogHost, Level};
+use crate::keyed::KeyedState;
 use crate::limits::Grant;
-use crate::state::KeyedState;
 use crate::text::guest_text;
 
 /// Guest log lines forwarded per second, per stage, after a burst of the same size.

@@ -18,9 +18,9 @@ use crate::cost::{self, Breach};
 use crate::engine::Sandbox;
 use crate::events::Events;
 use crate::host::{HostState, LogQuota};
+use crate::keyed::KeyedState;
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
-use crate::state::KeyedState;
 use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
 use crate::text::{MAX_GUEST_TEXT, guest_text, needs_escape};
 

@@ -12,8 +12,8 @@
 //! the host, judged before any other work on it), `contract` (the bindings of both
 //! contract versions and the 0.1 adapter), `engine`, `host` (what a store holds: WASI,
 //! limiter, the guest log funnel), `instance`, `plugin` (load, check, inspect), `cache`,
-//! `settings` (declared settings), `limits`, `processor`, `state` (the host side of keyed
-//! state, behind the [`KeyedState`] seam the pipeline implements).
+//! `settings` (declared settings), `limits`, `processor`, `keyed` (the [`KeyedState`]
+//! seam the pipeline implements) and `state` (the guest's state calls, linked to it).
 
 mod cache;
 mod contract;
@@ -22,11 +22,12 @@ mod engine;
 pub mod events;
 mod host;
 mod instance;
+pub mod keyed;
 mod limits;
 mod plugin;
 mod processor;
 pub mod settings;
-pub mod state;
+mod state;
 mod store;
 pub mod text;
 
@@ -40,11 +41,11 @@ pub use host::{HostState, LOG_LINES_PER_SECOND, LogQuota};
 pub use instance::Instance;
 #[doc(hidden)]
 pub use instance::accept_output;
+pub use keyed::{KeyedState, Page, Refusal};
 pub use limits::{DirGrant, Grant, Limits};
 pub use plugin::{
     ContractVersion, DescriptionInfo, InspectedImport, Inspection, MAX_PLUGIN_SIZE, Plugin,
     PluginError, SettingInfo, check_bytes, grant, inspect, read,
 };
 pub use processor::{Processor, ProcessorFactory, WasmStage};
-pub use state::{KeyedState, Page, Refusal};
 pub use store::{INIT_FUEL_EVENTS, TrapKind, Trapped};

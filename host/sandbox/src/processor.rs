@@ -11,9 +11,9 @@ use crate::engine::Sandbox;
 use crate::events::Events;
 use crate::host::LogQuota;
 use crate::instance::Instance;
+use crate::keyed::KeyedState;
 use crate::limits::{Grant, Limits};
 use crate::plugin::Plugin;
-use crate::state::KeyedState;
 use crate::store::Trapped;
 
 /// Runs batches: a sandboxed plugin instance, or native code.

@@ -1,6 +1,6 @@
-//! Keyed state: the host side of `weir:stage/state@0.3.0`, and the seam behind it.
+//! Keyed state: the host side of `weir:stage/state@0.3.0`.
 //!
-//! The sandbox knows nothing of where state lives. A stage whose plugin imports `state` is
+//! The sandbox knows nothing of where state lives (see `keyed`, the seam). A stage whose plugin imports `state` is
 //! given a [`KeyedState`] (the pipeline implements it with its overlay, cache and store); each
 //! of the guest's state calls arrives in [`link`]'s functions, which check the contract's hard
 //! limits (key and value sizes, scan pages, reply sizes), charge the call's fuel for the work
@@ -18,65 +18,7 @@ use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 use wasmtime::{StoreContextMut, Trap};
 
 use crate::host::HostState;
-
-/// Longest key. Blocks a plugin from making the host hash, compare and store huge keys.
-pub const MAX_KEY: usize = 1024;
-/// Longest value. Blocks a plugin from parking its memory's worth in one entry.
-pub const MAX_VALUE: usize = 1 << 20;
-/// Most entries a scan returns at once, whatever the guest asks. Blocks one call from making
-/// the host walk and copy a whole store.
-pub const MAX_SCAN_ENTRIES: usize = 1024;
-/// Most bytes of keys and values one reply (`get-many`, `scan`) carries; a scan stops early
-/// and gives a cursor. Blocks one call from making the host gather gigabytes before lowering
-/// them into the guest (which would then fail at its memory cap).
-pub const MAX_REPLY_BYTES: usize = 16 << 20;
-/// Fuel per operation: about a microsecond of the host's work (a lookup, a map update), as
-/// wasm instructions go.
-pub const FUEL_PER_OP: u64 = 1_000;
-/// Fuel per byte a call moves across the boundary (keys, values, in and out).
-pub const FUEL_PER_BYTE: u64 = 1;
-
-/// Why a state write was refused; nothing was written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    /// A limit; the text names it.
-    #[error("{0}")]
-    Limit(String),
-    /// `increment` of a value that is not 8 bytes.
-    #[error("the value is not a counter (8 bytes)")]
-    NotACounter,
-    /// `increment` past the range of an `i64`.
-    #[error("the counter would overflow")]
-    Overflow,
-}
-
-/// A page of a prefix scan.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Page {
-    /// Entries by increasing key.
-    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Whether entries with the prefix remain after the last one.
-    pub more: bool,
-}
-
-/// A stage's state, as the pipeline keeps it. Reads see the current call's own writes.
-/// Writes made since the last [`commit`](KeyedState::commit) or
-/// [`discard`](KeyedState::discard) belong to the call in progress.
-pub trait KeyedState: Send + Sync {
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
-    /// Refuses with [`Refusal::Limit`] when the stage's key or byte budget would be exceeded.
-    fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Refusal>;
-    fn delete(&self, key: &[u8]);
-    /// Adds `by` to the 8-byte little-endian counter under `key` (absent counts as 0).
-    fn increment(&self, key: &[u8], by: i64) -> Result<i64, Refusal>;
-    /// Up to `limit` entries with keys starting with `prefix` and greater than `after`, whose
-    /// keys and values come to at most `max_bytes` (at least one entry, if any remains).
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize, max_bytes: usize) -> Page;
-    /// The call completed: its writes take effect.
-    fn commit(&self);
-    /// The call did not complete: its writes are dropped.
-    fn discard(&self);
-}
+use crate::keyed::{KeyedState, MAX_KEY, MAX_REPLY_BYTES, MAX_SCAN_ENTRIES, MAX_VALUE, Refusal};
 
 /// The guest's `state-error`.
 #[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq)]
@@ -117,6 +59,12 @@ pub(crate) struct GuestPage {
     entries: Vec<(Vec<u8>, Vec<u8>)>,
     next: Option<Vec<u8>>,
 }
+
+/// Fuel per operation: about a microsecond of the host's work (a lookup, a map update), as
+/// wasm instructions go.
+pub(crate) const FUEL_PER_OP: u64 = 1_000;
+/// Fuel per byte a call moves across the boundary (keys, values, in and out).
+pub(crate) const FUEL_PER_BYTE: u64 = 1;
 
 type Ctx<'a> = StoreContextMut<'a, HostState>;
 
@@ -257,7 +205,9 @@ fn scan(
     })
 }
 
-/// Links `weir:stage/state@0.3.0`.
+/// Links `weir:stage/state@0.3.0`. The lists a guest passes in are lifted before any of this
+/// runs: they are bounded by the guest's own memory, under its stage's `memory` cap, and each
+/// element is charged before the host acts on it.
 pub(crate) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     let mut i = linker.instance("weir:stage/state@0.3.0")?;
     i.func_wrap("get", |mut store: Ctx<'_>, (key,): (Vec<u8>,)| {

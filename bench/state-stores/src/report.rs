@@ -6,9 +6,16 @@ use crate::Options;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-const W5_STORES: [&str; 4] = ["fjall", "fjall-relaxed", "redb", "redb-relaxed"];
+const W5_STORES: [&str; 6] = [
+    "memory",
+    "fjall",
+    "fjall-relaxed",
+    "fjall-mt8",
+    "redb",
+    "redb-relaxed",
+];
 const W5_SCENARIOS: [&str; 2] = ["w5-interval", "w5-batch"];
-const KEY_STORES: [&str; 2] = ["fjall", "redb"];
+const KEY_STORES: [&str; 3] = ["fjall", "fjall-mt8", "redb"];
 
 type Run = BTreeMap<String, String>;
 

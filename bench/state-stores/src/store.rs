@@ -51,18 +51,38 @@ pub trait Store {
     fn count_keys(&mut self) -> Result<u64>;
 }
 
+/// fjall's default memtable size (64 MiB); up to 4 sealed memtables wait for their flush
+/// beside the active one before fjall stalls writes, so this sets most of its memory.
+const FJALL_MEMTABLE_DEFAULT: u64 = 64 << 20;
+
 /// The stores this binary can run, with their durability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Fjall(Durability),
+    /// A `BTreeMap` in memory: no disk, no durability; shows what the host logic costs alone.
+    Memory,
+    Fjall {
+        durability: Durability,
+        memtable_bytes: u64,
+    },
     Redb(Durability),
 }
 
 impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
         Some(match name {
-            "fjall" => Kind::Fjall(Durability::Sync),
-            "fjall-relaxed" => Kind::Fjall(Durability::Relaxed),
+            "memory" => Kind::Memory,
+            "fjall" => Kind::Fjall {
+                durability: Durability::Sync,
+                memtable_bytes: FJALL_MEMTABLE_DEFAULT,
+            },
+            "fjall-relaxed" => Kind::Fjall {
+                durability: Durability::Relaxed,
+                memtable_bytes: FJALL_MEMTABLE_DEFAULT,
+            },
+            "fjall-mt8" => Kind::Fjall {
+                durability: Durability::Sync,
+                memtable_bytes: 8 << 20,
+            },
             "redb" => Kind::Redb(Durability::Sync),
             "redb-relaxed" => Kind::Redb(Durability::Relaxed),
             _ => return None,
@@ -74,16 +94,60 @@ impl Kind {
 /// to `cache_bytes`.
 pub fn open(kind: Kind, dir: &Path, cache_bytes: u64) -> Result<Box<dyn Store>> {
     match kind {
+        Kind::Memory => Ok(Box::new(MemoryStore::default())),
         #[cfg(feature = "fjall")]
-        Kind::Fjall(d) => Ok(Box::new(fjall_store::FjallStore::open(
+        Kind::Fjall {
+            durability,
+            memtable_bytes,
+        } => Ok(Box::new(fjall_store::FjallStore::open(
             dir,
             cache_bytes,
-            d,
+            memtable_bytes,
+            durability,
         )?)),
         #[cfg(feature = "redb")]
         Kind::Redb(d) => Ok(Box::new(redb_store::RedbStore::open(dir, cache_bytes, d)?)),
         #[allow(unreachable_patterns)]
         other => Err(StoreError::NotBuilt(format!("{other:?}"))),
+    }
+}
+
+/// The in-memory stand-in: it is dropped with the process (so the reopen check does not apply).
+#[derive(Default)]
+pub struct MemoryStore {
+    map: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Store for MemoryStore {
+    fn get(&mut self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        out.clear();
+        match self.map.get(key) {
+            Some(v) => {
+                out.extend_from_slice(v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn commit(&mut self, writes: &mut dyn Iterator<Item = Write<'_>>, position: u64) -> Result<()> {
+        for (key, value) in writes {
+            match value {
+                Some(v) => self.map.insert(key.to_vec(), v.to_vec()),
+                None => self.map.remove(key),
+            };
+        }
+        self.map
+            .insert(CHECKPOINT_KEY.to_vec(), position.to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn count_keys(&mut self) -> Result<u64> {
+        Ok(self.map.len() as u64)
     }
 }
 
@@ -117,9 +181,15 @@ mod fjall_store {
     }
 
     impl FjallStore {
-        pub fn open(dir: &Path, cache_bytes: u64, durability: Durability) -> Result<Self> {
+        pub fn open(
+            dir: &Path,
+            cache_bytes: u64,
+            memtable_bytes: u64,
+            durability: Durability,
+        ) -> Result<Self> {
             let db = Database::builder(dir).cache_size(cache_bytes).open()?;
-            let state = db.keyspace("state", KeyspaceCreateOptions::default)?;
+            let options = || KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes);
+            let state = db.keyspace("state", options)?;
             Ok(FjallStore {
                 db,
                 state,

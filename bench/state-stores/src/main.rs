@@ -7,6 +7,7 @@
 //! `HashMap`, no store), `memory` (the host's cache and delta over a `BTreeMap`), `fjall`,
 //! `fjall-relaxed`, `fjall-mt8` (8 MiB memtables), `redb` or `redb-relaxed`; SCENARIO is
 //! `w5-interval` (commit every second), `w5-batch` (commit every batch) or `keys10m`.
+//! `state-stores table FILE` prints the tables again from the JSON lines `all` wrote to stderr.
 
 mod load;
 mod probe;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("all") => parse_options(&args[1..]).and_then(|o| report::all(&o)),
+        Some("table") if args.len() == 2 => report::table(&args[1]),
         Some(store) if args.len() >= 2 => {
             parse_options(&args[2..]).and_then(|o| run_one(store, &args[1], &o))
         }

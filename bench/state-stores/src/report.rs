@@ -75,26 +75,48 @@ fn child(store: &str, scenario: &str, o: &Options) -> Result<Run, String> {
     Ok(parse_line(&stdout))
 }
 
+/// Runs, by (store, scenario).
+type Runs = BTreeMap<(String, String), Vec<Run>>;
+
 pub fn all(o: &Options) -> Result<(), String> {
     let combos = combos(o);
-    let mut runs: BTreeMap<(&str, &str), Vec<Run>> = BTreeMap::new();
+    let mut runs = Runs::new();
     for round in 0..o.runs {
         // Rotate the order so that no combination always runs first or last.
         for i in 0..combos.len() {
             let (store, scenario) = combos[(i + round) % combos.len()];
-            runs.entry((store, scenario))
+            let run = child(store, scenario, o)?;
+            runs.entry((store.into(), scenario.into()))
                 .or_default()
-                .push(child(store, scenario, o)?);
+                .push(run);
         }
     }
-    check_digests(&runs)?;
-    print_w5(&runs);
-    print_keys(&runs);
+    print_tables(&runs)
+}
+
+/// `table FILE`: the tables again from the JSON lines that `all` wrote to stderr.
+pub fn table(path: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut runs = Runs::new();
+    for line in text.lines().filter(|l| l.starts_with('{')) {
+        let run = parse_line(line);
+        let store = run.get("store").cloned().unwrap_or_default();
+        let scenario = run.get("scenario").cloned().unwrap_or_default();
+        runs.entry((store, scenario)).or_default().push(run);
+    }
+    print_tables(&runs)
+}
+
+fn print_tables(runs: &Runs) -> Result<(), String> {
+    check_digests(runs)?;
+    print_w5(runs);
+    print_keys(runs);
     Ok(())
 }
 
-fn check_digests(runs: &BTreeMap<(&str, &str), Vec<Run>>) -> Result<(), String> {
-    let Some(ceiling) = runs.get(&("ceiling", "w5")).and_then(|r| r.first()) else {
+fn check_digests(runs: &Runs) -> Result<(), String> {
+    let key = ("ceiling".to_owned(), "w5".to_owned());
+    let Some(ceiling) = runs.get(&key).and_then(|r| r.first()) else {
         return Ok(());
     };
     for ((store, scenario), rs) in runs {
@@ -145,9 +167,9 @@ fn disk(rs: &[Run], decimals: usize) -> String {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn print_w5(runs: &BTreeMap<(&str, &str), Vec<Run>>) {
+fn print_w5(runs: &Runs) {
     let ceiling = runs
-        .get(&("ceiling", "w5"))
+        .get(&("ceiling".to_owned(), "w5".to_owned()))
         .map(|r| median(&values(r, "events_per_s", 1.0)));
     println!(
         "| store | commit | M events/s | of ceiling | commits | commit p50 ms | commit p99 ms | store reads | on disk MiB (allocated) | write_bytes MiB | wchar MiB | peak RSS MiB |"
@@ -163,7 +185,7 @@ fn print_w5(runs: &BTreeMap<(&str, &str), Vec<Run>>) {
             }
             _ => "1".into(),
         };
-        let commit = match *scenario {
+        let commit = match scenario.as_str() {
             "w5-interval" => "every 1 s",
             "w5-batch" => "every batch",
             _ => "none",
@@ -183,14 +205,14 @@ fn print_w5(runs: &BTreeMap<(&str, &str), Vec<Run>>) {
     }
 }
 
-fn print_keys(runs: &BTreeMap<(&str, &str), Vec<Run>>) {
+fn print_keys(runs: &Runs) {
     println!();
     println!(
         "| store | keys loaded | load k keys/s | commit p50 ms | commit p99 ms | load peak RSS MiB | k reads/s | read peak RSS MiB | on disk MiB (allocated) | write_bytes MiB | wchar MiB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for ((store, scenario), rs) in runs {
-        if *scenario != "keys10m" {
+        if scenario != "keys10m" {
             continue;
         }
         println!(

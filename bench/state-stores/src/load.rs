@@ -46,7 +46,7 @@ pub fn load(store: &mut dyn Store, keys: u64, budget: Duration) -> Result<Loaded
         let end = keys.min(done + COMMIT_KEYS);
         rows.clear();
         rows.extend((done..end).map(|i| (key(i), value(i))));
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows.sort_unstable_by_key(|r| r.0);
         let commit_start = Instant::now();
         let mut iter = rows
             .iter()

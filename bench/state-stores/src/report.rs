@@ -160,6 +160,9 @@ fn cell(rs: &[Run], field: &str, scale: f64, decimals: usize) -> String {
 
 /// File lengths, and the blocks allocated in parentheses (medians).
 fn disk(rs: &[Run], decimals: usize) -> String {
+    if values(rs, "disk_bytes", 1.0).is_empty() {
+        return "–".into();
+    }
     let length = median(&values(rs, "disk_bytes", MIB));
     let allocated = median(&values(rs, "disk_allocated", MIB));
     format!("{length:.decimals$} ({allocated:.decimals$})")

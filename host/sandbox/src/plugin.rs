@@ -194,7 +194,7 @@ impl Plugin {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| world(format!("{e:#}")))?;
-        let (contract, pre) = typecheck(pre, &exports).map_err(world)?;
+        let (contract, pre) = typecheck(pre, &exports, &imports).map_err(world)?;
         let mut plugin = Plugin {
             path: path.to_path_buf(),
             digest,
@@ -257,14 +257,24 @@ impl Plugin {
     }
 }
 
-/// Finds the contract version whose `stage` world the component implements.
+/// Finds the contract version whose `stage` world the component implements. 0.3's exports are
+/// 0.2's, so the exports alone cannot tell the two apart: a component that imports anything
+/// of `weir:stage@0.2` (its `types`, at least) is a 0.2 plugin.
 fn typecheck(
     pre: InstancePre<HostState>,
     exports: &[String],
+    imports: &[String],
 ) -> Result<(ContractVersion, Pre), String> {
-    let v03 = match v03::StagePre::new(pre.clone()) {
-        Ok(pre) => return Ok((ContractVersion::V03, Pre::V03(pre))),
-        Err(e) => format!("{e:#}"),
+    let imports_v02 = imports
+        .iter()
+        .any(|i| i.starts_with("weir:stage/") && i.contains("@0.2."));
+    let v03 = if imports_v02 {
+        "it imports weir:stage@0.2".to_string()
+    } else {
+        match v03::StagePre::new(pre.clone()) {
+            Ok(pre) => return Ok((ContractVersion::V03, Pre::V03(pre))),
+            Err(e) => format!("{e:#}"),
+        }
     };
     let v02 = match v02::StagePre::new(pre.clone()) {
         Ok(pre) => return Ok((ContractVersion::V02, Pre::V02(pre))),

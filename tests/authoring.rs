@@ -161,10 +161,16 @@ impl Work {
     fn build(&self, project: &Path, out: &str) -> Result<PathBuf> {
         let wasm = self.path(out);
         let printed = self.ok(&["plugin", "build", path(project), "--out", path(&wasm)])?;
+        // The Rust SDK speaks 0.3 (keyed state); the other languages' layers 0.2.
+        let version = if printed.contains("language: rust") {
+            "0.3.0"
+        } else {
+            "0.2.0"
+        };
         ensure!(
             printed.contains(&format!("built {}", wasm.display()))
                 && printed.contains("sha256:")
-                && printed.contains("world:    weir:stage/stage@0.2.0"),
+                && printed.contains(&format!("world:    weir:stage/stage@{version}")),
             "weir plugin build printed: {printed}"
         );
         let size = std::fs::metadata(&wasm)?.len();

@@ -1350,10 +1350,10 @@ fn plugin_inspect_shows_the_world_imports_exports_and_digest() -> Result<()> {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("world:   weir:stage/stage@0.2.0 (loads on this host)"),
+        text.contains("world:   weir:stage/stage@0.3.0 (loads on this host)"),
         "{text}"
     );
-    assert!(text.contains("weir:stage/types@0.2.0  (granted)"), "{text}");
+    assert!(text.contains("weir:stage/types@0.3.0  (granted)"), "{text}");
     assert!(
         text.contains("  describe\n") && text.contains("  init\n") && text.contains("  process\n"),
         "{text}"

@@ -635,7 +635,7 @@ mod load_refusals {
             &[
                 &file.display().to_string(),
                 "weir:stage/types@0.9.0",
-                "this host speaks weir:stage@0.2 or weir:stage@0.1",
+                "this host speaks weir:stage@0.3, @0.2 or @0.1",
             ],
         )
     }

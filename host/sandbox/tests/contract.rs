@@ -82,7 +82,7 @@ mod describe {
     use super::*;
 
     #[test]
-    fn a_0_2_plugin_gives_its_crate_name_and_version() {
+    fn an_sdk_plugin_gives_its_crate_name_and_version() {
         for name in [
             "passthrough",
             "uppercase",
@@ -91,11 +91,11 @@ mod describe {
             "redact-ip",
         ] {
             let plugin = load(name);
-            assert_eq!(plugin.contract, ContractVersion::V02, "{name}");
+            assert_eq!(plugin.contract, ContractVersion::V03, "{name}");
             let d = plugin
                 .description
                 .as_ref()
-                .expect("a 0.2 plugin describes itself");
+                .expect("a 0.3 plugin describes itself");
             assert_eq!((d.name.as_str(), d.version.as_str()), (name, "0.1.0"));
             assert!(d.settings.is_empty(), "{name} takes no settings");
         }
@@ -457,7 +457,7 @@ mod breaches {
             .unwrap_err()
             .to_string();
         assert!(err.contains("0.9.0"), "{err}");
-        assert!(err.contains("weir:stage@0.2 or weir:stage@0.1"), "{err}");
+        assert!(err.contains("weir:stage@0.3, @0.2 or @0.1"), "{err}");
     }
 }
 

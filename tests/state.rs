@@ -312,9 +312,8 @@ fn send_and_wait(running: &mut Running, dir: &Dir, n: usize, total: usize) -> Re
     )
 }
 
-#[test]
-fn a_hot_swap_and_a_rollback_keep_the_stage_s_state() -> Result<()> {
-    let dir = Dir::new()?;
+/// A running `stdin -> count -> out.jsonl` pipeline with its admin API, and its address.
+fn live_counter(dir: &Dir) -> Result<(Running, String)> {
     let file = PipelineFile::new()
         .linger("1ms")
         .source("in", Source::stdin())
@@ -322,25 +321,43 @@ fn a_hot_swap_and_a_rollback_keep_the_stage_s_state() -> Result<()> {
             "count",
             Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"]),
         )
+        .stage(
+            "plain",
+            Stage::plugin(plugin("passthrough")).inputs(&["in"]),
+        )
         .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
+        .sink("rest", Sink::null().inputs(&["plain"]))
         .admin_token(TOKEN)
-        .write(&dir)?;
+        .write(dir)?;
     let mut running = dir.start(&file)?;
     let marker = "admin API listening on http://";
     let line = running.wait_for_stderr(marker)?;
     let addr = line[line.find(marker).context("marker")? + marker.len()..]
         .trim()
         .to_string();
+    Ok((running, addr))
+}
+
+/// `weir ARGS --admin ADDR --token TOKEN`: its exit code and stdout, and stderr.
+fn admin_cli(addr: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = support::weir()
+        .args(args)
+        .args(["--admin", addr, "--token", TOKEN])
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_hot_swap_and_a_rollback_keep_the_stage_s_state() -> Result<()> {
+    let dir = Dir::new()?;
+    let (mut running, addr) = live_counter(&dir)?;
     let cli = |args: &[&str]| -> Result<()> {
-        let out = support::weir()
-            .args(args)
-            .args(["--admin", &addr, "--token", TOKEN])
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, _, stderr) = admin_cli(&addr, args)?;
+        ensure!(code == 0, "{args:?}: {stderr}");
         Ok(())
     };
     send_and_wait(&mut running, &dir, 10, 10)?;
@@ -364,5 +381,77 @@ fn a_hot_swap_and_a_rollback_keep_the_stage_s_state() -> Result<()> {
     let outputs = counts(&dir, "out.jsonl")?;
     let last = each_key_counts_up(&outputs)?;
     assert_eq!(last.get("a"), Some(&30));
+    Ok(())
+}
+
+#[test]
+fn weir_state_lists_gets_exports_and_imports_a_running_stage_s_state() -> Result<()> {
+    let dir = Dir::new()?;
+    let (mut running, addr) = live_counter(&dir)?;
+    for key in ["a", "a", "a", "b", "b"] {
+        writeln!(running.stdin(), "{key}")?;
+    }
+    running.stdin().flush()?;
+    let written = || {
+        read_lines(&dir.path("out.jsonl"))
+            .map(|l| l.len())
+            .unwrap_or(0)
+    };
+    wait_until(
+        "five counts",
+        || Ok((written() >= 5).then_some(())),
+        || format!("{} lines", written()),
+    )?;
+    let (code, keys, stderr) = admin_cli(&addr, &["state", "ls", "count"])?;
+    assert_eq!((code, keys.as_str()), (0, "a\nb\n"), "{stderr}");
+    let (code, one, stderr) = admin_cli(&addr, &["state", "get", "count", "a"])?;
+    assert_eq!(code, 0, "{stderr}");
+    let entry: Value = serde_json::from_str(one.trim())?;
+    use base64::Engine as _;
+    let three = base64::engine::general_purpose::STANDARD.encode(3i64.to_le_bytes());
+    assert_eq!(
+        entry,
+        serde_json::json!({"key": "a", "value_base64": three})
+    );
+    let (code, _, stderr) = admin_cli(&addr, &["state", "get", "count", "z"])?;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no such key"), "{stderr}");
+    let (code, _, stderr) = admin_cli(&addr, &["state", "ls", "plain"])?;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("keeps no state"), "{stderr}");
+    let (code, exported, stderr) = admin_cli(&addr, &["state", "export", "count"])?;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(exported.lines().count(), 2, "{exported}");
+    running.close_stdin();
+    let ran = running.finish(PATIENCE)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+
+    // Into a new run: its counts go on from the imported ones.
+    let next = Dir::new()?;
+    let exported_file = next.write("state.jsonl", &exported)?;
+    let (mut running, addr) = live_counter(&next)?;
+    let (code, said, stderr) = admin_cli(
+        &addr,
+        &[
+            "state",
+            "import",
+            "count",
+            exported_file.to_str().context("path")?,
+        ],
+    )?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(said.contains("2 entries imported"), "{said}");
+    let bad = next.write("bad.jsonl", "{\"key\": \"c\"}\n")?;
+    let (code, _, stderr) = admin_cli(
+        &addr,
+        &["state", "import", "count", bad.to_str().context("path")?],
+    )?;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("line 1"), "{stderr}");
+    writeln!(running.stdin(), "a")?;
+    running.close_stdin();
+    let ran = running.finish(PATIENCE)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    assert_eq!(counts(&next, "out.jsonl")?, vec![("a".to_string(), 4)]);
     Ok(())
 }

@@ -15,6 +15,7 @@ macro_rules! out {
 mod admin;
 mod authoring;
 mod plugin;
+mod state;
 mod tap;
 mod top;
 
@@ -141,11 +142,57 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Read or write the keyed state of a stage of a running pipeline (JSON lines).
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Show the stages of a running pipeline: live version, history, canary, counters.
     Stages {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `weir state`: a stage's keyed state, through the admin API.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print the keys, one per line (`base64:…` for bytes that are not UTF-8).
+    Ls {
+        stage: String,
+        /// Only keys that start with this text.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// At most this many keys.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print one entry as a JSON line; exit 1 when the key is absent.
+    Get {
+        stage: String,
+        key: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print every entry as JSON lines (`key`, `value`, or `*_base64` for bytes that are not
+    /// UTF-8), as the stage's last completed call left them.
+    Export {
+        stage: String,
+        /// Only keys that start with this text.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Write the entries of a JSON-lines file (as `export` prints them) into the state.
+    Import {
+        stage: String,
+        file: PathBuf,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -280,6 +327,7 @@ pub fn main(cli: Cli) -> ExitCode {
         } => admin::reload(&stage, plugin.as_deref(), &set, &admin),
         Command::Rollback { stage, admin } => admin::rollback(&stage, &admin),
         Command::Stages { json, admin } => admin::stages(json, &admin),
+        Command::State { command } => state_command(command),
         Command::Top {
             once,
             interval,
@@ -453,6 +501,24 @@ fn run(
             Err((1, one_line(failure)))
         }
         Err(e) => Err((1, one_line(e))),
+    }
+}
+
+fn state_command(command: StateCommand) -> CommandResult {
+    match command {
+        StateCommand::Ls {
+            stage,
+            prefix,
+            limit,
+            admin,
+        } => state::list(&stage, &prefix, limit, false, &admin),
+        StateCommand::Get { stage, key, admin } => state::get(&stage, &key, &admin),
+        StateCommand::Export {
+            stage,
+            prefix,
+            admin,
+        } => state::list(&stage, &prefix, None, true, &admin),
+        StateCommand::Import { stage, file, admin } => state::import(&stage, &file, &admin),
     }
 }
 

@@ -3,10 +3,12 @@
 //!
 //! Every error answer is `{"error": "..."}` ([`ErrorBody`]) with a status that says what kind
 //! it is (404 unknown stage, 409 nothing to roll back to, 422 version refused, 400 bad
-//! settings, 401 no valid token). `GET /stages` answers a JSON array of [`StageInfo`].
+//! settings, 401 no valid token). `GET /stages` answers a JSON array of [`StageInfo`];
+//! `GET /stages/{name}/state` a [`StatePage`] of [`StateEntry`]s.
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::stage::ReloadCounts;
@@ -125,3 +127,76 @@ pub struct StageInfo {
 
 /// Every error answer: `{"error": "..."}`, the same on every listener of weir.
 pub use crate::http::ErrorBody;
+
+/// One entry of a stage's state, as `GET /stages/{name}/state` lists it and `weir state
+/// export` writes it (a JSON line each): a key or value that is UTF-8 text is given as text,
+/// any other as base64 under `key_base64` or `value_base64`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_base64: Option<String>,
+}
+
+/// Bytes as text when they are UTF-8 without control characters (a counter's 8 bytes are not
+/// text), else as base64.
+fn text_or_base64(bytes: &[u8]) -> (Option<String>, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.chars().any(char::is_control) => (Some(text.to_string()), None),
+        _ => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    }
+}
+
+/// The bytes of a field given as text or base64 (exactly one of the two).
+fn bytes_of(text: &Option<String>, b64: &Option<String>, name: &str) -> Result<Vec<u8>, String> {
+    match (text, b64) {
+        (Some(t), None) => Ok(t.as_bytes().to_vec()),
+        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| format!("`{name}_base64` is not base64: {e}")),
+        _ => Err(format!("give one of `{name}` and `{name}_base64`")),
+    }
+}
+
+impl StateEntry {
+    pub fn new(key: &[u8], value: &[u8]) -> StateEntry {
+        let (key, key_base64) = text_or_base64(key);
+        let (value, value_base64) = text_or_base64(value);
+        StateEntry {
+            key,
+            key_base64,
+            value,
+            value_base64,
+        }
+    }
+
+    /// The key and value as bytes.
+    pub fn bytes(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
+        Ok((
+            bytes_of(&self.key, &self.key_base64, "key")?,
+            bytes_of(&self.value, &self.value_base64, "value")?,
+        ))
+    }
+}
+
+/// A page of a stage's state: entries by key, and the cursor of the next page (base64 of the
+/// last key, to give back as `after`), none at the end.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatePage {
+    pub entries: Vec<StateEntry>,
+    pub next: Option<String>,
+}
+
+/// What `PUT /stages/{name}/state` did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Imported {
+    pub imported: usize,
+}

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::api::{ErrorBody, StageInfo, VersionInfo};
+use crate::control::api::{ErrorBody, Imported, StageInfo, StateEntry, StatePage, VersionInfo};
 
 /// How long a request may take in all. A plugin upload is compiled and initialised before
 /// the answer comes; this bounds a command waiting on a server that hangs.
@@ -233,6 +233,46 @@ impl Client {
             .agent
             .post(self.url(&format!("/stages/{stage}/rollback")));
         self.finish(request.header("Authorization", self.bearer()).send_empty())
+    }
+
+    /// `GET /stages/{stage}/state`: a page of at most `limit` entries with keys starting with
+    /// `prefix`, after the cursor `after`.
+    pub fn state_page(
+        &self,
+        stage: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<StatePage, ClientError> {
+        let mut request = self
+            .agent
+            .get(self.url(&format!("/stages/{stage}/state")))
+            .query("prefix", prefix)
+            .query("limit", limit.to_string());
+        if let Some(after) = after {
+            request = request.query("after", after);
+        }
+        self.finish(request.header("Authorization", self.bearer()).call())
+    }
+
+    /// `GET /stages/{stage}/state/key?key=KEY`.
+    pub fn state_key(&self, stage: &str, key: &str) -> Result<StateEntry, ClientError> {
+        let request = self
+            .agent
+            .get(self.url(&format!("/stages/{stage}/state/key")))
+            .query("key", key);
+        self.finish(request.header("Authorization", self.bearer()).call())
+    }
+
+    /// `PUT /stages/{stage}/state` with JSON lines of entries.
+    pub fn state_import(&self, stage: &str, lines: &[u8]) -> Result<Imported, ClientError> {
+        let request = self.agent.put(self.url(&format!("/stages/{stage}/state")));
+        self.finish(
+            request
+                .header("Authorization", self.bearer())
+                .header("Content-Type", "application/x-ndjson")
+                .send(lines),
+        )
     }
 
     fn url(&self, path: &str) -> String {

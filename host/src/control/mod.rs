@@ -45,6 +45,7 @@ use crate::control::history::History;
 use crate::http::{self, STOP_GRACE};
 use crate::pipeline::Topology;
 use crate::pipeline::stage::StageHandle;
+use crate::pipeline::state::StageState;
 
 pub use crate::pipeline::stage::canary::{Verdict, judge};
 pub use history::MAX_KEPT_VERSIONS;
@@ -67,6 +68,14 @@ pub enum ReloadError {
     Setting {
         stage: String,
         key: String,
+        message: String,
+    },
+    #[error("stage `{0}` keeps no state: its plugin does not import weir:stage/state")]
+    NoState(String),
+    #[error("stage `{stage}`: line {line} of the import: {message}")]
+    Import {
+        stage: String,
+        line: usize,
         message: String,
     },
     #[error("{0}")]
@@ -110,6 +119,15 @@ impl Control {
     /// Every stage, its live version and its history.
     pub fn stages(&self) -> Vec<StageInfo> {
         self.stages.values().map(StageControl::info).collect()
+    }
+
+    /// The stage's keyed state, if a version of it keeps state.
+    pub fn state(&self, name: &str) -> Result<Arc<StageState>, ReloadError> {
+        let state = &self.stage(name)?.handle.state;
+        if !state.attached() {
+            return Err(ReloadError::NoState(name.to_string()));
+        }
+        Ok(Arc::clone(state))
     }
 
     /// One stage, its live version and its history.

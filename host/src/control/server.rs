@@ -11,6 +11,10 @@
 //! - `PUT /stages/{name}/settings`: the body is a JSON object of settings; the live plugin
 //!   runs with them on new instances.
 //! - `POST /stages/{name}/rollback`: back to the version live before the current one.
+//! - `GET /stages/{name}/state?prefix=TEXT&after=CURSOR&limit=N`: a page of the stage's state
+//!   as its last completed call left it; `GET /stages/{name}/state/key?key=TEXT` (or
+//!   `key_base64=`): one entry; `PUT /stages/{name}/state`: JSON lines of entries written
+//!   into it (409 for a stage that keeps no state).
 //! - The routes it is handed: `GET /nodes` and `GET /tap/{node}` (the observe module's),
 //!   behind the token too; and, when `[metrics]` shares this address, `/metrics`, `/health`,
 //!   `/snapshot` and `/`, open to all.
@@ -29,7 +33,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use weir_sandbox::MAX_PLUGIN_SIZE;
 
 use crate::config::Admin;
-use crate::control::api::Origin;
+use crate::control::api::{Imported, Origin, StateEntry, StatePage};
 use crate::control::{Control, ReloadError};
 use crate::http::{self, BindError, BodyRule, Server, Token};
 
@@ -49,6 +53,13 @@ use crate::http::{self, BindError, BodyRule, Server, Token};
 const MAX_UPLOAD: usize = MAX_PLUGIN_SIZE as usize + 4096;
 /// Largest settings body. Settings are a few short strings; this blocks a huge JSON body.
 const MAX_SETTINGS_BODY: usize = 64 << 10;
+/// Largest state import body (JSON lines). Blocks an import from making the host buffer more
+/// than the default `state_max_bytes` and its JSON's weight; a larger state goes in parts.
+const MAX_STATE_IMPORT: usize = 256 << 20;
+/// Most entries of a state page, whatever the request asks. Blocks one request from making
+/// the host copy a whole state into one answer.
+const MAX_STATE_PAGE: usize = 10_000;
+
 /// Requests handled at once. Each upload may buffer up to [`MAX_UPLOAD`] and compile a
 /// plugin; this bounds the memory and CPU that parallel requests can take from the pipeline.
 const MAX_CONCURRENT_REQUESTS: usize = 4;
@@ -99,6 +110,11 @@ pub(crate) async fn serve(
             body(MAX_SETTINGS_BODY).apply(put(settings)),
         )
         .route("/stages/{name}/rollback", post(rollback))
+        .route(
+            "/stages/{name}/state",
+            body(MAX_STATE_IMPORT).apply(get(state_page).put(state_import)),
+        )
+        .route("/stages/{name}/state/key", get(state_key))
         .with_state(state.clone())
         .merge(extra.authorized)
         .route_layer(middleware::from_fn_with_state(state, bound));
@@ -117,9 +133,11 @@ async fn bound(State(state): State<AppState>, request: Request, next: Next) -> R
 fn error_response(e: ReloadError) -> Response {
     let status = match &e {
         ReloadError::UnknownStage(_) => StatusCode::NOT_FOUND,
-        ReloadError::NotReloadable(_) | ReloadError::NoPrevious(_) => StatusCode::CONFLICT,
+        ReloadError::NotReloadable(_) | ReloadError::NoPrevious(_) | ReloadError::NoState(_) => {
+            StatusCode::CONFLICT
+        }
         ReloadError::Plugin(_) | ReloadError::Init { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        ReloadError::Setting { .. } => StatusCode::BAD_REQUEST,
+        ReloadError::Setting { .. } | ReloadError::Import { .. } => StatusCode::BAD_REQUEST,
         ReloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     http::error(status, e)
@@ -212,5 +230,129 @@ mod tests {
         );
         assert!(parse_settings("s", br#"{"a": [1]}"#).is_err());
         assert!(parse_settings("s", b"[]").is_err());
+    }
+}
+
+/// The query of a state page or key.
+#[derive(serde::Deserialize, Default)]
+struct StateQuery {
+    prefix: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+    key: Option<String>,
+    key_base64: Option<String>,
+}
+
+fn bad_request(message: impl std::fmt::Display) -> Response {
+    http::error(StatusCode::BAD_REQUEST, message)
+}
+
+/// The bytes of a base64 query value, or why not.
+fn base64_of(text: &str, what: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("`{what}` is not base64: {e}"))
+}
+
+async fn state_page(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<StateQuery>,
+) -> Response {
+    use base64::Engine as _;
+    let keyed = match state.control.state(&name) {
+        Ok(s) => s,
+        Err(e) => return error_response(e),
+    };
+    let after = match q
+        .after
+        .as_deref()
+        .map(|a| base64_of(a, "after"))
+        .transpose()
+    {
+        Ok(a) => a,
+        Err(message) => return bad_request(message),
+    };
+    let prefix = q.prefix.unwrap_or_default().into_bytes();
+    let limit = q.limit.unwrap_or(1_000).clamp(1, MAX_STATE_PAGE);
+    let page = keyed.listing(&prefix, after.as_deref(), limit);
+    let next = (page.more)
+        .then(|| page.entries.last())
+        .flatten()
+        .map(|(k, _)| base64::engine::general_purpose::STANDARD.encode(k));
+    axum::Json(StatePage {
+        entries: page
+            .entries
+            .iter()
+            .map(|(k, v)| StateEntry::new(k, v))
+            .collect(),
+        next,
+    })
+    .into_response()
+}
+
+async fn state_key(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<StateQuery>,
+) -> Response {
+    let keyed = match state.control.state(&name) {
+        Ok(s) => s,
+        Err(e) => return error_response(e),
+    };
+    let key = match (q.key, q.key_base64) {
+        (Some(k), None) => k.into_bytes(),
+        (None, Some(b)) => match base64_of(&b, "key_base64") {
+            Ok(k) => k,
+            Err(message) => return bad_request(message),
+        },
+        _ => return bad_request("give one of `key` and `key_base64`"),
+    };
+    match keyed.committed(&key) {
+        Some(value) => axum::Json(StateEntry::new(&key, &value)).into_response(),
+        None => http::error(StatusCode::NOT_FOUND, "no such key"),
+    }
+}
+
+async fn state_import(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let keyed = match state.control.state(&name) {
+        Ok(s) => s,
+        Err(e) => return error_response(e),
+    };
+    let refused = |line: usize, message: String| {
+        error_response(ReloadError::Import {
+            stage: name.clone(),
+            line,
+            message,
+        })
+    };
+    let mut entries = Vec::new();
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = serde_json::from_slice::<StateEntry>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|entry| entry.bytes());
+        match parsed {
+            Ok(pair) => entries.push((i + 1, pair)),
+            Err(message) => return refused(i + 1, message),
+        }
+    }
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = entries.iter().map(|(_, p)| p.clone()).collect();
+    match keyed.import(&pairs) {
+        Ok(()) => axum::Json(Imported {
+            imported: pairs.len(),
+        })
+        .into_response(),
+        Err((at, refusal)) => refused(
+            entries[at].0,
+            format!("{refusal}; the {at} entries before it were written"),
+        ),
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE};
 use weir_sandbox::{KeyedState, Page, Refusal};
 
 /// A value and when it expires (milliseconds since the epoch), if ever.
@@ -96,6 +97,86 @@ impl StageState {
     /// Operations so far, by kind, as [`OPERATIONS`] names them.
     pub fn operations(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.operations[i].load(Ordering::Relaxed))
+    }
+
+    /// Up to `limit` committed entries with keys starting with `prefix`, after `after`, for the
+    /// admin API: what the last completed call left, never a call in progress.
+    pub fn listing(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Page {
+        let inner = self.lock();
+        let now = now_ms();
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
+        let mut page = Page::default();
+        for (key, stored) in inner
+            .committed
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+        {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !stored.live(now) {
+                continue;
+            }
+            if page.entries.len() == limit {
+                page.more = true;
+                break;
+            }
+            page.entries.push((key.clone(), stored.value.clone()));
+        }
+        page
+    }
+
+    /// The committed value under `key`, for the admin API.
+    pub fn committed(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let inner = self.lock();
+        let now = now_ms();
+        (inner.committed.get(key))
+            .filter(|s| s.live(now))
+            .map(|s| s.value.clone())
+    }
+
+    /// Writes `entries` as committed, in order, within the stage's limits and the contract's
+    /// key and value sizes; stops at the first refused and says which. A call in progress
+    /// keeps its own writes: where it wrote a key too, its value wins when it completes.
+    pub fn import(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), (usize, Refusal)> {
+        let mut inner = self.lock();
+        for (i, (key, value)) in entries.iter().enumerate() {
+            if key.len() > MAX_KEY || value.len() > MAX_VALUE {
+                return Err((
+                    i,
+                    Refusal::Limit("a key over 1 KiB or a value over 1 MiB".into()),
+                ));
+            }
+            let stored = Stored {
+                value: value.clone(),
+                expires: None,
+            };
+            let (old_keys, old_bytes) = weight(key, inner.committed.get(key));
+            let (new_keys, new_bytes) = weight(key, Some(&stored));
+            let keys = inner.keys as i64 + inner.overlay_keys.max(0) + new_keys - old_keys;
+            let bytes = inner.bytes as i64 + inner.overlay_bytes.max(0) + new_bytes - old_bytes;
+            if keys > self.max_keys as i64 || bytes > self.max_bytes as i64 {
+                return Err((
+                    i,
+                    Refusal::Limit(format!(
+                        "the stage's state would go over its `state_max_keys` of {} or its \
+                         `state_max_bytes` of {}",
+                        self.max_keys, self.max_bytes
+                    )),
+                ));
+            }
+            inner.keys = (inner.keys as i64 + new_keys - old_keys) as u64;
+            inner.bytes = (inner.bytes as i64 + new_bytes - old_bytes) as u64;
+            if let Some(Stored {
+                expires: Some(t), ..
+            }) = inner.committed.insert(key.clone(), stored)
+            {
+                inner.expiry.remove(&(t, key.clone()));
+            }
+        }
+        Ok(())
     }
 
     fn count(&self, op: usize) {

@@ -67,10 +67,30 @@ impl DataDir {
         })
     }
 
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Where source `name` keeps its checkpoint.
     pub fn checkpoint(&self, source: &str) -> PathBuf {
         self.path.join(format!("source-{source}.checkpoint.json"))
     }
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file, `fsync`, a rename over
+/// the old file, and an `fsync` of the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let temp = dir.join(name);
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -83,6 +83,11 @@ pub trait Ledger: Send + Sync {
     fn dead_lettered(&self, _seq: u64, _indices: &[u32]) {}
 }
 
+/// A ledger's identity while the run lasts: the address it lives at.
+pub fn ledger_id(ledger: &Arc<dyn Ledger>) -> usize {
+    Arc::as_ptr(ledger) as *const () as usize
+}
+
 struct AckInner {
     count: u64,
     tracker: Arc<Tracker>,
@@ -119,6 +124,13 @@ impl Ack {
         if let Some((ledger, seq)) = &self.0.ledger {
             ledger.dead_lettered(*seq, indices);
         }
+    }
+
+    /// Which source batch this acknowledges, for a source with a ledger: the ledger's identity
+    /// (its address, stable while the run lasts) and the batch's sequence number there.
+    pub fn tag(&self) -> Option<(usize, u64)> {
+        let (ledger, seq) = self.0.ledger.as_ref()?;
+        Some((ledger_id(ledger), *seq))
     }
 
     /// The events of the source batch this acknowledges.

@@ -36,6 +36,9 @@ pub enum NodeFailure {
     /// A stage's circuit breaker tripped, under `on_error = "stop"`.
     #[error("stage `{stage}`: {tripped} (on_error = \"stop\")")]
     Tripped { stage: String, tripped: String },
+    /// A commit round could not write the stages' state and the sources' positions.
+    #[error("{message}")]
+    State { message: String },
     /// A thread or task of the run ended without finishing its work (a panic).
     #[error("{what} stopped unexpectedly")]
     Crashed { what: String },

@@ -6,7 +6,7 @@
 //! the state would hold with it (committed, plus the overlay's difference). `commit` applies
 //! the overlay and drops the entries that have expired since; `discard` forgets it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE};
 use weir_sandbox::{KeyedState, Page, Refusal};
+
+use super::plan::Tag;
+use super::store::{Row, Writes};
 
 /// A value and when it expires (milliseconds since the epoch), if ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +39,19 @@ fn weight(key: &[u8], stored: Option<&Stored>) -> (i64, i64) {
     }
 }
 
+/// A completed call's writes, kept until a commit round writes them to the store, with the
+/// source batch the call ran on.
+type Delta = (Option<Tag>, BTreeMap<Vec<u8>, Option<Stored>>);
+
 #[derive(Default)]
 struct Inner {
     committed: BTreeMap<Vec<u8>, Stored>,
+    /// With a store: the completed calls' writes not yet in it, oldest first.
+    log: VecDeque<Delta>,
+    /// With a store: whether completed calls' writes are logged for it.
+    durable: bool,
+    /// The source batch of the call in progress.
+    tag: Option<Tag>,
     /// The call's writes: `None` is a delete.
     overlay: BTreeMap<Vec<u8>, Option<Stored>>,
     /// Committed keys and bytes.
@@ -142,41 +155,96 @@ impl StageState {
     /// keeps its own writes: where it wrote a key too, its value wins when it completes.
     pub fn import(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), (usize, Refusal)> {
         let mut inner = self.lock();
+        let mut written = BTreeMap::new();
+        let mut result = Ok(());
         for (i, (key, value)) in entries.iter().enumerate() {
-            if key.len() > MAX_KEY || value.len() > MAX_VALUE {
-                return Err((
-                    i,
-                    Refusal::Limit("a key over 1 KiB or a value over 1 MiB".into()),
-                ));
+            if let Err(refusal) = self.import_one(&mut inner, key, value) {
+                result = Err((i, refusal));
+                break;
             }
-            let stored = Stored {
-                value: value.clone(),
-                expires: None,
-            };
-            let (old_keys, old_bytes) = weight(key, inner.committed.get(key));
-            let (new_keys, new_bytes) = weight(key, Some(&stored));
-            let keys = inner.keys as i64 + inner.overlay_keys.max(0) + new_keys - old_keys;
-            let bytes = inner.bytes as i64 + inner.overlay_bytes.max(0) + new_bytes - old_bytes;
-            if keys > self.max_keys as i64 || bytes > self.max_bytes as i64 {
-                return Err((
-                    i,
-                    Refusal::Limit(format!(
-                        "the stage's state would go over its `state_max_keys` of {} or its \
-                         `state_max_bytes` of {}",
-                        self.max_keys, self.max_bytes
-                    )),
-                ));
-            }
-            inner.keys = (inner.keys as i64 + new_keys - old_keys) as u64;
-            inner.bytes = (inner.bytes as i64 + new_bytes - old_bytes) as u64;
-            if let Some(Stored {
-                expires: Some(t), ..
-            }) = inner.committed.insert(key.clone(), stored)
-            {
-                inner.expiry.remove(&(t, key.clone()));
-            }
+            written.insert(key.clone(), inner.committed.get(key).cloned());
+        }
+        // With a store, what was imported reaches it with the next round.
+        if inner.durable && !written.is_empty() {
+            inner.log.push_back((None, written));
+        }
+        result
+    }
+
+    fn import_one(&self, inner: &mut Inner, key: &[u8], value: &[u8]) -> Result<(), Refusal> {
+        if key.len() > MAX_KEY || value.len() > MAX_VALUE {
+            return Err(Refusal::Limit(
+                "a key over 1 KiB or a value over 1 MiB".into(),
+            ));
+        }
+        let stored = Stored {
+            value: value.to_vec(),
+            expires: None,
+        };
+        let (old_keys, old_bytes) = weight(key, inner.committed.get(key));
+        let (new_keys, new_bytes) = weight(key, Some(&stored));
+        let keys = inner.keys as i64 + inner.overlay_keys.max(0) + new_keys - old_keys;
+        let bytes = inner.bytes as i64 + inner.overlay_bytes.max(0) + new_bytes - old_bytes;
+        if keys > self.max_keys as i64 || bytes > self.max_bytes as i64 {
+            return Err(Refusal::Limit(format!(
+                "the stage's state would go over its `state_max_keys` of {} or its \
+                 `state_max_bytes` of {}",
+                self.max_keys, self.max_bytes
+            )));
+        }
+        inner.keys = (inner.keys as i64 + new_keys - old_keys) as u64;
+        inner.bytes = (inner.bytes as i64 + new_bytes - old_bytes) as u64;
+        if let Some(Stored {
+            expires: Some(t), ..
+        }) = inner.committed.insert(key.to_vec(), stored)
+        {
+            inner.expiry.remove(&(t, key.to_vec()));
         }
         Ok(())
+    }
+
+    /// Loads the state a store holds (before any call), and logs every completed call's
+    /// writes for it from now on.
+    pub fn load(&self, rows: Vec<Row>) {
+        let mut inner = self.lock();
+        let now = now_ms();
+        for (key, expires, value) in rows {
+            let stored = Stored { value, expires };
+            if !stored.live(now) {
+                continue;
+            }
+            let (k, b) = weight(&key, Some(&stored));
+            inner.keys += k as u64;
+            inner.bytes += b as u64;
+            if let Some(t) = expires {
+                inner.expiry.insert((t, key.clone()));
+            }
+            inner.committed.insert(key, stored);
+        }
+        inner.durable = true;
+    }
+
+    /// The source batch the next calls run on.
+    pub fn set_tag(&self, tag: Option<Tag>) {
+        self.lock().tag = tag;
+    }
+
+    /// The tags of the logged deltas, oldest first.
+    pub fn log_tags(&self) -> Vec<Option<Tag>> {
+        self.lock().log.iter().map(|(tag, _)| *tag).collect()
+    }
+
+    /// Takes the `n` oldest logged deltas, merged: each key's last write.
+    pub fn take_logged(&self, n: usize) -> Writes {
+        let mut inner = self.lock();
+        let mut merged: BTreeMap<Vec<u8>, Option<Stored>> = BTreeMap::new();
+        for (_, writes) in inner.log.drain(..n) {
+            merged.extend(writes);
+        }
+        merged
+            .into_iter()
+            .map(|(k, v)| (k, v.map(|s| (s.expires, s.value))))
+            .collect()
     }
 
     fn count(&self, op: usize) {
@@ -234,7 +302,11 @@ impl Inner {
     }
 
     fn commit(&mut self, now: u64) {
-        for (key, written) in std::mem::take(&mut self.overlay) {
+        let overlay = std::mem::take(&mut self.overlay);
+        if self.durable && !overlay.is_empty() {
+            self.log.push_back((self.tag, overlay.clone()));
+        }
+        for (key, written) in overlay {
             let old = match written {
                 Some(stored) => {
                     if let Some(t) = stored.expires {

@@ -8,11 +8,20 @@
 //! call's output is accepted, or discards (a trap, a refused output, `init`).
 //!
 //! Without `[pipeline] data_dir` the state lives in memory, bounded by the stage's
-//! `state_max_keys` and `state_max_bytes`, and is gone when the process ends.
+//! `state_max_keys` and `state_max_bytes`, and is gone when the process ends. With it, each
+//! completed call's writes are also logged, tagged with the source batch the call ran on, and
+//! commit rounds ([`durable`]) write them to a store in the data folder ([`store`]) together
+//! with the sources' positions, as far as [`plan`] allows: what is on disk is exactly the
+//! effect of the events up to the positions beside it.
 
+mod durable;
 mod memory;
+pub mod plan;
+mod store;
 
+pub use durable::{Durable, Positioned};
 pub use memory::{OPERATIONS, StageState};
+pub use store::{FILE as STORE_FILE, StoreError};
 
 use weir_sandbox::Plugin;
 

@@ -39,6 +39,9 @@ pub(crate) struct SourceState {
     pub interval: std::time::Duration,
     /// `weir run --from-start`: read from the start, whatever the checkpoint says.
     pub from_start: bool,
+    /// With stages that keep state in the data folder: the commit rounds, which then write
+    /// the source's position with the state (its checkpoint file is set from them at start).
+    pub durable: Option<std::sync::Arc<crate::pipeline::state::Durable>>,
 }
 
 /// What a sink needs from the run.

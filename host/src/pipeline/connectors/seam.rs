@@ -74,6 +74,14 @@ pub(crate) trait Source: Send {
         None
     }
 
+    /// Whether it can commit its position with the state of the data folder, so that state
+    /// stays exactly once across a crash: a source with a position it writes there (a file),
+    /// or one with no position at all. A source whose acknowledgements go elsewhere (a
+    /// broker's) cannot, yet.
+    fn commits_with_state(&self) -> bool {
+        true
+    }
+
     /// One line for `weir check`: what it reads, and where.
     fn describe(&self) -> String;
 

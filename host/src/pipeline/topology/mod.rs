@@ -272,10 +272,18 @@ impl Topology {
             .filter(|s| self.plugins.get(&s.name).is_some_and(|p| p.uses_state()))
             .map(|s| {
                 let limits = &s.limits;
+                let place = match &self.pipeline.data_dir {
+                    Some(dir) => format!(
+                        "in {} (durable, written with the source positions every {})",
+                        dir.join(crate::pipeline::state::STORE_FILE).display(),
+                        crate::config::fmt_duration(self.pipeline.checkpoint_interval)
+                    ),
+                    None => "in memory (lost when weir stops)".to_string(),
+                };
                 (
                     s.name.as_str(),
                     format!(
-                        "in memory (lost when weir stops), at most {} keys and {} bytes",
+                        "{place}, at most {} keys and {} bytes",
                         limits.state_max_keys, limits.state_max_bytes
                     ),
                 )

@@ -30,6 +30,7 @@ use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::StageHandle;
 use crate::pipeline::stage::chain::Chain;
 use crate::pipeline::stage::runner::StageRunner;
+use crate::pipeline::state::Durable;
 
 type Sources = Vec<(String, Box<dyn connectors::Source>)>;
 type Sinks = Vec<(String, Box<dyn connectors::Sink>)>;
@@ -95,12 +96,26 @@ impl Topology {
                 })?;
         let sinks = wiring.start_sinks(sinks, pipeline.buffer, &ctx)?;
 
+        let durable = match &data_dir {
+            Some(dir) => open_durable(dir, &handles, &sources, options.from_start)?,
+            None => None,
+        };
+        let rounds = durable.as_ref().map(|d| {
+            let stop = CancellationToken::new();
+            tokio::spawn(Arc::clone(d).run(
+                pipeline.checkpoint_interval,
+                stop.clone(),
+                Arc::clone(&ctx),
+            ));
+            (Arc::clone(d), stop)
+        });
         let threads = wiring.start_chains(chains, &dl_tx, &ctx)?;
         let state = |name: &str| {
             data_dir.as_ref().map(|dir| SourceState {
                 checkpoint: dir.checkpoint(name),
                 interval: pipeline.checkpoint_interval,
                 from_start: options.from_start,
+                durable: durable.clone(),
             })
         };
         let sources = wiring.start_sources(sources, sinks_track, &ctx, &dl_tx, &state)?;
@@ -114,12 +129,52 @@ impl Topology {
             metrics,
             handles,
             data_dir,
+            rounds,
             sources,
             threads,
             sinks,
             dead_letter_writer,
         })
     }
+}
+
+/// The commit rounds of the stages that keep state, when there are any: the store opened in
+/// the data folder, each such stage's state loaded from it and each file source's checkpoint
+/// set from it. A source that cannot commit its position with the state is refused.
+fn open_durable(
+    dir: &DataDir,
+    handles: &std::collections::BTreeMap<String, Arc<StageHandle>>,
+    sources: &Sources,
+    from_start: bool,
+) -> Result<Option<Arc<Durable>>, RunError> {
+    let stages: Vec<_> = handles
+        .iter()
+        .filter(|(_, h)| h.state.attached())
+        .map(|(name, h)| (name.clone(), Arc::clone(&h.state)))
+        .collect();
+    if stages.is_empty() {
+        return Ok(None);
+    }
+    if let Some((name, _)) = sources.iter().find(|(_, s)| !s.commits_with_state()) {
+        return Err(RunError::Start {
+            what: format!("source `{name}`"),
+            cause: "it acknowledges its input to its server, not with the state the stages \
+                    keep in `data_dir`, so that state could not stay exactly once: not \
+                    supported yet (remove `data_dir`, and the state lives in memory)"
+                .into(),
+        });
+    }
+    let checkpoints: Vec<_> = sources
+        .iter()
+        .filter(|(_, s)| s.reads_file().is_some())
+        .map(|(name, _)| (name.clone(), dir.checkpoint(name)))
+        .collect();
+    Durable::open(dir.path(), stages, &checkpoints, from_start)
+        .map(Some)
+        .map_err(|e| RunError::Start {
+            what: "the state store".into(),
+            cause: e.into(),
+        })
 }
 
 /// A running pipeline: a handle to stop it, look at it and reach its stages while it runs,
@@ -132,6 +187,8 @@ pub struct Running {
     handles: std::collections::BTreeMap<String, Arc<StageHandle>>,
     /// Locked until the run has ended.
     data_dir: Option<DataDir>,
+    /// The state's commit rounds, and the stop of the periodic ones.
+    rounds: Option<(Arc<Durable>, CancellationToken)>,
     sources: StartedSources,
     threads: Vec<std::thread::JoinHandle<()>>,
     sinks: Vec<RunningSink>,
@@ -178,6 +235,7 @@ impl Running {
             ctx,
             metrics,
             data_dir,
+            rounds,
             mut sources,
             threads,
             sinks,
@@ -203,6 +261,15 @@ impl Running {
         // Everything is written and every acknowledgement released (or never will be): the
         // last commit of each source.
         sources.finish().await;
+        if let Some((durable, stop)) = rounds {
+            stop.cancel();
+            let last = tokio::task::spawn_blocking(move || durable.round()).await;
+            if let Ok(Err(e)) = last {
+                ctx.fail(NodeFailure::State {
+                    message: e.to_string(),
+                });
+            }
+        }
         drop(data_dir);
 
         let report = report(started, &ctx, &metrics, dead_lettered, bound, interrupted);

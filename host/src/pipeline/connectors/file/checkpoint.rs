@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::ack::Ledger;
+use crate::pipeline::state::Positioned;
 
 /// Bytes of a file's start that identify it beside its device and inode (which a rotation
 /// tool may reuse).
@@ -146,6 +147,9 @@ struct Ledgered {
     committed: Option<FilePosition>,
     /// Whether `committed` moved since it was last written.
     dirty: bool,
+    /// With state in the data folder: the finished batches whose positions a commit round
+    /// may still ask for, oldest first.
+    finished: Option<VecDeque<(u64, FilePosition)>>,
 }
 
 impl Positions {
@@ -166,6 +170,14 @@ impl Positions {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledgered> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps each finished batch's position until a commit round of the state is done with
+    /// it ([`Positioned`]).
+    pub fn for_state() -> Arc<Positions> {
+        let positions = Positions::default();
+        positions.lock().finished = Some(VecDeque::new());
+        Arc::new(positions)
     }
 
     /// Registers batch `seq` (emitted in order), ending at `position`.
@@ -202,9 +214,36 @@ impl Ledger for Positions {
             entry.2 = true;
         }
         while let Some((_, _, true)) = l.pending.front() {
-            let (_, position, _) = l.pending.pop_front().expect("just seen");
+            let (seq, position, _) = l.pending.pop_front().expect("just seen");
+            if let Some(finished) = &mut l.finished {
+                finished.push_back((seq, position.clone()));
+            }
             l.committed = Some(position);
             l.dirty = true;
+        }
+    }
+}
+
+impl Positioned for Positions {
+    fn done_through(&self) -> Option<u64> {
+        let l = self.lock();
+        l.finished.as_ref()?.back().map(|(seq, _)| *seq)
+    }
+
+    fn checkpoint_through(&self, seq: u64) -> Option<Vec<u8>> {
+        let l = self.lock();
+        let (_, position) = l.finished.as_ref()?.iter().find(|(s, _)| *s == seq)?;
+        let mut bytes = serde_json::to_vec(position).ok()?;
+        bytes.push(b'\n');
+        Some(bytes)
+    }
+
+    fn forget_through(&self, seq: u64) {
+        let mut l = self.lock();
+        if let Some(finished) = &mut l.finished {
+            while finished.front().is_some_and(|(s, _)| *s <= seq) {
+                finished.pop_front();
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ use super::parts::{SinkParts, SourceParts};
 use super::seam::{ConnectorError, RunningSink, RunningSource};
 use super::writer::{self, LineSink, Out};
 use crate::config::{self, Encoding, SinkKind, SourceKind, SyncMode, WriteMode};
+use crate::pipeline::ack::{Ledger, ledger_id};
 use checkpoint::{Checkpointer, Positions};
 
 /// `type = "file"` as a source.
@@ -60,15 +61,28 @@ impl super::seam::Source for FileSource {
 
     fn start(self: Box<Self>, parts: SourceParts) -> Result<RunningSource, ConnectorError> {
         let this = *self;
-        // With a data folder: the ledger of positions, and its checkpointer until the end.
+        // With a data folder: the ledger of positions, and its checkpointer until the end;
+        // with state kept there too, the state's commit rounds write the position instead.
         let committed = parts.state.as_ref().map(|state| {
+            let positions = match &state.durable {
+                Some(_) => Positions::for_state(),
+                None => Arc::new(Positions::default()),
+            };
             let cp = Arc::new(Checkpointer {
                 path: state.checkpoint.clone(),
-                positions: Arc::new(Positions::default()),
+                positions,
             });
             let stop = CancellationToken::new();
-            tokio::spawn(Arc::clone(&cp).run(state.interval, stop.clone()));
-            (cp, stop, state.from_start)
+            match &state.durable {
+                Some(durable) => {
+                    let ledger: Arc<dyn Ledger> = cp.positions.clone();
+                    durable.register(&this.config.name, ledger_id(&ledger), cp.positions.clone());
+                }
+                None => {
+                    tokio::spawn(Arc::clone(&cp).run(state.interval, stop.clone()));
+                }
+            }
+            (cp, stop, state.from_start && state.durable.is_none())
         });
         let resume = committed
             .as_ref()
@@ -77,6 +91,7 @@ impl super::seam::Source for FileSource {
                 positions: Arc::clone(&cp.positions),
                 from_start: *from_start,
             });
+        let durable = parts.state.as_ref().is_some_and(|s| s.durable.is_some());
         let task = tokio::task::spawn_blocking(move || {
             let input = read::Input {
                 path: &this.path,
@@ -85,7 +100,9 @@ impl super::seam::Source for FileSource {
             };
             read::read(&this.config, &input, &parts)
         });
-        // The last commit, once every acknowledgement is released or never will be.
+        // The last commit, once every acknowledgement is released or never will be (the
+        // state's last round, with state kept in the data folder).
+        let committed = committed.filter(|_| !durable);
         let finish = committed.map(|(cp, stop, _)| -> super::seam::BoxFuture<'static, ()> {
             Box::pin(async move {
                 stop.cancel();

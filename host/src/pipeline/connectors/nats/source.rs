@@ -320,6 +320,12 @@ impl crate::pipeline::connectors::seam::Source for JetStreamSource {
         false
     }
 
+    /// Its messages are acked to the server as their batches finish, not with the state's
+    /// commit rounds.
+    fn commits_with_state(&self) -> bool {
+        false
+    }
+
     /// The batch it sends, and the one it gathers.
     fn batches_held(&self) -> u64 {
         2

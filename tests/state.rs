@@ -455,3 +455,108 @@ fn weir_state_lists_gets_exports_and_imports_a_running_stage_s_state() -> Result
     assert_eq!(counts(&next, "out.jsonl")?, vec![("a".to_string(), 4)]);
     Ok(())
 }
+
+/// `in.txt -> count -> out.jsonl` with the state in `data/`, committed every 50 ms.
+fn durable_counting(dir: &Dir) -> Result<std::path::PathBuf> {
+    PipelineFile::new()
+        .batch_size(256)
+        .pipeline_key("data_dir", dir.path("data").display().to_string())
+        .pipeline_key("checkpoint_interval", "50ms")
+        .source("in", Source::file("in.txt"))
+        .stage(
+            "count",
+            Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"]),
+        )
+        .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
+        .write(dir)
+}
+
+#[test]
+fn state_in_the_data_folder_goes_on_where_the_last_run_ended() -> Result<()> {
+    let dir = Dir::new()?;
+    dir.write_lines("in.txt", &vec!["a"; 100])?;
+    let file = durable_counting(&dir)?;
+    let (code, stdout, stderr) = dir.check(&file)?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("state.redb (durable"), "{stdout}");
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    // The file grows; the next run reads what is new, and counts on from 100.
+    let mut more = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path("in.txt"))?;
+    for _ in 0..50 {
+        writeln!(more, "a")?;
+    }
+    drop(more);
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let outputs = counts(&dir, "out.jsonl")?;
+    assert_eq!(outputs.len(), 150);
+    each_key_counts_up(&outputs)?;
+    // `--from-start` reads the file again, and the state starts over with it.
+    let ran = dir.run_with(&file, &[], support::Stdin::Null)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let mut cmd = dir.weir();
+    cmd.args(["run", "--from-start", "--report", "json"])
+        .arg(&file);
+    let ran = Running::start(cmd, support::Stdin::Null)?.finish(PATIENCE)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let outputs = counts(&dir, "out.jsonl")?;
+    assert_eq!(outputs.len(), 300);
+    assert_eq!(outputs.last(), Some(&("a".to_string(), 150)));
+    Ok(())
+}
+
+#[test]
+fn state_in_the_data_folder_counts_each_event_once_across_four_kill_9s() -> Result<()> {
+    const EVENTS: usize = 3_000_000;
+    const KEYS: usize = 1_000;
+    let dir = Dir::new()?;
+    let lines: Vec<String> = (0..EVENTS).map(|i| format!("k{}", i % KEYS)).collect();
+    dir.write_lines("in.txt", &lines)?;
+    let file = durable_counting(&dir)?;
+    // Kill moments spread over the first runs, from a fixed seed: the same on every machine
+    // as a sequence, wherever each lands in the input.
+    let mut seed: u64 = 0x5eed;
+    let mut killed_mid_run = 0;
+    for _ in 0..4 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let wait = std::time::Duration::from_millis(50 + (seed >> 33) % 200);
+        let mut cmd = dir.weir();
+        cmd.args(["run", "--report", "json"]).arg(&file);
+        let running = Running::start(cmd, support::Stdin::Null)?;
+        std::thread::sleep(wait);
+        if !running.exited() {
+            killed_mid_run += 1;
+        }
+        let _ = running.signal(libc::SIGKILL);
+        let _ = running.wait(PATIENCE);
+    }
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let outputs = counts(&dir, "out.jsonl")?;
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for (key, n) in &outputs {
+        let seen = last.entry(key.clone()).or_default();
+        *seen = (*seen).max(*n);
+    }
+    eprintln!(
+        "{killed_mid_run} of 4 runs killed mid-run; {} output lines for {EVENTS} events",
+        outputs.len()
+    );
+    assert_eq!(killed_mid_run, 4, "a run ended before its kill");
+    assert_eq!(last.len(), KEYS);
+    let wrong: Vec<_> = last
+        .iter()
+        .filter(|(_, n)| **n != (EVENTS / KEYS) as i64)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "counts other than {}: {wrong:?}",
+        EVENTS / KEYS
+    );
+    Ok(())
+}

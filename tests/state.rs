@@ -494,17 +494,60 @@ fn state_in_the_data_folder_goes_on_where_the_last_run_ended() -> Result<()> {
     let outputs = counts(&dir, "out.jsonl")?;
     assert_eq!(outputs.len(), 150);
     each_key_counts_up(&outputs)?;
-    // `--from-start` reads the file again, and the state starts over with it.
-    let ran = dir.run_with(&file, &[], support::Stdin::Null)?;
+
+    // The stopped pipeline's state, read and written in its data folder.
+    use base64::Engine as _;
+    let b64 = |n: i64| base64::engine::general_purpose::STANDARD.encode(n.to_le_bytes());
+    let data = dir.path("data");
+    let data = data.to_str().context("path")?;
+    let out = support::weir()
+        .args(["state", "export", "count", "--data-dir", data])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        exported,
+        serde_json::json!({"key": "a", "value_base64": b64(150)})
+    );
+    let import = dir.write(
+        "import.jsonl",
+        &format!("{{\"key\": \"b\", \"value_base64\": \"{}\"}}\n", b64(41)),
+    )?;
+    let out = support::weir()
+        .args(["state", "import", "count", "--data-dir", data])
+        .arg(&import)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut more = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path("in.txt"))?;
+    writeln!(more, "b")?;
+    drop(more);
+    let ran = dir.run(&file)?;
     ensure!(ran.code() == 0, "{}", ran.stderr());
+    assert_eq!(
+        counts(&dir, "out.jsonl")?.last(),
+        Some(&("b".to_string(), 42))
+    );
+
+    // `--from-start` reads the file again, and the state starts over with it.
     let mut cmd = dir.weir();
     cmd.args(["run", "--from-start", "--report", "json"])
         .arg(&file);
     let ran = Running::start(cmd, support::Stdin::Null)?.finish(PATIENCE)?;
     ensure!(ran.code() == 0, "{}", ran.stderr());
     let outputs = counts(&dir, "out.jsonl")?;
-    assert_eq!(outputs.len(), 300);
-    assert_eq!(outputs.last(), Some(&("a".to_string(), 150)));
+    assert_eq!(outputs.len(), 302);
+    assert_eq!(outputs.last(), Some(&("b".to_string(), 1)));
+    assert_eq!(outputs[300], ("a".to_string(), 150));
     Ok(())
 }
 

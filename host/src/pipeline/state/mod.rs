@@ -21,7 +21,7 @@ mod store;
 
 pub use durable::{Durable, Positioned};
 pub use memory::{OPERATIONS, StageState};
-pub use store::{FILE as STORE_FILE, StoreError};
+pub use store::{FILE as STORE_FILE, Store, StoreError};
 
 use weir_sandbox::Plugin;
 

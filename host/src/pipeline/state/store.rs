@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use weir_sandbox::Page;
 
 /// Source positions: a source's name → the bytes of its checkpoint file.
 const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions");
@@ -32,6 +33,12 @@ pub type Writes = Vec<(Vec<u8>, Option<(Option<u64>, Vec<u8>)>)>;
 pub struct Store {
     path: PathBuf,
     db: Database,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn table_name(stage: &str) -> String {
@@ -142,6 +149,65 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Up to `limit` live entries of a stage's state whose keys start with `prefix`, after
+    /// `after`, and whether more remain (`weir state` on a data folder, offline).
+    pub fn page(
+        &self,
+        stage: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let name = table_name(stage);
+        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match read.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Page::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let start = match after {
+            Some(a) if a >= prefix => std::ops::Bound::Excluded(a),
+            _ => std::ops::Bound::Included(prefix),
+        };
+        let now = now_ms();
+        let mut entries = Vec::new();
+        let range = table
+            .range((start, std::ops::Bound::<&[u8]>::Unbounded))
+            .map_err(|e| self.err(e))?;
+        for item in range {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            let (expires, value) = decode(v.value()).ok_or_else(|| self.err("a short row"))?;
+            if expires.is_some_and(|t| t <= now) {
+                continue;
+            }
+            if entries.len() == limit {
+                return Ok(Page {
+                    entries,
+                    more: true,
+                });
+            }
+            entries.push((k.value().to_vec(), value));
+        }
+        Ok(Page {
+            entries,
+            more: false,
+        })
+    }
+
+    /// Writes entries into a stage's state, with no expiry, in one durable transaction
+    /// (`weir state import` on a data folder, offline).
+    pub fn import(&self, stage: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let writes: Writes = entries
+            .iter()
+            .map(|(k, v)| (k.clone(), Some((None, v.clone()))))
+            .collect();
+        self.commit(&[(stage, writes)], &[])
     }
 
     /// Forgets every stage's state and every position (`weir run --from-start`).

@@ -157,7 +157,8 @@ pub enum Command {
     },
 }
 
-/// `weir state`: a stage's keyed state, through the admin API.
+/// `weir state`: a stage's keyed state, through the admin API of a running pipeline, or with
+/// `--data-dir` from the data folder of a stopped one.
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// Print the keys, one per line (`base64:…` for bytes that are not UTF-8).
@@ -170,14 +171,14 @@ pub enum StateCommand {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
         #[command(flatten)]
-        admin: AdminArgs,
+        place: StatePlace,
     },
     /// Print one entry as a JSON line; exit 1 when the key is absent.
     Get {
         stage: String,
         key: String,
         #[command(flatten)]
-        admin: AdminArgs,
+        place: StatePlace,
     },
     /// Print every entry as JSON lines (`key`, `value`, or `*_base64` for bytes that are not
     /// UTF-8), as the stage's last completed call left them.
@@ -187,15 +188,26 @@ pub enum StateCommand {
         #[arg(long, default_value = "")]
         prefix: String,
         #[command(flatten)]
-        admin: AdminArgs,
+        place: StatePlace,
     },
     /// Write the entries of a JSON-lines file (as `export` prints them) into the state.
     Import {
         stage: String,
         file: PathBuf,
         #[command(flatten)]
-        admin: AdminArgs,
+        place: StatePlace,
     },
+}
+
+/// Where `weir state` finds the state.
+#[derive(Debug, clap::Args)]
+pub struct StatePlace {
+    /// The data folder of a stopped pipeline (`[pipeline] data_dir`), read and written
+    /// directly; without it, the admin API of a running one.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// Where the admin API of a running pipeline is, and what a request to it needs.
@@ -504,21 +516,27 @@ fn run(
     }
 }
 
+impl StatePlace {
+    fn at(&self) -> (Option<&Path>, &AdminArgs) {
+        (self.data_dir.as_deref(), &self.admin)
+    }
+}
+
 fn state_command(command: StateCommand) -> CommandResult {
     match command {
         StateCommand::Ls {
             stage,
             prefix,
             limit,
-            admin,
-        } => state::list(&stage, &prefix, limit, false, &admin),
-        StateCommand::Get { stage, key, admin } => state::get(&stage, &key, &admin),
+            place,
+        } => state::list(&stage, &prefix, limit, false, place.at()),
+        StateCommand::Get { stage, key, place } => state::get(&stage, &key, place.at()),
         StateCommand::Export {
             stage,
             prefix,
-            admin,
-        } => state::list(&stage, &prefix, None, true, &admin),
-        StateCommand::Import { stage, file, admin } => state::import(&stage, &file, &admin),
+            place,
+        } => state::list(&stage, &prefix, None, true, place.at()),
+        StateCommand::Import { stage, file, place } => state::import(&stage, &file, place.at()),
     }
 }
 

@@ -1,12 +1,13 @@
-//! A stage's state in memory: committed entries in an ordered map, the current call's writes in
-//! an overlay above them, and an index of expiry times.
+//! A stage's state in memory: committed entries in a hash map with an ordered index of their
+//! keys (point operations, the common case, cost a hash; only scans walk the order), the
+//! current call's writes in an overlay above them, and an index of expiry times.
 //!
 //! A read looks in the overlay, then in the committed map, and treats an entry past its expiry
 //! as absent. A write goes to the overlay after the stage's limits are checked against what
 //! the state would hold with it (committed, plus the overlay's difference). `commit` applies
 //! the overlay and drops the entries that have expired since; `discard` forgets it.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,13 +40,50 @@ fn weight(key: &[u8], stored: Option<&Stored>) -> (i64, i64) {
     }
 }
 
+/// The committed entries: a hash map for point operations, and the keys in order for scans.
+/// An update of an existing key (a counter, the common write) touches the map only.
+#[derive(Default)]
+struct Committed {
+    map: HashMap<Vec<u8>, Stored>,
+    order: BTreeSet<Vec<u8>>,
+}
+
+impl Committed {
+    fn get(&self, key: &[u8]) -> Option<&Stored> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: Vec<u8>, stored: Stored) -> Option<Stored> {
+        match self.map.get_mut(&key) {
+            Some(slot) => Some(std::mem::replace(slot, stored)),
+            None => {
+                self.order.insert(key.clone());
+                self.map.insert(key, stored)
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Stored> {
+        let old = self.map.remove(key)?;
+        self.order.remove(key);
+        Some(old)
+    }
+
+    /// The entries from `start` on, by key.
+    fn range(&self, start: Bound<Vec<u8>>) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
+        self.order
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .filter_map(|k| self.map.get_key_value(k))
+    }
+}
+
 /// A completed call's writes, kept until a commit round writes them to the store, with the
 /// source batch the call ran on.
 type Delta = (Option<Tag>, BTreeMap<Vec<u8>, Option<Stored>>);
 
 #[derive(Default)]
 struct Inner {
-    committed: BTreeMap<Vec<u8>, Stored>,
+    committed: Committed,
     /// With a store: the completed calls' writes not yet in it, oldest first.
     log: VecDeque<Delta>,
     /// With a store: whether completed calls' writes are logged for it.
@@ -122,10 +160,7 @@ impl StageState {
             _ => Bound::Included(prefix.to_vec()),
         };
         let mut page = Page::default();
-        for (key, stored) in inner
-            .committed
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-        {
+        for (key, stored) in inner.committed.range(start) {
             if !key.starts_with(prefix) {
                 break;
             }
@@ -418,7 +453,7 @@ impl KeyedState for StageState {
             _ => Bound::Included(prefix.to_vec()),
         };
         let range = || (start.clone(), Bound::Unbounded);
-        let mut committed = inner.committed.range::<Vec<u8>, _>(range()).peekable();
+        let mut committed = inner.committed.range(start.clone()).peekable();
         let mut overlay = inner.overlay.range::<Vec<u8>, _>(range()).peekable();
         let mut page = Page::default();
         let mut bytes = 0usize;

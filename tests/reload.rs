@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use support::{
     Dir, JsonEvent, PATIENCE, PipelineFile, Ran, Running, Sink, Source, Stage, Stdin, dead_letters,
-    json_events, plugin, sha256_hex, short_digest, wait_until,
+    json_events, plugin, sha256_hex, short_digest, wait_until, with_custom_section,
 };
 use weir::control::MAX_KEPT_VERSIONS;
 
@@ -541,20 +541,6 @@ fn a_version_that_fails_every_event_is_rolled_back_at_its_101st_failure() -> Res
     assert_eq!(events, sent);
     assert_eq!(ran.report().events_in, sent);
     Ok(())
-}
-
-/// Appends a custom section to a component: the same code under a new digest.
-fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
-    let name = b"weir-test";
-    let payload = n.to_le_bytes();
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    let mut out = bytes.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend_from_slice(&section);
-    out
 }
 
 /// An event whose retries began on one version finishes on it, even when another version

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use support::{
     Dir, PATIENCE, PipelineFile, Ran, Running, Sink, Source, Stage, dead_letters, plugin,
-    read_lines, wait_until,
+    read_lines, wait_until, with_custom_section,
 };
 
 const TOKEN: &str = "test-token-0123456789";
@@ -278,20 +278,6 @@ fn weir_check_says_where_the_state_lives_and_several_workers_are_refused() -> Re
     assert_eq!(code, 0);
     assert!(!stdout.contains("state of"), "{stdout}");
     Ok(())
-}
-
-/// Appends a custom section to a component: the same code under a new digest.
-fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
-    let name = b"weir-test";
-    let payload = n.to_le_bytes();
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
-    let mut out = bytes.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend_from_slice(&section);
-    out
 }
 
 /// Sends `n` events of key `a`, and waits until the sink holds `total` lines.

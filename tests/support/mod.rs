@@ -303,3 +303,17 @@ pub fn assert_same_lines<S: AsRef<str>, T: AsRef<str>>(written: &[S], expected: 
         );
     }
 }
+
+/// Appends a custom section to a component: the same code under a new digest.
+pub fn with_custom_section(bytes: &[u8], n: u32) -> Vec<u8> {
+    let name = b"weir-test";
+    let payload = n.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}

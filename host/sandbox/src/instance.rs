@@ -55,7 +55,7 @@ impl Instance {
         grant: &Grant,
         settings: &[(String, String)],
     ) -> Result<Instance, Trapped> {
-        Instance::with_quota(
+        Instance::with_state(
             sandbox,
             plugin,
             stage,
@@ -63,25 +63,13 @@ impl Instance {
             grant,
             settings,
             LogQuota::new(),
+            None,
         )
     }
 
     /// Like [`Instance::new`], writing its log lines under `quota`, which the stage's other
-    /// instances share.
-    pub fn with_quota(
-        sandbox: &Sandbox,
-        plugin: &Plugin,
-        stage: &Arc<str>,
-        limits: Limits,
-        grant: &Grant,
-        settings: &[(String, String)],
-        quota: Arc<LogQuota>,
-    ) -> Result<Instance, Trapped> {
-        Instance::with_state(sandbox, plugin, stage, limits, grant, settings, quota, None)
-    }
-
-    /// Like [`Instance::with_quota`], with the stage's keyed state, which a plugin that
-    /// imports `state` reads and writes in `process` (`init` has none).
+    /// instances share, and with the stage's keyed state, which a plugin that imports `state`
+    /// reads and writes in `process` (`init` has none).
     #[allow(clippy::too_many_arguments)]
     pub fn with_state(
         sandbox: &Sandbox,

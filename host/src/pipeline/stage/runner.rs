@@ -162,8 +162,11 @@ impl StageRunner {
             return self.refuse(input, &version, attempt, reason);
         }
 
-        // The calls' state writes are logged against this source batch (with a data folder).
-        self.handle.state.set_tag(input.ack.tag());
+        // The calls' state writes are logged against this source batch (with a data folder);
+        // a stage without state takes no lock for it.
+        if self.handle.state.attached() {
+            self.handle.state.set_tag(input.ack.tag());
+        }
         let mut pieces = std::mem::take(&mut self.pieces);
         let traps = isolate(
             &input.events,

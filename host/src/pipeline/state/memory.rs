@@ -53,12 +53,13 @@ impl Committed {
         self.map.get(key)
     }
 
-    fn insert(&mut self, key: Vec<u8>, stored: Stored) -> Option<Stored> {
-        match self.map.get_mut(&key) {
+    /// Only a new key is copied (into the map and the order).
+    fn insert(&mut self, key: &[u8], stored: Stored) -> Option<Stored> {
+        match self.map.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, stored)),
             None => {
-                self.order.insert(key.clone());
-                self.map.insert(key, stored)
+                self.order.insert(key.to_vec());
+                self.map.insert(key.to_vec(), stored)
             }
         }
     }
@@ -231,7 +232,7 @@ impl StageState {
         inner.bytes = (inner.bytes as i64 + new_bytes - old_bytes) as u64;
         if let Some(Stored {
             expires: Some(t), ..
-        }) = inner.committed.insert(key.to_vec(), stored)
+        }) = inner.committed.insert(key, stored)
         {
             inner.expiry.remove(&(t, key.to_vec()));
         }
@@ -254,7 +255,7 @@ impl StageState {
             if let Some(t) = expires {
                 inner.expiry.insert((t, key.clone()));
             }
-            inner.committed.insert(key, stored);
+            inner.committed.insert(&key, stored);
         }
         inner.durable = true;
     }
@@ -339,26 +340,14 @@ impl Inner {
     fn commit(&mut self, now: u64) {
         let overlay = std::mem::take(&mut self.overlay);
         if self.durable && !overlay.is_empty() {
-            self.log.push_back((self.tag, overlay.clone()));
-        }
-        for (key, written) in overlay {
-            let old = match written {
-                Some(stored) => {
-                    if let Some(t) = stored.expires {
-                        self.expiry.insert((t, key.clone()));
-                    }
-                    self.committed.insert(key.clone(), stored)
-                }
-                None => self.committed.remove(&key),
-            };
-            if let Some(Stored {
-                expires: Some(t), ..
-            }) = old
-            {
-                let still = self.committed.get(&key).and_then(|s| s.expires) == Some(t);
-                if !still {
-                    self.expiry.remove(&(t, key));
-                }
+            // The store needs the writes too: applied from the overlay, which the log keeps.
+            for (key, written) in &overlay {
+                self.apply(key, written.clone());
+            }
+            self.log.push_back((self.tag, overlay));
+        } else {
+            for (key, written) in overlay {
+                self.apply(&key, written);
             }
         }
         self.keys = (self.keys as i64 + self.overlay_keys) as u64;
@@ -366,6 +355,24 @@ impl Inner {
         self.overlay_keys = 0;
         self.overlay_bytes = 0;
         self.expire(now);
+    }
+
+    /// One write of a completed call into the committed entries and the expiry index.
+    fn apply(&mut self, key: &[u8], written: Option<Stored>) {
+        let expires = written.as_ref().and_then(|s| s.expires);
+        let old = match written {
+            Some(stored) => self.committed.insert(key, stored),
+            None => self.committed.remove(key),
+        };
+        let old_expires = old.and_then(|s| s.expires);
+        if old_expires != expires {
+            if let Some(t) = old_expires {
+                self.expiry.remove(&(t, key.to_vec()));
+            }
+            if let Some(t) = expires {
+                self.expiry.insert((t, key.to_vec()));
+            }
+        }
     }
 
     /// Drops the committed entries whose time has come.
@@ -423,8 +430,7 @@ impl KeyedState for StageState {
         self.count(3);
         let mut inner = self.lock();
         let now = now_ms();
-        let current = inner.visible(key).filter(|s| s.live(now)).cloned();
-        let (count, expires) = match &current {
+        let (count, expires) = match inner.visible(key).filter(|s| s.live(now)) {
             None => (0, None),
             Some(s) => {
                 let bytes: [u8; 8] = s

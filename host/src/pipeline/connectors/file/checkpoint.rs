@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::pipeline::ack::Ledger;
+use crate::pipeline::data_dir::write_atomic;
 use crate::pipeline::state::Positioned;
 
 /// Bytes of a file's start that identify it beside its device and inode (which a rotation
@@ -121,16 +122,16 @@ pub fn load(path: &Path) -> Option<FilePosition> {
     }
 }
 
+/// A checkpoint file's bytes: the position as one JSON line.
+fn bytes(position: &FilePosition) -> std::io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(position).map_err(std::io::Error::from)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 /// Writes a checkpoint atomically and durably.
 pub fn store(path: &Path, position: &FilePosition) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let temp = path.with_extension("json.tmp");
-    let mut file = File::create(&temp)?;
-    serde_json::to_writer(&mut file, position).map_err(std::io::Error::from)?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    File::open(dir)?.sync_all()
+    write_atomic(path, &bytes(position)?)
 }
 
 /// A file source's ledger: its batches' positions, and the committed one.
@@ -233,9 +234,7 @@ impl Positioned for Positions {
     fn checkpoint_through(&self, seq: u64) -> Option<Vec<u8>> {
         let l = self.lock();
         let (_, position) = l.finished.as_ref()?.iter().find(|(s, _)| *s == seq)?;
-        let mut bytes = serde_json::to_vec(position).ok()?;
-        bytes.push(b'\n');
-        Some(bytes)
+        bytes(position).ok()
     }
 
     fn forget_through(&self, seq: u64) {

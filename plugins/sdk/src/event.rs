@@ -61,6 +61,13 @@ impl Failure {
         Failure::Retry(reason.into())
     }
 
+    /// A late event: its time, or its window's end, is at or before the watermark it saw
+    /// ([`crate::time::watermarks`]). The host dead-letters it with the kind `late` (or drops
+    /// it, where the stage says `late = "drop"`); the reason starts `late:`.
+    pub fn late(reason: impl fmt::Display) -> Self {
+        Failure::Reject(format!("late: {reason}"))
+    }
+
     /// The reason given, whichever the kind.
     pub fn reason(&self) -> &str {
         match self {

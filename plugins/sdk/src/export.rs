@@ -70,6 +70,12 @@ macro_rules! export_stage {
                 fn process(batch: $crate::__private::WitBatch) -> $crate::__private::WitOutput {
                     STATE.with(|state| $crate::__private::process::<$stage>(state, batch))
                 }
+
+                fn on_timer(
+                    fired: ::std::vec::Vec<$crate::time::Timer>,
+                ) -> $crate::__private::WitBatch {
+                    STATE.with(|state| $crate::__private::on_timer::<$stage>(state, fired))
+                }
             }
 
     $crate::__export_stage_impl!(WeirStageExport with_types_in $crate::bindings);
@@ -154,6 +160,28 @@ pub mod __private {
             },
             Finished::Written(output) => output,
         })
+    }
+
+    /// Runs fired timers through the instance's stage (none, if there is no stage) and packs
+    /// the events they became.
+    pub fn on_timer<T: Transform>(
+        state: &RefCell<Option<T>>,
+        fired: Vec<crate::time::Timer>,
+    ) -> WitBatch {
+        let events = match state.borrow_mut().as_mut() {
+            Some(stage) => stage.on_timer(fired),
+            None => Vec::new(),
+        };
+        let mut batch = Batch::new();
+        for event in &events {
+            batch.push(event);
+        }
+        WitBatch {
+            data: batch.data,
+            events: batch.events,
+            headers: batch.headers,
+            timestamps: batch.timestamps,
+        }
     }
 
     /// Every input rejected as not initialised.

@@ -108,6 +108,7 @@ mod output;
 mod settings;
 mod stage;
 pub mod state;
+pub mod time;
 mod transform;
 
 pub use crate::log::{Level, log};

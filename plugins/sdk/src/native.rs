@@ -71,10 +71,29 @@ pub fn process_event<T: Transform>(stage: &mut T, event: &Event) -> Outcome {
     outcomes.remove(0)
 }
 
-/// Empties this thread's in-memory state store, so that a test starts from no keys.
+/// Empties this thread's in-memory state store, timers and watermarks, so that a test starts
+/// from nothing.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn reset_state() {
     memory::reset();
+    crate::time::memory::reset();
+}
+
+/// Sets the watermarks the events of the next batch see ([`crate::time::watermarks`]).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn set_watermarks(watermarks: Vec<u64>) {
+    crate::time::memory::set_watermarks(watermarks);
+}
+
+/// Fires this thread's timers of `clock` at or before `until` through the stage's
+/// [`Transform::on_timer`], as the host does, and returns the events they became.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn fire<T: Transform>(stage: &mut T, clock: crate::time::Clock, until: u64) -> Vec<Event> {
+    let fired = crate::time::memory::due(clock, until);
+    if fired.is_empty() {
+        return Vec::new();
+    }
+    stage.on_timer(fired)
 }
 
 /// The TTL `key` was last written with in this thread's in-memory store, if the key is live

@@ -6,6 +6,7 @@
 //! [`Transform`](crate::Transform) instead. Every `Stage` is a `Transform` (a blanket impl),
 //! so [`export_stage!`](crate::export_stage) takes either.
 
+use crate::time::Timer;
 use crate::{Declare, Event, Outcome, Settings};
 
 /// A transform stage: built once per instance by [`Stage::init`], then fed batches of events.
@@ -34,5 +35,12 @@ pub trait Stage: Sized + 'static {
     /// `wrong-outcome-count` and fails the call's events.
     fn process_batch(&mut self, batch: Vec<Event>) -> Vec<Outcome> {
         batch.into_iter().map(|event| self.process(event)).collect()
+    }
+
+    /// Timers that fired ([`crate::time`]), in time order: returns the events they became.
+    /// The default returns none; a stage that sets no timer is never called.
+    fn on_timer(&mut self, fired: Vec<Timer>) -> Vec<Event> {
+        let _ = fired;
+        Vec::new()
     }
 }

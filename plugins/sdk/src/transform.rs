@@ -6,7 +6,8 @@
 //! unless the stage does it. The blanket impl at the end of this module makes every
 //! [`Stage`] a `Transform`, copying each event out and back.
 
-use crate::{Batch, Declare, Emitter, EventView, Failure, Outputs, Settings, Stage};
+use crate::time::Timer;
+use crate::{Batch, Declare, Emitter, Event, EventView, Failure, Outputs, Settings, Stage};
 
 /// A transform stage that works on borrowed inputs and writes its outputs in place.
 ///
@@ -59,6 +60,14 @@ pub trait Transform: Sized + 'static {
             out.emit_for(&event, |emitter| self.process(&event, emitter));
         }
     }
+
+    /// Timers that fired ([`crate::time`]), in time order: returns the events they became,
+    /// which flow on like any output. The default returns none; a stage that sets no timer
+    /// is never called.
+    fn on_timer(&mut self, fired: Vec<Timer>) -> Vec<Event> {
+        let _ = fired;
+        Vec::new()
+    }
 }
 
 /// Every [`Stage`] is a [`Transform`]: inputs are copied out as owned events, outcomes copied
@@ -81,5 +90,9 @@ impl<S: Stage> Transform for S {
         for outcome in <S as Stage>::process_batch(self, batch.to_events()) {
             out.push_outcome(outcome);
         }
+    }
+
+    fn on_timer(&mut self, fired: Vec<Timer>) -> Vec<Event> {
+        <S as Stage>::on_timer(self, fired)
     }
 }

@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use crate::contract::v02::weir::stage::log::{Host as LogHost, Level};
 use crate::contract::{v01, v02};
 use crate::host::HostState;
-use crate::state;
+use crate::{state, timers};
 
 /// How often the epoch advances, and so the resolution of every deadline. A tick is one
 /// atomic increment; 5 ms keeps the ticker's cost negligible while a deadline overshoots by
@@ -62,6 +62,7 @@ impl Sandbox {
             },
         )?;
         state::link(&mut linker)?;
+        timers::link(&mut linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&ticker_stop);

@@ -49,6 +49,8 @@ pub struct HostState {
     pub(crate) state: Option<Arc<dyn KeyedState>>,
     /// State writes refused by a limit during the current call.
     pub(crate) state_refusals: u64,
+    /// The watermark each event of the current call saw; empty when the stage has none.
+    pub(crate) watermarks: Vec<u64>,
 }
 
 impl HostState {
@@ -102,6 +104,7 @@ impl HostState {
             log,
             state: None,
             state_refusals: 0,
+            watermarks: Vec::new(),
         })
     }
 }

@@ -18,11 +18,12 @@ use crate::cost::{self, Breach};
 use crate::engine::Sandbox;
 use crate::events::Events;
 use crate::host::{HostState, LogQuota};
-use crate::keyed::KeyedState;
+use crate::keyed::{KeyedState, TimerEntry};
 use crate::limits::{Grant, Limits};
 use crate::plugin::{Plugin, Pre};
 use crate::store::{INIT_FUEL_EVENTS, TrapKind, Trapped, arm, drive, new_store, stopped};
 use crate::text::{MAX_GUEST_TEXT, guest_text, needs_escape};
+use crate::timers;
 
 enum Bindings {
     V01(v01::Stage),
@@ -182,6 +183,58 @@ impl Instance {
         let (output, stripped) = accepted?;
         self.last_stripped = stripped;
         Ok(output)
+    }
+
+    /// Sets the watermarks the events of the next `process` call saw (one per event, or none
+    /// when the stage has no event time); the guest reads them with `time.watermarks`.
+    pub fn set_watermarks(&mut self, watermarks: &[u64]) {
+        let held = &mut self.store.data_mut().watermarks;
+        held.clear();
+        held.extend_from_slice(watermarks);
+    }
+
+    /// Hands fired timers to the plugin's `on-timer` and returns the events they became,
+    /// charged and checked as a `process` output is, with fuel for as many events as timers.
+    /// A plugin of 0.1 or 0.2 has no timers: it returns nothing. On `Err` the instance must be
+    /// dropped when the kind [poisons](TrapKind::poisons) it; the call's state writes are
+    /// dropped.
+    pub fn on_timer(&mut self, fired: &[TimerEntry]) -> Result<Events, Trapped> {
+        let Bindings::V03(bindings) = &self.bindings else {
+            return Ok(Events::new());
+        };
+        let fuel = self.limits.fuel.saturating_mul(fired.len().max(1) as u64);
+        arm(&mut self.store, fuel, self.deadline_ticks);
+        let store = &mut self.store;
+        store.data_mut().state_refusals = 0;
+        store.data_mut().watermarks.clear();
+        let timers: Vec<_> = fired.iter().map(timers::guest).collect();
+        let result = drive(
+            self.limits.timeout,
+            bindings.call_on_timer(&mut *store, &timers),
+        );
+        self.last_fuel = fuel.saturating_sub(self.store.get_fuel().unwrap_or(0));
+        self.last_refusals = self.store.data().state_refusals;
+        let accepted = match result {
+            Ok(events) => {
+                let n = events.len();
+                let output = Output {
+                    events,
+                    counts: Vec::new(),
+                    failures: Vec::new(),
+                };
+                accept_output(output, n, self.limits.output_bytes)
+            }
+            Err(stop) => Err(stopped(&self.store, stop)),
+        };
+        if let Some(state) = &self.store.data().state {
+            match &accepted {
+                Ok(_) => state.commit(),
+                Err(_) => state.discard(),
+            }
+        }
+        let (output, stripped) = accepted?;
+        self.last_stripped = stripped;
+        Ok(output.events)
     }
 
     /// Header references with a reserved (`weir.`) name the last call's output made, which

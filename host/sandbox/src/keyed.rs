@@ -57,3 +57,106 @@ pub trait KeyedState: Send + Sync {
     /// The call did not complete: its writes are dropped.
     fn discard(&self);
 }
+
+/// Keys that start with this are the host's: its timers and a stage's watermark live in the
+/// stage's state under it, so that they are committed, persisted, exported and limited with
+/// the rest. A plugin cannot write, read or scan them (`state` refuses and skips them), so it
+/// cannot forge a timer or move its own watermark.
+pub const RESERVED: &[u8] = b"\xff\xffweir.";
+
+/// Whether `key` is one of the host's.
+pub fn reserved(key: &[u8]) -> bool {
+    key.starts_with(RESERVED)
+}
+
+/// Where a stage's watermark is kept, so that a restart resumes it with the state.
+pub const WATERMARK_KEY: &[u8] = b"\xff\xffweir.watermark";
+
+/// The clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerClock {
+    /// Fires once the stage's watermark reaches the timer.
+    Event,
+    /// Fires once the wall clock reaches it.
+    Processing,
+}
+
+/// A timer as the host keeps it: the plugin's key, its time, its clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerEntry {
+    pub clock: TimerClock,
+    pub at: u64,
+    pub key: Vec<u8>,
+}
+
+impl TimerClock {
+    fn tag(self) -> u8 {
+        match self {
+            TimerClock::Event => b'e',
+            TimerClock::Processing => b'p',
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerClock::Event => "event",
+            TimerClock::Processing => "processing",
+        }
+    }
+}
+
+/// The prefix of every timer of `clock`; keys under it sort by time (big-endian), then by the
+/// plugin's key, which is the order timers fire in.
+pub fn timer_prefix(clock: TimerClock) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(RESERVED.len() + 7);
+    prefix.extend_from_slice(RESERVED);
+    prefix.extend_from_slice(b"timer.");
+    prefix.push(clock.tag());
+    prefix
+}
+
+impl TimerEntry {
+    /// The state key the timer is kept under.
+    pub fn state_key(&self) -> Vec<u8> {
+        let mut key = timer_prefix(self.clock);
+        key.extend_from_slice(&self.at.to_be_bytes());
+        key.extend_from_slice(&self.key);
+        key
+    }
+
+    /// The timer kept under `key`, if it is one of `clock`'s.
+    pub fn parse(clock: TimerClock, key: &[u8]) -> Option<TimerEntry> {
+        let rest = key.strip_prefix(timer_prefix(clock).as_slice())?;
+        let (at, user) = rest.split_first_chunk::<8>()?;
+        Some(TimerEntry {
+            clock,
+            at: u64::from_be_bytes(*at),
+            key: user.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_keys_sort_by_time_then_key_and_parse_back() {
+        let t = |at, key: &[u8]| TimerEntry {
+            clock: TimerClock::Event,
+            at,
+            key: key.to_vec(),
+        };
+        let (a, b, c) = (t(5, b"zz"), t(256, b"a"), t(256, b"b"));
+        assert!(a.state_key() < b.state_key() && b.state_key() < c.state_key());
+        assert!(reserved(&a.state_key()));
+        assert_eq!(
+            TimerEntry::parse(TimerClock::Event, &b.state_key()),
+            Some(b)
+        );
+        assert_eq!(
+            TimerEntry::parse(TimerClock::Processing, &a.state_key()),
+            None
+        );
+    }
+}

@@ -13,7 +13,8 @@
 //! contract versions and the 0.1 adapter), `engine`, `host` (what a store holds: WASI,
 //! limiter, the guest log funnel), `instance`, `plugin` (load, check, inspect), `cache`,
 //! `settings` (declared settings), `limits`, `processor`, `keyed` (the [`KeyedState`]
-//! seam the pipeline implements) and `state` (the guest's state calls, linked to it).
+//! seam the pipeline implements), `state` (the guest's state calls, linked to it) and
+//! `timers` (the guest's watermarks, clock and timers).
 
 mod cache;
 mod contract;
@@ -30,6 +31,7 @@ pub mod settings;
 mod state;
 mod store;
 pub mod text;
+mod timers;
 
 pub use cache::{CompileCache, Origin as CacheOrigin};
 #[doc(hidden)]
@@ -41,7 +43,7 @@ pub use host::{HostState, LOG_LINES_PER_SECOND, LogQuota};
 pub use instance::Instance;
 #[doc(hidden)]
 pub use instance::accept_output;
-pub use keyed::{KeyedState, Page, Refusal};
+pub use keyed::{KeyedState, Page, Refusal, TimerClock, TimerEntry};
 pub use limits::{DirGrant, Grant, Limits};
 pub use plugin::{
     ContractVersion, DescriptionInfo, InspectedImport, Inspection, MAX_PLUGIN_SIZE, Plugin,

@@ -240,11 +240,19 @@ impl Plugin {
         Ok(())
     }
 
-    /// Whether the plugin imports `weir:stage/state`: only then does its stage keep state.
+    /// Whether the plugin imports `weir:stage/state` or `weir:stage/time` (whose timers live
+    /// in the state): only then does its stage keep state.
     pub fn uses_state(&self) -> bool {
         self.imports
             .iter()
-            .any(|i| i.starts_with("weir:stage/state@"))
+            .any(|i| i.starts_with("weir:stage/state@") || i.starts_with("weir:stage/time@"))
+    }
+
+    /// Whether the plugin imports `weir:stage/time`: only then can it set timers.
+    pub fn uses_time(&self) -> bool {
+        self.imports
+            .iter()
+            .any(|i| i.starts_with("weir:stage/time@"))
     }
 
     pub(crate) fn pre(&self) -> &Pre {
@@ -442,7 +450,7 @@ fn provided(import: &str) -> Result<(), String> {
         }
         return match interface {
             "log" | "types" => Ok(()),
-            "state" if version.starts_with("0.3.") => Ok(()),
+            "state" | "time" if version.starts_with("0.3.") => Ok(()),
             other => Err(format!("weir:stage has no interface `{other}`")),
         };
     }

@@ -11,7 +11,7 @@ use crate::engine::Sandbox;
 use crate::events::Events;
 use crate::host::LogQuota;
 use crate::instance::Instance;
-use crate::keyed::KeyedState;
+use crate::keyed::{KeyedState, TimerEntry};
 use crate::limits::{Grant, Limits};
 use crate::plugin::Plugin;
 use crate::store::Trapped;
@@ -21,6 +21,16 @@ pub trait Processor: Send {
     /// Runs one batch; the output is checked against the contract. On `Err` whose kind
     /// [poisons](crate::TrapKind::poisons) it, the processor is dropped and a fresh one made.
     fn process(&mut self, input: &Events) -> Result<Output, Trapped>;
+
+    /// Sets the watermarks the events of the next [`Processor::process`] call saw, one per
+    /// event (empty: the stage has no event time). Native code ignores them.
+    fn set_watermarks(&mut self, _watermarks: &[u64]) {}
+
+    /// Hands fired timers to the stage and returns the events they became; native code sets
+    /// no timers and returns none.
+    fn on_timer(&mut self, _fired: &[TimerEntry]) -> Result<Events, Trapped> {
+        Ok(Events::new())
+    }
 
     /// Fuel the last call burned; 0 for native code.
     fn last_fuel(&self) -> u64 {
@@ -55,11 +65,24 @@ pub trait ProcessorFactory: Send + Sync {
     fn make(&self) -> Result<Box<dyn Processor>, Trapped>;
     /// The version's identity (a plugin's sha256), written into dead letters.
     fn digest(&self) -> &str;
+    /// Whether the version's processors can set timers (a plugin that imports `time`): only
+    /// then does the host look for timers to fire.
+    fn keeps_time(&self) -> bool {
+        false
+    }
 }
 
 impl Processor for Instance {
     fn process(&mut self, input: &Events) -> Result<Output, Trapped> {
         Instance::process(self, input)
+    }
+
+    fn set_watermarks(&mut self, watermarks: &[u64]) {
+        Instance::set_watermarks(self, watermarks)
+    }
+
+    fn on_timer(&mut self, fired: &[TimerEntry]) -> Result<Events, Trapped> {
+        Instance::on_timer(self, fired)
     }
 
     fn last_fuel(&self) -> u64 {
@@ -116,5 +139,9 @@ impl ProcessorFactory for WasmStage {
 
     fn digest(&self) -> &str {
         &self.plugin.digest
+    }
+
+    fn keeps_time(&self) -> bool {
+        self.plugin.uses_time()
     }
 }

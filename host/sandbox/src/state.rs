@@ -18,7 +18,9 @@ use wasmtime::component::{ComponentType, Lift, Linker, Lower};
 use wasmtime::{StoreContextMut, Trap};
 
 use crate::host::HostState;
-use crate::keyed::{KeyedState, MAX_KEY, MAX_REPLY_BYTES, MAX_SCAN_ENTRIES, MAX_VALUE, Refusal};
+use crate::keyed::{
+    KeyedState, MAX_KEY, MAX_REPLY_BYTES, MAX_SCAN_ENTRIES, MAX_VALUE, Refusal, reserved,
+};
 
 /// The guest's `state-error`.
 #[derive(ComponentType, Lift, Lower, Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ type Ctx<'a> = StoreContextMut<'a, HostState>;
 
 /// Takes `ops` operations and `bytes` bytes' worth of fuel from the call, or stops it as out of
 /// fuel.
-fn charge(store: &mut Ctx<'_>, ops: usize, bytes: usize) -> wasmtime::Result<()> {
+pub(crate) fn charge(store: &mut Ctx<'_>, ops: usize, bytes: usize) -> wasmtime::Result<()> {
     let cost = FUEL_PER_OP
         .saturating_mul(ops as u64)
         .saturating_add(FUEL_PER_BYTE.saturating_mul(bytes as u64));
@@ -84,7 +86,7 @@ fn charge(store: &mut Ctx<'_>, ops: usize, bytes: usize) -> wasmtime::Result<()>
 }
 
 /// The stage's state; a plugin that imports `state` always has one.
-fn state(store: &Ctx<'_>) -> wasmtime::Result<std::sync::Arc<dyn KeyedState>> {
+pub(crate) fn state(store: &Ctx<'_>) -> wasmtime::Result<std::sync::Arc<dyn KeyedState>> {
     store
         .data()
         .state
@@ -92,8 +94,14 @@ fn state(store: &Ctx<'_>) -> wasmtime::Result<std::sync::Arc<dyn KeyedState>> {
         .ok_or_else(|| wasmtime::Error::msg("this stage has no state"))
 }
 
-/// A key over [`MAX_KEY`] (or a value over [`MAX_VALUE`]) is refused before any work.
-fn sizes(key: &[u8], value: &[u8]) -> Result<(), Refusal> {
+/// A key over [`MAX_KEY`] (or a value over [`MAX_VALUE`]) is refused before any work, and so
+/// is a key of the host's ([`reserved`]).
+pub(crate) fn sizes(key: &[u8], value: &[u8]) -> Result<(), Refusal> {
+    if reserved(key) {
+        return Err(Refusal::Limit(
+            "keys that start with ff ff `weir.` are the host's".into(),
+        ));
+    }
     if key.len() > MAX_KEY {
         return Err(Refusal::Limit(format!(
             "a key of {} bytes is over the 1 KiB limit",
@@ -111,7 +119,7 @@ fn sizes(key: &[u8], value: &[u8]) -> Result<(), Refusal> {
 
 /// Counts the call's refused writes, so the pipeline can tell a real `state-limit` failure
 /// from a forged one.
-fn refused<T>(store: &mut Ctx<'_>, result: Result<T, Refusal>) -> Result<T, StateError> {
+pub(crate) fn refused<T>(store: &mut Ctx<'_>, result: Result<T, Refusal>) -> Result<T, StateError> {
     result.map_err(|r| {
         if matches!(r, Refusal::Limit(_)) {
             store.data_mut().state_refusals += 1;
@@ -129,6 +137,14 @@ fn set_one(store: &mut Ctx<'_>, entry: &Entry) -> wasmtime::Result<Result<(), St
             .set(&entry.key, &entry.value, ttl)
     });
     Ok(refused(store, result))
+}
+
+fn delete_one(store: &mut Ctx<'_>, key: &[u8]) -> wasmtime::Result<()> {
+    charge(store, 1, key.len())?;
+    if key.len() <= MAX_KEY && !reserved(key) {
+        state(store)?.delete(key);
+    }
+    Ok(())
 }
 
 fn increment_one(
@@ -153,7 +169,7 @@ fn get_each(store: &mut Ctx<'_>, keys: &[Vec<u8>]) -> wasmtime::Result<Vec<Optio
     let mut values = Vec::with_capacity(keys.len());
     for key in keys {
         charge(store, 1, key.len())?;
-        let value = if key.len() > MAX_KEY {
+        let value = if key.len() > MAX_KEY || reserved(key) {
             None
         } else {
             keyed.get(key)
@@ -194,15 +210,16 @@ fn scan(
     let page = state(store)?.scan(prefix, after, limit, MAX_REPLY_BYTES);
     let bytes: usize = page.entries.iter().map(|(k, v)| k.len() + v.len()).sum();
     charge(store, 0, bytes)?;
+    // The cursor is the last key read, the host's included, so that the next page goes on
+    // past them; the host's own entries are left out of the reply.
     let next = if page.more {
         page.entries.last().map(|(k, _)| k.clone())
     } else {
         None
     };
-    Ok(GuestPage {
-        entries: page.entries,
-        next,
-    })
+    let mut entries = page.entries;
+    entries.retain(|(k, _)| !reserved(k));
+    Ok(GuestPage { entries, next })
 }
 
 /// Links `weir:stage/state@0.3.0`. The lists a guest passes in are lifted before any of this
@@ -233,12 +250,17 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     i.func_wrap("delete", |mut store: Ctx<'_>, (key,): (Vec<u8>,)| {
-        charge(&mut store, 1, key.len())?;
-        if key.len() <= MAX_KEY {
-            state(&store)?.delete(&key);
-        }
-        Ok(())
+        delete_one(&mut store, &key)
     })?;
+    i.func_wrap(
+        "delete-many",
+        |mut store: Ctx<'_>, (keys,): (Vec<Vec<u8>>,)| {
+            for key in &keys {
+                delete_one(&mut store, key)?;
+            }
+            Ok(())
+        },
+    )?;
     i.func_wrap(
         "increment",
         |mut store: Ctx<'_>, (key, by): (Vec<u8>, i64)| Ok((increment_one(&mut store, &key, by)?,)),

@@ -74,6 +74,18 @@ pub const STATE_MAX_KEYS: RangeInclusive<usize> = 1..=1_000_000_000;
 /// memory (or disk) with state; 1 TiB at most.
 pub const STATE_MAX_BYTES: RangeInclusive<u64> = 1..=1 << 40;
 
+/// `allowed_lateness` of a stage: how far behind the highest event time seen its watermark
+/// stays. Up to 30 days: beyond that a window would keep its state open for longer than any
+/// sensible retention, which is a state the host must carry for nothing.
+pub const ALLOWED_LATENESS: RangeInclusive<Duration> =
+    Duration::ZERO..=Duration::from_secs(30 * 86_400);
+
+/// `idle_timeout` of a stage: how long an input may send nothing before it stops holding the
+/// stage's watermark back. At least 10 ms (a shorter one would declare every input idle between
+/// two batches), at most a day.
+pub const IDLE_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_millis(10)..=Duration::from_secs(86_400);
+
 /// `breaker.window`, in events. The window is allocated up front: blocks a window that takes
 /// the host's memory, and a breaker that would need millions of failures to trip.
 pub const BREAKER_WINDOW: RangeInclusive<usize> = 1..=1_000_000;

@@ -9,8 +9,9 @@ use std::time::Duration;
 use crate::config::error::{ConfigError, Ctx, Sp, did_you_mean, join, list, plain, shown};
 use crate::config::names;
 use crate::config::ranges::{
-    BREAKER_COOLDOWN, BREAKER_WINDOW, CANARY_EVENTS, FUEL, MAX_OUTPUT_BYTES, MAX_OUTPUT_EVENTS,
-    MAX_VALUE_SIZE, MEMORY, RETRIES, STATE_MAX_BYTES, STATE_MAX_KEYS, TIMEOUT, WORKERS,
+    ALLOWED_LATENESS, BREAKER_COOLDOWN, BREAKER_WINDOW, CANARY_EVENTS, FUEL, IDLE_TIMEOUT,
+    MAX_OUTPUT_BYTES, MAX_OUTPUT_EVENTS, MAX_VALUE_SIZE, MEMORY, RETRIES, STATE_MAX_BYTES,
+    STATE_MAX_KEYS, TIMEOUT, WORKERS,
 };
 use crate::config::raw::{RawBreaker, RawCanary, RawGrant, RawStage};
 use crate::config::units;
@@ -46,6 +47,8 @@ pub struct Stage {
     pub on_error: OnError,
     pub breaker: Breaker,
     pub grant: Grant,
+    /// Event time: the stage's watermark and what becomes of late events.
+    pub time: EventTime,
     // ---- hot loading ----
     /// Reload the plugin when its file changes.
     pub watch: bool,
@@ -96,6 +99,41 @@ impl Stage {
             line: Some(self.lines.plugin),
             key: Some(join(&join("stages", &self.name), "plugin")),
             message: message.into(),
+        }
+    }
+}
+
+/// What becomes of an event the plugin fails as late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    /// Dead-lettered with the kind `late` (the default): nothing is lost silently.
+    DeadLetter,
+    /// Counted (`weir_failures_total{kind="late"}`) and dropped.
+    Drop,
+}
+
+/// A stage's event-time settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTime {
+    /// How far behind the highest event time seen the stage's watermark stays; in
+    /// [`ranges::ALLOWED_LATENESS`](super::ranges::ALLOWED_LATENESS).
+    pub allowed_lateness: Duration,
+    /// How long an input may send nothing before it stops holding the stage's watermark back;
+    /// in [`ranges::IDLE_TIMEOUT`](super::ranges::IDLE_TIMEOUT).
+    pub idle_timeout: Duration,
+    pub late: Late,
+}
+
+/// An input that sends nothing for this long stops holding a watermark back, unless the file
+/// says otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for EventTime {
+    fn default() -> Self {
+        EventTime {
+            allowed_lateness: Duration::ZERO,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            late: Late::DeadLetter,
         }
     }
 }
@@ -231,6 +269,7 @@ pub(crate) fn check(
         on_error: on_error(cx, &node, raw)?,
         breaker: breaker(cx, &join(&node, "breaker"), raw.breaker.as_ref())?,
         grant: grant(cx, &join(&node, "grant"), raw.grant.as_ref())?,
+        time: event_time(cx, &node, raw)?,
         watch: raw.watch.as_ref().is_some_and(|w| *w.get_ref()),
         canary: canary(cx, &join(&node, "canary"), raw.canary.as_ref())?,
         lines: lines(cx, raw),
@@ -309,6 +348,42 @@ fn limits(cx: &Ctx, node: &str, raw: &RawStage) -> Result<Limits, ConfigError> {
         )?,
     })
 }
+
+fn event_time(cx: &Ctx, node: &str, raw: &RawStage) -> Result<EventTime, ConfigError> {
+    let d = EventTime::default();
+    let late = match &raw.late {
+        None => d.late,
+        Some(v) => match v.get_ref().as_str() {
+            "dead-letter" => Late::DeadLetter,
+            "drop" => Late::Drop,
+            other => {
+                return Err(cx.err(
+                    &v.span(),
+                    join(node, "late"),
+                    format!(
+                        "unknown policy {}: use {}{}",
+                        shown(other),
+                        list(LATE_POLICIES, "or"),
+                        did_you_mean(other, LATE_POLICIES)
+                    ),
+                ));
+            }
+        },
+    };
+    Ok(EventTime {
+        allowed_lateness: (raw.allowed_lateness.as_ref())
+            .map(|v| units::duration(cx, v, &join(node, "allowed_lateness"), &ALLOWED_LATENESS))
+            .transpose()?
+            .unwrap_or(d.allowed_lateness),
+        idle_timeout: (raw.idle_timeout.as_ref())
+            .map(|v| units::duration(cx, v, &join(node, "idle_timeout"), &IDLE_TIMEOUT))
+            .transpose()?
+            .unwrap_or(d.idle_timeout),
+        late,
+    })
+}
+
+const LATE_POLICIES: &[&str] = &["dead-letter", "drop"];
 
 fn on_error(cx: &Ctx, node: &str, raw: &RawStage) -> Result<OnError, ConfigError> {
     let Some(v) = &raw.on_error else {

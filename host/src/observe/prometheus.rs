@@ -189,7 +189,7 @@ impl Scrape {
                 .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
         }
         type Read = fn(&NodeMetrics) -> u64;
-        let families: [(&str, &str, Read); 5] = [
+        let families: [(&str, &str, Read); 6] = [
             ("weir_stage_calls", "Plugin calls.", |n| get(&n.calls)),
             (
                 "weir_stage_fuel_consumed",
@@ -205,6 +205,11 @@ impl Scrape {
                 "weir_stage_recycled",
                 "Instances replaced before their memory reached its cap.",
                 |n| get(&n.recycled),
+            ),
+            (
+                "weir_stage_timers_fired",
+                "Timers of the stage that fired (event time and processing time).",
+                |n| get(&n.timers_fired),
             ),
             (
                 "weir_stage_reserved_headers_stripped",
@@ -238,11 +243,20 @@ impl Scrape {
     /// A stage's instances, memory, breaker, version and reloads.
     fn stage_states(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         type Level = fn(&Scrape, &NodeMetrics) -> i64;
-        let gauges: [(&str, &str, Level); 3] = [
+        let gauges: [(&str, &str, Level); 4] = [
             (
                 "weir_stage_instances",
                 "Live instances of the stage's plugin.",
                 |_, n| NodeMetrics::level(&n.instances) as i64,
+            ),
+            (
+                "weir_stage_watermark_milliseconds",
+                "The stage's input watermark: the event time (ms since the Unix epoch) up to which its inputs are complete; 0 before any, and the end of the input reads as the largest value.",
+                |_, n| {
+                    n.watermark
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .min(i64::MAX as u64) as i64
+                },
             ),
             (
                 "weir_stage_memory_bytes",

@@ -122,7 +122,14 @@ impl Ack {
     /// Tells the source's ledger, if any, that these of its events were dead-lettered.
     pub fn dead_lettered(&self, indices: &[u32]) {
         if let Some((ledger, seq)) = &self.0.ledger {
-            ledger.dead_lettered(*seq, indices);
+            // Events a timer made have no source event to tell of (`origin::TIMER`).
+            if indices.contains(&u32::MAX) {
+                let sourced: Vec<u32> =
+                    indices.iter().copied().filter(|&i| i != u32::MAX).collect();
+                ledger.dead_lettered(*seq, &sourced);
+            } else {
+                ledger.dead_lettered(*seq, indices);
+            }
         }
     }
 

@@ -7,11 +7,14 @@
 //! event. A batch of a tracked pipeline (a NATS source or sink) also carries its events'
 //! [`Origin`]; every other batch carries `None` and pays nothing for it.
 
+use std::sync::Arc;
+
 use weir_sandbox::Events;
 
 use crate::pipeline::ack::Ack;
 use crate::pipeline::origin::Origin;
 use crate::pipeline::provenance::Provenance;
+use crate::pipeline::time::Marks;
 
 /// Events moving together between two nodes.
 #[derive(Debug, Clone)]
@@ -22,6 +25,12 @@ pub struct Batch {
     pub provenance: Provenance,
     /// Which source event each event came from, 1:1 with `events`; only in tracked pipelines.
     pub origin: Option<Origin>,
+    /// The watermark of the edge the batch travels, where events carry event time
+    /// ([`crate::pipeline::time`]); shared by fan-out copies.
+    pub marks: Option<Arc<Marks>>,
+    /// The node that sent it, set by [`crate::pipeline::edge::Outputs`]: a consumer with
+    /// several inputs keeps a watermark per producer.
+    pub from: u32,
 }
 
 impl Batch {
@@ -32,6 +41,8 @@ impl Batch {
             ack,
             provenance: Provenance::default(),
             origin,
+            marks: None,
+            from: 0,
         }
     }
 
@@ -42,6 +53,8 @@ impl Batch {
             ack: self.ack.clone(),
             provenance,
             origin,
+            marks: None,
+            from: self.from,
         }
     }
 
@@ -56,5 +69,10 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// Whether the batch carries nothing at all: no event, no watermark.
+    pub fn is_void(&self) -> bool {
+        self.events.is_empty() && self.marks.is_none()
     }
 }

@@ -54,12 +54,14 @@ pub fn dead_letter_channel(capacity: usize) -> (DeadLetterTx, DeadLetterRx) {
 /// The senders towards every consumer of one node, each with the consumer's metrics.
 #[derive(Clone, Default)]
 pub struct Outputs {
+    /// The producing node's number in the run, stamped on every batch it sends.
+    id: u32,
     senders: Vec<(Sender, Arc<NodeMetrics>)>,
 }
 
 impl Outputs {
-    pub fn new(senders: Vec<(Sender, Arc<NodeMetrics>)>) -> Outputs {
-        Outputs { senders }
+    pub fn new(id: u32, senders: Vec<(Sender, Arc<NodeMetrics>)>) -> Outputs {
+        Outputs { id, senders }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,7 +69,8 @@ impl Outputs {
     }
 
     /// Sends a batch to every consumer, waiting while a consumer's channel is full.
-    pub async fn send(&self, batch: Batch) {
+    pub async fn send(&self, mut batch: Batch) {
+        batch.from = self.id;
         if let Some(((last, to), rest)) = self.senders.split_last() {
             for (sender, to) in rest {
                 queue(to, &batch);
@@ -83,7 +86,8 @@ impl Outputs {
     }
 
     /// [`Outputs::send`] from a thread outside the runtime.
-    pub fn send_blocking(&self, batch: Batch) {
+    pub fn send_blocking(&self, mut batch: Batch) {
+        batch.from = self.id;
         if let Some(((last, to), rest)) = self.senders.split_last() {
             for (sender, to) in rest {
                 queue(to, &batch);
@@ -120,18 +124,23 @@ impl Outputs {
                 Err(mpsc::error::TrySendError::Closed(())) => return Err(NoRoom::Closed),
             }
         }
-        Ok(Reserved { permits })
+        Ok(Reserved {
+            id: self.id,
+            permits,
+        })
     }
 }
 
 /// A slot in every consumer's channel, from [`Outputs::try_reserve`].
 pub struct Reserved<'a> {
+    id: u32,
     permits: Vec<(mpsc::Permit<'a, Batch>, &'a NodeMetrics)>,
 }
 
 impl Reserved<'_> {
     /// Sends a batch into the slots: a copy to each consumer, without waiting.
-    pub fn send(mut self, batch: Batch) {
+    pub fn send(mut self, mut batch: Batch) {
+        batch.from = self.id;
         let Some((last, to)) = self.permits.pop() else {
             return;
         };

@@ -85,11 +85,14 @@ pub enum FailureKind {
     /// A write to the stage's state went over a limit (a key or value too long, or the
     /// stage's `state_max_keys` or `state_max_bytes`), and the plugin failed the event.
     StateLimit,
+    /// The event came after the watermark had passed its time (or its window's end), and the
+    /// plugin failed it as late.
+    Late,
 }
 
 impl FailureKind {
     /// Every kind, in the order reports list them.
-    pub const ALL: [FailureKind; 14] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::Reject,
         FailureKind::RetriesExhausted,
         FailureKind::Trap(TrapKind::OutOfFuel),
@@ -104,6 +107,7 @@ impl FailureKind {
         FailureKind::Trap(TrapKind::OutputCap),
         FailureKind::BreakerOpen,
         FailureKind::StateLimit,
+        FailureKind::Late,
     ];
 
     /// The kind's place in [`FailureKind::ALL`].
@@ -122,6 +126,7 @@ impl FailureKind {
             FailureKind::Oversized => "oversized",
             FailureKind::BreakerOpen => "breaker-open",
             FailureKind::StateLimit => "state-limit",
+            FailureKind::Late => "late",
         }
     }
 

@@ -5,7 +5,8 @@
 //! - [`batch`], [`ack`], [`provenance`], [`origin`], [`failure`]: the leaf types. A [`Batch`]
 //!   is one packed buffer of events ([`weir_sandbox::Events`]), the acknowledgement of the
 //!   source batch it came from, the versions of the stages it went through and, in a pipeline
-//!   with a NATS source or sink, which source event each event came from.
+//!   with a NATS source or sink, which source event each event came from. [`time`]: the
+//!   watermark a batch carries where events have timestamps.
 //! - [`edge`]: the bounded channels between nodes, fan-out, and the run's shared context
 //!   (stop, first failure, the dead-letter channel).
 //! - [`connectors`]: one [`Source`](connectors::Source) and one [`Sink`](connectors::Sink)
@@ -42,6 +43,7 @@ pub mod report;
 pub mod stage;
 pub mod state;
 pub mod tap;
+pub mod time;
 pub mod topology;
 
 pub use batch::Batch;

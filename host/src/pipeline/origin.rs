@@ -122,6 +122,25 @@ impl Origin {
         self.path.push(step(from.path[i], stage, j));
     }
 
+    /// Appends an event a timer made: it has no source event ([`TIMER`] stands in for one),
+    /// and its path is a digest of the stage and of the event (time, key, value), so that it
+    /// is the same whenever the timer fires again, after a restart, whatever batch set it
+    /// off. Two events alike in all three from one stage share an id, and a deduplicating sink
+    /// keeps one of them.
+    pub fn push_timer(&mut self, stage: u64, event: weir_sandbox::EventRef<'_>) {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(event.timestamp().unwrap_or(u64::MAX).to_le_bytes());
+        let key = event.key().unwrap_or_default();
+        h.update((key.len() as u64).to_le_bytes());
+        h.update(key);
+        h.update(event.value());
+        let digest = h.finalize();
+        let made = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
+        self.index.push(TIMER);
+        self.path.push(step(made, stage, 0));
+    }
+
     /// The origins of a stage's whole output: `counts[i]` outputs for input `i` (one each
     /// when `counts` is empty, as the contract says).
     pub fn outputs(&self, counts: &[u32], stage: u64) -> Origin {
@@ -142,6 +161,10 @@ impl Origin {
         out
     }
 }
+
+/// The source index of an event a timer made: no source event. Its position reads as the
+/// source's first, the same every time; its path tells it apart.
+pub const TIMER: u32 = u32::MAX;
 
 /// A stage's id in paths: a digest of its name, the same in every process.
 pub fn stage_id(name: &str) -> u64 {

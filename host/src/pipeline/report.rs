@@ -95,6 +95,10 @@ pub struct NodeMetrics {
     /// Header references with a reserved `weir.` name that the plugin wrote and the host
     /// removed.
     pub reserved_stripped: AtomicU64,
+    /// Timers of the stage that fired.
+    pub timers_fired: AtomicU64,
+    /// The stage's input watermark, in milliseconds since the Unix epoch (0: none yet).
+    pub watermark: AtomicU64,
     /// Plugin calls, and the fuel they burned.
     pub calls: AtomicU64,
     pub fuel: AtomicU64,
@@ -138,6 +142,8 @@ impl NodeMetrics {
             retries: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
             reserved_stripped: AtomicU64::new(0),
+            timers_fired: AtomicU64::new(0),
+            watermark: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             fuel: AtomicU64::new(0),
             failed: std::array::from_fn(|_| AtomicU64::new(0)),

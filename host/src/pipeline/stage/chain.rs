@@ -19,10 +19,20 @@
 //! their backoff, and leave the chain when they succeed, possibly after later events. The
 //! chain ends when its input is closed and drained and no retry is left; the last worker to go
 //! drops the outputs, which closes the next channel.
+//!
+//! Event time ([`crate::pipeline::time`]): a batch's input watermark is worked out as it is
+//! taken, in ticket order, from what each producer sent ([`Inputs`]); a batch that leaves a
+//! stage with no events but a watermark that moved goes on through the chain, so later stages
+//! see time pass. A chain whose stages keep timers also gets a tick every
+//! [`TICK`]: an empty batch through the chain, which moves the watermark past idle inputs
+//! and fires due processing-time timers. When the input ends (and the run was not stopped), each
+//! stage's watermark goes to the end of time and its remaining timers fire, before the chain
+//! closes its outputs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
 
@@ -33,6 +43,11 @@ use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::retry::{MAX_WAITING_RETRIES, RetryJob, backoff};
 use crate::pipeline::stage::runner::StageRunner;
+use crate::pipeline::time::{Inputs, Marks};
+
+/// How often a chain with timers wakes with no input: processing-time timers fire within this
+/// of their time, and an idle input is noticed within this of its timeout.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
 
 /// A chain ready to start: its workers' runners (instances made), its channels.
 pub(crate) struct Chain {
@@ -40,6 +55,8 @@ pub(crate) struct Chain {
     pub head: Arc<NodeMetrics>,
     /// One runner per stage of the chain, per worker.
     pub workers: Vec<Vec<StageRunner>>,
+    /// The nodes that send to the chain's input, by the `from` of their batches.
+    pub producers: Vec<u32>,
     pub input: Receiver,
     pub outputs: Outputs,
     pub dead_letters: DeadLetterTx,
@@ -72,11 +89,17 @@ struct Shared {
     input_closed: AtomicBool,
     /// Where retry timers run.
     runtime: tokio::runtime::Handle,
+    /// Whether the end of the input has been run through the chain's stages.
+    ended: AtomicBool,
 }
 
 struct Intake {
     input: Receiver,
     next: u64,
+    /// The input watermark, from what each producer sends.
+    inputs: Inputs,
+    /// The input watermark last run through the chain.
+    mark: u64,
 }
 
 /// Finished batches waiting for their turn: slot `i` is ticket `next + i`; `None` while that
@@ -94,6 +117,12 @@ impl Chain {
         name: &str,
     ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
         let workers = self.workers.len();
+        let idle = (self.workers.first())
+            .and_then(|w| w.first())
+            .map_or(crate::config::DEFAULT_IDLE_TIMEOUT, |r| {
+                r.handle.config.time.idle_timeout
+            });
+        let timed = self.workers.iter().flatten().any(StageRunner::keeps_time);
         let (retry_tx, retry_rx) = async_channel::unbounded();
         let window = 2 * workers as u64;
         let shared = Arc::new(Shared {
@@ -106,6 +135,8 @@ impl Chain {
             intake: Mutex::new(Intake {
                 input: self.input,
                 next: 0,
+                inputs: Inputs::new(&self.producers, idle),
+                mark: crate::pipeline::time::NONE,
             }),
             reorder: Mutex::new(Reorder {
                 next: 0,
@@ -119,23 +150,50 @@ impl Chain {
             retries: AtomicUsize::new(0),
             input_closed: AtomicBool::new(false),
             runtime: runtime.clone(),
+            ended: AtomicBool::new(false),
+        });
+        // The tick: a task on the runtime (the workers have no timer of their own) that stops
+        // when the chain drops its receiver.
+        let ticks = timed.then(|| {
+            let (tx, rx) = async_channel::bounded::<()>(1);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(TICK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                    let _ = tx.try_send(());
+                }
+            });
+            rx
         });
         let mut threads = Vec::with_capacity(workers);
         for (i, runners) in self.workers.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
+            let ticks = ticks.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("weir-{name}-{i}"))
-                    .spawn(move || futures::executor::block_on(work(runners, shared)))?,
+                    .spawn(move || futures::executor::block_on(work(runners, shared, ticks)))?,
             );
         }
         Ok(threads)
     }
 }
 
-/// One worker's loop: retries first (they hold their source batch open), then new input.
-async fn work(mut runners: Vec<StageRunner>, shared: Arc<Shared>) {
+/// One worker's loop: retries first (they hold their source batch open), then new input, and
+/// the tick of a chain with timers.
+async fn work(
+    mut runners: Vec<StageRunner>,
+    shared: Arc<Shared>,
+    ticks: Option<async_channel::Receiver<()>>,
+) {
     let mut input_done = false;
+    let ticking = ticks.is_some();
+    let ticks = ticks.unwrap_or_else(|| async_channel::bounded(1).1);
+    let mut tick = std::pin::pin!(ticks.recv());
     // One receive on the retry channel, kept from turn to turn until it yields: a fresh one
     // each turn would find the channel empty (it nearly always is) and register a new
     // listener, one allocation per batch (tests/allocations.rs counts them).
@@ -163,8 +221,13 @@ async fn work(mut runners: Vec<StageRunner>, shared: Arc<Shared>) {
                     shared.input_ended();
                 }
             },
+            _ = &mut tick, if ticking && !input_done => {
+                tick.set(ticks.recv());
+                shared.tick(&mut runners).await;
+            }
         }
     }
+    shared.end_of_time(&mut runners).await;
 }
 
 /// Runs a batch through the chain from stage `from`: failures to the dead-letter channel,
@@ -212,7 +275,7 @@ async fn run_chain(
             });
         }
         batch = result.output;
-        if batch.is_empty() {
+        if batch.is_void() {
             return None;
         }
     }
@@ -235,8 +298,18 @@ impl Shared {
             }
             progress.await;
         }
-        let batch = intake.input.recv().await?;
+        let mut batch = intake.input.recv().await?;
         edge::taken(&self.head, &batch);
+        let marks = intake.inputs.take(
+            batch.from,
+            &batch.events,
+            batch.marks.as_deref(),
+            Instant::now(),
+        );
+        if let Some(m) = &marks {
+            intake.mark = intake.mark.max(m.after);
+        }
+        batch.marks = marks.map(Arc::new);
         self.pending.fetch_add(1, Ordering::SeqCst);
         let ticket = intake.next;
         intake.next += 1;
@@ -261,6 +334,98 @@ impl Shared {
             }
             self.emitted.store(reorder.next, Ordering::Release);
             self.progress.notify_waiters();
+        }
+    }
+
+    /// A tick: the input watermark as it stands now (an idle producer no longer holds it
+    /// back) and the processing-time clock run through the chain as an empty batch; what the
+    /// timers made goes on. Only chains of one worker tick (stages with timers have one).
+    async fn tick(self: &Arc<Self>, runners: &mut [StageRunner]) {
+        let marks = {
+            let mut intake = self.intake.lock().await;
+            match intake.inputs.now(Instant::now()) {
+                Some(now) if now > intake.mark => {
+                    intake.mark = now;
+                    Some(Arc::new(Marks {
+                        before: Vec::new(),
+                        after: now,
+                    }))
+                }
+                _ => None,
+            }
+        };
+        let moved = marks.is_some();
+        let batch = Batch {
+            events: Default::default(),
+            ack: self.ctx.tracker.emit(0),
+            provenance: Default::default(),
+            origin: None,
+            marks: marks.or_else(|| {
+                // No move: the stages still look at their processing-time timers.
+                Some(Arc::new(Marks {
+                    before: Vec::new(),
+                    after: crate::pipeline::time::NONE,
+                }))
+            }),
+            from: 0,
+        };
+        if let Some(out) = run_chain(runners, batch, 0, 0, None, self).await
+            && (moved || !out.is_empty())
+        {
+            self.outputs.send(out).await;
+        }
+    }
+
+    /// The input has ended: unless the run was stopped (a stopped run resumes later, and its
+    /// windows must stay open), each stage in turn sees the end of time and fires every timer
+    /// left, and what they make goes through the rest of the chain and on. Then the chain's
+    /// consumers hear that this input is at the end of time. Once per chain.
+    async fn end_of_time(self: &Arc<Self>, runners: &mut [StageRunner]) {
+        if self.ctx.stop.is_cancelled() || self.ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let timed = runners.iter().any(StageRunner::timed);
+        for i in 0..runners.len() {
+            loop {
+                let result = runners[i].end_of_time(self.ctx.tracker.emit(0));
+                let more = result.more_timers;
+                if let Some(dead) = result.dead
+                    && dead.kept()
+                    && let Err(lost) = self.dead_letters.send(dead).await
+                {
+                    lost.0.ack.forget();
+                }
+                let out = result.output;
+                if !out.is_empty() {
+                    let rest = if i + 1 < runners.len() {
+                        run_chain(runners, out, i + 1, 0, None, self).await
+                    } else {
+                        Some(out)
+                    };
+                    if let Some(batch) = rest
+                        && !batch.is_empty()
+                    {
+                        self.outputs.send(batch).await;
+                    }
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        if timed {
+            let last = Batch {
+                events: Default::default(),
+                ack: self.ctx.tracker.emit(0),
+                provenance: Default::default(),
+                origin: None,
+                marks: Some(Arc::new(Marks {
+                    before: Vec::new(),
+                    after: crate::pipeline::time::END,
+                })),
+                from: 0,
+            };
+            self.outputs.send(last).await;
         }
     }
 

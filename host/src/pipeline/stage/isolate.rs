@@ -32,8 +32,9 @@ pub(crate) struct Piece {
     pub state_limited: bool,
 }
 
-/// One call: its result, and whether a limit refused one of its state writes.
-pub(crate) type Call<'a> = dyn FnMut(&Events) -> (Result<Output, Trapped>, bool) + 'a;
+/// One call on the events of a range of the batch: its result, and whether a limit refused one
+/// of its state writes.
+pub(crate) type Call<'a> = dyn FnMut(&Events, Range<usize>) -> (Result<Output, Trapped>, bool) + 'a;
 
 /// Runs `events` through `call`, bisecting on traps; appends the pieces in input order and
 /// returns the traps it cost.
@@ -51,9 +52,9 @@ fn search(
     traps: &mut u32,
 ) {
     let (result, state_limited) = if range.len() == all.len() {
-        call(all)
+        call(all, range.clone())
     } else {
-        call(&all.slice(range.clone()))
+        call(&all.slice(range.clone()), range.clone())
     };
     let trapped = match result {
         Err(t) => t,
@@ -147,7 +148,7 @@ mod tests {
         values[77] = "poison";
         let events = batch(&values);
         let mut pieces = Vec::new();
-        let traps = isolate(&events, &mut |e| (poisoned(e), false), &mut pieces);
+        let traps = isolate(&events, &mut |e, _| (poisoned(e), false), &mut pieces);
         assert_eq!(traps, 9);
         let failed: Vec<_> = pieces
             .iter()
@@ -168,7 +169,7 @@ mod tests {
     fn a_batch_that_always_traps_stops_at_the_budget() {
         let events = batch(&["poison"; 256]);
         let mut pieces = Vec::new();
-        let traps = isolate(&events, &mut |e| (poisoned(e), false), &mut pieces);
+        let traps = isolate(&events, &mut |e, _| (poisoned(e), false), &mut pieces);
         assert_eq!(traps, MAX_TRAPS_PER_BATCH);
         let covered: usize = pieces.iter().map(|p| p.range.len()).sum();
         assert_eq!(covered, 256);
@@ -194,7 +195,10 @@ mod tests {
             poisoned(events)
         };
         let mut pieces = Vec::new();
-        assert_eq!(isolate(&events, &mut |e| (wrong(e), false), &mut pieces), 5);
+        assert_eq!(
+            isolate(&events, &mut |e, _| (wrong(e), false), &mut pieces),
+            5
+        );
         assert_eq!(
             calls, 9,
             "four halvings, each a failed and a good call, and the first"
@@ -223,7 +227,7 @@ mod tests {
         };
         let mut pieces = Vec::new();
         assert_eq!(
-            isolate(&events, &mut |e| (capped(e), false), &mut pieces),
+            isolate(&events, &mut |e, _| (capped(e), false), &mut pieces),
             0
         );
         assert!(pieces.iter().all(|p| p.result.is_ok()), "nothing lost");

@@ -18,9 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use weir_sandbox::{Events, GuestFailureKind, Output, Processor, TrapKind, Trapped};
+use weir_sandbox::keyed::{WATERMARK_KEY, timer_prefix};
+use weir_sandbox::{
+    Events, GuestFailureKind, KeyedState, Output, Processor, TimerClock, TimerEntry, TrapKind,
+    Trapped,
+};
 
-use crate::config::OnError;
+use crate::config::{Late, OnError};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
 use crate::pipeline::failure::FailureKind;
@@ -31,6 +35,16 @@ use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::caps;
 use crate::pipeline::stage::isolate::{Piece, isolate};
 use crate::pipeline::stage::version::{StageHandle, StageVersion};
+use crate::pipeline::time::{Clock, END, Marks, NONE};
+
+/// Timers handed to the plugin in one `on-timer` call. Bounds the fuel, deadline and output of
+/// one call, as a batch's size does for `process`.
+const TIMERS_PER_CALL: usize = 256;
+
+/// Timers fired after one input batch; the rest fire after the next batch or tick. Bounds the
+/// work (and the output) one batch can set off, whatever a plugin has set; at the end of the
+/// input every timer fires, a bounded call at a time.
+const TIMERS_PER_BATCH: usize = 4096;
 
 /// Trap warnings a runner logs per interval; the rest are counted and summarised. Blocks a
 /// plugin that traps on every batch from flooding the host log.
@@ -45,6 +59,8 @@ pub(crate) struct StageResult {
     pub retry: Option<Retry>,
     /// Set when this batch tripped the stage's circuit breaker.
     pub tripped: Option<String>,
+    /// Timers were due beyond what one batch fires: the rest wait for the next batch or tick.
+    pub more_timers: bool,
 }
 
 /// Events that asked for another attempt.
@@ -72,6 +88,12 @@ pub(crate) struct StageRunner {
     traps_logged: (Instant, u64),
     /// The instances and memory this runner last added to the stage's gauges.
     counted: (i64, i64),
+    /// The stage's watermark.
+    clock: Clock,
+    /// Whether the watermark kept with the stage's state has been read back.
+    resumed: bool,
+    /// The watermark last written to the state.
+    kept: u64,
 }
 
 impl StageRunner {
@@ -82,6 +104,7 @@ impl StageRunner {
         let version = rx.borrow().clone();
         let processor = version.factory.make()?;
         let stage_id = origin::stage_id(&handle.config.name);
+        let handle_lateness = handle.config.time.allowed_lateness;
         let mut runner = StageRunner {
             handle,
             rx,
@@ -94,6 +117,9 @@ impl StageRunner {
             pieces: Vec::new(),
             traps_logged: (Instant::now(), 0),
             counted: (0, 0),
+            clock: Clock::new(handle_lateness),
+            resumed: false,
+            kept: NONE,
         };
         runner.count_instances();
         Ok(runner)
@@ -118,6 +144,16 @@ impl StageRunner {
             NodeMetrics::shift(&metrics.memory, memory - was_memory);
         }
         self.counted = (live, memory);
+    }
+
+    /// Whether the stage's plugin can set timers: its chain then ticks.
+    pub(crate) fn keeps_time(&self) -> bool {
+        self.version.factory.keeps_time()
+    }
+
+    /// Whether the stage has seen event time.
+    pub(crate) fn timed(&self) -> bool {
+        self.clock.timed()
     }
 
     /// Picks up a new version, if one was swapped in since the last batch; the old
@@ -148,6 +184,9 @@ impl StageRunner {
                 Arc::clone(&self.version)
             }
         };
+        if input.is_empty() {
+            return self.pass_time(input, &version);
+        }
         let metrics = Arc::clone(&self.handle.metrics);
         let n = input.len();
         NodeMetrics::add(&metrics.events_in, n as u64);
@@ -167,10 +206,12 @@ impl StageRunner {
         if self.handle.state.attached() {
             self.handle.state.set_tag(input.ack.tag());
         }
+        self.resume(&version);
+        self.clock.take(n, input.marks.as_deref());
         let mut pieces = std::mem::take(&mut self.pieces);
         let traps = isolate(
             &input.events,
-            &mut |events| self.call(&version, events),
+            &mut |events, range| self.call(&version, events, range),
             &mut pieces,
         );
         let result = self.settle(input, &version, attempt, &mut pieces, traps);
@@ -206,6 +247,7 @@ impl StageRunner {
             dead,
             retry: None,
             tripped: None,
+            more_timers: false,
         }
     }
 
@@ -226,24 +268,34 @@ impl StageRunner {
 
     /// One call on a processor of `version`; after a trap it is dropped and the next call
     /// makes a fresh one. Also says whether a limit refused one of the call's state writes.
-    fn call(&mut self, version: &StageVersion, events: &Events) -> (Result<Output, Trapped>, bool) {
+    fn call(
+        &mut self,
+        version: &StageVersion,
+        events: &Events,
+        range: std::ops::Range<usize>,
+    ) -> (Result<Output, Trapped>, bool) {
         let metrics = Arc::clone(&self.handle.metrics);
-        let slot = if version.generation == self.version.generation {
-            &mut self.processor
-        } else {
-            if self.old_generation != version.generation {
-                self.old = None;
-                self.old_generation = version.generation;
-            }
-            &mut self.old
-        };
+        let seen = std::mem::take(&mut self.clock.seen);
+        let slot = slot(
+            &mut self.processor,
+            &mut self.old,
+            &mut self.old_generation,
+            self.version.generation,
+            version.generation,
+        );
         let processor = match slot {
             Some(p) => p,
             None => match version.factory.make() {
                 Ok(p) => slot.insert(p),
-                Err(trapped) => return (Err(trapped), false),
+                Err(trapped) => {
+                    self.clock.seen = seen;
+                    return (Err(trapped), false);
+                }
             },
         };
+        if !seen.is_empty() {
+            processor.set_watermarks(&seen[range]);
+        }
         let result = call_on(processor, events, &metrics);
         let state_limited = processor.last_state_refusals() > 0;
         let stripped = processor.last_stripped();
@@ -263,7 +315,270 @@ impl StageRunner {
             NodeMetrics::add(&metrics.recycled, 1);
         }
         self.count_instances();
+        self.clock.seen = seen;
         (result, state_limited)
+    }
+
+    /// A batch with no events (a watermark moving on, a tick, the end of the input): no
+    /// `process` call, but the watermark advances, due timers fire, and the marks go on.
+    fn pass_time(&mut self, input: Batch, version: &Arc<StageVersion>) -> StageResult {
+        if self.handle.state.attached() {
+            self.handle.state.set_tag(input.ack.tag());
+        }
+        self.resume(version);
+        self.clock
+            .advance(input.marks.as_ref().map_or(NONE, |m| m.after));
+        let mut events = Events::new();
+        let mut sorted = Sorted {
+            origin: input.origin.as_ref().map(Origin::empty),
+            ..Sorted::default()
+        };
+        let marks = self.time(&input, version, &mut events, &mut sorted, TIMERS_PER_BATCH);
+        let metrics = &self.handle.metrics;
+        NodeMetrics::add(&metrics.events_out, events.len() as u64);
+        NodeMetrics::add(&metrics.bytes_out, events.value_bytes());
+        if let Some(dead) = &sorted.dead {
+            for (kind, count) in dead.kinds() {
+                metrics.fail(kind, count);
+            }
+        }
+        let provenance = self.stamp.stamp(&input.provenance, &version.header);
+        StageResult {
+            output: Batch {
+                events,
+                ack: input.ack,
+                provenance,
+                origin: sorted.origin,
+                marks,
+                from: 0,
+            },
+            dead: sorted.dead,
+            retry: None,
+            tripped: None,
+            more_timers: sorted.more_timers,
+        }
+    }
+
+    /// Reads back the watermark kept with the stage's state, once, before the first batch of
+    /// a version that keeps time: a restart resumes where the committed state ends.
+    fn resume(&mut self, version: &StageVersion) {
+        if self.resumed || !version.factory.keeps_time() {
+            return;
+        }
+        self.resumed = true;
+        if let Some(bytes) = self.handle.state.get(WATERMARK_KEY)
+            && let Ok(bytes) = <[u8; 8]>::try_from(bytes.as_slice())
+        {
+            self.clock.resume(u64::from_le_bytes(bytes));
+        }
+    }
+
+    /// Whether event `index` of the batch, at time `time`, was at or before the watermark it
+    /// saw: only then is the plugin's `late:` believed.
+    fn saw_late(&self, index: usize, time: Option<u64>) -> bool {
+        match (time, self.clock.seen.get(index)) {
+            (Some(t), Some(&w)) => w != NONE && t <= w,
+            _ => false,
+        }
+    }
+
+    /// The event-time part of a settled batch: fires the timers now due (appending what they
+    /// became to `events`), keeps the watermark with the state, and returns the marks of the
+    /// outputs (`None` while the stage has no event time).
+    fn time(
+        &mut self,
+        input: &Batch,
+        version: &Arc<StageVersion>,
+        events: &mut Events,
+        sorted: &mut Sorted,
+        budget: usize,
+    ) -> Option<Arc<Marks>> {
+        let keeps_time = self.handle.state.attached() && version.factory.keeps_time();
+        if !keeps_time
+            && !self.clock.timed()
+            && input.marks.is_none()
+            && events.timestamps.is_empty()
+        {
+            return None;
+        }
+        let sources = match sorted.counts.take() {
+            Some(counts) if counts.is_empty() => (0..events.len() as u32).collect(),
+            Some(counts) => (counts.iter().enumerate())
+                .flat_map(|(i, &c)| std::iter::repeat_n(i as u32, c as usize))
+                .collect(),
+            None => std::mem::take(&mut sorted.sources),
+        };
+        let node = self.clock.input();
+        if node != NONE {
+            self.handle
+                .metrics
+                .watermark
+                .store(node, std::sync::atomic::Ordering::Relaxed);
+        }
+        if keeps_time {
+            self.fire(input, version, events, sorted, budget);
+            let node = self.clock.input();
+            if node != self.kept {
+                // Committed with the batch's other writes: a restart resumes the watermark
+                // that goes with the state and the source positions it holds.
+                self.kept = node;
+                let state = &self.handle.state;
+                let _ = state.set(WATERMARK_KEY, &node.to_le_bytes(), None);
+                state.commit();
+            }
+        }
+        self.clock
+            .outputs(events, &input.events, &sources)
+            .map(Arc::new)
+    }
+
+    /// Fires the timers due (event time: at or before the watermark the stage sees;
+    /// processing time: at or before now), at most `budget`, in time order and
+    /// [`TIMERS_PER_CALL`] to a call. A fired timer is removed before its call, so a call that
+    /// fails does not fire it again: its timers are dead-lettered instead.
+    fn fire(
+        &mut self,
+        input: &Batch,
+        version: &Arc<StageVersion>,
+        events: &mut Events,
+        sorted: &mut Sorted,
+        mut budget: usize,
+    ) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let seen = self.clock.seen_now();
+        for (clock, until) in [(TimerClock::Event, seen), (TimerClock::Processing, now)] {
+            if until == NONE {
+                continue;
+            }
+            loop {
+                let page = self.handle.state.scan(
+                    &timer_prefix(clock),
+                    None,
+                    TIMERS_PER_CALL.min(budget.max(1)),
+                    weir_sandbox::keyed::MAX_REPLY_BYTES,
+                );
+                let due: Vec<TimerEntry> = (page.entries.iter())
+                    .filter_map(|(k, _)| TimerEntry::parse(clock, k))
+                    .take_while(|t| t.at <= until)
+                    .collect();
+                if due.is_empty() {
+                    break;
+                }
+                if budget == 0 {
+                    sorted.more_timers = true;
+                    return;
+                }
+                budget = budget.saturating_sub(due.len());
+                for timer in &due {
+                    self.handle.state.delete(&timer.state_key());
+                }
+                self.handle.state.commit();
+                NodeMetrics::add(&self.handle.metrics.timers_fired, due.len() as u64);
+                match self.call_timers(version, &due) {
+                    Ok(out) => {
+                        for event in out.iter() {
+                            if let Some(origin) = &mut sorted.origin {
+                                origin.push_timer(self.stage_id, event);
+                            }
+                            events.push_event(event);
+                        }
+                    }
+                    Err(trapped) => self.timers_failed(input, version, &due, trapped, sorted),
+                }
+            }
+        }
+    }
+
+    /// Dead letters for timers whose call failed: one per timer, its key as the key, its time
+    /// as the timestamp, what it was as the value.
+    fn timers_failed(
+        &self,
+        input: &Batch,
+        version: &StageVersion,
+        due: &[TimerEntry],
+        trapped: Trapped,
+        sorted: &mut Sorted,
+    ) {
+        let mut letters = Events::new();
+        for t in due {
+            let value = format!(
+                "{{\"timer\":{{\"clock\":\"{}\",\"at\":{}}}}}",
+                t.clock.as_str(),
+                t.at
+            );
+            letters.push_parts(
+                Some(&t.key),
+                value.as_bytes(),
+                std::iter::empty(),
+                Some(t.at),
+            );
+        }
+        let reason = Reason {
+            kind: FailureKind::from(trapped.kind),
+            message: Arc::from(format!("on-timer: {}", trapped.message)),
+            attempts: 1,
+        };
+        let dead = sorted
+            .dead
+            .get_or_insert_with(|| self.letters(input, version));
+        let origin = input.origin.as_ref().map(|_| origin::TIMER);
+        for event in letters.iter() {
+            dead.push(event, reason.clone(), origin);
+        }
+    }
+
+    /// One `on-timer` call on a processor of `version`; after a trap it is dropped.
+    fn call_timers(
+        &mut self,
+        version: &StageVersion,
+        due: &[TimerEntry],
+    ) -> Result<Events, Trapped> {
+        let metrics = Arc::clone(&self.handle.metrics);
+        let slot = slot(
+            &mut self.processor,
+            &mut self.old,
+            &mut self.old_generation,
+            self.version.generation,
+            version.generation,
+        );
+        let processor = match slot {
+            Some(p) => p,
+            None => slot.insert(version.factory.make()?),
+        };
+        let started = Instant::now();
+        let result = processor.on_timer(due);
+        metrics.call_times.record(started.elapsed());
+        NodeMetrics::add(&metrics.calls, 1);
+        NodeMetrics::add(&metrics.fuel, processor.last_fuel());
+        if let Err(t) = &result
+            && t.kind.poisons()
+        {
+            metrics.trap(FailureKind::from(t.kind));
+            *slot = None;
+        }
+        self.count_instances();
+        result
+    }
+
+    /// Runs the end of the input through this stage: the watermark goes to the end of time,
+    /// and every timer still set fires, a bounded batch at a time (`more_timers` says whether
+    /// another call is needed).
+    pub(crate) fn end_of_time(&mut self, ack: crate::pipeline::ack::Ack) -> StageResult {
+        let marks = Marks {
+            before: Vec::new(),
+            after: END,
+        };
+        let batch = Batch {
+            events: Events::new(),
+            ack,
+            provenance: Default::default(),
+            origin: None,
+            marks: Some(Arc::new(marks)),
+            from: 0,
+        };
+        self.run(batch, 0, None)
     }
 
     fn log_trap(&mut self, trapped: &Trapped, events: usize) {
@@ -289,8 +604,9 @@ impl StageRunner {
         traps: u32,
     ) -> StageResult {
         let provenance = self.stamp.stamp(&input.provenance, &version.header);
-        let (events, mut sorted) = self.outputs(&input, version, attempt, pieces);
+        let (mut events, mut sorted) = self.outputs(&input, version, attempt, pieces);
         pieces.clear();
+        let marks = self.time(&input, version, &mut events, &mut sorted, TIMERS_PER_BATCH);
         if traps > 0 {
             tracing::debug!(stage = %self.handle.name, traps, "isolated the events that trapped");
         }
@@ -316,10 +632,13 @@ impl StageRunner {
                 ack,
                 provenance,
                 origin: sorted.origin,
+                marks,
+                from: 0,
             },
             dead: sorted.dead,
             retry,
             tripped,
+            more_timers: sorted.more_timers,
         }
     }
 
@@ -355,6 +674,7 @@ impl StageRunner {
                 .origin
                 .as_ref()
                 .map(|o| o.outputs(&out.counts, self.stage_id));
+            sorted.counts = Some(out.counts);
             return (out.events, sorted);
         }
         sorted.origin = input.origin.as_ref().map(Origin::empty);
@@ -380,11 +700,19 @@ impl StageRunner {
         NodeMetrics::add(&metrics.events_out, events.len() as u64);
         NodeMetrics::add(&metrics.bytes_out, events.value_bytes());
         NodeMetrics::add(&metrics.filtered, sorted.filtered as u64);
-        let failed = sorted.dead.as_ref().map_or(0, DeadLetters::len);
+        let mut failed = sorted.dead.as_ref().map_or(0, DeadLetters::len);
         if let Some(dead) = &sorted.dead {
             for (kind, count) in dead.kinds() {
                 metrics.fail(kind, count);
+                // A late event is the input's lateness, not the plugin's failure: it counts
+                // toward neither the canary nor the breaker.
+                if kind == FailureKind::Late {
+                    failed -= count as usize;
+                }
             }
+        }
+        if sorted.late_dropped > 0 {
+            metrics.fail(FailureKind::Late, sorted.late_dropped as u64);
         }
         self.handle.record(generation, n as u64, failed as u64);
         let last = sorted
@@ -441,6 +769,14 @@ impl StageRunner {
                         {
                             (FailureKind::StateLimit, false)
                         }
+                        // Believed only of an event whose time is at or before the watermark
+                        // it saw: a plugin cannot pass a bad event off as merely late.
+                        GuestFailureKind::Reject
+                            if f.reason.starts_with("late:")
+                                && self.saw_late(event.index(), event.timestamp()) =>
+                        {
+                            (FailureKind::Late, false)
+                        }
                         GuestFailureKind::Reject => (FailureKind::Reject, false),
                         GuestFailureKind::Retry if attempt < config.retries => {
                             (FailureKind::RetriesExhausted, true)
@@ -455,6 +791,8 @@ impl StageRunner {
                         if let (Some(from), Some(to)) = (&input.origin, &mut sorted.retry_origin) {
                             to.push_same(from, event.index());
                         }
+                    } else if kind == FailureKind::Late && config.time.late == Late::Drop {
+                        sorted.late_dropped += 1;
                     } else {
                         let reason = Reason {
                             kind,
@@ -476,6 +814,7 @@ impl StageRunner {
                     }
                     for (k, o) in outs.enumerate() {
                         out.push_event(output.events.get(o));
+                        sorted.sources.push(event.index() as u32);
                         if let (Some(from), Some(to)) = (&input.origin, &mut sorted.origin) {
                             to.push_output(from, event.index(), self.stage_id, k);
                         }
@@ -493,6 +832,14 @@ struct Sorted {
     dead: Option<DeadLetters>,
     retry: Option<Events>,
     filtered: usize,
+    /// Late events dropped (`late = "drop"`): counted, not written.
+    late_dropped: usize,
+    /// The fast path's counts (outputs per input), kept for the watermark.
+    counts: Option<Vec<u32>>,
+    /// The slow path's input index of each kept output.
+    sources: Vec<u32>,
+    /// Timers were due beyond the batch's budget.
+    more_timers: bool,
     /// In a tracked batch: the origins of the kept outputs and of the retried events.
     origin: Option<Origin>,
     retry_origin: Option<Origin>,
@@ -504,6 +851,26 @@ impl Drop for StageRunner {
         self.processor = None;
         self.old = None;
         self.count_instances();
+    }
+}
+
+/// The processor slot for a version of generation `wanted`: the current one, or the one kept
+/// for an older version's retries (replacing an instance of yet another version).
+fn slot<'a>(
+    processor: &'a mut Option<Box<dyn Processor>>,
+    old: &'a mut Option<Box<dyn Processor>>,
+    old_generation: &mut u64,
+    current: u64,
+    wanted: u64,
+) -> &'a mut Option<Box<dyn Processor>> {
+    if wanted == current {
+        processor
+    } else {
+        if *old_generation != wanted {
+            *old = None;
+            *old_generation = wanted;
+        }
+        old
     }
 }
 

@@ -404,6 +404,23 @@ impl Wiring {
         )
     }
 
+    /// A node's number in the run: what its batches' `from` says.
+    fn id(&self, name: &str) -> u32 {
+        self.metrics
+            .iter()
+            .position(|m| m.name == name)
+            .expect("every node has metrics") as u32
+    }
+
+    /// The numbers of the nodes that send to `consumer`.
+    fn producers_of(&self, consumer: &str) -> Vec<u32> {
+        self.consumers
+            .iter()
+            .filter(|(_, to)| to.iter().any(|c| c == consumer))
+            .map(|(from, _)| self.id(from))
+            .collect()
+    }
+
     fn outputs_of(&self, node: &str) -> Outputs {
         let senders = self
             .consumers
@@ -415,7 +432,7 @@ impl Wiring {
                     .collect()
             })
             .unwrap_or_default();
-        Outputs::new(senders)
+        Outputs::new(self.id(node), senders)
     }
 
     fn take_input(&mut self, consumer: &str) -> Receiver {
@@ -436,6 +453,7 @@ impl Wiring {
         for (plan, workers) in chains {
             let chain = Chain {
                 workers,
+                producers: self.producers_of(plan.head()),
                 input: self.take_input(plan.head()),
                 head: self.metric(plan.head()),
                 outputs: self.outputs_of(plan.tail()),

@@ -99,7 +99,9 @@ fn the_base_pipeline_reads_every_key() {
         gen_source.kind,
         SourceKind::Generate {
             count: 10,
-            size: 100
+            size: 100,
+            keys: None,
+            event_time: None,
         }
     ));
     let s = &p.stages[0];

@@ -53,9 +53,13 @@ pub enum SourceKind {
     /// `count` events (in [`ranges::COUNT`](super::ranges::COUNT), 0 to 10^12) whose values are `size` bytes (in
     /// [`ranges::GENERATE_SIZE`](super::ranges::GENERATE_SIZE), 0 to 16 MiB): byte `j` of event `i` is
     /// `b'a' + (i + j) % 26` (benchmark workload W1).
+    /// With `keys`, event `i` has the key `k{(i * 7919) % keys}`; with `event_time`, the
+    /// timestamp `event_time + i` milliseconds (workload W5).
     Generate {
         count: u64,
         size: usize,
+        keys: Option<u64>,
+        event_time: Option<u64>,
     },
     /// A durable pull consumer of a NATS JetStream stream.
     Nats(NatsSource),

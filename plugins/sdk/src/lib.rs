@@ -110,6 +110,7 @@ mod stage;
 pub mod state;
 pub mod time;
 mod transform;
+pub mod window;
 
 pub use crate::log::{Level, log};
 pub use batch::{Batch, EVENT_STRIDE, EventView, HEADER_STRIDE, Headers, NO_KEY, NO_TIMESTAMP};

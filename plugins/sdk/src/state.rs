@@ -172,6 +172,11 @@ pub fn delete(key: impl AsRef<[u8]>) {
     backend::delete(key.as_ref())
 }
 
+/// Removes each key, in one host call.
+pub fn delete_many(keys: &[Vec<u8>]) {
+    backend::delete_many(keys)
+}
+
 /// Adds `by` to the counter under `key` (8 bytes, little-endian; an absent key counts as 0)
 /// and returns the new count. The key keeps its TTL, if any.
 pub fn increment(key: impl AsRef<[u8]>, by: i64) -> Result<i64, StateError> {

@@ -70,6 +70,13 @@ pub fn set_timer(timer: &Timer) -> Result<(), StateError> {
     backend::set_timer(timer).map_err(StateError::from)
 }
 
+/// Sets each timer, in one host call: one result per timer.
+pub fn set_timers(timers: &[Timer]) -> Vec<Result<(), StateError>> {
+    (backend::set_timers(timers).into_iter())
+        .map(|r| r.map_err(StateError::from))
+        .collect()
+}
+
 /// Cancels a timer; cancelling one that is not set does nothing.
 pub fn cancel_timer(timer: &Timer) {
     backend::cancel_timer(timer)

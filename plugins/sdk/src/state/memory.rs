@@ -86,6 +86,14 @@ pub(crate) fn delete(key: &[u8]) {
     with(|store| store.remove(key));
 }
 
+pub(crate) fn delete_many(keys: &[Vec<u8>]) {
+    with(|store| {
+        for key in keys {
+            store.remove(key.as_slice());
+        }
+    });
+}
+
 pub(crate) fn increment(key: &[u8], by: i64) -> Result<i64, StateError> {
     let now = Instant::now();
     with(|store| {

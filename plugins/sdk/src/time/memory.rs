@@ -42,6 +42,10 @@ pub(crate) fn set_timer(timer: &Timer) -> Result<(), StateError> {
     Ok(())
 }
 
+pub(crate) fn set_timers(timers: &[Timer]) -> Vec<Result<(), StateError>> {
+    timers.iter().map(set_timer).collect()
+}
+
 pub(crate) fn cancel_timer(timer: &Timer) {
     TIMERS.with(|t| t.borrow_mut().remove(&slot(timer)));
 }

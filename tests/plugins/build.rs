@@ -56,6 +56,9 @@ const PACKAGES: &[&str] = &[
     "fixture-burn",
     "fixture-count-keys",
     "fixture-evil-state",
+    "fixture-stamp",
+    "window-count",
+    "brute-force",
 ];
 
 fn main() {

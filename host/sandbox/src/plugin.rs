@@ -108,6 +108,10 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     /// The names of the component's imports.
     pub imports: Vec<String>,
+    /// The imports whose functions the component calls. A 0.3 component imports `time` (and
+    /// so `state`) for the type of `on-timer`'s argument alone; only a function import makes
+    /// a stage keep state or time.
+    called: Vec<String>,
     pub contract: ContractVersion,
     /// What a 0.2 or 0.3 plugin says of itself; `None` for 0.1.
     pub description: Option<Description>,
@@ -174,8 +178,19 @@ impl Plugin {
             None => Component::new(sandbox.engine(), bytes).map_err(compile_err)?,
         };
         let mut imports = Vec::new();
-        for (name, _) in component.component_type().imports(sandbox.engine()) {
+        let mut called = Vec::new();
+        for (name, item) in component.component_type().imports(sandbox.engine()) {
             imports.push(name.to_string());
+            let calls = match &item.ty {
+                ComponentItem::ComponentInstance(instance) => instance
+                    .exports(sandbox.engine())
+                    .any(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_))),
+                ComponentItem::ComponentFunc(_) => true,
+                _ => false,
+            };
+            if calls {
+                called.push(name.to_string());
+            }
             if let Err(reason) = provided(name) {
                 return Err(PluginError::Import {
                     path: path.to_path_buf(),
@@ -201,6 +216,7 @@ impl Plugin {
             size: bytes.len() as u64,
             loaded_at: SystemTime::now(),
             imports,
+            called,
             contract,
             description: None,
             pre,
@@ -243,14 +259,14 @@ impl Plugin {
     /// Whether the plugin imports `weir:stage/state` or `weir:stage/time` (whose timers live
     /// in the state): only then does its stage keep state.
     pub fn uses_state(&self) -> bool {
-        self.imports
+        self.called
             .iter()
             .any(|i| i.starts_with("weir:stage/state@") || i.starts_with("weir:stage/time@"))
     }
 
     /// Whether the plugin imports `weir:stage/time`: only then can it set timers.
     pub fn uses_time(&self) -> bool {
-        self.imports
+        self.called
             .iter()
             .any(|i| i.starts_with("weir:stage/time@"))
     }

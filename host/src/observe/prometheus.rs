@@ -250,12 +250,15 @@ impl Scrape {
                 |_, n| NodeMetrics::level(&n.instances) as i64,
             ),
             (
-                "weir_stage_watermark_milliseconds",
-                "The stage's input watermark: the event time (ms since the Unix epoch) up to which its inputs are complete; 0 before any, and the end of the input reads as the largest value.",
+                "weir_stage_watermark_seconds",
+                "The stage's input watermark: the event time (whole seconds since the Unix epoch) up to which its inputs are complete; 0 before any, and the end of the input reads as the largest value.",
                 |_, n| {
-                    n.watermark
-                        .load(std::sync::atomic::Ordering::Relaxed)
-                        .min(i64::MAX as u64) as i64
+                    let ms = n.watermark.load(std::sync::atomic::Ordering::Relaxed);
+                    if ms == u64::MAX {
+                        i64::MAX
+                    } else {
+                        (ms / 1000) as i64
+                    }
                 },
             ),
             (

@@ -196,6 +196,7 @@ mod tests {
                 "output-cap",
                 "breaker-open",
                 "state-limit",
+                "late",
             ]
         );
         for (i, kind) in FailureKind::ALL.into_iter().enumerate() {

@@ -190,17 +190,25 @@ impl Inputs {
                 .filter(|(j, _)| *j != i)
                 .map(|(_, p)| p.hold(now, started, idle)),
         );
+        // This producer carries event time: before its own first time it holds the watermark
+        // back like one not yet heard from.
         let combine = |mine: u64| match others {
             None => NONE,
+            Some(_) if mine == NONE => NONE,
             Some(o) => lower(o, mine),
         };
+        let (timed, mark) = (self.producers[i].timed, self.producers[i].mark);
         Some(match own {
             Some(m) => Marks {
                 before: m.before.iter().map(|&b| combine(b)).collect(),
                 after: combine(m.after),
             },
             None => {
-                let at = combine(NONE);
+                let at = if timed {
+                    combine(mark)
+                } else {
+                    others.unwrap_or(NONE)
+                };
                 Marks {
                     before: vec![at; events.len()],
                     after: at,

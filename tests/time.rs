@@ -227,6 +227,62 @@ fn a_plugin_cannot_pass_a_bad_event_off_as_late() -> Result<()> {
     Ok(())
 }
 
+/// The example finds what a plain count of the same failures per address and clock minute
+/// finds (a minute aligned to the epoch is a window of 60 s), and prints its expected output.
+#[test]
+fn the_brute_force_example_finds_the_addresses_a_plain_count_finds() -> Result<()> {
+    let root = support::workspace_root();
+    for name in ["sshd-parse", "auth-filter", "brute-force"] {
+        plugin(name);
+    }
+    let dir = Dir::new()?;
+    let out = dir
+        .weir()
+        .arg("run")
+        .arg(root.join("examples/brute-force/pipeline.toml"))
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout)?;
+    let expected = std::fs::read_to_string(root.join("examples/brute-force/expected.jsonl"))?;
+    ensure!(printed == expected, "the example's output changed:\n{printed}");
+
+    let log = std::fs::read(root.join("examples/auth-log/data/OpenSSH_2k.log"))?;
+    let mut plain: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for line in support::native_failures(&log) {
+        let v: Value = serde_json::from_str(&line)?;
+        let (ts, msg) = (v["ts"].as_str().context("ts")?, v["msg"].as_str().context("msg")?);
+        let ip = ["from ", "rhost=", "["]
+            .iter()
+            .find_map(|tag| {
+                let rest = &msg[msg.find(tag)? + tag.len()..];
+                let word = rest.split([' ', ']']).next()?;
+                (!word.is_empty()).then(|| word.to_string())
+            })
+            .context("an address")?;
+        *plain.entry((ip, ts[..12].to_string())).or_default() += 1;
+    }
+    let mut want: Vec<(String, u64)> = (plain.into_iter())
+        .filter(|(_, n)| *n >= 5)
+        .map(|((ip, _), n)| (ip, n))
+        .collect();
+    let mut got: Vec<(String, u64)> = Vec::new();
+    for line in printed.lines() {
+        let v: Value = serde_json::from_str(line)?;
+        got.push((
+            v["ip"].as_str().context("ip")?.to_string(),
+            v["failures"].as_u64().context("failures")?,
+        ));
+    }
+    want.sort();
+    got.sort();
+    ensure!(got == want, "weir: {got:?}\nplain: {want:?}");
+    Ok(())
+}
+
 #[test]
 fn windows_in_the_data_folder_count_each_event_once_across_kill_9s() -> Result<()> {
     const EVENTS: i64 = 3_000_000;

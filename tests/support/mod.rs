@@ -274,6 +274,17 @@ pub fn native_w3(log: &[u8]) -> String {
     out
 }
 
+/// The authentication failures of a log file, as the native sshd-parse and auth-filter give
+/// them: JSON lines.
+pub fn native_failures(log: &[u8]) -> Vec<String> {
+    let events = lines(log).into_iter().map(Event::new).collect();
+    let parsed = stage::<sshd_parse::SshdParse>(events);
+    stage::<auth_filter::AuthFilter>(parsed)
+        .into_iter()
+        .map(|e| String::from_utf8(e.value).expect("JSON is UTF-8"))
+        .collect()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(bytes))

@@ -2,7 +2,8 @@
 //! example's stage.
 //!
 //! It reads what `sshd-parse` and `auth-filter` make (`{"ts":"Dec 10 06:55:46",...,"msg":...}`),
-//! keys each failure by the client address in its message (`from ADDR` or `rhost=ADDR`) and
+//! keys each failure by the client address in its message (`from ADDR`, `rhost=ADDR` or
+//! `[ADDR]`) and
 //! places it in time by its syslog timestamp (in the `year` setting, UTC), counts failures per
 //! address in tumbling windows of `window_s` seconds aligned to the epoch, and when a window
 //! closes emits `{"ip":"ADDR","window_start":MS,"failures":N}` if N reached `threshold`. The
@@ -63,12 +64,13 @@ fn field<'a>(json: &'a [u8], name: &str) -> Option<&'a [u8]> {
     Some(&json[at..at + len])
 }
 
-/// The client address in a failure message: the word after `from ` or `rhost=`.
+/// The client address in a failure message: the word after `from ` or `rhost=`, or the one in
+/// brackets (`reverse mapping checking getaddrinfo for NAME [ADDR] failed`).
 fn address(msg: &[u8]) -> Option<&[u8]> {
-    for tag in [&b"from "[..], b"rhost="] {
+    for (tag, stop) in [(&b"from "[..], b' '), (b"rhost=", b' '), (b"[", b']')] {
         if let Some(at) = msg.windows(tag.len()).position(|w| w == tag) {
             let rest = &msg[at + tag.len()..];
-            let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+            let end = rest.iter().position(|&b| b == stop).unwrap_or(rest.len());
             if end > 0 {
                 return Some(&rest[..end]);
             }
@@ -181,6 +183,10 @@ mod tests {
         assert_eq!(
             address(b"authentication failure; logname= uid=0 rhost=183.62.140.253  user=root"),
             Some(&b"183.62.140.253"[..])
+        );
+        assert_eq!(
+            address(b"reverse mapping checking getaddrinfo for x.com [173.234.31.186] failed"),
+            Some(&b"173.234.31.186"[..])
         );
         // 2024-12-10T06:55:46Z
         assert_eq!(

@@ -82,6 +82,23 @@ fn tumbling_windows_count_every_key_exactly_and_close_as_time_passes() -> Result
 }
 
 #[test]
+fn weir_check_says_how_a_stage_keeps_time() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = late_pipeline(&dir, Some("drop"))?;
+    let (code, out, err) = dir.check(&file)?;
+    ensure!(code == 0, "{err}");
+    ensure!(
+        out.contains(
+            "time of `count`: watermark 0s behind the highest event time seen, an input silent \
+             for 10s stops holding it back; late events counted and dropped; timers kept with its state"
+        ),
+        "{out}"
+    );
+    ensure!(!out.contains("time of `stamp`"), "{out}");
+    Ok(())
+}
+
+#[test]
 fn hopping_and_session_windows_count_exactly() -> Result<()> {
     let dir = Dir::new()?;
     let lines: Vec<String> = [
@@ -248,13 +265,19 @@ fn the_brute_force_example_finds_the_addresses_a_plain_count_finds() -> Result<(
     );
     let printed = String::from_utf8(out.stdout)?;
     let expected = std::fs::read_to_string(root.join("examples/brute-force/expected.jsonl"))?;
-    ensure!(printed == expected, "the example's output changed:\n{printed}");
+    ensure!(
+        printed == expected,
+        "the example's output changed:\n{printed}"
+    );
 
     let log = std::fs::read(root.join("examples/auth-log/data/OpenSSH_2k.log"))?;
     let mut plain: BTreeMap<(String, String), u64> = BTreeMap::new();
     for line in support::native_failures(&log) {
         let v: Value = serde_json::from_str(&line)?;
-        let (ts, msg) = (v["ts"].as_str().context("ts")?, v["msg"].as_str().context("msg")?);
+        let (ts, msg) = (
+            v["ts"].as_str().context("ts")?,
+            v["msg"].as_str().context("msg")?,
+        );
         let ip = ["from ", "rhost=", "["]
             .iter()
             .find_map(|tag| {

@@ -565,5 +565,8 @@ fn check(file: &Path) -> CommandResult {
     for (stage, state) in topology.states() {
         out!("state of `{stage}`: {state}");
     }
+    for (stage, time) in topology.times() {
+        out!("time of `{stage}`: {time}");
+    }
     Ok(())
 }

@@ -290,6 +290,31 @@ impl Topology {
             })
     }
 
+    /// Each stage whose plugin keeps time (imports `time`), with how its watermark and its
+    /// late events go, for `weir check`.
+    pub fn times(&self) -> impl Iterator<Item = (&str, String)> {
+        self.pipeline
+            .stages
+            .iter()
+            .filter(|s| self.plugins.get(&s.name).is_some_and(|p| p.uses_time()))
+            .map(|s| {
+                let t = &s.time;
+                let late = match t.late {
+                    crate::config::Late::DeadLetter => "dead-lettered as `late`",
+                    crate::config::Late::Drop => "counted and dropped",
+                };
+                (
+                    s.name.as_str(),
+                    format!(
+                        "watermark {} behind the highest event time seen, an input silent for {} \
+                         stops holding it back; late events {late}; timers kept with its state",
+                        crate::config::fmt_duration(t.allowed_lateness),
+                        crate::config::fmt_duration(t.idle_timeout),
+                    ),
+                )
+            })
+    }
+
     /// The most source events that can be in flight at once, from the configuration: every
     /// place that can hold a batch derived from a source batch, times the largest batch.
     pub fn in_flight_bound(&self) -> u64 {

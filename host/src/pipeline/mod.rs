@@ -21,6 +21,8 @@
 //! - [`topology`]: a checked pipeline in, chains planned and plugins loaded ([`Topology`]),
 //!   then a running graph, and a [`RunReport`] when it ends.
 //!
+//! - [`partition`]: which partition a key belongs to, for a NATS sink that publishes to
+//!   partitioned subjects; stable for ever, since it decides where a key's state lives.
 //! - [`tap`]: each node's hook for `weir tap`: a lock-free check per batch, a bounded
 //!   hand-off that never waits when someone taps.
 //!
@@ -37,6 +39,7 @@ pub mod edge;
 pub mod encode;
 pub mod failure;
 pub mod origin;
+pub mod partition;
 pub mod pool;
 pub mod provenance;
 pub mod report;

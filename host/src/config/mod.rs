@@ -15,6 +15,8 @@
 //! - `units`: durations, sizes, whole numbers and fractions, parsed and checked against a range.
 //! - `names`: what node names, setting keys and environment variable names may hold.
 //! - `nats_url`: the `url` of a NATS source or sink, one server or a list of seeds.
+//! - `partitions`: the partitions of a NATS subject, as a sink splits it and a source
+//!   consumes some of it.
 //! - `tls`: a listener's certificate and key (`[admin]`, a TCP source), loaded and checked.
 //! - `reader`: the TOML tree read table by table: key paths, types, unknown keys.
 //! - `kinds`: connector tables whose `type` chooses the keys they may hold; a key of another
@@ -41,6 +43,7 @@ mod kinds;
 mod listener;
 mod names;
 mod nats_url;
+mod partitions;
 pub mod ranges;
 mod raw;
 mod reader;
@@ -65,6 +68,7 @@ pub use admin::{
 };
 pub use error::ConfigError;
 pub(crate) use error::{plain, shown};
+pub use partitions::Partitions;
 pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
 pub use source::{
     DEFAULT_GENERATE_SIZE, DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, DEFAULT_TCP_IDLE_TIMEOUT,

@@ -176,3 +176,12 @@ pub const TCP_IDLE_TIMEOUT: RangeInclusive<Duration> =
 /// Length of a TCP source's `peer_header`. Header names reach sinks and plugins with every
 /// event: blocks a name that costs more than the address it carries.
 pub const HEADER_NAME_LEN: RangeInclusive<usize> = 1..=64;
+
+/// `partitions` of a NATS sink and `partition_count` of a NATS source: how many partitions a
+/// subject is split into. A source consumes each partition it owns through a durable consumer
+/// of its own (JetStream 2.9 takes one filter subject per consumer) with a pull of its own, and
+/// a sink checks at start that a stream captures each partition's subject: blocks a typo that
+/// would make one process create a million consumers on the server, or make a sink's start
+/// wait on a million requests. 1024 is far more partitions than processes a pipeline would
+/// spread over.
+pub const PARTITIONS: RangeInclusive<u32> = 1..=1024;

@@ -324,6 +324,39 @@ impl<'a, 'i> Table<'a, 'i> {
         Ok(Some(Sp::new(node.span(), out)))
     }
 
+    /// A list of whole numbers, each saturated as [`Table::whole`]; `example` shows one, such
+    /// as `[0, 1]`.
+    pub fn wholes(
+        &self,
+        key: &str,
+        example: &str,
+    ) -> Result<Option<Sp<Vec<Sp<i128>>>>, ConfigError> {
+        let Some(node) = self.get(key) else {
+            return Ok(None);
+        };
+        let DeValue::Array(items) = node.get_ref() else {
+            return Err(self.mismatch(
+                key,
+                node,
+                &format!("a list of whole numbers such as {example}"),
+            ));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            match whole_of(item) {
+                Some(n) => out.push(Sp::new(item.span(), n)),
+                None => {
+                    return Err(self.mismatch(
+                        key,
+                        item,
+                        &format!("a whole number, as in {example}"),
+                    ));
+                }
+            }
+        }
+        Ok(Some(Sp::new(node.span(), out)))
+    }
+
     /// A table under `key` whose keys are names (`[stages.NAME]`, `settings`), not a fixed set.
     pub fn section(&self, key: &str, shape: &str) -> Result<Option<Table<'a, 'i>>, ConfigError> {
         let Some(node) = self.get(key) else {

@@ -51,6 +51,9 @@ pub enum SinkKind {
         /// The servers of `url`, checked.
         servers: Vec<async_nats::ServerAddr>,
         subject: String,
+        /// With `partitions = P` (in [`ranges::PARTITIONS`](crate::config::ranges::PARTITIONS)):
+        /// each event goes to `SUBJECT.p`, `p` the partition of its key.
+        partitions: Option<u32>,
     },
 }
 

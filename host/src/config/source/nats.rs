@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::error::{ConfigError, Ctx, Sp, join};
 use crate::config::nats_url;
+use crate::config::partitions::{self, Partitions};
 use crate::config::ranges::{ACK_WAIT, MAX_ACK_PENDING, NATS_BATCH};
 use crate::config::reader::Table;
 use crate::config::source::SourceKind;
@@ -29,6 +30,9 @@ pub struct NatsSource {
     pub max_ack_pending: usize,
     /// The header whose value becomes the event's key.
     pub key_header: Option<String>,
+    /// The partitions of `subject` this source consumes (`SUBJECT.P`, each through a durable
+    /// consumer `CONSUMER-P` of its own), when it is partitioned.
+    pub partitions: Option<Partitions>,
 }
 
 /// The keys of a `nats` source beyond the common ones.
@@ -41,6 +45,8 @@ pub(crate) const KEYS: &[&str] = &[
     "ack_wait",
     "max_ack_pending",
     "key_header",
+    "partitions",
+    "partition_count",
 ];
 
 /// A `nats` source as written.
@@ -53,6 +59,8 @@ pub(crate) struct Raw {
     pub ack_wait: Option<Sp<String>>,
     pub max_ack_pending: Option<Sp<i128>>,
     pub key_header: Option<Sp<String>>,
+    pub partitions: Option<Sp<Vec<Sp<i128>>>>,
+    pub partition_count: Option<Sp<i128>>,
 }
 
 pub(crate) fn read(t: &Table) -> Result<Raw, ConfigError> {
@@ -65,6 +73,8 @@ pub(crate) fn read(t: &Table) -> Result<Raw, ConfigError> {
         ack_wait: t.duration("ack_wait")?,
         max_ack_pending: t.whole("max_ack_pending")?,
         key_header: t.text("key_header")?,
+        partitions: t.wholes("partitions", "[0, 1]")?,
+        partition_count: t.whole("partition_count")?,
     })
 }
 
@@ -105,15 +115,49 @@ pub(crate) fn check(
         None => (4 * batch).clamp(*MAX_ACK_PENDING.start(), *MAX_ACK_PENDING.end()),
     };
     let (url, servers) = nats_url::check(cx, n.url.as_ref(), &join(node, "url"))?;
+    let (subject, partitions) = partitioned(cx, node, n)?;
     Ok(SourceKind::Nats(NatsSource {
         url,
         servers,
         stream,
         consumer,
-        subject: n.subject.as_ref().map(|s| s.get_ref().clone()),
+        subject,
         batch,
         ack_wait,
         max_ack_pending,
         key_header: n.key_header.as_ref().map(|s| s.get_ref().clone()),
+        partitions,
     }))
+}
+
+/// The subject, and the partitions of it the source consumes: `partitions` and
+/// `partition_count` go together, and need a plain `subject`.
+fn partitioned(
+    cx: &Ctx,
+    node: &str,
+    n: &Raw,
+) -> Result<(Option<String>, Option<Partitions>), ConfigError> {
+    let plain = n.subject.as_ref().map(|s| s.get_ref().clone());
+    match (&n.partitions, &n.partition_count) {
+        (None, None) => Ok((plain, None)),
+        (Some(list), None) => Err(cx.err(
+            &list.span(),
+            join(node, "partition_count"),
+            "`partitions` needs `partition_count`, the number of partitions the subject is split \
+             into (the `partitions` of the sink that publishes to it)",
+        )),
+        (None, Some(count)) => Err(cx.err(
+            &count.span(),
+            join(node, "partitions"),
+            "`partition_count` needs `partitions`, the partitions this source consumes, such as \
+             `partitions = [0, 1]`",
+        )),
+        (Some(list), Some(count)) => {
+            let count = partitions::count(cx, count, &join(node, "partition_count"))?;
+            let owned = partitions::owned(cx, node, list, count)?;
+            let subject =
+                partitions::subject(cx, node, &list.span(), n.subject.as_ref(), "source")?;
+            Ok((Some(subject), Some(Partitions { owned, count })))
+        }
+    }
 }

@@ -9,12 +9,13 @@
 //! server until their batch is done, and are redelivered if the acks never arrive; the sink
 //! republishes under the same message ids what the server did not confirm.
 //!
-//! - `source`: messages in, batched by size and linger; each batch registered with the
-//!   source's [`ledger::Acks`].
+//! - `source`: messages in from a durable consumer, or from one per partition the source
+//!   owns (`SUBJECT.p`), batched by size and linger; each batch registered with the source's
+//!   [`ledger::Acks`].
 //! - `ledger`: which messages each batch holds; acks (or `Term` for dead letters) once the
 //!   batch is done, progress acks for batches slow to finish.
-//! - `sink`: events out, with message ids from their origins, acknowledged upstream only
-//!   after the server's PubAck.
+//! - `sink`: events out, to one subject or to the partition of each event's key, with message
+//!   ids from their origins, acknowledged upstream only after the server's PubAck.
 
 pub(crate) mod ledger;
 pub(crate) mod sink;

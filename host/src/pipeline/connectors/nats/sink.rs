@@ -1,6 +1,14 @@
 //! The NATS sink: every event published to a subject that a JetStream stream captures, with
 //! a message id, acknowledged upstream only once the server has stored it.
 //!
+//! With `partitions = P` the sink publishes each event to `SUBJECT.p`, `p` the partition of
+//! its key ([`crate::pipeline::partition`]), and checks at start that a stream captures each
+//! of the `P` subjects. An event without a key goes to partition 0: whether an event has a key
+//! is up to the stages at run time, so `weir check` cannot refuse it; dead-lettering it would
+//! lose data over a routing choice; and a fixed partition keeps its place the same every time
+//! it is computed again. The partition depends only on the key, and the message id (below)
+//! not on the subject, so an event computed again goes to the same subject under the same id.
+//!
 //! Each event's message id (`Nats-Msg-Id`) is made of the sink's name, its source event's
 //! position (a stream sequence, or a file's identity, round and offset: see
 //! [`crate::pipeline::origin`]) and the path it took there. A replayed event (a file read
@@ -37,6 +45,7 @@ use crate::pipeline::connectors::seam::{BoxFuture, ConnectorError, RunningSink};
 use crate::pipeline::edge::{Receiver, RunContext};
 use crate::pipeline::encode;
 use crate::pipeline::failure::NodeFailure;
+use crate::pipeline::partition::{self, partition_of};
 use crate::pipeline::pool;
 use crate::pipeline::provenance::Provenance;
 use crate::pipeline::report::NodeMetrics;
@@ -139,32 +148,74 @@ fn header_value(value: &[u8]) -> String {
     out
 }
 
-/// A NATS sink, connected, its subject known to be captured by a stream.
+/// A NATS sink, connected, each of its subjects known to be captured by a stream.
 pub(crate) struct NatsOutput {
     js: async_nats::jetstream::Context,
-    subject: async_nats::Subject,
+    /// The subject, or with `partitions = P` the subject of each partition, by number.
+    subjects: Vec<async_nats::Subject>,
 }
 
-/// Connects and checks that a stream captures `subject`.
+impl NatsOutput {
+    /// Where an event with `key` goes: the subject, or its key's partition's (partition 0
+    /// for an event without a key).
+    fn subject(&self, key: Option<&[u8]>) -> &async_nats::Subject {
+        match self.subjects.as_slice() {
+            [one] => one,
+            all => {
+                let p = key.map_or(0, |k| partition_of(k, all.len() as u32));
+                &all[p as usize]
+            }
+        }
+    }
+}
+
+/// How many partitions' subjects are checked at once at start: enough to overlap the round
+/// trips of the largest partition count, few enough not to flood the server with requests.
+const CHECKS_AT_ONCE: usize = 32;
+
+/// Connects and checks that a stream captures `subject`, or each partition's subject.
 pub(crate) async fn prepare_sink(
     sink: &Sink,
     url: &str,
     servers: &[async_nats::ServerAddr],
     subject: &str,
+    partitions: Option<u32>,
 ) -> Result<NatsOutput, NatsError> {
     let client = connect(url, servers, &sink.name).await?;
     let js = async_nats::jetstream::new(client);
+    let subjects: Vec<String> = match partitions {
+        None => vec![subject.to_string()],
+        Some(count) => (0..count).map(|p| partition::subject(subject, p)).collect(),
+    };
+    for chunk in subjects.chunks(CHECKS_AT_ONCE) {
+        let checks = chunk.iter().map(|subject| captured(&js, url, subject));
+        for checked in futures::future::join_all(checks).await {
+            checked?;
+        }
+    }
+    Ok(NatsOutput {
+        js,
+        subjects: subjects
+            .into_iter()
+            .map(async_nats::Subject::from)
+            .collect(),
+    })
+}
+
+/// Checks that a stream captures `subject`.
+async fn captured(
+    js: &async_nats::jetstream::Context,
+    url: &str,
+    subject: &str,
+) -> Result<(), NatsError> {
     js.stream_by_subject(subject)
         .await
+        .map(drop)
         .map_err(|e| NatsError::Subject {
             url: url.to_string(),
             subject: subject.to_string(),
             message: e.to_string(),
-        })?;
-    Ok(NatsOutput {
-        js,
-        subject: async_nats::Subject::from(subject),
-    })
+        })
 }
 
 /// Starts the sink's thread; it returns why it failed, if it did.
@@ -303,10 +354,8 @@ impl Publisher {
                 origin.path[i]
             ));
         }
-        self.output
-            .js
-            .send_publish(self.output.subject.clone(), message)
-            .await
+        let subject = self.output.subject(event.key()).clone();
+        self.output.js.send_publish(subject, message).await
     }
 
     /// Waits for every PubAck of a batch, publishing again (same ids) what was not
@@ -379,6 +428,7 @@ pub(crate) struct JetStreamSink {
     url: String,
     servers: Vec<async_nats::ServerAddr>,
     subject: String,
+    partitions: Option<u32>,
     output: Option<NatsOutput>,
 }
 
@@ -388,6 +438,7 @@ impl JetStreamSink {
             url,
             servers,
             subject,
+            partitions,
         } = &sink.kind
         else {
             unreachable!("the registry makes a NATS sink of a NATS sink's configuration")
@@ -397,6 +448,7 @@ impl JetStreamSink {
             url: url.clone(),
             servers: servers.clone(),
             subject: subject.clone(),
+            partitions: *partitions,
             output: None,
         }
     }
@@ -408,12 +460,27 @@ impl crate::pipeline::connectors::seam::Sink for JetStreamSink {
     }
 
     fn describe(&self) -> String {
-        format!("NATS subject `{}` at {}", self.subject, self.url)
+        match self.partitions {
+            None => format!("NATS subject `{}` at {}", self.subject, self.url),
+            Some(count) => format!(
+                "NATS subjects `{}` to `{}` at {}: {count} partitions by the hash of each \
+                 event's key (an event without a key goes to partition 0)",
+                partition::subject(&self.subject, 0),
+                partition::subject(&self.subject, count - 1),
+                self.url
+            ),
+        }
     }
 
     fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         Box::pin(async move {
-            let output = prepare_sink(&self.sink, &self.url, &self.servers, &self.subject);
+            let output = prepare_sink(
+                &self.sink,
+                &self.url,
+                &self.servers,
+                &self.subject,
+                self.partitions,
+            );
             self.output = Some(
                 output
                     .await

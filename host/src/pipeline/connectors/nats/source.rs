@@ -2,24 +2,34 @@
 //!
 //! [`prepare_source`] connects, finds the stream and binds the durable consumer (created with
 //! the `subject` filter, explicit acks, `ack_wait` and `max_ack_pending` if it does not
-//! exist). The source task pulls messages continuously, `batch` at a time, and groups them
-//! into batches by the source's batch size and linger, as the stdin source does. Each
+//! exist). A partitioned source (`partitions = [0, 1]`, `partition_count = P`) binds one
+//! durable consumer per partition it owns, `CONSUMER-p` filtering on `SUBJECT.p`: JetStream
+//! 2.9 takes one filter subject per consumer, and a consumer per partition keeps each
+//! partition's place on the server its own, so that a partition can later move to another
+//! process whole. An existing consumer that filters on another subject is refused: it would
+//! deliver another partition's messages.
+//!
+//! Each consumer is pulled by a task of its own, continuously, `batch` messages at a time;
+//! the pulls hand their messages, tagged with their consumer, to one reader, which groups
+//! them into batches by the source's batch size and linger, as the stdin source does. Each
 //! message becomes an event: the payload as value, the NATS headers as headers, the time the
 //! stream stored it as timestamp (milliseconds), the header `key_header` names as key. Each
 //! batch is registered with the [`Acks`] ledger and carries its messages' stream sequences as
 //! its origin, so the ledger can `Term` dead-lettered messages and a NATS sink can name what
 //! it publishes.
 //!
-//! Backpressure: while the first channel is full the task stops taking messages; the client
-//! holds at most one pull's worth, and the server stops delivering at `max_ack_pending`
-//! unacked messages. When the run stops, the task sends on what it has taken and leaves the
-//! rest unacked on the server, to be redelivered.
+//! Backpressure: while the first channel is full the reader stops taking messages; each pull
+//! then holds at most [`HANDED_OVER`] messages in the hand-over and one pull's worth in the
+//! client, and the server stops delivering at `max_ack_pending` unacked messages per
+//! consumer. When the run stops, the reader sends on what it has taken and leaves the rest
+//! unacked on the server, to be redelivered.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weir_sandbox::Events;
@@ -31,6 +41,7 @@ use crate::pipeline::ack::Ledger;
 use crate::pipeline::connectors::parts::SourceParts;
 use crate::pipeline::connectors::seam::{BoxFuture, ConnectorError, RunningSource};
 use crate::pipeline::origin::{Place, SourceBatch};
+use crate::pipeline::partition;
 
 /// How long one pull request waits on the server for messages before it is renewed. Idle
 /// heartbeats at a tenth of it tell the client the connection is alive.
@@ -40,14 +51,49 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// server gone). Blocks a busy loop against a server that refuses.
 const MAX_PULL_BACKOFF: Duration = Duration::from_secs(2);
 
-/// A NATS source, connected and bound to its consumer.
+/// Messages each pull may have handed to the reader and the reader not yet taken. Small:
+/// what waits here is delivered and not yet in a batch, so it gets no progress acks, and on
+/// a stop it is left to be redelivered.
+const HANDED_OVER: usize = 64;
+
+/// One durable consumer a source reads: the whole subject, or one partition of it.
+pub(crate) struct Bound {
+    /// The consumer's name.
+    name: String,
+    consumer: PullConsumer,
+}
+
+/// A NATS source, connected and bound to its consumers.
 pub(crate) struct NatsInput {
     client: async_nats::Client,
-    consumer: PullConsumer,
+    consumers: Vec<Bound>,
     config: NatsSource,
 }
 
-/// Connects to the server and binds the durable consumer, creating it if need be.
+/// Each consumer a source reads: its name and filter subject. Unpartitioned, `CONSUMER`
+/// filtering on `subject` (none: the whole stream); partitioned, `CONSUMER-p` filtering on
+/// `SUBJECT.p` for each partition `p` it owns.
+pub(crate) fn consumers(config: &NatsSource) -> Vec<(String, String)> {
+    match &config.partitions {
+        None => vec![(
+            config.consumer.clone(),
+            config.subject.clone().unwrap_or_default(),
+        )],
+        Some(partitions) => {
+            let subject = config.subject.as_deref().unwrap_or_default();
+            (partitions.owned.iter())
+                .map(|&p| {
+                    (
+                        format!("{}-{p}", config.consumer),
+                        partition::subject(subject, p),
+                    )
+                })
+                .collect()
+        }
+    }
+}
+
+/// Connects to the server and binds each durable consumer, creating it if need be.
 pub(crate) async fn prepare_source(
     source: &Source,
     config: &NatsSource,
@@ -62,26 +108,38 @@ pub(crate) async fn prepare_source(
             stream: config.stream.clone(),
             message: e.to_string(),
         })?;
-    let wanted = pull::Config {
-        durable_name: Some(config.consumer.clone()),
-        filter_subject: config.subject.clone().unwrap_or_default(),
-        ack_policy: AckPolicy::Explicit,
-        ack_wait: config.ack_wait,
-        max_ack_pending: config.max_ack_pending as i64,
-        ..Default::default()
-    };
-    let consumer = stream
-        .get_or_create_consumer(&config.consumer, wanted)
-        .await
-        .map_err(|e| NatsError::Consumer {
+    let mut bound = Vec::new();
+    for (name, filter) in consumers(config) {
+        let refused = |message: String| NatsError::Consumer {
             url: config.url.clone(),
             stream: config.stream.clone(),
-            consumer: config.consumer.clone(),
-            message: e.to_string(),
-        })?;
+            consumer: name.clone(),
+            message,
+        };
+        let wanted = pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: filter.clone(),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: config.ack_wait,
+            max_ack_pending: config.max_ack_pending as i64,
+            ..Default::default()
+        };
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(&name, wanted)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let filters = &consumer.cached_info().config.filter_subject;
+        if config.subject.is_some() && *filters != filter {
+            return Err(refused(format!(
+                "it exists and filters on `{filters}`, not `{filter}`: delete it, or name \
+                 another consumer"
+            )));
+        }
+        bound.push(Bound { name, consumer });
+    }
     Ok(NatsInput {
         client,
-        consumer,
+        consumers: bound,
         config: config.clone(),
     })
 }
@@ -100,7 +158,8 @@ impl Finisher {
     }
 }
 
-/// Starts the source task (it returns whether the run stopped it) and its settler.
+/// Starts the source task (it returns whether the run stopped it), a pull per consumer, and
+/// the settler.
 pub(crate) fn spawn_source(
     source: &Source,
     input: NatsInput,
@@ -110,9 +169,24 @@ pub(crate) fn spawn_source(
     let finish = CancellationToken::new();
     let settler =
         tokio::spawn(settler.run(input.client.clone(), input.config.ack_wait, finish.clone()));
+    let name: Arc<str> = Arc::from(source.name.as_str());
+    let (tx, rx) = mpsc::channel(HANDED_OVER);
+    let stop = parts.ctx.stop.clone();
+    for (index, bound) in input.consumers.iter().enumerate() {
+        let pull = Pull {
+            source: Arc::clone(&name),
+            name: bound.name.clone(),
+            index,
+            consumer: bound.consumer.clone(),
+            batch: input.config.batch,
+        };
+        tokio::spawn(pull.run(tx.clone(), stop.clone()));
+    }
+    drop(tx);
     let reader = Reader {
-        name: Arc::from(source.name.as_str()),
+        name,
         stream: Arc::from(input.config.stream.as_str()),
+        key_header: input.config.key_header.clone(),
         batch_size: source.batch_size,
         linger: source.linger,
         acks,
@@ -120,7 +194,7 @@ pub(crate) fn spawn_source(
         seq: 0,
         pending: Pending::default(),
     };
-    let task = tokio::spawn(reader.run(input));
+    let task = tokio::spawn(reader.run(rx));
     (task, Finisher { finish, settler })
 }
 
@@ -132,9 +206,13 @@ struct Pending {
     sequences: Vec<u64>,
 }
 
+/// A message from one of the source's consumers, by its index.
+type Handed = (usize, async_nats::jetstream::Message);
+
 struct Reader {
     name: Arc<str>,
     stream: Arc<str>,
+    key_header: Option<String>,
     batch_size: usize,
     linger: Duration,
     acks: Arc<Acks>,
@@ -148,25 +226,10 @@ type Messages = async_nats::jetstream::consumer::pull::Stream;
 
 impl Reader {
     /// Takes messages until the run stops; returns that it was stopped.
-    async fn run(mut self, input: NatsInput) -> bool {
+    async fn run(mut self, mut rx: mpsc::Receiver<Handed>) -> bool {
         let stop = self.parts.ctx.stop.clone();
-        let mut messages: Option<Messages> = None;
-        let mut failures = 0u32;
         let mut deadline: Option<Instant> = None;
         loop {
-            let Some(stream) = messages.as_mut() else {
-                if failures > 0 && !pause(failures, &stop).await {
-                    break;
-                }
-                match pull(&input).await {
-                    Ok(stream) => messages = Some(stream),
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!(source = %self.name, "NATS: cannot pull from the consumer ({e}); trying again");
-                    }
-                }
-                continue;
-            };
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -174,10 +237,9 @@ impl Reader {
                     deadline = None;
                     self.send().await;
                 }
-                next = stream.next() => match next {
-                    Some(Ok(message)) => {
-                        failures = 0;
-                        self.take(message, &input.config);
+                next = rx.recv() => match next {
+                    Some((_, message)) => {
+                        self.take(message);
                         if self.pending.replies.len() >= self.batch_size {
                             deadline = None;
                             self.send().await;
@@ -185,29 +247,20 @@ impl Reader {
                             deadline = Some(Instant::now() + self.linger);
                         }
                     }
-                    Some(Err(e)) => {
-                        tracing::warn!(source = %self.name, "NATS: {e}");
-                        if ends_the_pull(&e) {
-                            messages = None;
-                            failures += 1;
-                        }
-                    }
-                    None => {
-                        messages = None;
-                        failures += 1;
-                    }
+                    // Every pull ended: they end only when the run stops.
+                    None => break,
                 },
             }
         }
         // What was taken is accepted: it goes on even though the run is stopping. What the
-        // client holds beyond it stays unacked, and the server redelivers it.
-        drop(messages);
+        // pulls and the client hold beyond it stays unacked, and the server redelivers it.
+        drop(rx);
         self.send().await;
         true
     }
 
     /// Adds a message to the pending batch.
-    fn take(&mut self, message: async_nats::jetstream::Message, config: &NatsSource) {
+    fn take(&mut self, message: async_nats::jetstream::Message) {
         let (sequence, timestamp) = match message.info() {
             Ok(info) => (
                 info.stream_sequence,
@@ -216,7 +269,7 @@ impl Reader {
             Err(_) => (0, None),
         };
         let headers = message.headers.as_ref();
-        let key = config
+        let key = self
             .key_header
             .as_ref()
             .and_then(|name| headers?.get(name.as_str()))
@@ -264,12 +317,75 @@ impl Reader {
     }
 }
 
+/// The continuous pull of one consumer, handing each message to the reader.
+struct Pull {
+    source: Arc<str>,
+    /// The consumer's name, for what is logged.
+    name: String,
+    /// The consumer's place in the source's list.
+    index: usize,
+    consumer: PullConsumer,
+    batch: usize,
+}
+
+impl Pull {
+    /// Pulls until the run stops or the reader is gone, setting the pull up again (with
+    /// backoff) whenever it ends.
+    async fn run(self, tx: mpsc::Sender<Handed>, stop: CancellationToken) {
+        let mut messages: Option<Messages> = None;
+        let mut failures = 0u32;
+        loop {
+            let Some(stream) = messages.as_mut() else {
+                if failures > 0 && !pause(failures, &stop).await {
+                    return;
+                }
+                match pull(&self.consumer, self.batch).await {
+                    Ok(stream) => messages = Some(stream),
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(source = %self.source, consumer = %self.name, "NATS: cannot pull from the consumer ({e}); trying again");
+                    }
+                }
+                continue;
+            };
+            let next = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(message)) => {
+                    failures = 0;
+                    let handed = tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => return,
+                        sent = tx.send((self.index, message)) => sent,
+                    };
+                    if handed.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(source = %self.source, consumer = %self.name, "NATS: {e}");
+                    if ends_the_pull(&e) {
+                        messages = None;
+                        failures += 1;
+                    }
+                }
+                None => {
+                    messages = None;
+                    failures += 1;
+                }
+            }
+        }
+    }
+}
+
 /// A continuous pull of `batch` messages at a time.
-async fn pull(input: &NatsInput) -> Result<Messages, async_nats::Error> {
-    Ok(input
-        .consumer
+async fn pull(consumer: &PullConsumer, batch: usize) -> Result<Messages, async_nats::Error> {
+    Ok(consumer
         .stream()
-        .max_messages_per_batch(input.config.batch)
+        .max_messages_per_batch(batch)
         .expires(PULL_EXPIRES)
         .heartbeat(PULL_EXPIRES / 10)
         .messages()
@@ -336,10 +452,30 @@ impl crate::pipeline::connectors::seam::Source for JetStreamSource {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "NATS stream `{}` through durable consumer `{}` at {}",
-            self.config.stream, self.config.consumer, self.config.url
-        )
+        let c = &self.config;
+        match &c.partitions {
+            None => format!(
+                "NATS stream `{}` through durable consumer `{}` at {}",
+                c.stream, c.consumer, c.url
+            ),
+            Some(partitions) => {
+                let bound = consumers(c);
+                let owned: Vec<String> = partitions.owned.iter().map(u32::to_string).collect();
+                let subjects: Vec<String> = bound.iter().map(|(_, s)| format!("`{s}`")).collect();
+                let names: Vec<String> = bound.iter().map(|(n, _)| format!("`{n}`")).collect();
+                format!(
+                    "NATS stream `{}`, partitions {} of {} of subject `{}` ({}) through durable \
+                     consumers {} at {}",
+                    c.stream,
+                    owned.join(", "),
+                    partitions.count,
+                    c.subject.as_deref().unwrap_or_default(),
+                    subjects.join(", "),
+                    names.join(", "),
+                    c.url
+                )
+            }
+        }
     }
 
     fn connect(&mut self) -> BoxFuture<'_, Result<(), ConnectorError>> {

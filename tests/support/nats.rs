@@ -136,6 +136,17 @@ impl NatsServer {
         self.client().publish(subject, payloads)
     }
 
+    /// Publishes each `(key, payload)` to `subject` with the key in header `header`, waiting
+    /// for every PubAck.
+    pub fn publish_keyed(
+        &self,
+        subject: &str,
+        header: &str,
+        keyed: &[(String, String)],
+    ) -> Result<()> {
+        self.client().publish_keyed(subject, header, keyed)
+    }
+
     /// How many messages the stream holds.
     pub fn count(&self, name: &str) -> Result<u64> {
         self.client().count(name)
@@ -251,6 +262,35 @@ impl Client {
         })
     }
 
+    /// Publishes each `(key, payload)` to `subject` with the key in header `header`, waiting
+    /// for every PubAck.
+    pub fn publish_keyed(
+        &self,
+        subject: &str,
+        header: &str,
+        keyed: &[(String, String)],
+    ) -> Result<()> {
+        let js = self.js();
+        let subject = subject.to_string();
+        self.runtime.block_on(async move {
+            for chunk in keyed.chunks(1000) {
+                let mut acks = Vec::with_capacity(chunk.len());
+                for (key, payload) in chunk {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert(header, key.as_str());
+                    let published = js
+                        .publish_with_headers(subject.clone(), headers, payload.clone().into())
+                        .await?;
+                    acks.push(published);
+                }
+                for ack in acks {
+                    ack.await?;
+                }
+            }
+            anyhow::Ok(())
+        })
+    }
+
     /// How many messages the stream holds.
     pub fn count(&self, name: &str) -> Result<u64> {
         let js = self.js();
@@ -287,6 +327,7 @@ impl Client {
                     })
                     .collect();
                 out.push(Message {
+                    subject: raw.subject.to_string(),
                     payload: String::from_utf8_lossy(&raw.payload).into_owned(),
                     headers,
                 });
@@ -321,6 +362,7 @@ impl Client {
 /// A message as a stream holds it.
 #[derive(Debug, Clone)]
 pub struct Message {
+    pub subject: String,
     pub payload: String,
     pub headers: Vec<(String, String)>,
 }

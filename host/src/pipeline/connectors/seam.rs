@@ -75,9 +75,9 @@ pub(crate) trait Source: Send {
     }
 
     /// Whether it can commit its position with the state of the data folder, so that state
-    /// stays exactly once across a crash: a source with a position it writes there (a file),
-    /// or one with no position at all. A source whose acknowledgements go elsewhere (a
-    /// broker's) cannot, yet.
+    /// stays exactly once across a crash: a source with a position it writes there (a file;
+    /// a broker's consumer, whose acks then wait for the round), or one with no position at
+    /// all. A pipeline with such state and a source that cannot is refused.
     fn commits_with_state(&self) -> bool {
         true
     }

@@ -32,7 +32,8 @@ pub trait Positioned: Send + Sync {
     /// The bytes of the checkpoint file for the position just past batch `seq`, if the
     /// source still knows it.
     fn checkpoint_through(&self, seq: u64) -> Option<Vec<u8>>;
-    /// The batches through `seq` are committed: their positions may be forgotten.
+    /// The batches through `seq` are committed: their positions may be forgotten (and a
+    /// source that holds its acknowledgements back for the rounds may send them).
     fn forget_through(&self, seq: u64);
 }
 
@@ -44,6 +45,8 @@ pub struct Durable {
     store: Store,
     stages: Vec<(String, Arc<StageState>)>,
     sources: Mutex<Vec<Registered>>,
+    /// The positions the store held when it was opened, by source.
+    held: HashMap<String, Vec<u8>>,
     /// One round at a time: the periodic one and the last one never overlap.
     round: Mutex<()>,
 }
@@ -84,8 +87,14 @@ impl Durable {
             store,
             stages,
             sources: Mutex::new(Vec::new()),
+            held,
             round: Mutex::new(()),
         }))
+    }
+
+    /// The position the store held for `source` when the run began.
+    pub fn position(&self, source: &str) -> Option<&[u8]> {
+        self.held.get(source).map(Vec::as_slice)
     }
 
     /// A source with positions joins the rounds.

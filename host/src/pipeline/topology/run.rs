@@ -140,7 +140,8 @@ impl Topology {
 
 /// The commit rounds of the stages that keep state, when there are any: the store opened in
 /// the data folder, each such stage's state loaded from it and each file source's checkpoint
-/// set from it. A source that cannot commit its position with the state is refused.
+/// set from it (a NATS source reads its position from it when it starts). A source that
+/// cannot commit its position with the state is refused.
 fn open_durable(
     dir: &DataDir,
     handles: &std::collections::BTreeMap<String, Arc<StageHandle>>,
@@ -158,9 +159,9 @@ fn open_durable(
     if let Some((name, _)) = sources.iter().find(|(_, s)| !s.commits_with_state()) {
         return Err(RunError::Start {
             what: format!("source `{name}`"),
-            cause: "it acknowledges its input to its server, not with the state the stages \
-                    keep in `data_dir`, so that state could not stay exactly once: not \
-                    supported yet (remove `data_dir`, and the state lives in memory)"
+            cause: "it cannot commit its position with the state the stages keep in \
+                    `data_dir`, so that state could not stay exactly once: not supported \
+                    (remove `data_dir`, and the state lives in memory)"
                 .into(),
         });
     }
@@ -259,8 +260,8 @@ impl Running {
         // A dead-letter writer that failed has recorded why already.
         let dead_lettered = dead.unwrap_or(0);
         // Everything is written and every acknowledgement released (or never will be): the
-        // last commit of each source.
-        sources.finish().await;
+        // state's last round, then the last commit of each source (a NATS source sends the
+        // acks that round released).
         if let Some((durable, stop)) = rounds {
             stop.cancel();
             let last = tokio::task::spawn_blocking(move || durable.round()).await;
@@ -270,6 +271,7 @@ impl Running {
                 });
             }
         }
+        sources.finish().await;
         drop(data_dir);
 
         let report = report(started, &ctx, &metrics, dead_lettered, bound, interrupted);

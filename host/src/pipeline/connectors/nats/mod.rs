@@ -13,10 +13,14 @@
 //!   owns (`SUBJECT.p`), batched by size and linger; each batch registered with the source's
 //!   [`ledger::Acks`].
 //! - `ledger`: which messages each batch holds; acks (or `Term` for dead letters) once the
-//!   batch is done, progress acks for batches slow to finish.
+//!   batch is done, or with stages that keep state in the data folder once the commit round
+//!   covering it is durable; progress acks for batches slow to finish.
+//! - `committed`: with such state, the stream sequences committed per consumer: the position
+//!   the rounds write, and what a redelivered message is compared to after a restart.
 //! - `sink`: events out, to one subject or to the partition of each event's key, with message
 //!   ids from their origins, acknowledged upstream only after the server's PubAck.
 
+pub(crate) mod committed;
 pub(crate) mod ledger;
 pub(crate) mod sink;
 pub(crate) mod source;

@@ -18,6 +18,11 @@
 //! its origin, so the ledger can `Term` dead-lettered messages and a NATS sink can name what
 //! it publishes.
 //!
+//! With stages that keep state in the data folder the ledger holds the acks for the state's
+//! commit rounds and starts from the position the store holds (see [`super::ledger`]); the
+//! reader then shows it each message before taking it, and drops those it says are committed
+//! (acked at once) or held already by this run (acked with the first delivery).
+//!
 //! Backpressure: while the first channel is full the reader stops taking messages; each pull
 //! then holds at most [`HANDED_OVER`] messages in the hand-over and one pull's worth in the
 //! client, and the server stops delivering at `max_ack_pending` unacked messages per
@@ -34,10 +39,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weir_sandbox::Events;
 
+use super::committed::{Delivery, Positions, Taken};
 use super::ledger::{Acks, Settler};
 use super::{NatsError, connect};
 use crate::config::{NatsSource, Source};
-use crate::pipeline::ack::Ledger;
+use crate::pipeline::ack::{Ledger, ledger_id};
 use crate::pipeline::connectors::parts::SourceParts;
 use crate::pipeline::connectors::seam::{BoxFuture, ConnectorError, RunningSource};
 use crate::pipeline::origin::{Place, SourceBatch};
@@ -68,6 +74,8 @@ pub(crate) struct NatsInput {
     client: async_nats::Client,
     consumers: Vec<Bound>,
     config: NatsSource,
+    /// When the stream was made, in nanoseconds since the epoch: what a position names it by.
+    created: String,
 }
 
 /// Each consumer a source reads: its name and filter subject. Unpartitioned, `CONSUMER`
@@ -137,25 +145,69 @@ pub(crate) async fn prepare_source(
         }
         bound.push(Bound { name, consumer });
     }
+    let created = stream
+        .cached_info()
+        .created
+        .unix_timestamp_nanos()
+        .to_string();
     Ok(NatsInput {
         client,
         consumers: bound,
         config: config.clone(),
+        created,
     })
 }
 
 /// What ends a NATS source's settler once the run is drained.
 pub(crate) struct Finisher {
+    name: Arc<str>,
+    acks: Arc<Acks>,
     finish: CancellationToken,
     settler: tokio::task::JoinHandle<()>,
 }
 
 impl Finisher {
-    /// Every acknowledgement is released or forgotten: sends the last acks and flushes.
+    /// Every acknowledgement is released or forgotten (and with held acks, the last round is
+    /// done): sends the last acks and flushes.
     pub(crate) async fn finish(self) {
         self.finish.cancel();
         let _ = self.settler.await;
+        if let Some((skipped, ranges)) = self.acks.skipped() {
+            if skipped > 0 {
+                crate::notice::info(&format!(
+                    "source `{}`: {skipped} redelivered messages were already in the state and \
+                     were acked without running again",
+                    self.name
+                ));
+            }
+            tracing::debug!(source = %self.name, ranges, "NATS: ranges beside the floors of the position");
+        }
     }
+}
+
+/// The ledger of a source: with stages that keep state in the data folder, one that holds
+/// the acks for the commit rounds, starting from the position the store holds, and joined to
+/// the rounds; else one that acks each batch when it is done.
+fn ledger(source: &Source, input: &NatsInput, parts: &SourceParts) -> (Arc<Acks>, Settler) {
+    let Some(durable) = parts.state.as_ref().and_then(|s| s.durable.as_ref()) else {
+        return Acks::new();
+    };
+    let names: Vec<String> = input.consumers.iter().map(|b| b.name.clone()).collect();
+    let stored = durable.position(&source.name);
+    let (mut positions, unused) =
+        Positions::load(&input.config.stream, &input.created, &names, stored);
+    if let Some(why) = unused {
+        tracing::warn!(source = %source.name, "NATS: the position in the state store is not used: {why}");
+    }
+    for (i, bound) in input.consumers.iter().enumerate() {
+        let floor = bound.consumer.cached_info().ack_floor.stream_sequence;
+        positions.track(i).raise_floor(floor);
+    }
+    let (acks, settler) = Acks::holding(positions);
+    let ledger: Arc<dyn Ledger> = acks.clone();
+    durable.register(&source.name, ledger_id(&ledger), acks.clone());
+    let consumers = input.consumers.iter().map(|b| b.consumer.clone());
+    (acks, settler.asking(consumers.collect()))
 }
 
 /// Starts the source task (it returns whether the run stopped it), a pull per consumer, and
@@ -165,7 +217,7 @@ pub(crate) fn spawn_source(
     input: NatsInput,
     parts: SourceParts,
 ) -> (tokio::task::JoinHandle<bool>, Finisher) {
-    let (acks, settler): (Arc<Acks>, Settler) = Acks::new();
+    let (acks, settler) = ledger(source, &input, &parts);
     let finish = CancellationToken::new();
     let settler =
         tokio::spawn(settler.run(input.client.clone(), input.config.ack_wait, finish.clone()));
@@ -184,18 +236,25 @@ pub(crate) fn spawn_source(
     }
     drop(tx);
     let reader = Reader {
-        name,
+        name: Arc::clone(&name),
         stream: Arc::from(input.config.stream.as_str()),
         key_header: input.config.key_header.clone(),
         batch_size: source.batch_size,
         linger: source.linger,
-        acks,
+        holds: acks.holds(),
+        acks: Arc::clone(&acks),
         parts,
         seq: 0,
         pending: Pending::default(),
     };
     let task = tokio::spawn(reader.run(rx));
-    (task, Finisher { finish, settler })
+    let finisher = Finisher {
+        name,
+        acks,
+        finish,
+        settler,
+    };
+    (task, finisher)
 }
 
 /// Messages taken, not yet sent on as a batch.
@@ -204,6 +263,8 @@ struct Pending {
     events: Events,
     replies: Vec<async_nats::Subject>,
     sequences: Vec<u64>,
+    /// Later deliveries of its messages (held acks only), by index: acked with them.
+    again: Vec<(u32, async_nats::Subject)>,
 }
 
 /// A message from one of the source's consumers, by its index.
@@ -216,6 +277,8 @@ struct Reader {
     batch_size: usize,
     linger: Duration,
     acks: Arc<Acks>,
+    /// Whether the ledger holds acks for the state's rounds (and so sees every message).
+    holds: bool,
     parts: SourceParts,
     /// The next batch's number in the ledger.
     seq: u64,
@@ -238,8 +301,8 @@ impl Reader {
                     self.send().await;
                 }
                 next = rx.recv() => match next {
-                    Some((_, message)) => {
-                        self.take(message);
+                    Some((consumer, message)) => {
+                        self.take(consumer, message);
                         if self.pending.replies.len() >= self.batch_size {
                             deadline = None;
                             self.send().await;
@@ -259,14 +322,37 @@ impl Reader {
         true
     }
 
-    /// Adds a message to the pending batch.
-    fn take(&mut self, message: async_nats::jetstream::Message) {
-        let (sequence, timestamp) = match message.info() {
-            Ok(info) => (
+    /// Adds a message of consumer `consumer` to the pending batch, unless the ledger says its
+    /// effect is committed or this run holds it already.
+    fn take(&mut self, consumer: usize, message: async_nats::jetstream::Message) {
+        let info = message.info().ok();
+        let reply = message.reply.clone().unwrap_or_else(|| "".into());
+        if let Some(info) = &info
+            && self.holds
+        {
+            let delivery = Delivery {
+                seq: info.stream_sequence,
+                delivery: info.consumer_sequence,
+                first: info.delivered == 1,
+            };
+            let index = self.pending.replies.len() as u32;
+            match self.acks.take(consumer, delivery, &reply, self.seq, index) {
+                Taken::New => {}
+                Taken::Committed => return,
+                Taken::Holding { batch, index } => {
+                    if batch == self.seq {
+                        self.pending.again.push((index, reply));
+                    }
+                    return;
+                }
+            }
+        }
+        let (sequence, timestamp) = match &info {
+            Some(info) => (
                 info.stream_sequence,
                 Some((info.published.unix_timestamp_nanos() / 1_000_000).max(0) as u64),
             ),
-            Err(_) => (0, None),
+            None => (0, None),
         };
         let headers = message.headers.as_ref();
         let key = self
@@ -286,9 +372,7 @@ impl Reader {
             .events
             .push_parts(key, &message.payload, pairs, timestamp);
         self.pending.sequences.push(sequence);
-        self.pending
-            .replies
-            .push(message.reply.clone().unwrap_or_else(|| "".into()));
+        self.pending.replies.push(reply);
     }
 
     /// Registers the pending batch with the ledger and sends it on.
@@ -300,10 +384,11 @@ impl Reader {
             events,
             replies,
             sequences,
+            again,
         } = std::mem::take(&mut self.pending);
         let seq = self.seq;
         self.seq += 1;
-        self.acks.emitted(seq, replies);
+        self.acks.emitted(seq, replies, again);
         let source = SourceBatch {
             source: Arc::clone(&self.name),
             place: Place::Stream {
@@ -436,10 +521,11 @@ impl crate::pipeline::connectors::seam::Source for JetStreamSource {
         false
     }
 
-    /// Its messages are acked to the server as their batches finish, not with the state's
-    /// commit rounds.
+    /// With stages that keep state in the data folder, its acks wait for the commit round
+    /// that covers their batch, and its position (per consumer, the stream sequences
+    /// committed) is written with the state.
     fn commits_with_state(&self) -> bool {
-        false
+        true
     }
 
     /// The batch it sends, and the one it gathers.

@@ -92,7 +92,7 @@ fn a_partitioned_sink_routes_each_key_and_a_source_reads_exactly_its_partitions(
     server.stream("PARTS", &["parts.*"])?;
     let dir = Dir::new()?;
     let sent = keyed();
-    server.publish_keyed("in", "k", &sent)?;
+    server.publish_keyed(&|_| "in".to_string(), "k", &sent)?;
 
     let split = dir.start(&splitter(&dir, &server, "split")?)?;
     wait_until(

@@ -592,8 +592,9 @@ fn state_in_the_data_folder_counts_each_event_once_across_four_kill_9s() -> Resu
     Ok(())
 }
 
-/// `IN` (subject `in`) → count → out.jsonl, the state in `data/` committed every 50 ms. The
-/// consumer lets far more messages wait for their round than one interval takes.
+/// Partitions 0 and 1 of 3 of `in` (stream `IN`) → count → out.jsonl, the state in `data/`
+/// committed every 50 ms. Each consumer lets far more messages wait for their round than one
+/// interval takes.
 fn nats_counting(dir: &Dir, server: &NatsServer) -> Result<std::path::PathBuf> {
     PipelineFile::new()
         .batch_size(256)
@@ -603,6 +604,9 @@ fn nats_counting(dir: &Dir, server: &NatsServer) -> Result<std::path::PathBuf> {
             "in",
             Source::nats(&server.url(), "IN", "count")
                 .key("subject", "in")
+                .key("partitions", vec![0i64, 1])
+                .key("partition_count", 3)
+                .key("key_header", "k")
                 .key("ack_wait", "2s")
                 .key("max_ack_pending", 20_000),
         )
@@ -634,22 +638,31 @@ fn highest_counts(dir: &Dir) -> Result<(BTreeMap<String, i64>, usize)> {
     Ok((last, cut))
 }
 
-/// The NATS version of the test above. A stream of 100,000 messages over 1,000 keys; four runs
-/// killed with SIGKILL at seeded points of their output. Before the second and fourth kills the
-/// server is killed first and the run goes on without it for a while: it commits what it has
-/// in flight, and the acks it then sends never arrive, so after the restart the server
-/// redelivers messages whose effect is committed, which must be skipped. A last run drains the
-/// stream. Each key's count, in the state and in the output, is exactly 100.
+/// The NATS version of the test above. 150,000 messages over 1,500 keys, each on its key's
+/// partition of 3 (`in.P`), interleaved in one stream, so that a partition's sequences are
+/// sparse; the process owns partitions 0 and 1. Four runs are killed with SIGKILL at seeded
+/// points of their output. Before the second and fourth kills the server is killed first and
+/// the run goes on without it for a while: it commits what it has in flight, and the acks it
+/// then sends never arrive, so after the restart the server redelivers messages whose effect
+/// is committed, which must be skipped. A last run drains the partitions. Each key of
+/// partitions 0 and 1 counts exactly 100, in the state and in the output; no key of
+/// partition 2 is counted.
 #[test]
 fn nats_state_in_the_data_folder_counts_each_message_once_across_four_kill_9s() -> Result<()> {
-    const EVENTS: usize = 100_000;
-    const KEYS: usize = 1_000;
+    const EVENTS: usize = 150_000;
+    const KEYS: usize = 1_500;
     let Some(mut server) = NatsServer::start("nats durable state")? else {
         return Ok(());
     };
-    server.stream("IN", &["in"])?;
-    let payloads: Vec<String> = (0..EVENTS).map(|i| format!("k{}", i % KEYS)).collect();
-    server.publish("in", &payloads)?;
+    server.stream("IN", &["in.*"])?;
+    let partition = |key: &str| weir::pipeline::partition::partition_of(key.as_bytes(), 3);
+    let keyed: Vec<(String, String)> = (0..EVENTS)
+        .map(|i| (format!("k{}", i % KEYS), format!("event {i}")))
+        .collect();
+    server.publish_keyed(&|key| format!("in.{}", partition(key)), "k", &keyed)?;
+    let owned = (0..KEYS)
+        .filter(|k| partition(&format!("k{k}")) < 2)
+        .count();
     let dir = Dir::new()?;
     let file = nats_counting(&dir, &server)?;
     let written = || std::fs::metadata(dir.path("out.jsonl")).map_or(0, |m| m.len());
@@ -684,9 +697,9 @@ fn nats_state_in_the_data_folder_counts_each_message_once_across_four_kill_9s() 
         if server_down {
             server.restart()?;
         }
-        let consumer = server.consumer("IN", "count")?;
+        let consumer = server.consumer("IN", "count-0")?;
         eprintln!(
-            "kill {round}{}: {} bytes of output; consumer {consumer:?}",
+            "kill {round}{}: {} bytes of output; consumer count-0 {consumer:?}",
             if server_down {
                 " (server down first)"
             } else {
@@ -696,16 +709,24 @@ fn nats_state_in_the_data_folder_counts_each_message_once_across_four_kill_9s() 
         );
     }
     let run = dir.start(&file)?;
+    let drained = || -> Result<bool> {
+        for c in ["count-0", "count-1"] {
+            let Ok(c) = server.consumer("IN", c) else {
+                return Ok(false);
+            };
+            if c.pending > 0 || c.ack_pending > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
     wait_until(
-        "every message acked",
-        || {
-            let c = server.consumer("IN", "count").ok();
-            Ok(c.filter(|c| c.pending == 0 && c.ack_pending == 0).map(drop))
-        },
+        "every message of partitions 0 and 1 acked",
+        || Ok(drained()?.then_some(())),
         || {
             format!(
                 "{:?}; weir said: {}",
-                server.consumer("IN", "count").ok(),
+                server.consumer("IN", "count-0").ok(),
                 run.stderr()
             )
         },
@@ -718,13 +739,20 @@ fn nats_state_in_the_data_folder_counts_each_message_once_across_four_kill_9s() 
         .lines()
         .find(|l| l.contains("acked without running"))
         .unwrap_or("(nothing skipped)");
-    let consumer = server.consumer("IN", "count")?;
+    let deliveries =
+        server.consumer("IN", "count-0")?.deliveries + server.consumer("IN", "count-1")?.deliveries;
     let (last, cut) = highest_counts(&dir)?;
     eprintln!(
-        "nats durable state: {} deliveries for {EVENTS} messages, {cut} cut lines; the last run: {skipped}",
-        consumer.deliveries
+        "nats durable state: {deliveries} deliveries for the {} messages of partitions 0 and 1, \
+         {cut} cut lines; the last run: {skipped}",
+        owned * EVENTS / KEYS
     );
-    assert_eq!(last.len(), KEYS);
+    assert_eq!(
+        last.len(),
+        owned,
+        "the keys of partitions 0 and 1, and no other"
+    );
+    ensure!(last.keys().all(|k| partition(k) < 2));
     let expected = (EVENTS / KEYS) as i64;
     exact(&last, expected, "in the output")?;
 
@@ -748,7 +776,7 @@ fn nats_state_in_the_data_folder_counts_each_message_once_across_four_kill_9s() 
         let n = i64::from_le_bytes(bytes.as_slice().try_into()?);
         held.insert(v["key"].as_str().context("key")?.to_string(), n);
     }
-    assert_eq!(held.len(), KEYS);
+    assert_eq!(held.len(), owned);
     exact(&held, expected, "in the state")
 }
 

@@ -136,11 +136,11 @@ impl NatsServer {
         self.client().publish(subject, payloads)
     }
 
-    /// Publishes each `(key, payload)` to `subject` with the key in header `header`, waiting
-    /// for every PubAck.
+    /// Publishes each `(key, payload)`, in order, to `subject(key)` with the key in header
+    /// `header`, waiting for every PubAck.
     pub fn publish_keyed(
         &self,
-        subject: &str,
+        subject: &dyn Fn(&str) -> String,
         header: &str,
         keyed: &[(String, String)],
     ) -> Result<()> {
@@ -262,16 +262,15 @@ impl Client {
         })
     }
 
-    /// Publishes each `(key, payload)` to `subject` with the key in header `header`, waiting
-    /// for every PubAck.
+    /// Publishes each `(key, payload)`, in order, to `subject(key)` with the key in header
+    /// `header`, waiting for every PubAck.
     pub fn publish_keyed(
         &self,
-        subject: &str,
+        subject: &dyn Fn(&str) -> String,
         header: &str,
         keyed: &[(String, String)],
     ) -> Result<()> {
         let js = self.js();
-        let subject = subject.to_string();
         self.runtime.block_on(async move {
             for chunk in keyed.chunks(1000) {
                 let mut acks = Vec::with_capacity(chunk.len());
@@ -279,7 +278,7 @@ impl Client {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert(header, key.as_str());
                     let published = js
-                        .publish_with_headers(subject.clone(), headers, payload.clone().into())
+                        .publish_with_headers(subject(key), headers, payload.clone().into())
                         .await?;
                     acks.push(published);
                 }

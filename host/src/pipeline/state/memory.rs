@@ -4,16 +4,22 @@
 //!
 //! A read looks in the overlay, then in the committed map, and treats an entry past its expiry
 //! as absent. A write goes to the overlay after the stage's limits are checked against what
-//! the state would hold with it (committed, plus the overlay's difference). `commit` applies
+//! the state would hold with it (committed, plus every overlay's difference). `commit` applies
 //! the overlay and drops the entries that have expired since; `discard` forgets it.
+//!
+//! A stage with several workers routes events by key, and its workers call at once: each call
+//! has an overlay of its own, found by the thread that makes it (a plugin call runs on its
+//! worker's thread from start to end, and a thread makes one call at a time). Workers own
+//! disjoint keys, so the order in which their calls commit changes no key's value.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE};
+use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE, RESERVED};
 use weir_sandbox::{KeyedState, Page, Refusal};
 
 use super::plan::Tag;
@@ -30,6 +36,12 @@ impl Stored {
     fn live(&self, now: u64) -> bool {
         self.expires.is_none_or(|t| t > now)
     }
+}
+
+/// Whether `key` holds one of the stage's timers.
+fn is_timer(key: &[u8]) -> bool {
+    key.strip_prefix(RESERVED)
+        .is_some_and(|rest| rest.starts_with(b"timer."))
 }
 
 /// Keys and bytes (keys and values) an entry counts for.
@@ -89,18 +101,37 @@ struct Inner {
     log: VecDeque<Delta>,
     /// With a store: whether completed calls' writes are logged for it.
     durable: bool,
-    /// The source batch of the call in progress.
-    tag: Option<Tag>,
-    /// The call's writes: `None` is a delete.
-    overlay: BTreeMap<Vec<u8>, Option<Stored>>,
+    /// The calls in progress, one per thread that has one.
+    overlays: Vec<Overlay>,
     /// Committed keys and bytes.
     keys: u64,
     bytes: u64,
-    /// What the overlay adds to them (negative when it deletes).
-    overlay_keys: i64,
-    overlay_bytes: i64,
+    /// Committed timers (entries under the host's timer keys), for `weir_timers_pending`.
+    timers: u64,
     /// Committed entries with an expiry, by expiry.
     expiry: BTreeSet<(u64, Vec<u8>)>,
+}
+
+/// One call's writes, kept apart from the committed entries until the call completes.
+struct Overlay {
+    /// The thread making the call.
+    thread: ThreadId,
+    /// The source batch the call runs on.
+    tag: Option<Tag>,
+    /// The call's writes: `None` is a delete.
+    writes: BTreeMap<Vec<u8>, Option<Stored>>,
+    /// What the writes add to the committed keys and bytes (negative when they delete).
+    keys: i64,
+    bytes: i64,
+}
+
+thread_local! {
+    /// The thread's identity, read once: every state operation looks it up.
+    static THREAD: ThreadId = std::thread::current().id();
+}
+
+fn this_thread() -> ThreadId {
+    THREAD.with(|t| *t)
 }
 
 /// The operations a plugin can make, as metrics name them.
@@ -219,8 +250,9 @@ impl StageState {
         };
         let (old_keys, old_bytes) = weight(key, inner.committed.get(key));
         let (new_keys, new_bytes) = weight(key, Some(&stored));
-        let keys = inner.keys as i64 + inner.overlay_keys.max(0) + new_keys - old_keys;
-        let bytes = inner.bytes as i64 + inner.overlay_bytes.max(0) + new_bytes - old_bytes;
+        let (pending_keys, pending_bytes) = inner.pending();
+        let keys = inner.keys as i64 + pending_keys.max(0) + new_keys - old_keys;
+        let bytes = inner.bytes as i64 + pending_bytes.max(0) + new_bytes - old_bytes;
         if keys > self.max_keys as i64 || bytes > self.max_bytes as i64 {
             return Err(Refusal::Limit(format!(
                 "the stage's state would go over its `state_max_keys` of {} or its \
@@ -230,6 +262,9 @@ impl StageState {
         }
         inner.keys = (inner.keys as i64 + new_keys - old_keys) as u64;
         inner.bytes = (inner.bytes as i64 + new_bytes - old_bytes) as u64;
+        if is_timer(key) {
+            inner.timers = (inner.timers as i64 + new_keys - old_keys) as u64;
+        }
         if let Some(Stored {
             expires: Some(t), ..
         }) = inner.committed.insert(key, stored)
@@ -252,6 +287,7 @@ impl StageState {
             let (k, b) = weight(&key, Some(&stored));
             inner.keys += k as u64;
             inner.bytes += b as u64;
+            inner.timers += u64::from(is_timer(&key));
             if let Some(t) = expires {
                 inner.expiry.insert((t, key.clone()));
             }
@@ -262,7 +298,7 @@ impl StageState {
 
     /// The source batch the next calls run on.
     pub fn set_tag(&self, tag: Option<Tag>) {
-        self.lock().tag = tag;
+        self.lock().overlay().tag = tag;
     }
 
     /// The tags of the logged deltas, oldest first.
@@ -293,6 +329,11 @@ impl StageState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Committed timers, for metrics.
+    pub fn timers(&self) -> u64 {
+        self.lock().timers
+    }
+
     /// Committed keys and bytes, for metrics and `weir check`.
     pub fn size(&self) -> (u64, u64) {
         let inner = self.lock();
@@ -301,15 +342,49 @@ impl StageState {
 }
 
 impl Inner {
+    /// The overlay of the calling thread, made on its first write.
+    fn overlay(&mut self) -> &mut Overlay {
+        let thread = this_thread();
+        let i = match self.overlays.iter().position(|o| o.thread == thread) {
+            Some(i) => i,
+            None => {
+                self.overlays.push(Overlay {
+                    thread,
+                    tag: None,
+                    writes: BTreeMap::new(),
+                    keys: 0,
+                    bytes: 0,
+                });
+                self.overlays.len() - 1
+            }
+        };
+        &mut self.overlays[i]
+    }
+
+    /// The calling thread's writes, if it has an overlay.
+    fn writes(&self) -> Option<&BTreeMap<Vec<u8>, Option<Stored>>> {
+        let thread = this_thread();
+        (self.overlays.iter())
+            .find(|o| o.thread == thread)
+            .map(|o| &o.writes)
+    }
+
+    /// What every call in progress adds to the committed keys and bytes.
+    fn pending(&self) -> (i64, i64) {
+        (self.overlays.iter()).fold((0, 0), |(k, b), o| (k + o.keys, b + o.bytes))
+    }
+
     /// The entry a read sees, expired or not.
     fn visible(&self, key: &[u8]) -> Option<&Stored> {
-        match self.overlay.get(key) {
+        match self.writes().and_then(|w| w.get(key)) {
             Some(written) => written.as_ref(),
             None => self.committed.get(key),
         }
     }
 
-    /// Writes `new` under `key` in the overlay if the state stays within its limits.
+    /// Writes `new` under `key` in the overlay if the state stays within its limits: what is
+    /// committed plus what every call in progress adds, so that workers calling at once
+    /// cannot together go over.
     fn write(
         &mut self,
         key: &[u8],
@@ -319,8 +394,9 @@ impl Inner {
     ) -> Result<(), Refusal> {
         let (old_keys, old_bytes) = weight(key, self.visible(key));
         let (new_keys, new_bytes) = weight(key, new.as_ref());
-        let keys = self.keys as i64 + self.overlay_keys + new_keys - old_keys;
-        let bytes = self.bytes as i64 + self.overlay_bytes + new_bytes - old_bytes;
+        let (pending_keys, pending_bytes) = self.pending();
+        let keys = self.keys as i64 + pending_keys + new_keys - old_keys;
+        let bytes = self.bytes as i64 + pending_bytes + new_bytes - old_bytes;
         if new_keys > old_keys && keys > max_keys as i64 {
             return Err(Refusal::Limit(format!(
                 "the stage's state would hold {keys} keys, over its `state_max_keys` of {max_keys}"
@@ -331,39 +407,64 @@ impl Inner {
                 "the stage's state would hold {bytes} bytes, over its `state_max_bytes` of {max_bytes}"
             )));
         }
-        self.overlay_keys += new_keys - old_keys;
-        self.overlay_bytes += new_bytes - old_bytes;
-        self.overlay.insert(key.to_vec(), new);
+        let overlay = self.overlay();
+        overlay.keys += new_keys - old_keys;
+        overlay.bytes += new_bytes - old_bytes;
+        overlay.writes.insert(key.to_vec(), new);
         Ok(())
     }
 
+    /// Takes the calling thread's writes away, if it has any. Its overlay stays while it
+    /// carries a tag (the next calls of the batch run on the same source batch); otherwise it
+    /// goes, so that threads which made a call once (an `init` on a reload) leave nothing.
+    fn take_overlay(&mut self) -> Option<Delta> {
+        let thread = this_thread();
+        let i = self.overlays.iter().position(|o| o.thread == thread)?;
+        let overlay = &mut self.overlays[i];
+        let taken = (overlay.tag, std::mem::take(&mut overlay.writes));
+        overlay.keys = 0;
+        overlay.bytes = 0;
+        if overlay.tag.is_none() {
+            self.overlays.swap_remove(i);
+        }
+        Some(taken)
+    }
+
     fn commit(&mut self, now: u64) {
-        let overlay = std::mem::take(&mut self.overlay);
-        if self.durable && !overlay.is_empty() {
+        let Some((tag, writes)) = self.take_overlay() else {
+            self.expire(now);
+            return;
+        };
+        // The committed counts move by what each write changes now: another worker's commit
+        // since this call wrote may have changed a key both touched (the kept watermark).
+        if self.durable && !writes.is_empty() {
             // The store needs the writes too: applied from the overlay, which the log keeps.
-            for (key, written) in &overlay {
+            for (key, written) in &writes {
                 self.apply(key, written.clone());
             }
-            self.log.push_back((self.tag, overlay));
+            self.log.push_back((tag, writes));
         } else {
-            for (key, written) in overlay {
+            for (key, written) in writes {
                 self.apply(&key, written);
             }
         }
-        self.keys = (self.keys as i64 + self.overlay_keys) as u64;
-        self.bytes = (self.bytes as i64 + self.overlay_bytes) as u64;
-        self.overlay_keys = 0;
-        self.overlay_bytes = 0;
         self.expire(now);
     }
 
     /// One write of a completed call into the committed entries and the expiry index.
     fn apply(&mut self, key: &[u8], written: Option<Stored>) {
         let expires = written.as_ref().and_then(|s| s.expires);
+        let (new_keys, new_bytes) = weight(key, written.as_ref());
         let old = match written {
             Some(stored) => self.committed.insert(key, stored),
             None => self.committed.remove(key),
         };
+        let (old_keys, old_bytes) = weight(key, old.as_ref());
+        if is_timer(key) {
+            self.timers = (self.timers as i64 + new_keys - old_keys) as u64;
+        }
+        self.keys = (self.keys as i64 + new_keys - old_keys) as u64;
+        self.bytes = (self.bytes as i64 + new_bytes - old_bytes) as u64;
         let old_expires = old.and_then(|s| s.expires);
         if old_expires != expires {
             if let Some(t) = old_expires {
@@ -460,7 +561,9 @@ impl KeyedState for StageState {
         };
         let range = || (start.clone(), Bound::Unbounded);
         let mut committed = inner.committed.range(start.clone()).peekable();
-        let mut overlay = inner.overlay.range::<Vec<u8>, _>(range()).peekable();
+        let none = BTreeMap::new();
+        let writes = inner.writes().unwrap_or(&none);
+        let mut overlay = writes.range::<Vec<u8>, _>(range()).peekable();
         let mut page = Page::default();
         let mut bytes = 0usize;
         loop {
@@ -501,10 +604,7 @@ impl KeyedState for StageState {
     }
 
     fn discard(&self) {
-        let mut inner = self.lock();
-        inner.overlay.clear();
-        inner.overlay_keys = 0;
-        inner.overlay_bytes = 0;
+        self.lock().take_overlay();
     }
 }
 

@@ -559,6 +559,13 @@ fn check(file: &Path) -> CommandResult {
     if !chains.is_empty() {
         out!("chained: {}", chains.join("; "));
     }
+    for chain in topology.chains().filter(|c| c.keyed) {
+        out!(
+            "routed by key: `{}` runs on {} workers, each owning the keys that hash to it",
+            chain.head(),
+            chain.workers
+        );
+    }
     for (what, name, describes) in topology.connectors() {
         out!("{what} `{name}`: {describes}");
     }

@@ -27,7 +27,7 @@ use crate::control::api::{CanaryInfo, CanaryState, Origin, VersionInfo};
 use crate::control::history::{History, Version};
 use crate::pipeline::stage::StageHandle;
 use crate::pipeline::stage::canary::{self, Verdict};
-use crate::pipeline::state::{StageState, stateful_workers};
+use crate::pipeline::state::{StageState, unrouted_state};
 
 /// How often the monitor of a new version reads its counts when no batch wakes it.
 const MONITOR_TICK: Duration = Duration::from_millis(50);
@@ -224,13 +224,14 @@ impl Actor {
         let config = Arc::clone(&self.config);
         let quota = Arc::clone(&self.handle.log_quota);
         let state = Arc::clone(&self.handle.state);
+        let keyed = self.handle.keyed;
         let prepared = blocking(move || {
             let digest = weir_sandbox::check_bytes(&label, &bytes)?;
             let plugin = match kept.into_iter().find(|p| p.digest == digest) {
                 Some(plugin) => plugin,
                 None => Arc::new(Plugin::from_bytes(&sandbox, &label, &bytes)?),
             };
-            prepare(&config, &sandbox, (quota, state), plugin, settings)
+            prepare(&config, &sandbox, (quota, state, keyed), plugin, settings)
         })
         .await?;
         Ok(self.swap_in(prepared, origin, trigger))
@@ -249,8 +250,10 @@ impl Actor {
         let config = Arc::clone(&self.config);
         let quota = Arc::clone(&self.handle.log_quota);
         let state = Arc::clone(&self.handle.state);
+        let keyed = self.handle.keyed;
         let prepared =
-            blocking(move || prepare(&config, &sandbox, (quota, state), plugin, settings)).await?;
+            blocking(move || prepare(&config, &sandbox, (quota, state, keyed), plugin, settings))
+                .await?;
         Ok(self.swap_in(prepared, Origin::Settings, trigger))
     }
 
@@ -465,7 +468,7 @@ struct Prepared {
 fn prepare(
     config: &config::Stage,
     sandbox: &Arc<Sandbox>,
-    (quota, state): (Arc<LogQuota>, Arc<StageState>),
+    (quota, state, keyed): (Arc<LogQuota>, Arc<StageState>, bool),
     plugin: Arc<Plugin>,
     settings: Vec<(String, String)>,
 ) -> Result<Prepared, ReloadError> {
@@ -480,7 +483,7 @@ fn prepare(
             }
         })?;
     }
-    if let Some(message) = stateful_workers(config, &plugin) {
+    if let Some(message) = unrouted_state(config, &plugin, keyed) {
         return Err(ReloadError::Init {
             stage: config.name.clone(),
             message,

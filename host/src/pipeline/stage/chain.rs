@@ -20,6 +20,16 @@
 //! chain ends when its input is closed and drained and no retry is left; the last worker to go
 //! drops the outputs, which closes the next channel.
 //!
+//! A chain whose head is routed by key (a stage that keeps state, on several workers) splits
+//! each batch it takes among its workers instead: worker `i` gets the events whose keys
+//! [`Route`] gives it, as a part of the ticket, in its own queue, in ticket order, so each key's
+//! events reach their one worker in input order and no two workers touch one key. Every worker
+//! gets a part when the batch carries a watermark (an empty one if it has none of the events),
+//! so every worker's clock and timers move with the stage's. The reorder window sends a
+//! ticket's parts on, as they finished, once the last is done; retries go back to the worker
+//! that owns their keys. At the end of the input each worker fires its own timers, and the last
+//! to finish says the input is at the end of time.
+//!
 //! Event time ([`crate::pipeline::time`]): a batch's input watermark is worked out as it is
 //! taken, in ticket order, from what each producer sent ([`Inputs`]); a batch that leaves a
 //! stage with no events but a watermark that moved goes on through the chain, so later stages
@@ -42,7 +52,7 @@ use crate::pipeline::edge::{self, DeadLetterTx, Outputs, Receiver, RunContext};
 use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::retry::{MAX_WAITING_RETRIES, RetryJob, backoff};
-use crate::pipeline::stage::runner::StageRunner;
+use crate::pipeline::stage::runner::{Route, StageRunner};
 use crate::pipeline::time::{Inputs, Marks};
 
 /// How often a chain with timers wakes with no input: processing-time timers fire within this
@@ -61,7 +71,21 @@ pub(crate) struct Chain {
     pub outputs: Outputs,
     pub dead_letters: DeadLetterTx,
     pub ctx: Arc<RunContext>,
+    /// Whether the head is routed by key.
+    pub keyed: bool,
 }
+
+/// A worker's share of a ticket, in a chain routed by key.
+struct Part {
+    ticket: u64,
+    batch: Batch,
+    /// How many parts the ticket has.
+    of: usize,
+    /// A tick that moved no watermark: empty outputs are not worth sending.
+    quiet: bool,
+}
+
+type Channel<T> = (async_channel::Sender<T>, async_channel::Receiver<T>);
 
 /// What a chain's workers share.
 struct Shared {
@@ -73,28 +97,39 @@ struct Shared {
     window: u64,
     /// Retry batches that may wait at once.
     retry_bound: usize,
-    /// The input and the next ticket; held while taking a batch, so tickets follow the
-    /// channel's order (and one worker at a time receives).
-    intake: Mutex<Intake>,
+    /// The input; held while waiting for room and taking a batch (one worker at a time
+    /// receives).
+    input: Mutex<Receiver>,
+    /// The next ticket and the input watermark: held for a moment while a batch or a tick gets
+    /// its ticket (and, routed by key, its parts are queued), so tickets follow the channel's
+    /// order and each worker's queue follows the tickets. A tick needs no more than this, so
+    /// it is never held up by a worker waiting for input.
+    intake: std::sync::Mutex<Intake>,
     reorder: Mutex<Reorder>,
     /// Tickets sent downstream so far.
     emitted: AtomicU64,
     /// Woken when a ticket is emitted or a retry finishes: room for more input.
     progress: Notify,
-    retry_tx: async_channel::Sender<RetryJob>,
-    retry_rx: async_channel::Receiver<RetryJob>,
+    /// Retries waiting out their backoff come back here: one channel for the chain, or one per
+    /// worker when it is routed by key (a retry goes back to the worker owning its keys).
+    retries_to: Vec<Channel<RetryJob>>,
+    /// Routed by key: each worker's queue of parts. Bounded by the window: a ticket is at most
+    /// one part per worker.
+    parts: Vec<Channel<Part>>,
+    /// Routed by key: workers still firing their timers at the end of the input.
+    ending: AtomicUsize,
     /// Batches taken and not yet emitted, plus retries waiting or running.
     pending: AtomicUsize,
     retries: AtomicUsize,
     input_closed: AtomicBool,
     /// Where retry timers run.
     runtime: tokio::runtime::Handle,
-    /// Whether the end of the input has been run through the chain's stages.
+    /// Whether the end of the input has been run through the chain's stages; routed by key,
+    /// whether a worker's stages had event time when it fired its last timers.
     ended: AtomicBool,
 }
 
 struct Intake {
-    input: Receiver,
     next: u64,
     /// The input watermark, from what each producer sends.
     inputs: Inputs,
@@ -102,11 +137,21 @@ struct Intake {
     mark: u64,
 }
 
-/// Finished batches waiting for their turn: slot `i` is ticket `next + i`; `None` while that
-/// ticket is still running, `Some(None)` when it left nothing to send.
+/// Finished batches waiting for their turn: slot `i` is ticket `next + i`.
 struct Reorder {
     next: u64,
-    parked: VecDeque<Option<Option<Batch>>>,
+    parked: VecDeque<Slot>,
+}
+
+/// A ticket in the reorder window: the parts still running (known once the first is done)
+/// and what the finished ones left.
+#[derive(Default)]
+struct Slot {
+    left: Option<usize>,
+    /// The first output, and the others (routed by key): a ticket of one part allocates
+    /// nothing here.
+    first: Option<Batch>,
+    rest: Vec<Batch>,
 }
 
 impl Chain {
@@ -123,7 +168,12 @@ impl Chain {
                 r.handle.config.time.idle_timeout
             });
         let timed = self.workers.iter().flatten().any(StageRunner::keeps_time);
-        let (retry_tx, retry_rx) = async_channel::unbounded();
+        let lanes = if self.keyed { workers } else { 1 };
+        let retries_to = (0..lanes).map(|_| async_channel::unbounded()).collect();
+        let parts = (0..workers)
+            .filter(|_| self.keyed)
+            .map(|_| async_channel::unbounded())
+            .collect();
         let window = 2 * workers as u64;
         let shared = Arc::new(Shared {
             head: self.head,
@@ -132,8 +182,8 @@ impl Chain {
             ctx: self.ctx,
             window,
             retry_bound: MAX_WAITING_RETRIES * workers,
-            intake: Mutex::new(Intake {
-                input: self.input,
+            input: Mutex::new(self.input),
+            intake: std::sync::Mutex::new(Intake {
                 next: 0,
                 inputs: Inputs::new(&self.producers, idle),
                 mark: crate::pipeline::time::NONE,
@@ -144,8 +194,9 @@ impl Chain {
             }),
             emitted: AtomicU64::new(0),
             progress: Notify::new(),
-            retry_tx,
-            retry_rx,
+            retries_to,
+            parts,
+            ending: AtomicUsize::new(workers),
             pending: AtomicUsize::new(0),
             retries: AtomicUsize::new(0),
             input_closed: AtomicBool::new(false),
@@ -176,16 +227,17 @@ impl Chain {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("weir-{name}-{i}"))
-                    .spawn(move || futures::executor::block_on(work(runners, shared, ticks)))?,
+                    .spawn(move || futures::executor::block_on(work(i, runners, shared, ticks)))?,
             );
         }
         Ok(threads)
     }
 }
 
-/// One worker's loop: retries first (they hold their source batch open), then new input, and
-/// the tick of a chain with timers.
+/// One worker's loop: retries first (they hold their source batch open), then its parts of
+/// tickets when routed by key, then new input, and the tick of a chain with timers.
 async fn work(
+    worker: usize,
     mut runners: Vec<StageRunner>,
     shared: Arc<Shared>,
     ticks: Option<async_channel::Receiver<()>>,
@@ -194,46 +246,69 @@ async fn work(
     let ticking = ticks.is_some();
     let ticks = ticks.unwrap_or_else(|| async_channel::bounded(1).1);
     let mut tick = std::pin::pin!(ticks.recv());
+    let keyed = !shared.parts.is_empty();
+    let retries = shared.retries_to[worker % shared.retries_to.len()]
+        .1
+        .clone();
+    let parts = (shared.parts.get(worker))
+        .map_or_else(|| async_channel::bounded(1).1, |(_, rx)| rx.clone());
     // One receive on the retry channel, kept from turn to turn until it yields: a fresh one
     // each turn would find the channel empty (it nearly always is) and register a new
-    // listener, one allocation per batch (tests/allocations.rs counts them).
-    let mut retry = std::pin::pin!(shared.retry_rx.recv());
+    // listener, one allocation per batch (tests/allocations.rs counts them). The same for
+    // the parts.
+    let mut retry = std::pin::pin!(retries.recv());
+    let mut part = std::pin::pin!(parts.recv());
     loop {
         tokio::select! {
             biased;
             job = &mut retry => {
-                retry.set(shared.retry_rx.recv());
+                retry.set(retries.recv());
                 let Ok(job) = job else { break };
-                let out = run_chain(&mut runners, job.batch, job.stage, job.attempt, Some(job.version), &shared).await;
+                let out = run_chain(&mut runners, worker, job.batch, job.stage, job.attempt, Some(job.version), &shared).await;
                 if let Some(batch) = out {
                     shared.outputs.send(batch).await;
                 }
                 shared.finished(true);
             }
-            taken = shared.take(), if !input_done => match taken {
-                Some((ticket, batch)) => {
-                    let out = run_chain(&mut runners, batch, 0, 0, None, &shared).await;
-                    shared.emit(ticket, out).await;
+            taken = &mut part, if keyed => {
+                part.set(parts.recv());
+                let Ok(Part { ticket, batch, of, quiet }) = taken else { continue };
+                let out = run_chain(&mut runners, worker, batch, 0, 0, None, &shared).await;
+                let out = out.filter(|b| !(quiet && b.is_empty()));
+                if shared.emit(ticket, out, of).await {
                     shared.finished(false);
                 }
-                None => {
+            }
+            taken = shared.take(), if !input_done => match taken {
+                Taken::Batch(ticket, batch) => {
+                    let out = run_chain(&mut runners, worker, batch, 0, 0, None, &shared).await;
+                    shared.emit(ticket, out, 1).await;
+                    shared.finished(false);
+                }
+                Taken::Routed(..) => {}
+                Taken::Ended => {
                     input_done = true;
                     shared.input_ended();
                 }
             },
             _ = &mut tick, if ticking && !input_done => {
                 tick.set(ticks.recv());
-                shared.tick(&mut runners).await;
+                if keyed {
+                    shared.tick_keyed().await;
+                } else {
+                    shared.tick(&mut runners, worker).await;
+                }
             }
         }
     }
-    shared.end_of_time(&mut runners).await;
+    shared.end_of_time(&mut runners, worker).await;
 }
 
 /// Runs a batch through the chain from stage `from`: failures to the dead-letter channel,
 /// retries scheduled; returns what comes out of the last stage.
 async fn run_chain(
     runners: &mut [StageRunner],
+    worker: usize,
     mut batch: Batch,
     from: usize,
     mut attempt: u32,
@@ -268,6 +343,7 @@ async fn run_chain(
         }
         if let Some(retry) = result.retry {
             shared.schedule(RetryJob {
+                worker,
                 stage: i,
                 batch: retry.batch,
                 attempt: retry.attempt,
@@ -282,24 +358,91 @@ async fn run_chain(
     Some(batch)
 }
 
+/// What a worker got from the chain's input.
+enum Taken {
+    /// A batch of its own to run, and its ticket.
+    Batch(u64, Batch),
+    /// A batch split into parts among the workers (routed by key): its ticket, and whether
+    /// any worker had a part to run.
+    Routed(u64, bool),
+    /// The input is closed and drained.
+    Ended,
+}
+
+/// Splits `batch` among `workers` by the keys [`Route`] gives them: part `i` holds worker `i`'s
+/// events in input order, with their origins and watermarks. A worker with none of the events
+/// still gets an empty part when the batch carries a watermark, so its clock moves.
+fn split(batch: Batch, workers: usize) -> Vec<Option<Batch>> {
+    let mut owned: Vec<Vec<usize>> = vec![Vec::new(); workers];
+    for (i, event) in batch.events.iter().enumerate() {
+        owned[Route::of(event.key(), workers as u32) as usize].push(i);
+    }
+    let mut parts = Vec::with_capacity(workers);
+    for indices in owned {
+        if indices.is_empty() && batch.marks.is_none() {
+            parts.push(None);
+            continue;
+        }
+        let origin = batch.origin.as_ref().map(|o| {
+            let mut part = o.empty();
+            for &i in &indices {
+                part.push_same(o, i);
+            }
+            part
+        });
+        let marks = batch.marks.as_ref().map(|m| {
+            Arc::new(Marks {
+                before: indices
+                    .iter()
+                    .filter_map(|&i| m.before.get(i).copied())
+                    .collect(),
+                after: m.after,
+            })
+        });
+        let mut part = batch.derive(
+            batch.events.select(indices.iter().copied()),
+            batch.provenance.clone(),
+            origin,
+        );
+        part.marks = marks;
+        parts.push(Some(part));
+    }
+    parts
+}
+
 impl Shared {
     /// Takes the next input batch and its ticket, once the window and the retry bound leave
-    /// room; `None` when the input is closed and drained.
-    async fn take(&self) -> Option<(u64, Batch)> {
-        let mut intake = self.intake.lock().await;
+    /// room. Routed by key, the batch is split among the workers' queues as it gets its
+    /// ticket, so every worker's parts stay in ticket order.
+    async fn take(&self) -> Taken {
+        let mut input = self.input.lock().await;
         loop {
             let progress = self.progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            let room = intake.next < self.emitted.load(Ordering::Acquire) + self.window
-                && self.retries.load(Ordering::Acquire) < self.retry_bound;
-            if room {
+            if self.room(self.intake().next) {
                 break;
             }
             progress.await;
         }
-        let mut batch = intake.input.recv().await?;
+        let Some(batch) = input.recv().await else {
+            return Taken::Ended;
+        };
         edge::taken(&self.head, &batch);
+        match self.admit(batch) {
+            Taken::Routed(ticket, false) => {
+                drop(input);
+                self.nothing_to_run(ticket).await;
+                Taken::Routed(ticket, false)
+            }
+            taken => taken,
+        }
+    }
+
+    /// Gives a batch just taken its marks and its ticket; routed by key, queues its parts
+    /// while the ticket is held, so that each worker's queue follows the tickets.
+    fn admit(&self, mut batch: Batch) -> Taken {
+        let mut intake = self.intake();
         let marks = intake.inputs.take(
             batch.from,
             &batch.events,
@@ -313,49 +456,96 @@ impl Shared {
         self.pending.fetch_add(1, Ordering::SeqCst);
         let ticket = intake.next;
         intake.next += 1;
-        Some((ticket, batch))
+        if self.parts.is_empty() {
+            return Taken::Batch(ticket, batch);
+        }
+        Taken::Routed(ticket, self.route(ticket, batch, false))
     }
 
-    /// Parks a finished ticket's output and sends every batch whose turn has come.
-    async fn emit(&self, ticket: u64, output: Option<Batch>) {
-        let mut reorder = self.reorder.lock().await;
-        let slot = (ticket - reorder.next) as usize;
-        if reorder.parked.len() <= slot {
-            reorder.parked.resize_with(slot + 1, || None);
+    fn intake(&self) -> std::sync::MutexGuard<'_, Intake> {
+        // Every change under the lock is a plain assignment: a poisoned lock is still whole.
+        self.intake.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the window and the retry bound leave room for ticket `next`.
+    fn room(&self, next: u64) -> bool {
+        next < self.emitted.load(Ordering::Acquire) + self.window
+            && self.retries.load(Ordering::Acquire) < self.retry_bound
+    }
+
+    /// Splits ticket `ticket`'s batch into the workers' queues (with the intake held); false
+    /// when no worker has anything to run.
+    fn route(&self, ticket: u64, batch: Batch, quiet: bool) -> bool {
+        let parts = split(batch, self.parts.len());
+        let of = parts.iter().flatten().count();
+        for (i, part) in parts.into_iter().enumerate() {
+            if let Some(batch) = part {
+                // Unbounded (the window bounds it) and open while any ticket is pending, and
+                // this one is.
+                let _ = self.parts[i].0.try_send(Part {
+                    ticket,
+                    batch,
+                    of,
+                    quiet,
+                });
+            }
         }
-        reorder.parked[slot] = Some(output);
-        while let Some(Some(_)) = reorder.parked.front() {
-            let Some(Some(output)) = reorder.parked.pop_front() else {
-                unreachable!("checked above")
-            };
+        of > 0
+    }
+
+    /// A routed ticket with no part to run is done as it is.
+    async fn nothing_to_run(&self, ticket: u64) {
+        if self.emit(ticket, None, 1).await {
+            self.finished(false);
+        }
+    }
+
+    /// Parks a finished part of a ticket (of `of`; the whole ticket when not routed by key)
+    /// and sends every ticket whose turn has come; true when this finished the ticket.
+    async fn emit(&self, ticket: u64, output: Option<Batch>, of: usize) -> bool {
+        let mut reorder = self.reorder.lock().await;
+        let slot = reorder.slot(ticket);
+        if let Some(batch) = output {
+            match &slot.first {
+                None => slot.first = Some(batch),
+                Some(_) => slot.rest.push(batch),
+            }
+        }
+        let left = slot.left.get_or_insert(of);
+        *left -= 1;
+        if *left > 0 {
+            return false;
+        }
+        while reorder.parked.front().is_some_and(|s| s.left == Some(0)) {
+            let slot = reorder.parked.pop_front().expect("checked above");
             reorder.next += 1;
-            if let Some(batch) = output {
+            for batch in slot.first.into_iter().chain(slot.rest) {
                 self.outputs.send(batch).await;
             }
             self.emitted.store(reorder.next, Ordering::Release);
             self.progress.notify_waiters();
         }
+        true
     }
 
-    /// A tick: the input watermark as it stands now (an idle producer no longer holds it
-    /// back) and the processing-time clock run through the chain as an empty batch; what the
-    /// timers made goes on. Only chains of one worker tick (stages with timers have one).
-    async fn tick(self: &Arc<Self>, runners: &mut [StageRunner]) {
-        let marks = {
-            let mut intake = self.intake.lock().await;
-            match intake.inputs.now(Instant::now()) {
-                Some(now) if now > intake.mark => {
-                    intake.mark = now;
-                    Some(Arc::new(Marks {
-                        before: Vec::new(),
-                        after: now,
-                    }))
-                }
-                _ => None,
+    /// The input watermark as it stands now, when it moved: an idle producer no longer holds
+    /// it back.
+    fn moved(intake: &mut Intake) -> Option<Arc<Marks>> {
+        match intake.inputs.now(Instant::now()) {
+            Some(now) if now > intake.mark => {
+                intake.mark = now;
+                Some(Arc::new(Marks {
+                    before: Vec::new(),
+                    after: now,
+                }))
             }
-        };
-        let moved = marks.is_some();
-        let batch = Batch {
+            _ => None,
+        }
+    }
+
+    /// An empty batch carrying `marks`, or the unmoved clock for the processing-time timers.
+    fn tick_batch(&self, marks: Option<Arc<Marks>>) -> Batch {
+        Batch {
             events: Default::default(),
             ack: self.ctx.tracker.emit(0),
             provenance: Default::default(),
@@ -368,23 +558,58 @@ impl Shared {
                 }))
             }),
             from: 0,
-        };
-        if let Some(out) = run_chain(runners, batch, 0, 0, None, self).await
+        }
+    }
+
+    /// A tick: the input watermark as it stands now and the processing-time clock run through
+    /// the chain as an empty batch; what the timers made goes on. A chain not routed by key
+    /// keeps timers only with one worker, which is then idle: nothing it took is unsent.
+    async fn tick(self: &Arc<Self>, runners: &mut [StageRunner], worker: usize) {
+        let marks = Shared::moved(&mut self.intake());
+        let moved = marks.is_some();
+        let batch = self.tick_batch(marks);
+        if let Some(out) = run_chain(runners, worker, batch, 0, 0, None, self).await
             && (moved || !out.is_empty())
         {
             self.outputs.send(out).await;
         }
     }
 
+    /// A tick of a chain routed by key: a ticket of its own, split to every worker like a
+    /// batch, so that what its timers make goes on in order with the tickets around it.
+    /// Skipped when the window is full: the input is moving, and with it the clocks.
+    async fn tick_keyed(&self) {
+        let ticket = {
+            let mut intake = self.intake();
+            if !self.room(intake.next) {
+                return;
+            }
+            let marks = Shared::moved(&mut intake);
+            let quiet = marks.is_none();
+            let batch = self.tick_batch(marks);
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            let ticket = intake.next;
+            intake.next += 1;
+            if self.route(ticket, batch, quiet) {
+                return;
+            }
+            ticket
+        };
+        self.nothing_to_run(ticket).await;
+    }
+
     /// The input has ended: unless the run was stopped (a stopped run resumes later, and its
     /// windows must stay open), each stage in turn sees the end of time and fires every timer
     /// left, and what they make goes through the rest of the chain and on. Then the chain's
-    /// consumers hear that this input is at the end of time. Once per chain.
-    async fn end_of_time(self: &Arc<Self>, runners: &mut [StageRunner]) {
-        if self.ctx.stop.is_cancelled() || self.ended.swap(true, Ordering::SeqCst) {
+    /// consumers hear that this input is at the end of time. Once per chain, or, routed by
+    /// key, once per worker (each fires its own timers) with the last to finish telling the
+    /// consumers.
+    async fn end_of_time(self: &Arc<Self>, runners: &mut [StageRunner], worker: usize) {
+        let keyed = !self.parts.is_empty();
+        if self.ctx.stop.is_cancelled() || (!keyed && self.ended.swap(true, Ordering::SeqCst)) {
             return;
         }
-        let timed = runners.iter().any(StageRunner::timed);
+        let mut timed = runners.iter().any(StageRunner::timed);
         for i in 0..runners.len() {
             loop {
                 let result = runners[i].end_of_time(self.ctx.tracker.emit(0));
@@ -398,7 +623,7 @@ impl Shared {
                 let out = result.output;
                 if !out.is_empty() {
                     let rest = if i + 1 < runners.len() {
-                        run_chain(runners, out, i + 1, 0, None, self).await
+                        run_chain(runners, worker, out, i + 1, 0, None, self).await
                     } else {
                         Some(out)
                     };
@@ -412,6 +637,16 @@ impl Shared {
                     break;
                 }
             }
+        }
+        if keyed {
+            // Every worker fires its own timers; the last to finish speaks for all.
+            if timed {
+                self.ended.store(true, Ordering::SeqCst);
+            }
+            if self.ending.fetch_sub(1, Ordering::SeqCst) != 1 {
+                return;
+            }
+            timed = self.ended.load(Ordering::SeqCst);
         }
         if timed {
             let last = Batch {
@@ -432,7 +667,9 @@ impl Shared {
     fn schedule(self: &Arc<Self>, job: RetryJob) {
         self.pending.fetch_add(1, Ordering::SeqCst);
         self.retries.fetch_add(1, Ordering::AcqRel);
-        let tx = self.retry_tx.clone();
+        let tx = self.retries_to[job.worker % self.retries_to.len()]
+            .0
+            .clone();
         self.runtime.spawn(async move {
             tokio::time::sleep(backoff(job.attempt)).await;
             // Open while anything is pending, and this job is.
@@ -448,7 +685,7 @@ impl Shared {
         let left = self.pending.fetch_sub(1, Ordering::SeqCst) - 1;
         self.progress.notify_waiters();
         if left == 0 && self.input_closed.load(Ordering::SeqCst) {
-            self.retry_tx.close();
+            self.close();
         }
     }
 
@@ -456,7 +693,26 @@ impl Shared {
     fn input_ended(&self) {
         self.input_closed.store(true, Ordering::SeqCst);
         if self.pending.load(Ordering::SeqCst) == 0 {
-            self.retry_tx.close();
+            self.close();
         }
+    }
+
+    /// Nothing is pending and no input is left: the retry channels close, which ends the
+    /// workers' loops.
+    fn close(&self) {
+        for (tx, _) in &self.retries_to {
+            tx.close();
+        }
+    }
+}
+
+impl Reorder {
+    /// The slot of `ticket`, made when it is the first to speak of it.
+    fn slot(&mut self, ticket: u64) -> &mut Slot {
+        let slot = (ticket - self.next) as usize;
+        if self.parked.len() <= slot {
+            self.parked.resize_with(slot + 1, Slot::default);
+        }
+        &mut self.parked[slot]
     }
 }

@@ -24,6 +24,8 @@ pub const MAX_WAITING_RETRIES: usize = 4;
 
 /// A batch of events going back to a stage of a chain.
 pub(crate) struct RetryJob {
+    /// The worker that scheduled it: in a chain routed by key, the one that owns its keys.
+    pub worker: usize,
     /// The stage's position in its chain.
     pub stage: usize,
     pub batch: Batch,

@@ -63,6 +63,26 @@ pub(crate) struct StageResult {
     pub more_timers: bool,
 }
 
+/// Which keys a worker of a stage routed by key owns: those whose
+/// [`partition_of`](crate::pipeline::partition::partition_of) among `workers` is `worker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub worker: u32,
+    pub workers: u32,
+}
+
+impl Route {
+    /// The worker that owns `key`; an event without a key goes to the first, as a NATS sink
+    /// sends it to partition 0.
+    pub(crate) fn of(key: Option<&[u8]>, workers: u32) -> u32 {
+        key.map_or(0, |k| crate::pipeline::partition::partition_of(k, workers))
+    }
+
+    fn owns(&self, key: &[u8]) -> bool {
+        Route::of(Some(key), self.workers) == self.worker
+    }
+}
+
 /// Events that asked for another attempt.
 pub(crate) struct Retry {
     pub batch: Batch,
@@ -94,6 +114,9 @@ pub(crate) struct StageRunner {
     resumed: bool,
     /// The watermark last written to the state.
     kept: u64,
+    /// The keys this worker owns, when the stage's events are routed by key: its timers are
+    /// the ones whose key it owns.
+    route: Option<Route>,
 }
 
 impl StageRunner {
@@ -120,6 +143,7 @@ impl StageRunner {
             clock: Clock::new(handle_lateness),
             resumed: false,
             kept: NONE,
+            route: None,
         };
         runner.count_instances();
         Ok(runner)
@@ -144,6 +168,11 @@ impl StageRunner {
             NodeMetrics::shift(&metrics.memory, memory - was_memory);
         }
         self.counted = (live, memory);
+    }
+
+    /// Makes this runner the worker `route` names of a stage routed by key.
+    pub(crate) fn route(&mut self, route: Route) {
+        self.route = Some(route);
     }
 
     /// Whether the stage's plugin can set timers: its chain then ticks.
@@ -420,10 +449,16 @@ impl StageRunner {
             let node = self.clock.input();
             if node != self.kept {
                 // Committed with the batch's other writes: a restart resumes the watermark
-                // that goes with the state and the source positions it holds.
+                // that goes with the state and the source positions it holds. Workers routed
+                // by key share the one kept watermark: it only moves forward.
                 self.kept = node;
                 let state = &self.handle.state;
-                let _ = state.set(WATERMARK_KEY, &node.to_le_bytes(), None);
+                let kept = (state.get(WATERMARK_KEY))
+                    .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+                    .map_or(NONE, u64::from_le_bytes);
+                if node > kept {
+                    let _ = state.set(WATERMARK_KEY, &node.to_le_bytes(), None);
+                }
                 state.commit();
             }
         }
@@ -453,16 +488,7 @@ impl StageRunner {
                 continue;
             }
             loop {
-                let page = self.handle.state.scan(
-                    &timer_prefix(clock),
-                    None,
-                    TIMERS_PER_CALL.min(budget.max(1)),
-                    weir_sandbox::keyed::MAX_REPLY_BYTES,
-                );
-                let due: Vec<TimerEntry> = (page.entries.iter())
-                    .filter_map(|(k, _)| TimerEntry::parse(clock, k))
-                    .take_while(|t| t.at <= until)
-                    .collect();
+                let due = self.due(clock, until, TIMERS_PER_CALL.min(budget.max(1)));
                 if due.is_empty() {
                     break;
                 }
@@ -487,6 +513,40 @@ impl StageRunner {
                     }
                     Err(trapped) => self.timers_failed(input, version, &due, trapped, sorted),
                 }
+            }
+        }
+    }
+
+    /// Up to `want` of this worker's timers of `clock` due at `until`, in time order. A worker
+    /// routed by key pages past the other workers' timers.
+    fn due(&self, clock: TimerClock, until: u64, want: usize) -> Vec<TimerEntry> {
+        let prefix = timer_prefix(clock);
+        let mut due = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.handle.state.scan(
+                &prefix,
+                after.as_deref(),
+                want,
+                weir_sandbox::keyed::MAX_REPLY_BYTES,
+            );
+            for (key, _) in &page.entries {
+                let Some(timer) = TimerEntry::parse(clock, key) else {
+                    continue;
+                };
+                if timer.at > until {
+                    return due;
+                }
+                if self.route.is_none_or(|r| r.owns(&timer.key)) {
+                    due.push(timer);
+                    if due.len() == want {
+                        return due;
+                    }
+                }
+            }
+            match page.entries.last() {
+                Some((last, _)) if page.more => after = Some(last.clone()),
+                _ => return due,
             }
         }
     }

@@ -69,6 +69,8 @@ pub struct StageHandle {
     pub log_quota: Arc<LogQuota>,
     /// The stage's keyed state, shared by every version: a hot swap or a rollback keeps it.
     pub state: Arc<StageState>,
+    /// Whether the stage's workers are routed by key (set at the start, for every version).
+    pub keyed: bool,
     /// The live version's number and the hot-load counts.
     pub reloads: Reloads,
     version: watch::Sender<Arc<StageVersion>>,
@@ -95,7 +97,7 @@ impl StageHandle {
         factory: Arc<dyn ProcessorFactory>,
         metrics: Arc<NodeMetrics>,
         log_quota: Arc<LogQuota>,
-        state: Arc<StageState>,
+        (state, keyed): (Arc<StageState>, bool),
     ) -> Arc<StageHandle> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         let version = Arc::new(StageVersion::new(0, &name, factory));
@@ -106,6 +108,7 @@ impl StageHandle {
             metrics,
             log_quota,
             state,
+            keyed,
             reloads: Reloads::default(),
             version: watch::Sender::new(version),
             counts: Mutex::new(GenerationCounts::default()),

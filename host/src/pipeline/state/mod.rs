@@ -25,13 +25,25 @@ pub use store::{FILE as STORE_FILE, Store, StoreError};
 
 use weir_sandbox::Plugin;
 
-/// Why a stage cannot run its plugin on several workers: the plugin keeps state, and until
-/// events are routed to workers by key, two workers would update the same key at once.
-pub fn stateful_workers(stage: &crate::config::Stage, plugin: &Plugin) -> Option<String> {
-    (plugin.uses_state() && stage.workers > 1).then(|| {
+/// Whether a stage runs routed by key: its plugin keeps state, on several workers. Each worker
+/// then owns the keys that hash to it, so no two update one key at once.
+pub fn routed_by_key(stage: &crate::config::Stage, plugin: &Plugin) -> bool {
+    plugin.uses_state() && stage.workers > 1
+}
+
+/// Why a new version cannot go live on a running stage: it keeps state, and the stage's
+/// workers were started without routing by key (its first version kept none), so two workers
+/// would update one key at once.
+pub fn unrouted_state(
+    stage: &crate::config::Stage,
+    plugin: &Plugin,
+    keyed: bool,
+) -> Option<String> {
+    (routed_by_key(stage, plugin) && !keyed).then(|| {
         format!(
-            "the plugin keeps state (it imports weir:stage/state), so the stage runs on one \
-             worker: remove `workers = {}`",
+            "the plugin keeps state (it imports weir:stage/state), but the stage's {} workers \
+             started without routing events by key, since its first version keeps none: \
+             restart the pipeline with this version",
             stage.workers
         )
     })

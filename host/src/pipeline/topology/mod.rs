@@ -18,7 +18,7 @@
 mod plan;
 mod run;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -30,11 +30,11 @@ use crate::pipeline::connectors::{self, ConnectorError, DEAD_LETTER_BUFFER};
 use crate::pipeline::data_dir::DataDirError;
 use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
-use crate::pipeline::stage::runner::StageRunner;
+use crate::pipeline::stage::runner::{Route, StageRunner};
 use crate::pipeline::stage::{MAX_WAITING_RETRIES, StageHandle};
-use crate::pipeline::state::{StageState, stateful_workers};
+use crate::pipeline::state::{StageState, routed_by_key};
 
-pub use plan::{ChainPlan, chains, consumers};
+pub use plan::{ChainPlan, chains, consumers, keyed_chains};
 pub use run::{RunOptions, Running};
 
 /// Why a pipeline could not start or did not finish cleanly.
@@ -148,6 +148,8 @@ impl Topology {
         refuse_writing_a_source(pipeline, &sources, &sinks)?;
         let mut loader = Loader::default();
         let mut handles = BTreeMap::new();
+        // The stages routed by key: each heads a chain whose workers own its keys.
+        let mut routed = BTreeSet::new();
         let mut metrics: Vec<Arc<NodeMetrics>> = pipeline
             .sources
             .iter()
@@ -165,7 +167,18 @@ impl Topology {
             };
             let node = Arc::new(NodeMetrics::new(&stage.name, NodeKind::Stage));
             metrics.push(Arc::clone(&node));
-            let handle = StageHandle::new(Arc::new(stage.clone()), factory, node, quota, state);
+            let keyed = (loader.stage_plugins.get(&stage.name))
+                .is_some_and(|plugin| routed_by_key(stage, plugin));
+            if keyed {
+                routed.insert(stage.name.clone());
+            }
+            let handle = StageHandle::new(
+                Arc::new(stage.clone()),
+                factory,
+                node,
+                quota,
+                (state, keyed),
+            );
             handles.insert(stage.name.clone(), handle);
         }
         metrics.extend(
@@ -175,10 +188,10 @@ impl Topology {
                 .map(|s| Arc::new(NodeMetrics::new(&s.name, NodeKind::Sink))),
         );
         let mut planned = Vec::new();
-        for plan in chains(pipeline) {
+        for plan in keyed_chains(pipeline, &routed) {
             let mut workers = Vec::with_capacity(plan.workers);
-            for _ in 0..plan.workers {
-                let runners = plan
+            for worker in 0..plan.workers {
+                let mut runners = plan
                     .stages
                     .iter()
                     .map(|name| {
@@ -194,6 +207,12 @@ impl Topology {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                if plan.keyed {
+                    runners[0].route(Route {
+                        worker: worker as u32,
+                        workers: plan.workers as u32,
+                    });
+                }
                 workers.push(runners);
             }
             planned.push((plan, workers));
@@ -422,9 +441,6 @@ impl Loader {
                 .map_err(|e| stage.setting_error(&e.key, e.message))?;
         }
         let uses_state = plugin.uses_state();
-        if let Some(refusal) = stateful_workers(stage, &plugin) {
-            return Err(RunError::Config(stage.plugin_error(refusal)));
-        }
         self.stage_plugins
             .insert(stage.name.clone(), Arc::clone(&plugin));
         Ok(Arc::new(WasmStage {

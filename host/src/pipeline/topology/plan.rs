@@ -2,9 +2,12 @@
 //!
 //! A stage continues the chain of the stage before it when it has exactly that one input,
 //! it is that stage's only consumer, and both have the same number of workers (and
-//! `[pipeline] chain` is not off). Everything else starts a chain of its own. The plan is a pure function of the pipeline, tested below.
+//! `[pipeline] chain` is not off), and it is not routed by key. Everything else starts a chain
+//! of its own. A stage routed by key (its plugin keeps state, on several workers) heads its
+//! chain: its input is split by key among the workers there, and a stage before it may change
+//! the keys. The plan is a pure function of the pipeline, tested below.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Pipeline;
 
@@ -13,6 +16,8 @@ use crate::config::Pipeline;
 pub struct ChainPlan {
     pub stages: Vec<String>,
     pub workers: usize,
+    /// Whether the head is routed by key: each worker gets the events whose keys it owns.
+    pub keyed: bool,
 }
 
 impl ChainPlan {
@@ -25,8 +30,14 @@ impl ChainPlan {
     }
 }
 
-/// The chains of a pipeline, in the order of its stages.
+/// The chains of a pipeline, in the order of its stages, with no stage routed by key.
 pub fn chains(pipeline: &Pipeline) -> Vec<ChainPlan> {
+    keyed_chains(pipeline, &BTreeSet::new())
+}
+
+/// The chains of a pipeline, in the order of its stages, where the stages in `keyed` are
+/// routed by key.
+pub fn keyed_chains(pipeline: &Pipeline, keyed: &BTreeSet<String>) -> Vec<ChainPlan> {
     let consumers = consumers(pipeline);
     let workers: BTreeMap<&str, usize> = pipeline
         .stages
@@ -35,7 +46,7 @@ pub fn chains(pipeline: &Pipeline) -> Vec<ChainPlan> {
         .collect();
     // The stage each stage continues, if it does.
     let continues = |name: &str| -> Option<String> {
-        if !pipeline.chain {
+        if !pipeline.chain || keyed.contains(name) {
             return None;
         }
         let stage = pipeline.stages.iter().find(|s| s.name == name)?;
@@ -68,6 +79,7 @@ pub fn chains(pipeline: &Pipeline) -> Vec<ChainPlan> {
             }
         }
         plans.push(ChainPlan {
+            keyed: keyed.contains(&stage.name),
             stages,
             workers: stage.workers,
         });

@@ -461,6 +461,7 @@ impl Wiring {
                 outputs: self.outputs_of(plan.tail()),
                 dead_letters: dead_letters.clone(),
                 ctx: Arc::clone(ctx),
+                keyed: plan.keyed,
             };
             let spawned = chain
                 .spawn(&runtime, plan.head())

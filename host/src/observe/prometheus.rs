@@ -250,7 +250,7 @@ impl Scrape {
                 |_, n| NodeMetrics::level(&n.instances) as i64,
             ),
             (
-                "weir_stage_watermark_seconds",
+                "weir_watermark_seconds",
                 "The stage's input watermark: the event time (whole seconds since the Unix epoch) up to which its inputs are complete; 0 before any, and the end of the input reads as the largest value.",
                 |_, n| {
                     let ms = n.watermark.load(std::sync::atomic::Ordering::Relaxed);
@@ -355,6 +355,25 @@ impl Scrape {
                 let [id, k] = labels(node);
                 counter(&mut m, &[id, k, ("op", op)], n)?;
             }
+        }
+        let mut m = encoder.encode_descriptor(
+            "weir_timers_pending",
+            "Timers the stage's plugin has set that have not fired, as of its last completed call.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, state) in stateful() {
+            gauge(&mut m, &labels(node), state.timers() as i64)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "weir_late_events",
+            "Events the stage's plugin called late, by the watermark they saw (dead-lettered as `late`, or dropped with `late = \"drop\"`).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (node, _) in stateful() {
+            let late = node.snapshot().failures.get("late").copied().unwrap_or(0);
+            counter(&mut m, &labels(node), late)?;
         }
         Ok(())
     }

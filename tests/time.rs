@@ -220,6 +220,89 @@ fn a_late_event_is_dead_lettered_as_late_or_dropped() -> Result<()> {
     Ok(())
 }
 
+/// `workers = 4` on the window stage: the events are routed by key, each worker's windows
+/// come out as one worker's would (each key's in window order), and lateness is judged by the
+/// stage's watermark, not a worker's: an event is late when an event of a key another worker
+/// owns has moved the watermark past its window.
+#[test]
+fn four_workers_routed_by_key_count_the_same_windows_and_share_the_stage_s_watermark() -> Result<()>
+{
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .source("gen", generated(200_000, 1_000, 1_700_000_000_000))
+        .stage(
+            "count",
+            Stage::plugin(plugin("window-count"))
+                .inputs(&["gen"])
+                .workers(4),
+        )
+        .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
+        .write(&dir)?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let got = windows(&dir, "out.jsonl")?;
+    let want = expected(200_000, 1_000, 1_700_000_000_000, 60_000);
+    ensure!(
+        got.len() == want.len(),
+        "{} windows, not {}",
+        got.len(),
+        want.len()
+    );
+    ensure!(got.iter().cloned().collect::<BTreeMap<_, _>>() == want);
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((start, key), _) in &got {
+        let seen = last.entry(key.as_str()).or_default();
+        ensure!(*start >= *seen, "key {key}: window {start} after {seen}");
+        *seen = *start;
+    }
+
+    // Two keys that different workers own.
+    let owner = |k: &str| weir::pipeline::partition::partition_of(k.as_bytes(), 4);
+    let a = "k0";
+    let b = (1..)
+        .map(|i| format!("k{i}"))
+        .find(|k| owner(k) != owner(a))
+        .expect("some key hashes elsewhere");
+    let dir = Dir::new()?;
+    dir.write_lines(
+        "in.txt",
+        &[
+            format!("{a},1000"),
+            format!("{b},61000"),
+            format!("{a},5000"),
+            format!("{b},62000"),
+        ],
+    )?;
+    let file = PipelineFile::new()
+        .batch_size(1)
+        .source("in", Source::file("in.txt"))
+        .stage(
+            "stamp",
+            Stage::plugin(plugin("fixture-stamp")).inputs(&["in"]),
+        )
+        .stage(
+            "count",
+            Stage::plugin(plugin("window-count"))
+                .inputs(&["stamp"])
+                .workers(4),
+        )
+        .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
+        .dead_letters("dead.jsonl")
+        .write(&dir)?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    let got: BTreeMap<_, _> = windows(&dir, "out.jsonl")?.into_iter().collect();
+    let want: BTreeMap<(u64, String), u64> = [((0, a.to_string()), 1), ((60_000, b.clone()), 2)]
+        .into_iter()
+        .collect();
+    ensure!(got == want, "{got:?}");
+    let dead = dead_letters(&dir.path("dead.jsonl"))?;
+    ensure!(dead.len() == 1, "{dead:?}");
+    ensure!(dead[0].kind == "late", "{:?}", dead[0]);
+    ensure!(dead[0].value() == format!("{a},5000"), "{:?}", dead[0]);
+    Ok(())
+}
+
 #[test]
 fn a_plugin_cannot_pass_a_bad_event_off_as_late() -> Result<()> {
     let dir = Dir::new()?;

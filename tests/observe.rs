@@ -275,6 +275,47 @@ fn metrics_scraped_during_and_after_a_run_agree_with_its_report() -> Result<()> 
     Ok(())
 }
 
+/// A window stage's event time in the metrics while it runs: its input watermark, its timers
+/// not yet fired, its late events and its state's size, as promtool reads them.
+#[test]
+fn a_window_stage_shows_its_watermark_timers_and_late_events() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .linger("1ms")
+        .metrics("10ms")
+        .source("in", Source::stdin())
+        .stage(
+            "stamp",
+            Stage::plugin(plugin("fixture-stamp")).inputs(&["in"]),
+        )
+        .stage(
+            "count",
+            Stage::plugin(plugin("window-count")).inputs(&["stamp"]),
+        )
+        .sink("out", Sink::file(dir.path("out.jsonl")).inputs(&["count"]))
+        .dead_letters(dir.path("dead.jsonl"))
+        .write(&dir)?;
+    let mut run = dir.start(&file)?;
+    let addr = address(&mut run, "metrics listening on ")?;
+    // Windows [0, 60 s) of k and j close when k's 61 s event moves the watermark past them;
+    // k's [60 s, 120 s) stays open, and k at 5 s is late.
+    writeln!(run.stdin(), "k,1000\nj,2000\nk,61000\nk,5000")?;
+    let stage = |s: &Samples, name: &str| sample(s, name, "count", "stage", "");
+    waiting("the late event counted", || {
+        let (_, s) = scrape(&addr)?;
+        Ok(stage(&s, "weir_late_events_total") == 1.0)
+    })?;
+    let (text, during) = scrape(&addr)?;
+    promtool_check(&text)?;
+    assert_eq!(stage(&during, "weir_watermark_seconds"), 61.0);
+    assert_eq!(stage(&during, "weir_timers_pending"), 1.0);
+    assert!(stage(&during, "weir_state_keys") >= 2.0, "{text}");
+    assert_eq!(stage(&during, "weir_stage_timers_fired_total"), 2.0);
+    run.close_stdin();
+    run.wait(PATIENCE)?;
+    Ok(())
+}
+
 #[test]
 fn a_file_source_reports_its_size_and_what_it_has_left_to_read() -> Result<()> {
     let dir = Dir::new()?;

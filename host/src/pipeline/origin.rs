@@ -122,6 +122,22 @@ impl Origin {
         self.path.push(step(from.path[i], stage, j));
     }
 
+    /// The origin of a batch of fired timers with no source batch (a tick, the end of the
+    /// input): empty, and [`Origin::push_timer`] gives each event it gets an id.
+    pub fn timers() -> Origin {
+        Origin {
+            index: Vec::new(),
+            path: Vec::new(),
+            source: Arc::new(SourceBatch {
+                source: Arc::from("timers"),
+                place: Place::Stream {
+                    stream: Arc::from("timers"),
+                    sequences: Vec::new(),
+                },
+            }),
+        }
+    }
+
     /// Appends an event a timer made: it has no source event ([`TIMER`] stands in for one),
     /// and its path is a digest of the stage and of the event (time, key, value), so that it
     /// is the same whenever the timer fires again, after a restart, whatever batch set it

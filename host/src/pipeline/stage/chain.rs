@@ -47,12 +47,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify};
 
 use crate::config::OnError;
+use crate::pipeline::ack::Ack;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::edge::{self, DeadLetterTx, Outputs, Receiver, RunContext};
 use crate::pipeline::failure::NodeFailure;
+use crate::pipeline::origin::Origin;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::retry::{MAX_WAITING_RETRIES, RetryJob, backoff};
 use crate::pipeline::stage::runner::{Route, StageRunner};
+use crate::pipeline::state::Fired;
 use crate::pipeline::time::{Inputs, Marks};
 
 /// How often a chain with timers wakes with no input: processing-time timers fire within this
@@ -73,6 +76,17 @@ pub(crate) struct Chain {
     pub ctx: Arc<RunContext>,
     /// Whether the head is routed by key.
     pub keyed: bool,
+    pub timers: TimerBatches,
+}
+
+/// How the batches of timers fired on a tick or at the end of the input are made.
+#[derive(Clone, Default)]
+pub(crate) struct TimerBatches {
+    /// With state in the data folder: their acknowledgements, so that a commit round waits
+    /// for what they made to be written.
+    pub fired: Option<Arc<Fired>>,
+    /// Whether batches carry origins: a NATS sink gives each event a timer made an id.
+    pub tracked: bool,
 }
 
 /// A worker's share of a ticket, in a chain routed by key.
@@ -118,6 +132,7 @@ struct Shared {
     parts: Vec<Channel<Part>>,
     /// Routed by key: workers still firing their timers at the end of the input.
     ending: AtomicUsize,
+    timers: TimerBatches,
     /// Batches taken and not yet emitted, plus retries waiting or running.
     pending: AtomicUsize,
     retries: AtomicUsize,
@@ -197,6 +212,7 @@ impl Chain {
             retries_to,
             parts,
             ending: AtomicUsize::new(workers),
+            timers: self.timers,
             pending: AtomicUsize::new(0),
             retries: AtomicUsize::new(0),
             input_closed: AtomicBool::new(false),
@@ -543,13 +559,25 @@ impl Shared {
         }
     }
 
+    /// The acknowledgement of a batch of timers fired on a tick or at the end of the input.
+    fn timer_ack(&self) -> Ack {
+        match &self.timers.fired {
+            Some(fired) => fired.ack(&self.ctx.tracker),
+            None => self.ctx.tracker.emit(0),
+        }
+    }
+
+    fn timer_origin(&self) -> Option<Origin> {
+        self.timers.tracked.then(Origin::timers)
+    }
+
     /// An empty batch carrying `marks`, or the unmoved clock for the processing-time timers.
     fn tick_batch(&self, marks: Option<Arc<Marks>>) -> Batch {
         Batch {
             events: Default::default(),
-            ack: self.ctx.tracker.emit(0),
+            ack: self.timer_ack(),
             provenance: Default::default(),
-            origin: None,
+            origin: self.timer_origin(),
             marks: marks.or_else(|| {
                 // No move: the stages still look at their processing-time timers.
                 Some(Arc::new(Marks {
@@ -612,7 +640,7 @@ impl Shared {
         let mut timed = runners.iter().any(StageRunner::timed);
         for i in 0..runners.len() {
             loop {
-                let result = runners[i].end_of_time(self.ctx.tracker.emit(0));
+                let result = runners[i].end_of_time(self.timer_ack(), self.timer_origin());
                 let more = result.more_timers;
                 if let Some(dead) = result.dead
                     && dead.kept()

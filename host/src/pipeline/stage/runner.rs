@@ -625,7 +625,11 @@ impl StageRunner {
     /// Runs the end of the input through this stage: the watermark goes to the end of time,
     /// and every timer still set fires, a bounded batch at a time (`more_timers` says whether
     /// another call is needed).
-    pub(crate) fn end_of_time(&mut self, ack: crate::pipeline::ack::Ack) -> StageResult {
+    pub(crate) fn end_of_time(
+        &mut self,
+        ack: crate::pipeline::ack::Ack,
+        origin: Option<Origin>,
+    ) -> StageResult {
         let marks = Marks {
             before: Vec::new(),
             after: END,
@@ -634,7 +638,7 @@ impl StageRunner {
             events: Events::new(),
             ack,
             provenance: Default::default(),
-            origin: None,
+            origin,
             marks: Some(Arc::new(marks)),
             from: 0,
         };

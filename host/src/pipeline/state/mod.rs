@@ -12,14 +12,18 @@
 //! completed call's writes are also logged, tagged with the source batch the call ran on, and
 //! commit rounds ([`durable`]) write them to a store in the data folder ([`store`]) together
 //! with the sources' positions, as far as [`plan`] allows: what is on disk is exactly the
-//! effect of the events up to the positions beside it.
+//! effect of the events up to the positions beside it. What timers fire on a tick or at the
+//! end of the input is numbered as batches of its own ([`fired`]), so that it waits the same
+//! way for its outputs.
 
 mod durable;
+mod fired;
 mod memory;
 pub mod plan;
 mod store;
 
 pub use durable::{Durable, Positioned};
+pub use fired::Fired;
 pub use memory::{OPERATIONS, StageState};
 pub use store::{FILE as STORE_FILE, Store, StoreError};
 

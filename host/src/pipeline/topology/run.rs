@@ -28,9 +28,9 @@ use crate::pipeline::edge::{self, Outputs, Receiver, RunContext, Sender};
 use crate::pipeline::failure::NodeFailure;
 use crate::pipeline::report::{NodeKind, NodeMetrics, RunReport};
 use crate::pipeline::stage::StageHandle;
-use crate::pipeline::stage::chain::Chain;
+use crate::pipeline::stage::chain::{Chain, TimerBatches};
 use crate::pipeline::stage::runner::StageRunner;
-use crate::pipeline::state::Durable;
+use crate::pipeline::state::{Durable, Fired};
 
 type Sources = Vec<(String, Box<dyn connectors::Source>)>;
 type Sinks = Vec<(String, Box<dyn connectors::Sink>)>;
@@ -109,7 +109,23 @@ impl Topology {
             ));
             (Arc::clone(d), stop)
         });
-        let threads = wiring.start_chains(chains, &dl_tx, &ctx)?;
+        // Timers fired on a tick or at the end of the input: batches of their own, acknowledged
+        // into the rounds, and with origins where a sink gives events ids.
+        let fired = durable.as_ref().map(|d| {
+            let fired = Arc::new(Fired::default());
+            let ledger = Arc::clone(&fired) as Arc<dyn crate::pipeline::ack::Ledger>;
+            d.register(
+                "timers",
+                crate::pipeline::ack::ledger_id(&ledger),
+                Arc::clone(&fired) as Arc<dyn crate::pipeline::state::Positioned>,
+            );
+            fired
+        });
+        let timers = TimerBatches {
+            fired,
+            tracked: sinks_track || sources.iter().any(|(_, s)| s.needs_origins()),
+        };
+        let threads = wiring.start_chains(chains, &dl_tx, &ctx, &timers)?;
         let state = |name: &str| {
             data_dir.as_ref().map(|dir| SourceState {
                 checkpoint: dir.checkpoint(name),
@@ -449,6 +465,7 @@ impl Wiring {
         chains: Vec<(ChainPlan, Vec<Vec<StageRunner>>)>,
         dead_letters: &edge::DeadLetterTx,
         ctx: &Arc<RunContext>,
+        timers: &TimerBatches,
     ) -> Result<Vec<std::thread::JoinHandle<()>>, RunError> {
         let runtime = tokio::runtime::Handle::current();
         let mut threads = Vec::new();
@@ -462,6 +479,7 @@ impl Wiring {
                 dead_letters: dead_letters.clone(),
                 ctx: Arc::clone(ctx),
                 keyed: plan.keyed,
+                timers: timers.clone(),
             };
             let spawned = chain
                 .spawn(&runtime, plan.head())

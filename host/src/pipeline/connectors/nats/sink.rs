@@ -15,7 +15,9 @@
 //! again from its last checkpoint) or a redelivered one (a message whose ack was lost, or
 //! whose process died) is published under the same id, and the server drops the copy within
 //! its stream's duplicate window. Events of sources without a position (stdin, generate) are
-//! published without an id.
+//! published without an id. An event a timer made is published under the sink's name and a
+//! digest of the stage and the event, the same whenever the timer fires again (after a
+//! restart, in another batch or on a tick).
 //!
 //! The sink runs on a thread of its own driving an async loop on the runtime. It publishes a
 //! batch's events without waiting, keeps up to `buffer` batches whose PubAcks are outstanding
@@ -345,7 +347,13 @@ impl Publisher {
         };
         let headers = headers(event, &batch.provenance);
         let mut message = PublishMessage::build().payload(payload).headers(headers);
-        if let Some(origin) = &batch.origin {
+        if let Some(origin) = &batch.origin
+            && origin.index[i] == crate::pipeline::origin::TIMER
+        {
+            // What a timer made is the same whatever batch or tick fired it: its id names
+            // only the stage and the event (the path's digest).
+            message = message.message_id(format!("{}/timer/{:016x}", self.name, origin.path[i]));
+        } else if let Some(origin) = &batch.origin {
             message = message.message_id(format!(
                 "{}/{}/{}/{:016x}",
                 self.name,

@@ -90,6 +90,11 @@ impl Committed {
     pub(crate) fn ranges(&self) -> usize {
         self.ranges.len()
     }
+
+    /// Every message delivered at or below it is committed.
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
 }
 
 /// One message taken in this run, in the order taken.
@@ -227,6 +232,11 @@ impl Track {
 
     pub(crate) fn raise_floor(&mut self, floor: u64) {
         self.committed.raise_floor(floor);
+    }
+
+    /// Every message delivered at or below it is committed.
+    pub(crate) fn floor(&self) -> u64 {
+        self.committed.floor()
     }
 
     #[cfg(test)]

@@ -21,7 +21,12 @@
 //! With stages that keep state in the data folder the ledger holds the acks for the state's
 //! commit rounds and starts from the position the store holds (see [`super::ledger`]); the
 //! reader then shows it each message before taking it, and drops those it says are committed
-//! (acked at once) or held already by this run (acked with the first delivery).
+//! (acked at once) or held already by this run (acked with the first delivery). A consumer
+//! that delivered past the committed floor (the last run crashed, or stopped with messages
+//! unacked) is first made again from just past the floor: JetStream redelivers unacked
+//! messages after newer ones, and a stage keeping event time must see them again in stream
+//! order, as the first time, or later events would move its watermark past them and make
+//! them late. The consumer therefore belongs to this process alone, as its state does.
 //!
 //! Backpressure: while the first channel is full the reader stops taking messages; each pull
 //! then holds at most [`HANDED_OVER`] messages in the hand-over and one pull's worth in the
@@ -32,7 +37,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -67,6 +72,8 @@ pub(crate) struct Bound {
     /// The consumer's name.
     name: String,
     consumer: PullConsumer,
+    /// How it is made, should it be made again from a position.
+    config: pull::Config,
 }
 
 /// A NATS source, connected and bound to its consumers.
@@ -133,7 +140,7 @@ pub(crate) async fn prepare_source(
             ..Default::default()
         };
         let consumer: PullConsumer = stream
-            .get_or_create_consumer(&name, wanted)
+            .get_or_create_consumer(&name, wanted.clone())
             .await
             .map_err(|e| refused(e.to_string()))?;
         let filters = &consumer.cached_info().config.filter_subject;
@@ -143,7 +150,11 @@ pub(crate) async fn prepare_source(
                  another consumer"
             )));
         }
-        bound.push(Bound { name, consumer });
+        bound.push(Bound {
+            name,
+            consumer,
+            config: wanted,
+        });
     }
     let created = stream
         .cached_info()
@@ -188,9 +199,16 @@ impl Finisher {
 /// The ledger of a source: with stages that keep state in the data folder, one that holds
 /// the acks for the commit rounds, starting from the position the store holds, and joined to
 /// the rounds; else one that acks each batch when it is done.
-fn ledger(source: &Source, input: &NatsInput, parts: &SourceParts) -> (Arc<Acks>, Settler) {
+/// Also returns, with held acks, each consumer's committed floor: where it is made again from
+/// if it delivered past it.
+fn ledger(
+    source: &Source,
+    input: &NatsInput,
+    parts: &SourceParts,
+) -> (Arc<Acks>, Settler, Vec<Option<u64>>) {
     let Some(durable) = parts.state.as_ref().and_then(|s| s.durable.as_ref()) else {
-        return Acks::new();
+        let (acks, settler) = Acks::new();
+        return (acks, settler, vec![None; input.consumers.len()]);
     };
     let names: Vec<String> = input.consumers.iter().map(|b| b.name.clone()).collect();
     let stored = durable.position(&source.name);
@@ -199,15 +217,17 @@ fn ledger(source: &Source, input: &NatsInput, parts: &SourceParts) -> (Arc<Acks>
     if let Some(why) = unused {
         tracing::warn!(source = %source.name, "NATS: the position in the state store is not used: {why}");
     }
+    let mut floors = Vec::with_capacity(input.consumers.len());
     for (i, bound) in input.consumers.iter().enumerate() {
         let floor = bound.consumer.cached_info().ack_floor.stream_sequence;
         positions.track(i).raise_floor(floor);
+        floors.push(Some(positions.track(i).floor()));
     }
     let (acks, settler) = Acks::holding(positions);
     let ledger: Arc<dyn Ledger> = acks.clone();
     durable.register(&source.name, ledger_id(&ledger), acks.clone());
     let consumers = input.consumers.iter().map(|b| b.consumer.clone());
-    (acks, settler.asking(consumers.collect()))
+    (acks, settler.asking(consumers.collect()), floors)
 }
 
 /// Starts the source task (it returns whether the run stopped it), a pull per consumer, and
@@ -217,20 +237,26 @@ pub(crate) fn spawn_source(
     input: NatsInput,
     parts: SourceParts,
 ) -> (tokio::task::JoinHandle<bool>, Finisher) {
-    let (acks, settler) = ledger(source, &input, &parts);
+    let (acks, settler, floors) = ledger(source, &input, &parts);
     let finish = CancellationToken::new();
     let settler =
         tokio::spawn(settler.run(input.client.clone(), input.config.ack_wait, finish.clone()));
     let name: Arc<str> = Arc::from(source.name.as_str());
     let (tx, rx) = mpsc::channel(HANDED_OVER);
     let stop = parts.ctx.stop.clone();
-    for (index, bound) in input.consumers.iter().enumerate() {
+    for (index, (bound, floor)) in input.consumers.iter().zip(floors).enumerate() {
         let pull = Pull {
             source: Arc::clone(&name),
             name: bound.name.clone(),
             index,
             consumer: bound.consumer.clone(),
             batch: input.config.batch,
+            rewind: floor.map(|floor| Rewind {
+                js: async_nats::jetstream::new(input.client.clone()),
+                stream: input.config.stream.clone(),
+                config: bound.config.clone(),
+                floor,
+            }),
         };
         tokio::spawn(pull.run(tx.clone(), stop.clone()));
     }
@@ -411,12 +437,29 @@ struct Pull {
     index: usize,
     consumer: PullConsumer,
     batch: usize,
+    /// With held acks: how to make the consumer again from its committed floor.
+    rewind: Option<Rewind>,
+}
+
+/// What making a consumer again from its committed position takes.
+struct Rewind {
+    js: async_nats::jetstream::Context,
+    stream: String,
+    config: pull::Config,
+    /// Every message at or below it is committed.
+    floor: u64,
 }
 
 impl Pull {
     /// Pulls until the run stops or the reader is gone, setting the pull up again (with
     /// backoff) whenever it ends.
-    async fn run(self, tx: mpsc::Sender<Handed>, stop: CancellationToken) {
+    async fn run(mut self, tx: mpsc::Sender<Handed>, stop: CancellationToken) {
+        if let Some(rewind) = self.rewind.take()
+            && let Err(e) = self.rewind(rewind).await
+        {
+            // Redelivery still brings every message; only its order may differ.
+            tracing::warn!(source = %self.source, consumer = %self.name, "NATS: cannot make the consumer again from its committed position ({e}); its unacked messages come as the server redelivers them");
+        }
         let mut messages: Option<Messages> = None;
         let mut failures = 0u32;
         loop {
@@ -463,6 +506,26 @@ impl Pull {
                 }
             }
         }
+    }
+}
+
+impl Pull {
+    /// Makes the consumer again from just past its committed floor when it delivered past
+    /// it, so that what comes again comes in stream order.
+    async fn rewind(&mut self, rewind: Rewind) -> Result<(), async_nats::Error> {
+        let delivered = self.consumer.info().await?.delivered.stream_sequence;
+        if delivered <= rewind.floor {
+            return Ok(());
+        }
+        let stream = rewind.js.get_stream(&rewind.stream).await?;
+        stream.delete_consumer(&self.name).await?;
+        let mut config = rewind.config;
+        config.deliver_policy = DeliverPolicy::ByStartSequence {
+            start_sequence: rewind.floor + 1,
+        };
+        self.consumer = stream.create_consumer(config).await?;
+        tracing::info!(source = %self.source, consumer = %self.name, from = rewind.floor + 1, "NATS: consumer made again from its committed position");
+        Ok(())
     }
 }
 

@@ -3,7 +3,9 @@
 //! (checked message by message with the async-nats client); a source owning partitions 0 and
 //! 1 of 3 gets exactly the messages of the keys that hash there; an event computed again goes
 //! to the same subject under the same message id; `weir check` prints the partitioning and
-//! refuses malformed values naming the key and its line.
+//! refuses malformed values naming the key and its line; and three processes with static
+//! partitions count event-time windows into one stream, one of them killed with SIGKILL and
+//! started again, every window exactly once and exact.
 
 mod support;
 
@@ -348,4 +350,168 @@ fn weir_check_prints_the_partitioning_and_refuses_malformed_values() -> Result<(
         "{stderr}"
     );
     Ok(())
+}
+
+/// Events per key, keys and the event time between two events of the scale-out test: about
+/// five minutes of event time, so each key has several windows.
+const SCALE_EVENTS: usize = 30_000;
+const SCALE_KEYS: usize = 60;
+const STEP_MS: u64 = 10;
+const T0: u64 = 1_700_000_000_000;
+
+/// Process `p` of 3: partition `p` of `ev`, stamped with its key and time, counted in tumbling
+/// event-time windows of 60 s, each window published to `win` with its message id; its state
+/// and the stream position it goes with in a data folder of its own.
+fn windows_process(dir: &Dir, server: &NatsServer, p: u32) -> Result<std::path::PathBuf> {
+    PipelineFile::new()
+        .pipeline_key(
+            "data_dir",
+            dir.path(&format!("data-{p}")).display().to_string(),
+        )
+        .pipeline_key("checkpoint_interval", "50ms")
+        .source(
+            "ev",
+            Source::nats(&server.url(), "EV", "windows")
+                .key("subject", "ev")
+                .key("partitions", vec![i64::from(p)])
+                .key("partition_count", i64::from(PARTITIONS))
+                .key("key_header", "k"),
+        )
+        .stage(
+            "stamp",
+            Stage::plugin(plugin("fixture-stamp")).inputs(&["ev"]),
+        )
+        .stage(
+            "count",
+            Stage::plugin(plugin("window-count")).inputs(&["stamp"]),
+        )
+        .sink("win", Sink::nats(&server.url(), "win").inputs(&["count"]))
+        .dead_letters(dir.path(&format!("dead-{p}.jsonl")))
+        .write_as(dir, &format!("windows-{p}.toml"))
+}
+
+/// `(key, "KEY,MS")` for events `range`: key `k{i % keys}`, time `T0 + i × STEP_MS`.
+fn timed(range: std::ops::Range<usize>) -> Vec<(String, String)> {
+    range
+        .map(|i| {
+            let key = format!("k{}", i % SCALE_KEYS);
+            let payload = format!("{key},{}", T0 + i as u64 * STEP_MS);
+            (key, payload)
+        })
+        .collect()
+}
+
+/// Three processes with static partitions count windows from one partitioned stream into one
+/// output stream; one is killed with SIGKILL mid-stream and started again. Every window comes
+/// out once, with its exact count: the restarted process's state and stream position are
+/// those of its last commit round, the events after it are redelivered and counted again, and
+/// a window computed again is published under the same message id, so the server keeps one.
+#[test]
+fn three_processes_count_windows_exactly_once_across_a_kill_9() -> Result<()> {
+    let Some(server) = NatsServer::start("nats windows scale-out")? else {
+        return Ok(());
+    };
+    server.stream("EV", &["ev.*"])?;
+    server.stream("WIN", &["win"])?;
+    let dir = Dir::new()?;
+    let on_partition = |key: &str| format!("ev.{}", partition_of(key.as_bytes(), PARTITIONS));
+    let first = timed(0..SCALE_EVENTS / 2);
+    server.publish_keyed(&on_partition, "k", &first)?;
+    let mut runs: Vec<Option<Running>> = (0..PARTITIONS)
+        .map(|p| dir.start(&windows_process(&dir, &server, p)?).map(Some))
+        .collect::<Result<_>>()?;
+    let victim = 1usize;
+    let from_victim = |server: &NatsServer| -> Result<usize> {
+        Ok(server
+            .messages("WIN")?
+            .iter()
+            .filter(|m| {
+                window_key(&m.payload)
+                    .is_some_and(|k| partition_of(k.as_bytes(), PARTITIONS) == victim as u32)
+            })
+            .count())
+    };
+    wait_until(
+        "windows from the process to be killed",
+        || Ok((from_victim(&server)? > 0).then_some(())),
+        || format!("WIN holds {:?}", server.count("WIN").ok()),
+    )?;
+    // The second half, and the kill while the process is on it.
+    let second = timed(SCALE_EVENTS / 2..SCALE_EVENTS);
+    server.publish_keyed(&on_partition, "k", &second)?;
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let killed = runs[victim].take().context("running")?;
+    let mid_run = !killed.exited();
+    killed.signal(libc::SIGKILL)?;
+    let _ = killed.wait(PATIENCE);
+    runs[victim] = Some(dir.start(&windows_process(&dir, &server, victim as u32)?)?);
+    // An event an hour on, on each partition: every window of the test closes.
+    let flush: Vec<(String, String)> = (0..PARTITIONS)
+        .map(|p| {
+            let key = (0..)
+                .map(|i| format!("flush{i}"))
+                .find(|k| partition_of(k.as_bytes(), PARTITIONS) == p)
+                .expect("some key hashes to each partition");
+            let payload = format!("{key},{}", T0 + 3_600_000);
+            (key, payload)
+        })
+        .collect();
+    server.publish_keyed(&on_partition, "k", &flush)?;
+
+    let mut want: BTreeMap<(u64, String), u64> = BTreeMap::new();
+    for (key, payload) in first.iter().chain(&second) {
+        let t: u64 = payload.split_once(',').context("KEY,MS")?.1.parse()?;
+        *want.entry((t - t % 60_000, key.clone())).or_default() += 1;
+    }
+    wait_until(
+        "every window in WIN",
+        || Ok((server.count("WIN")? >= want.len() as u64).then_some(())),
+        || format!("WIN holds {:?} of {}", server.count("WIN").ok(), want.len()),
+    )?;
+    // Time for a duplicate to arrive, were one coming.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for run in runs.into_iter().flatten() {
+        stop(run)?;
+    }
+    let messages = server.messages("WIN")?;
+    let mut got: BTreeMap<(u64, String), u64> = BTreeMap::new();
+    for m in &messages {
+        let v: serde_json::Value = serde_json::from_str(&m.payload)?;
+        let window = (
+            v["window_start"].as_u64().context("window_start")?,
+            v["key"].as_str().context("key")?.to_string(),
+        );
+        ensure!(m.header("Nats-Msg-Id").is_some(), "{m:?} has no message id");
+        let count = v["count"].as_u64().context("count")?;
+        ensure!(
+            got.insert(window.clone(), count).is_none(),
+            "window {window:?} published twice"
+        );
+    }
+    eprintln!(
+        "{} windows from {SCALE_EVENTS} events in 3 processes; the killed one was {}",
+        got.len(),
+        if mid_run { "running" } else { "already out" }
+    );
+    ensure!(mid_run, "the process ended before its kill");
+    // (window, wanted, got, the partition of its key)
+    let wrong: Vec<_> = want
+        .iter()
+        .filter(|(w, n)| got.get(*w) != Some(n))
+        .map(|(w, n)| (w, n, got.get(w), partition_of(w.1.as_bytes(), PARTITIONS)))
+        .take(5)
+        .collect();
+    ensure!(
+        got == want,
+        "{} windows, {} wanted; wrong: {wrong:?}",
+        got.len(),
+        want.len()
+    );
+    Ok(())
+}
+
+/// The key a window line names.
+fn window_key(payload: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    v["key"].as_str().map(str::to_string)
 }

@@ -79,12 +79,16 @@ impl DataDir {
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file, `fsync`, a rename over
-/// the old file, and an `fsync` of the folder.
+/// the old file, and an `fsync` of the folder. Each write has a temporary file of its own:
+/// two writers of one path at once (a periodic checkpoint and the last one) must not write
+/// into each other's file, nor rename it away from under the other.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
     let temp = dir.join(name);
     let mut file = std::fs::File::create(&temp)?;
     file.write_all(bytes)?;

@@ -4,7 +4,9 @@
 //! difference between the last two (`rows`), so they describe the last interval, not the
 //! whole run. `--once` prints one plain-text table after two looks; without it, a ratatui
 //! view redraws every interval until `q`, Esc or Ctrl-C. Both lay out the same rows, sized
-//! for an 80-column terminal; failures by kind go below the table, one line per node.
+//! for an 80-column terminal; failures by kind go below the table, one line per node, and so
+//! does each stage's event time: its watermark, and how far it is behind the clock (the lag
+//! of a live stream; for a replay of old data, its age).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ struct Line {
     fuel_per_event: Option<f64>,
     breaker_open: bool,
     version: String,
+    watermark_ms: u64,
 }
 
 const HEADER: [&str; 10] = [
@@ -90,6 +93,7 @@ fn line(n: &NodeSnapshot, prev: Option<&NodeSnapshot>, dt: f64, bounds: &[f64]) 
         p99: quantile(bounds, &interval, 0.99),
         fuel_per_event: (stage && events > 0).then(|| fuel as f64 / events as f64),
         breaker_open: n.breaker_open,
+        watermark_ms: n.watermark_ms,
         version: n
             .version
             .as_ref()
@@ -149,6 +153,68 @@ fn cells(l: &Line) -> [String; 10] {
     ]
 }
 
+/// The lines below the table: failures by kind, then each stage's event time.
+fn notes(lines: &[Line], now_ms: u64) -> Vec<String> {
+    let failing = (lines.iter().filter(|l| l.failed > 0))
+        .map(|l| format!("failed at {}: {}", l.name, l.failures));
+    let timed = (lines.iter())
+        .filter(|l| l.kind == "stage" && l.watermark_ms != 0)
+        .map(|l| {
+            let name: String = l.name.chars().take(WIDTHS[0]).collect();
+            format!(
+                "event time at {name}: {}",
+                watermark(l.watermark_ms, now_ms)
+            )
+        });
+    failing.chain(timed).collect()
+}
+
+/// A watermark as UTC time and how far it is behind `now_ms`.
+fn watermark(ms: u64, now_ms: u64) -> String {
+    if ms == u64::MAX {
+        return "the input has ended".to_string();
+    }
+    let behind = now_ms.saturating_sub(ms) as f64 / 1000.0;
+    let lag = if behind < 60.0 {
+        format!("{behind:.1}s")
+    } else if behind < 3600.0 {
+        format!("{:.1}m", behind / 60.0)
+    } else if behind < 86_400.0 {
+        format!("{:.1}h", behind / 3600.0)
+    } else {
+        format!("{:.1}d", behind / 86_400.0)
+    };
+    format!("watermark {}, {lag} behind the clock", utc(ms))
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (the proleptic Gregorian
+/// calendar, by days since 1970-03-01 in 400-year eras).
+fn utc(ms: u64) -> String {
+    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, milli) = (
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The first line: state, nodes, events in flight.
 fn title(s: &Snapshot) -> String {
     format!(
@@ -186,8 +252,9 @@ fn text(before: Option<&Snapshot>, now: &Snapshot) -> String {
         out += row(&cells(l)).trim_end();
         out.push('\n');
     }
-    for l in lines.iter().filter(|l| l.failed > 0) {
-        out += &format!("failed at {}: {}\n", l.name, l.failures);
+    for note in notes(&lines, now_ms()) {
+        out += &note;
+        out.push('\n');
     }
     out
 }
@@ -255,11 +322,7 @@ fn quit_within(interval: Duration) -> bool {
 
 fn draw(frame: &mut ratatui::Frame, before: Option<&Snapshot>, now: &Snapshot) {
     let lines = lines(before, now);
-    let failing: Vec<String> = lines
-        .iter()
-        .filter(|l| l.failed > 0)
-        .map(|l| format!("failed at {}: {}", l.name, l.failures))
-        .collect();
+    let failing = notes(&lines, now_ms());
     let [head, table, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
@@ -319,6 +382,23 @@ mod tests {
                 node("out", "sink", events, 0),
             ],
         }
+    }
+
+    #[test]
+    fn a_stage_s_event_time_shows_as_utc_and_its_lag() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc(1_733_815_680_123), "2024-12-10T07:28:00.123Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        let mut now = snapshot(3.0, 21_000);
+        now.nodes[1].watermark_ms = 1_733_815_680_000;
+        let shown = notes(&lines(None, &now), 1_733_815_692_500);
+        assert_eq!(
+            shown,
+            ["event time at parse: watermark 2024-12-10T07:28:00.000Z, 12.5s behind the clock"]
+        );
+        now.nodes[1].watermark_ms = u64::MAX;
+        let ended = notes(&lines(None, &now), 0);
+        assert_eq!(ended, ["event time at parse: the input has ended"]);
     }
 
     #[test]

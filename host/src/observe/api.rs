@@ -63,6 +63,10 @@ pub struct NodeSnapshot {
     /// A source's position and size in bytes (size 0: not known, such as stdin).
     pub position: u64,
     pub size: u64,
+    /// A stage's input watermark, in milliseconds since the epoch (0: none yet; the largest
+    /// value: its input has ended).
+    #[serde(default)]
+    pub watermark_ms: u64,
 }
 
 /// The version a stage runs now.

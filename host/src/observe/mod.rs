@@ -202,6 +202,7 @@ impl Observer {
             version: self.live_version(&node.name),
             position: get(&node.position),
             size: get(&node.size),
+            watermark_ms: get(&node.watermark),
         }
     }
 }

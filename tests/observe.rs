@@ -275,14 +275,16 @@ fn metrics_scraped_during_and_after_a_run_agree_with_its_report() -> Result<()> 
     Ok(())
 }
 
-/// A window stage's event time in the metrics while it runs: its input watermark, its timers
-/// not yet fired, its late events and its state's size, as promtool reads them.
+/// A window stage's event time in the metrics while it runs (its input watermark, its timers
+/// not yet fired, its late events and its state's size, as promtool reads them) and in
+/// `weir top`: the watermark as UTC time and its lag.
 #[test]
 fn a_window_stage_shows_its_watermark_timers_and_late_events() -> Result<()> {
     let dir = Dir::new()?;
     let file = PipelineFile::new()
         .linger("1ms")
         .metrics("10ms")
+        .admin_token(TOKEN)
         .source("in", Source::stdin())
         .stage(
             "stamp",
@@ -296,7 +298,8 @@ fn a_window_stage_shows_its_watermark_timers_and_late_events() -> Result<()> {
         .dead_letters(dir.path("dead.jsonl"))
         .write(&dir)?;
     let mut run = dir.start(&file)?;
-    let addr = address(&mut run, "metrics listening on ")?;
+    // With the admin API on, /metrics is served on its address.
+    let addr = address(&mut run, "admin API listening on ")?;
     // Windows [0, 60 s) of k and j close when k's 61 s event moves the watermark past them;
     // k's [60 s, 120 s) stays open, and k at 5 s is late.
     writeln!(run.stdin(), "k,1000\nj,2000\nk,61000\nk,5000")?;
@@ -311,6 +314,24 @@ fn a_window_stage_shows_its_watermark_timers_and_late_events() -> Result<()> {
     assert_eq!(stage(&during, "weir_timers_pending"), 1.0);
     assert!(stage(&during, "weir_state_keys") >= 2.0, "{text}");
     assert_eq!(stage(&during, "weir_stage_timers_fired_total"), 2.0);
+    let out = admin_command(&addr, &["top", "--once"]).output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 61 s after the epoch: some 56 years behind the clock.
+    let shown = text
+        .lines()
+        .find(|l| l.starts_with("event time at count: "))
+        .with_context(|| format!("no event time for count: {text}"))?;
+    ensure!(
+        shown.starts_with("event time at count: watermark 1970-01-01T00:01:01.000Z, ")
+            && shown.ends_with("d behind the clock"),
+        "{shown}"
+    );
+    ensure!(!text.contains("event time at stamp"), "{text}");
     run.close_stdin();
     run.wait(PATIENCE)?;
     Ok(())

@@ -54,10 +54,18 @@ fn weight(key: &[u8], stored: Option<&Stored>) -> (i64, i64) {
 
 /// The committed entries: a hash map for point operations, and the keys in order for scans.
 /// An update of an existing key (a counter, the common write) touches the map only.
+///
+/// The order holds the host's keys (timers, scanned after every batch) always, and the
+/// plugin's keys only once something scans them: a plugin that never scans (the SDK's
+/// windows) pays no ordered insert and remove for each key it makes and drops, which were
+/// the largest cost of a window stage. The first scan of the plugin's keys sorts them in,
+/// and from then on they are kept in order.
 #[derive(Default)]
 struct Committed {
     map: HashMap<Vec<u8>, Stored>,
     order: BTreeSet<Vec<u8>>,
+    /// Whether the plugin's keys are in `order` too.
+    all_ordered: bool,
 }
 
 impl Committed {
@@ -70,7 +78,9 @@ impl Committed {
         match self.map.get_mut(key) {
             Some(slot) => Some(std::mem::replace(slot, stored)),
             None => {
-                self.order.insert(key.to_vec());
+                if self.ordered(key) {
+                    self.order.insert(key.to_vec());
+                }
                 self.map.insert(key.to_vec(), stored)
             }
         }
@@ -78,8 +88,25 @@ impl Committed {
 
     fn remove(&mut self, key: &[u8]) -> Option<Stored> {
         let old = self.map.remove(key)?;
-        self.order.remove(key);
+        if self.ordered(key) {
+            self.order.remove(key);
+        }
         Some(old)
+    }
+
+    /// Whether `key` is kept in the order.
+    fn ordered(&self, key: &[u8]) -> bool {
+        self.all_ordered || key.starts_with(RESERVED)
+    }
+
+    /// Makes the order ready for a scan from `prefix`: the plugin's keys go in on the first
+    /// scan that can reach them.
+    fn order_for(&mut self, prefix: &[u8]) {
+        if self.all_ordered || prefix.starts_with(RESERVED) {
+            return;
+        }
+        self.order.extend(self.map.keys().cloned());
+        self.all_ordered = true;
     }
 
     /// The entries from `start` on, by key.
@@ -185,7 +212,8 @@ impl StageState {
     /// Up to `limit` committed entries with keys starting with `prefix`, after `after`, for the
     /// admin API: what the last completed call left, never a call in progress.
     pub fn listing(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Page {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.committed.order_for(prefix);
         let now = now_ms();
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
@@ -553,7 +581,9 @@ impl KeyedState for StageState {
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize, max_bytes: usize) -> Page {
         self.count(4);
-        let inner = self.lock();
+        let mut inner = self.lock();
+        inner.committed.order_for(prefix);
+        let inner = inner;
         let now = now_ms();
         let start = match after {
             Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
@@ -675,6 +705,25 @@ mod tests {
         let rest = s.scan(b"p", Some(b"p25"), 2, usize::MAX);
         assert_eq!(rest.entries, vec![(b"p3".to_vec(), b"v".to_vec())]);
         assert!(!rest.more);
+    }
+
+    #[test]
+    fn the_plugin_s_keys_join_the_order_at_the_first_scan_and_stay_in_it() {
+        let s = StageState::new(100, 1 << 20);
+        for k in ["b", "a", "c"] {
+            s.set(k.as_bytes(), b"v", None).unwrap();
+        }
+        s.commit();
+        let keys = |s: &StageState| -> Vec<Vec<u8>> {
+            let page = s.scan(b"", None, 10, usize::MAX);
+            page.entries.into_iter().map(|(k, _)| k).collect()
+        };
+        assert_eq!(keys(&s), [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        s.delete(b"b");
+        s.set(b"aa", b"v", None).unwrap();
+        s.commit();
+        assert_eq!(keys(&s), [b"a".to_vec(), b"aa".to_vec(), b"c".to_vec()]);
+        assert_eq!(s.listing(b"a", None, 10).entries.len(), 2);
     }
 
     #[test]

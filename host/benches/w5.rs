@@ -15,6 +15,7 @@
 //! - `weir memory`: the `weir` binary, state in memory, sink `null`.
 //! - `weir data_dir`: the same with `[pipeline] data_dir` and `checkpoint_interval = "1s"`: the
 //!   state on disk (redb), committed with the positions.
+//! - `weir memory, workers = 2`: state in memory, the stage on two workers routed by key.
 //!
 //! Before timing, each weir mode runs once into a file whose lines must equal the ceiling's as a
 //! set. Reported: events/s (median and range), the ratio to the ceiling, peak RSS, and the bytes
@@ -135,7 +136,31 @@ fn close(
     }
 }
 
-fn pipeline(dir: &Path, o: &Options, data_dir: bool, sink: &str) -> Result<std::path::PathBuf> {
+/// A weir mode: state in the data folder or in memory, and the stage's workers.
+#[derive(Clone, Copy)]
+struct Mode {
+    data_dir: bool,
+    workers: usize,
+}
+
+/// The weir modes, in the order of the table after the ceiling.
+const MODES: [Mode; 3] = [
+    Mode {
+        data_dir: false,
+        workers: 1,
+    },
+    Mode {
+        data_dir: true,
+        workers: 1,
+    },
+    Mode {
+        data_dir: false,
+        workers: 2,
+    },
+];
+
+fn pipeline(dir: &Path, o: &Options, mode: Mode, sink: &str) -> Result<std::path::PathBuf> {
+    let data_dir = mode.data_dir;
     let plugin = weir_test_plugins::plugin("window-count");
     let mut text = String::from("[pipeline]\n");
     if data_dir {
@@ -147,13 +172,18 @@ fn pipeline(dir: &Path, o: &Options, data_dir: bool, sink: &str) -> Result<std::
     text += &format!(
         "[sources.gen]\ntype = \"generate\"\ncount = {}\nkeys = {}\nevent_time = {START}\n\n\
          [stages.count]\ninputs = [\"gen\"]\nplugin = \"{}\"\nsettings = {{ size_ms = \"{WINDOW}\" }}\n\
-         state_max_keys = 10_000_000\nstate_max_bytes = \"1GiB\"\n\n\
+         state_max_keys = 10_000_000\nstate_max_bytes = \"1GiB\"\nworkers = {}\n\n\
          [sinks.out]\ninputs = [\"count\"]\n{sink}\n",
         o.events,
         o.keys,
-        plugin.display()
+        plugin.display(),
+        mode.workers
     );
-    let file = dir.join(format!("w5-{data_dir}-{}.toml", sink.len()));
+    let file = dir.join(format!(
+        "w5-{data_dir}-{}-{}.toml",
+        mode.workers,
+        sink.len()
+    ));
     std::fs::write(&file, text)?;
     Ok(file)
 }
@@ -190,12 +220,12 @@ fn main() -> Result<()> {
     ensure!(total == o.events, "the ceiling counted {total} events");
 
     // Each weir mode's content, checked before any timing.
-    for data_dir in [false, true] {
-        let dir = work.path().join(format!("content-{data_dir}"));
+    for (i, mode) in MODES.into_iter().enumerate() {
+        let dir = work.path().join(format!("content-{i}"));
         std::fs::create_dir_all(&dir)?;
         let out = dir.join("out.jsonl");
         let sink = format!("type = \"file\"\npath = \"{}\"", out.display());
-        let file = pipeline(&dir, &o, data_dir, &sink)?;
+        let file = pipeline(&dir, &o, mode, &sink)?;
         weir.warm(&file)?;
         weir.run(&file)?;
         let got: BTreeSet<String> = std::fs::read_to_string(&out)?
@@ -204,7 +234,9 @@ fn main() -> Result<()> {
             .collect();
         ensure!(
             got == reference,
-            "weir (data_dir: {data_dir}) wrote {} lines, {} differ from the ceiling's",
+            "weir (data_dir: {}, workers: {}) wrote {} lines, {} differ from the ceiling's",
+            mode.data_dir,
+            mode.workers,
             got.len(),
             got.symmetric_difference(&reference).count()
         );
@@ -218,7 +250,12 @@ fn main() -> Result<()> {
     let windows = reference.len();
     drop(reference);
 
-    let modes = ["ceiling", "weir memory", "weir data_dir"];
+    let modes = [
+        "ceiling",
+        "weir memory",
+        "weir data_dir",
+        "weir memory, workers = 2",
+    ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     let mut rss = vec![0i64; modes.len()];
     let mut disk = 0;
@@ -235,7 +272,7 @@ fn main() -> Result<()> {
                 _ => {
                     let dir = work.path().join(format!("timed-{m}-{round}"));
                     std::fs::create_dir_all(&dir)?;
-                    let file = pipeline(&dir, &o, m == 2, "type = \"null\"")?;
+                    let file = pipeline(&dir, &o, MODES[m - 1], "type = \"null\"")?;
                     let run = weir.run(&file)?;
                     rss[m] = rss[m].max(run.max_rss_kib);
                     if m == 2 {

@@ -23,15 +23,43 @@ A stage is a module (``app.py``) that defines::
 Raising :class:`Reject` dead-letters the event with the reason; :class:`Retry` asks the host
 to retry it later. Any other exception traps the instance, as a panic does in Rust.
 
-This module is plain Python: it does the ``weir:stage@0.2.0`` packing (events are views into
-the input batch's buffer, outputs are appended to one output buffer, and ``counts`` is left
-empty when every input became exactly one output) and runs the same under CPython, for
-tests, as inside the component, where ``weir_main`` binds it to the contract.
+A stage may instead define ``process_batch(events)``, which returns one outcome per event, in
+order: what ``process`` would return, or a :class:`Reject`/:class:`Retry` instance.
+
+Under the ``weir:stage@0.3.0`` contract a stage also has the host's keyed state
+(:data:`state`: get, set with a TTL, delete, increment, scan, and their batched forms) and
+event time (:data:`time`: watermarks, the wall clock, timers), and may define
+``on_timer(fired)``, called with the :class:`Timer` objects that fired; it returns events
+(or values) that flow on like the outputs of ``process``. A :class:`StateError` the host
+raises is a :class:`Reject` whose reason the host recognises (``state-limit: ...``): left
+uncaught in ``process``, it fails the event. ``weir_window`` builds event-time windows on
+both.
+
+This module is plain Python: it does the packing (events are views into the input batch's
+buffer, outputs are appended to one output buffer, and ``counts`` is left empty when every
+input became exactly one output) and runs the same under CPython, for tests, as inside the
+component, where ``weir_main`` binds it to the contract. Under CPython, state and timers are
+kept in memory (:func:`run` starts each run with an empty store) and the watermark is the
+highest timestamp seen before each event, as the host works it out for a stage with one
+input.
 """
 
 import sys
+import time as _clock
 
-__all__ = ["Event", "Reject", "Retry", "Setting", "log", "process_batch", "run"]
+__all__ = [
+    "Event",
+    "Reject",
+    "Retry",
+    "Setting",
+    "StateError",
+    "Timer",
+    "log",
+    "process_batch",
+    "run",
+    "state",
+    "time",
+]
 
 NO_KEY = 0xFFFFFFFF
 NO_TIMESTAMP = 0xFFFFFFFFFFFFFFFF
@@ -289,10 +317,11 @@ class _Out:
             self.push(_bytes(item), src_data, src_headers, f, None, (), ts)
 
 
-def process_batch(process, data, events, headers, timestamps):
-    """Runs ``process`` on every event of a packed batch. Returns ``(data, events, headers,
-    timestamps, counts, failures)`` for the output, with ``failures`` a list of
-    ``(index, kind, reason)`` where kind is ``"reject"`` or ``"retry"``."""
+def process_batch(process, data, events, headers, timestamps, batch=None):
+    """Runs ``process`` on every event of a packed batch (or ``batch`` on all of them, when
+    the stage defines ``process_batch``). Returns ``(data, events, headers, timestamps,
+    counts, failures)`` for the output, with ``failures`` a list of ``(index, kind, reason)``
+    where kind is ``"reject"`` or ``"retry"``."""
     out = _Out()
     counts = []
     failures = []
@@ -300,22 +329,42 @@ def process_batch(process, data, events, headers, timestamps):
     push_any = out.push_any
     view = Event._view
     n = len(events) // 6
+    fields = [events[6 * i : 6 * i + 6] for i in range(n)] if batch is not None else None
+    if batch is not None:
+        views = []
+        for i in range(n):
+            ts = timestamps[i] if timestamps else NO_TIMESTAMP
+            views.append(view(data, headers, fields[i], None if ts == NO_TIMESTAMP else ts))
+        outcomes = batch(views)
+        if outcomes is None or len(outcomes) != n:
+            # The host would report the wrong count for the whole call; say which stage broke
+            # the rule instead.
+            got = "None" if outcomes is None else len(outcomes)
+            raise RuntimeError(f"process_batch returned {got} outcomes for {n} events")
     for i in range(n):
-        f = events[6 * i : 6 * i + 6]
+        f = fields[i] if fields is not None else events[6 * i : 6 * i + 6]
         ts = timestamps[i] if timestamps else NO_TIMESTAMP
         ts = None if ts == NO_TIMESTAMP else ts
-        try:
-            result = process(view(data, headers, f, ts))
-        except Reject as e:
-            failures.append((i, "reject", e.reason))
-            counts.append(0)
-            one_each = False
-            continue
-        except Retry as e:
-            failures.append((i, "retry", e.reason))
-            counts.append(0)
-            one_each = False
-            continue
+        if batch is not None:
+            result = outcomes[i]
+            if isinstance(result, (Reject, Retry)):
+                failures.append((i, "reject" if isinstance(result, Reject) else "retry", result.reason))
+                counts.append(0)
+                one_each = False
+                continue
+        else:
+            try:
+                result = process(view(data, headers, f, ts))
+            except Reject as e:
+                failures.append((i, "reject", e.reason))
+                counts.append(0)
+                one_each = False
+                continue
+            except Retry as e:
+                failures.append((i, "retry", e.reason))
+                counts.append(0)
+                one_each = False
+                continue
         if result is None:
             count = 0
         elif isinstance(result, (list, tuple)):
@@ -336,6 +385,322 @@ def process_batch(process, data, events, headers, timestamps):
         [] if one_each else counts,
         failures,
     )
+
+
+def timer_batch(on_timer, fired):
+    """Runs ``on_timer`` on the timers that fired. Returns ``(data, events, headers,
+    timestamps)``: what they became, each value an event of its own (no key, no timestamp)."""
+    out = _Out()
+    result = on_timer(list(fired)) if on_timer is not None else None
+    if result is None:
+        result = ()
+    elif not isinstance(result, (list, tuple)):
+        result = (result,)
+    for item in result:
+        if isinstance(item, Event):
+            if item._src is not None:
+                item._materialize()
+            out.push(_bytes(item.value), None, None, None, item._key, item._headers, item.timestamp)
+        else:
+            out.push(_bytes(item), None, None, None, None, (), None)
+    return out.data, out.events, out.headers, out.timestamps if out.any_ts else []
+
+
+# -- keyed state ----------------------------------------------------------------------------
+
+
+class StateError(Reject):
+    """Why the host refused a state operation (nothing was written): ``kind`` is ``"limit"``
+    (``text`` names it), ``"not-a-counter"`` or ``"overflow"``.
+
+    It is a :class:`Reject` whose reason the host recognises: raised out of ``process``, it
+    fails the event, a limit as ``state-limit: ...`` (the host dead-letters it with the kind
+    ``state-limit``), the others as ``state: ...``. The event must have made no write that
+    succeeded before the one refused: a failed event's writes still land."""
+
+    def __init__(self, kind, text=""):
+        if kind == "limit":
+            reason = f"state-limit: {text}"
+        elif kind == "not-a-counter":
+            reason = "state: the value under the key is not a counter (8 bytes)"
+        else:
+            reason = "state: the counter would leave the range of a signed 64-bit integer"
+        super().__init__(reason)
+        self.kind = kind
+        self.text = text
+
+
+# Entries a scan asks the host for per call. The contract allows up to 1,024; a smaller page
+# bounds the memory a scan holds at once and the fuel of each host call.
+SCAN_PAGE = 256
+
+# The range of a counter: 8 bytes, little-endian, two's complement.
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+class _Memory:
+    """State and timers in memory, for tests under CPython: the host's semantics (TTLs, the
+    8-byte counters, sorted prefix scans, one timer per key, time and clock) without its
+    limits, fuel or atomicity. The component replaces it with the host's (``weir_main``)."""
+
+    def __init__(self):
+        self.data = {}  # key -> (value, expiry in ms or None)
+        self.timers = set()  # (at, clock, key)
+        self.marks = []
+
+    def _live(self, key):
+        found = self.data.get(key)
+        if found is None:
+            return None
+        value, expiry = found
+        if expiry is not None and expiry <= _now_ms():
+            del self.data[key]
+            return None
+        return value
+
+    def get(self, key):
+        return self._live(bytes(key))
+
+    def get_many(self, keys):
+        return [self._live(bytes(k)) for k in keys]
+
+    def set(self, key, value, ttl_ms):
+        expiry = None if ttl_ms is None else _now_ms() + ttl_ms
+        self.data[bytes(key)] = (bytes(value), expiry)
+
+    def set_many(self, entries):
+        for key, value, ttl_ms in entries:
+            self.set(key, value, ttl_ms)
+        return [None] * len(entries)
+
+    def delete(self, key):
+        self.data.pop(bytes(key), None)
+
+    def delete_many(self, keys):
+        for k in keys:
+            self.delete(k)
+
+    def increment(self, key, by):
+        key = bytes(key)
+        value = self._live(key)
+        if value is not None and len(value) != 8:
+            raise StateError("not-a-counter")
+        count = (int.from_bytes(value, "little", signed=True) if value else 0) + by
+        if not _I64_MIN <= count <= _I64_MAX:
+            raise StateError("overflow")
+        expiry = self.data[key][1] if key in self.data else None
+        self.data[key] = (count.to_bytes(8, "little", signed=True), expiry)
+        return count
+
+    def increment_many(self, counts):
+        out = []
+        for key, by in counts:
+            try:
+                out.append(self.increment(key, by))
+            except StateError as e:
+                out.append(e)
+        return out
+
+    def scan(self, prefix, after, limit):
+        prefix = bytes(prefix)
+        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
+        entries = []
+        for k in keys:
+            value = self._live(k)
+            if value is not None:
+                entries.append((k, value))
+            if len(entries) == limit:
+                break
+        more = len(entries) == limit and any(k > entries[-1][0] for k in keys)
+        return entries, (entries[-1][0] if more else None)
+
+    def watermarks(self):
+        return list(self.marks)
+
+    def now(self):
+        return _now_ms()
+
+    def set_timer(self, key, at, clock):
+        self.timers.add((at, clock, bytes(key)))
+
+    def set_timers(self, timers):
+        for t in timers:
+            self.set_timer(t.key, t.at, t.clock)
+        return [None] * len(timers)
+
+    def cancel_timer(self, key, at, clock):
+        self.timers.discard((at, clock, bytes(key)))
+
+    def due(self, mark, clock="event"):
+        """Removes and returns the timers of ``clock`` at or before ``mark``, in time order."""
+        fired = sorted(t for t in self.timers if t[1] == clock and t[0] <= mark)
+        for t in fired:
+            self.timers.discard(t)
+        return [Timer(key, at, clock) for at, clock, key in fired]
+
+
+def _now_ms():
+    return _clock.time_ns() // 1_000_000
+
+
+_backend = _Memory()
+
+
+def _set_backend(backend):
+    global _backend
+    _backend = backend
+
+
+def _ttl(ttl_ms):
+    if ttl_ms is None:
+        return None
+    ttl_ms = int(ttl_ms)
+    if ttl_ms < 0:
+        raise ValueError(f"a TTL is not negative: {ttl_ms}")
+    return ttl_ms
+
+
+class _State:
+    """The stage's keyed state, kept by the host (``weir.state``). Keys and values are bytes
+    (a ``str`` is taken as UTF-8); each method is one host call.
+
+    The writes a ``process`` call makes take effect only if the call completes, and a stage
+    that fails an event must have made no write for it: check an event before writing for it.
+    """
+
+    def get(self, key):
+        """The value under ``key``, or None."""
+        return _backend.get(_bytes(key))
+
+    def get_many(self, keys):
+        """``get`` of each key, in one host call."""
+        return _backend.get_many([_bytes(k) for k in keys])
+
+    def set(self, key, value, ttl_ms=None):
+        """Writes ``value`` under ``key``, living ``ttl_ms`` milliseconds of processing time
+        (for ever without it); raises :class:`StateError` when the host refuses it."""
+        _backend.set(_bytes(key), _bytes(value), _ttl(ttl_ms))
+
+    def set_many(self, entries):
+        """``set`` of each ``(key, value)`` or ``(key, value, ttl_ms)``, in one host call:
+        one result per entry, None or the :class:`StateError` that refused it."""
+        packed = []
+        for e in entries:
+            key, value, ttl_ms = (tuple(e) + (None,))[:3]
+            packed.append((_bytes(key), _bytes(value), _ttl(ttl_ms)))
+        return _backend.set_many(packed)
+
+    def delete(self, key):
+        """Removes ``key``; removing an absent key does nothing."""
+        _backend.delete(_bytes(key))
+
+    def delete_many(self, keys):
+        """``delete`` of each key, in one host call."""
+        _backend.delete_many([_bytes(k) for k in keys])
+
+    def increment(self, key, by=1):
+        """Adds ``by`` to the counter under ``key`` (8 bytes, little-endian; absent counts as
+        0) and returns the new count; raises :class:`StateError`."""
+        return _backend.increment(_bytes(key), int(by))
+
+    def increment_many(self, counts):
+        """``increment`` of each ``(key, by)``, in one host call: one result per key, the new
+        count or the :class:`StateError` that refused it."""
+        return _backend.increment_many([(_bytes(k), int(by)) for k, by in counts])
+
+    def scan_page(self, prefix, after=None, limit=SCAN_PAGE):
+        """One page of a prefix scan: ``(entries, next)``, entries ``(key, value)`` by
+        increasing key, ``next`` the ``after`` of the next page (None when done)."""
+        return _backend.scan(_bytes(prefix), None if after is None else _bytes(after), int(limit))
+
+    def scan(self, prefix=b""):
+        """Every ``(key, value)`` whose key starts with ``prefix``, by increasing key, paging
+        through the host's cursor."""
+        after = None
+        while True:
+            entries, after = self.scan_page(prefix, after)
+            yield from entries
+            if after is None:
+                return
+
+
+state = _State()
+
+
+# -- event time and timers ------------------------------------------------------------------
+
+_CLOCKS = ("event", "processing")
+
+
+class Timer:
+    """A timer: ``key`` (bytes, at most 1 KiB), ``at`` (ms since the Unix epoch) and
+    ``clock``: ``"event"`` (fires once the stage's watermark reaches ``at``) or
+    ``"processing"`` (once the host's wall clock does)."""
+
+    __slots__ = ("key", "at", "clock")
+
+    def __init__(self, key, at, clock="event"):
+        if clock not in _CLOCKS:
+            raise ValueError(f"clock {clock!r} is not one of {_CLOCKS}")
+        self.key = _bytes(key)
+        self.at = int(at)
+        self.clock = clock
+
+    @classmethod
+    def event(cls, key, at):
+        return cls(key, at, "event")
+
+    @classmethod
+    def processing(cls, key, at):
+        return cls(key, at, "processing")
+
+    def __eq__(self, other):
+        if not isinstance(other, Timer):
+            return NotImplemented
+        return (self.key, self.at, self.clock) == (other.key, other.at, other.clock)
+
+    def __hash__(self):
+        return hash((self.key, self.at, self.clock))
+
+    def __repr__(self):
+        return f"Timer({self.key!r}, {self.at}, {self.clock!r})"
+
+
+# The end of time: the watermark once the input has ended, when every event-time timer fires.
+END_OF_TIME = 0xFFFFFFFFFFFFFFFF
+
+
+class _Time:
+    """Event time and timers (``weir.time``)."""
+
+    def watermarks(self):
+        """The watermark each event of the batch in progress saw, in input order (0 before
+        there is one); empty when no input carries event time, and in ``on_timer``."""
+        return _backend.watermarks()
+
+    def now(self):
+        """The host's wall clock, in milliseconds since the Unix epoch."""
+        return _backend.now()
+
+    def set_timer(self, timer):
+        """Sets a timer (setting one that is set does nothing); raises :class:`StateError`
+        over the stage's state limits."""
+        _backend.set_timer(timer.key, timer.at, timer.clock)
+
+    def set_timers(self, timers):
+        """Sets each timer, in one host call: one result per timer, None or the
+        :class:`StateError` that refused it."""
+        return _backend.set_timers(list(timers))
+
+    def cancel_timer(self, timer):
+        """Cancels a timer; cancelling one that is not set does nothing."""
+        _backend.cancel_timer(timer.key, timer.at, timer.clock)
+
+
+time = _Time()
+
+
+# -- running a stage under CPython ----------------------------------------------------------
 
 
 def pack(events):
@@ -359,14 +724,44 @@ def unpack(data, events, headers, timestamps):
     return out
 
 
-def run(app, events, settings=()):
+def reset():
+    """Empties the in-memory state and timers."""
+    _set_backend(_Memory())
+
+
+def run(app, events, settings=(), end=True, allowed_lateness=0):
     """Runs a stage module on a list of Events (or values) the way the host does: ``init``
-    with ``settings`` (pairs of text), then one packed batch through ``process``. Returns
-    ``(outputs, counts, failures)``, with ``counts`` expanded to one entry per input."""
+    with ``settings`` (pairs of text) on an empty store, then one packed batch through
+    ``process`` (or ``process_batch``), each event seeing as its watermark the highest
+    timestamp before it. Then the event-time timers due fire through ``on_timer``: those at or
+    before the watermark after the batch, or with ``end`` (the input ended) every one.
+    ``allowed_lateness`` (ms) holds the watermark back, as the stage's key does. Returns
+    ``(outputs, counts, failures)``: ``outputs`` the batch's outputs then the timers', and
+    ``counts`` one entry per input."""
+    reset()
     init(app, list(settings))
     events = [e if isinstance(e, Event) else Event(_bytes(e)) for e in events]
-    d, ev, hd, ts, counts, failures = process_batch(app.process, *pack(events))
+    stamps = [e.timestamp for e in events]
+    mark, marks = 0, []
+    if any(t is not None for t in stamps):
+        for t in stamps:
+            marks.append(max(mark - allowed_lateness, 0))
+            if t is not None:
+                mark = max(mark, t)
+        mark = max(mark - allowed_lateness, 0)
+    _backend.marks = marks
+    d, ev, hd, ts, counts, failures = process_batch(
+        getattr(app, "process", None), *pack(events), batch=getattr(app, "process_batch", None)
+    )
     outputs = unpack(d, ev, hd, ts)
+    _backend.marks = []
+    fired = _backend.due(END_OF_TIME if end else mark)
+    on_timer = getattr(app, "on_timer", None)
+    while fired:
+        outputs += unpack(*timer_batch(on_timer, fired))
+        # A timer that on_timer set at or before the watermark fires at once, as after a
+        # batch in the host.
+        fired = _backend.due(END_OF_TIME if end else mark)
     return outputs, counts or [1] * len(events), failures
 
 

@@ -19,10 +19,24 @@
 // Throwing `new Reject(reason)` dead-letters the event; `new Retry(reason)` asks the host to
 // retry it later. Any other exception traps the instance, as a panic does in Rust.
 //
-// This module is plain JavaScript: it does the weir:stage@0.2.0 packing (an input event's
-// value is a view into the batch's buffer, never a copy; outputs go into one output buffer;
-// `counts` stays empty when every input became exactly one output) and runs the same under
-// Node.js, for tests, as inside the component, where weir_main.js binds it to the contract.
+// A stage may instead export `processBatch(events)`, returning one outcome per event, in
+// order: what `process` would return, or a Reject/Retry instance.
+//
+// Under the weir:stage@0.3.0 contract a stage also has the host's keyed state (`state`: get,
+// set with a TTL, delete, increment, scan, and their batched forms) and event time (`time`:
+// watermarks, the wall clock, timers), and may export `onTimer(fired)`, called with the
+// Timers that fired; it returns events (or values) that flow on like the outputs of
+// `process`. A StateError the host raises is a Reject whose reason the host recognises
+// (`state-limit: ...`): left uncaught in `process`, it fails the event. Times, counters and
+// TTLs are BigInts, as the contract's 64-bit numbers are.
+//
+// This module is plain JavaScript: it does the packing (an input event's value is a view into
+// the batch's buffer, never a copy; outputs go into one output buffer; `counts` stays empty
+// when every input became exactly one output) and runs the same under Node.js, for tests, as
+// inside the component, where weir_main.js binds it to the contract. Under Node.js, state and
+// timers are kept in memory (`run` starts each run with an empty store) and the watermark is
+// the highest timestamp seen before each event, as the host works it out for a stage with
+// one input.
 
 export const NO_KEY = 0xffffffff;
 export const NO_TIMESTAMP = 0xffffffffffffffffn;
@@ -267,7 +281,7 @@ class Out {
  * Runs `process` on every event of a packed batch ({data, events, headers, timestamps}).
  * Returns {events, counts, failures} as the contract's `output` record.
  */
-export function processBatch(process, input) {
+export function processBatch(process, input, batchFn = null) {
   // The bindings' arrays may come from another realm: views of the same memory, in this one.
   const batch = {
     data: new Uint8Array(input.data.buffer, input.data.byteOffset, input.data.byteLength),
@@ -283,13 +297,30 @@ export function processBatch(process, input) {
   const ev = batch.events;
   const data = batch.data;
   const ts = batch.timestamps;
-  for (let i = 0; i < n; i++) {
+  const view = (i) => {
     const vs = ev[6 * i];
+    let t = ts.length ? ts[i] : NO_TIMESTAMP;
+    if (t === NO_TIMESTAMP) t = null;
+    return Event._view(batch, i, data.subarray(vs, vs + ev[6 * i + 1]), t);
+  };
+  let outcomes = null;
+  if (batchFn) {
+    const views = [];
+    for (let i = 0; i < n; i++) views.push(view(i));
+    outcomes = batchFn(views);
+    if (!Array.isArray(outcomes) || outcomes.length !== n) {
+      // The host would report the wrong count for the whole call; say which stage broke
+      // the rule instead.
+      throw new Error(`processBatch returned ${Array.isArray(outcomes) ? outcomes.length : outcomes} outcomes for ${n} events`);
+    }
+  }
+  for (let i = 0; i < n; i++) {
     let t = ts.length ? ts[i] : NO_TIMESTAMP;
     if (t === NO_TIMESTAMP) t = null;
     let result;
     try {
-      result = process(Event._view(batch, i, data.subarray(vs, vs + ev[6 * i + 1]), t));
+      result = outcomes ? outcomes[i] : process(view(i));
+      if (result instanceof Reject || result instanceof Retry) throw result;
     } catch (e) {
       if (e instanceof Reject || e instanceof Retry) {
         failures.push({ index: i, kind: e instanceof Reject ? "reject" : "retry", reason: e.reason });
@@ -366,6 +397,268 @@ export function init(app, given) {
   if (app.init) app.init(typed);
 }
 
+/** Runs `onTimer` on the timers that fired: a batch of what they became, each value an
+ * event of its own (no key, no timestamp). */
+export function timerBatch(onTimer, fired) {
+  let result = onTimer ? onTimer(fired) : null;
+  if (result === null || result === undefined) result = [];
+  else if (!Array.isArray(result)) result = [result];
+  const out = new Out(64, result.length);
+  for (const item of result) {
+    if (item instanceof Event) {
+      if (item._src) item._materialize();
+      out.pushParts(bytes(item.value), item._key, item._headers, item.timestamp);
+    } else {
+      out.pushParts(bytes(item), null, [], null);
+    }
+  }
+  return out.batch();
+}
+
+// -- keyed state ---------------------------------------------------------------------------
+
+/**
+ * Why the host refused a state operation (nothing was written): `kind` is "limit" (`text`
+ * names it), "not-a-counter" or "overflow". A Reject whose reason the host recognises:
+ * thrown out of `process`, it fails the event, a limit as `state-limit: ...` (dead-lettered
+ * with the kind `state-limit`), the others as `state: ...`. The event must have made no write
+ * that succeeded before the one refused: a failed event's writes still land.
+ */
+export class StateError extends Reject {
+  constructor(kind, text = "") {
+    super(
+      kind === "limit"
+        ? `state-limit: ${text}`
+        : kind === "not-a-counter"
+          ? "state: the value under the key is not a counter (8 bytes)"
+          : "state: the counter would leave the range of a signed 64-bit integer",
+    );
+    this.kind = kind;
+    this.text = text;
+  }
+}
+
+// Entries a scan asks the host for per call. The contract allows up to 1,024; a smaller page
+// bounds the memory a scan holds at once and the fuel of each host call.
+export const SCAN_PAGE = 256;
+// The end of time: the watermark once the input has ended, when every event-time timer fires.
+export const END_OF_TIME = 0xffffffffffffffffn;
+
+const I64_MIN = -(1n << 63n);
+const I64_MAX = (1n << 63n) - 1n;
+const latin1 = (b) => {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return s;
+};
+const unlatin1 = (s) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+const nowMs = () => BigInt(Date.now());
+
+/**
+ * State and timers in memory, for tests under Node.js: the host's semantics (TTLs, the 8-byte
+ * counters, sorted prefix scans, one timer per key, time and clock) without its limits, fuel
+ * or atomicity. The component replaces it with the host's (weir_main.js).
+ */
+class Memory {
+  constructor() {
+    this.data = new Map(); // latin1 key -> [value, expiry BigInt or null]
+    this.timers = new Map(); // `${at}/${clock}/${key}` -> Timer
+    this.marks = [];
+  }
+  live(k) {
+    const found = this.data.get(k);
+    if (!found) return null;
+    if (found[1] !== null && found[1] <= nowMs()) {
+      this.data.delete(k);
+      return null;
+    }
+    return found[0];
+  }
+  get(key) {
+    return this.live(latin1(key));
+  }
+  getMany(keys) {
+    return keys.map((k) => this.get(k));
+  }
+  set(key, value, ttlMs) {
+    this.data.set(latin1(key), [Uint8Array.from(value), ttlMs === null ? null : nowMs() + ttlMs]);
+  }
+  setMany(entries) {
+    for (const [k, v, ttl] of entries) this.set(k, v, ttl);
+    return entries.map(() => null);
+  }
+  delete(key) {
+    this.data.delete(latin1(key));
+  }
+  deleteMany(keys) {
+    for (const k of keys) this.delete(k);
+  }
+  increment(key, by) {
+    const k = latin1(key);
+    const value = this.live(k);
+    if (value !== null && value.length !== 8) throw new StateError("not-a-counter");
+    const before = value === null ? 0n : new DataView(value.buffer, value.byteOffset, 8).getBigInt64(0, true);
+    const count = before + by;
+    if (count < I64_MIN || count > I64_MAX) throw new StateError("overflow");
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setBigInt64(0, count, true);
+    const expiry = this.data.has(k) ? this.data.get(k)[1] : null;
+    this.data.set(k, [bytes, expiry]);
+    return count;
+  }
+  incrementMany(counts) {
+    return counts.map(([k, by]) => {
+      try {
+        return this.increment(k, by);
+      } catch (e) {
+        if (e instanceof StateError) return e;
+        throw e;
+      }
+    });
+  }
+  scan(prefix, after, limit) {
+    const p = latin1(prefix);
+    const a = after === null ? null : latin1(after);
+    const keys = [...this.data.keys()].filter((k) => k.startsWith(p) && (a === null || k > a)).sort();
+    const entries = [];
+    for (const k of keys) {
+      const v = this.live(k);
+      if (v !== null) entries.push([unlatin1(k), v]);
+      if (entries.length === limit) break;
+    }
+    const last = entries.length ? latin1(entries[entries.length - 1][0]) : null;
+    const more = entries.length === limit && keys.some((k) => k > last);
+    return { entries, next: more ? entries[entries.length - 1][0] : null };
+  }
+  watermarks() {
+    return this.marks.slice();
+  }
+  now() {
+    return nowMs();
+  }
+  setTimer(t) {
+    this.timers.set(`${t.at}/${t.clock}/${latin1(t.key)}`, t);
+  }
+  setTimers(timers) {
+    for (const t of timers) this.setTimer(t);
+    return timers.map(() => null);
+  }
+  cancelTimer(t) {
+    this.timers.delete(`${t.at}/${t.clock}/${latin1(t.key)}`);
+  }
+  /** Removes and returns the event-time timers at or before `mark`, in time order. */
+  due(mark) {
+    const fired = [...this.timers.values()]
+      .filter((t) => t.clock === "event" && t.at <= mark)
+      .sort((x, y) => (x.at < y.at ? -1 : x.at > y.at ? 1 : latin1(x.key) < latin1(y.key) ? -1 : 1));
+    for (const t of fired) this.cancelTimer(t);
+    return fired;
+  }
+}
+
+let backend = new Memory();
+
+/** Sets what state and time call: the component sets the host's (weir_main.js). */
+export function setBackend(b) {
+  backend = b;
+}
+
+/** Empties the in-memory state and timers. */
+export function reset() {
+  backend = new Memory();
+}
+
+const ttl = (ttlMs) => {
+  if (ttlMs === null || ttlMs === undefined) return null;
+  const t = BigInt(ttlMs);
+  if (t < 0n) throw new RangeError(`a TTL is not negative: ${t}`);
+  return t;
+};
+
+/**
+ * The stage's keyed state, kept by the host. Keys and values are Uint8Arrays (a string is
+ * taken as UTF-8); each method is one host call. The writes a `process` call makes take effect
+ * only if the call completes, and a stage that fails an event must have made no write for
+ * it: check an event before writing for it.
+ */
+export const state = {
+  /** The value under `key`, or null. */
+  get: (key) => backend.get(bytes(key)),
+  /** `get` of each key, in one host call. */
+  getMany: (keys) => backend.getMany(keys.map(bytes)),
+  /** Writes `value` under `key`, living `ttlMs` ms of processing time (for ever without it);
+   * throws a StateError when the host refuses it. */
+  set: (key, value, ttlMs = null) => backend.set(bytes(key), bytes(value), ttl(ttlMs)),
+  /** `set` of each [key, value] or [key, value, ttlMs], in one host call: one result per
+   * entry, null or the StateError that refused it. */
+  setMany: (entries) => backend.setMany(entries.map(([k, v, t]) => [bytes(k), bytes(v), ttl(t)])),
+  /** Removes `key`; removing an absent key does nothing. */
+  delete: (key) => backend.delete(bytes(key)),
+  /** `delete` of each key, in one host call. */
+  deleteMany: (keys) => backend.deleteMany(keys.map(bytes)),
+  /** Adds `by` to the counter under `key` (8 bytes, little-endian; absent counts as 0) and
+   * returns the new count, a BigInt; throws a StateError. */
+  increment: (key, by = 1n) => backend.increment(bytes(key), BigInt(by)),
+  /** `increment` of each [key, by], in one host call: one result per key, the new count or
+   * the StateError that refused it. */
+  incrementMany: (counts) => backend.incrementMany(counts.map(([k, by]) => [bytes(k), BigInt(by)])),
+  /** One page of a prefix scan: {entries: [[key, value]...] by increasing key, next: the
+   * `after` of the next page, or null when done}. */
+  scanPage: (prefix, after = null, limit = SCAN_PAGE) =>
+    backend.scan(bytes(prefix), after === null ? null : bytes(after), limit),
+  /** Every [key, value] whose key starts with `prefix`, by increasing key, paging through
+   * the host's cursor. */
+  *scan(prefix = new Uint8Array(0)) {
+    let after = null;
+    for (;;) {
+      const page = state.scanPage(prefix, after);
+      yield* page.entries;
+      if (page.next === null || page.next === undefined) return;
+      after = page.next;
+    }
+  },
+};
+
+// -- event time and timers -----------------------------------------------------------------
+
+const CLOCKS = ["event", "processing"];
+
+/** A timer: `key` (at most 1 KiB), `at` (ms since the Unix epoch, a BigInt) and `clock`:
+ * "event" (fires once the stage's watermark reaches `at`) or "processing" (once the host's
+ * wall clock does). */
+export class Timer {
+  constructor(key, at, clock = "event") {
+    if (!CLOCKS.includes(clock)) throw new Error(`clock ${clock} is not one of ${CLOCKS.join(", ")}`);
+    this.key = bytes(key);
+    this.at = BigInt(at);
+    this.clock = clock;
+  }
+  static event(key, at) {
+    return new Timer(key, at, "event");
+  }
+  static processing(key, at) {
+    return new Timer(key, at, "processing");
+  }
+}
+
+/** Event time and timers. */
+export const time = {
+  /** The watermark each event of the batch in progress saw (BigInts), in input order (0n
+   * before there is one); empty when no input carries event time, and in onTimer. */
+  watermarks: () => backend.watermarks(),
+  /** The host's wall clock, in ms since the Unix epoch (a BigInt). */
+  now: () => backend.now(),
+  /** Sets a timer (setting one that is set does nothing); throws a StateError over the
+   * stage's state limits. */
+  setTimer: (timer) => backend.setTimer(timer),
+  /** Sets each timer, in one host call: one result per timer, null or the StateError. */
+  setTimers: (timers) => backend.setTimers(timers),
+  /** Cancels a timer; cancelling one that is not set does nothing. */
+  cancelTimer: (timer) => backend.cancelTimer(timer),
+};
+
+// -- running a stage under Node.js ---------------------------------------------------------
+
 /** Packs Events into a batch: how a test builds an input. */
 export function pack(events) {
   const out = new Out(64, events.length);
@@ -388,15 +681,37 @@ export function unpack(batch) {
 
 /**
  * Runs a stage module on Events (or values) the way the host does: init with `settings`
- * (pairs of text), then one batch. Returns {outputs, counts, failures}, with counts expanded
- * to one entry per input.
+ * (pairs of text) on an empty store, then one batch through `process` (or `processBatch`),
+ * each event seeing as its watermark the highest timestamp before it. Then the event-time
+ * timers due fire through `onTimer`: those at or before the watermark after the batch, or
+ * with `end` (the input ended) every one; `allowedLateness` (ms) holds the watermark back as
+ * the stage's key does. Returns {outputs, counts, failures}: outputs the batch's then the
+ * timers', counts one entry per input.
  */
-export function run(app, events, settings = []) {
+export function run(app, events, settings = [], { end = true, allowedLateness = 0n } = {}) {
+  reset();
   init(app, settings);
   const inputs = events.map((e) => (e instanceof Event ? e : new Event(e)));
-  const { events: batch, counts, failures } = processBatch(app.process, pack(inputs));
+  const lateness = BigInt(allowedLateness);
+  const held = (m) => (m > lateness ? m - lateness : 0n);
+  let mark = 0n;
+  const marks = [];
+  if (inputs.some((e) => e.timestamp !== null)) {
+    for (const e of inputs) {
+      marks.push(held(mark));
+      if (e.timestamp !== null && e.timestamp > mark) mark = e.timestamp;
+    }
+  }
+  backend.marks = marks;
+  const { events: batch, counts, failures } = processBatch(app.process, pack(inputs), app.processBatch ?? null);
+  const outputs = unpack(batch);
+  backend.marks = [];
+  const until = end ? END_OF_TIME : held(mark);
+  for (let fired = backend.due(until); fired.length; fired = backend.due(until)) {
+    outputs.push(...unpack(timerBatch(app.onTimer, fired)));
+  }
   return {
-    outputs: unpack(batch),
+    outputs,
     counts: counts.length ? Array.from(counts) : inputs.map(() => 1),
     failures,
   };

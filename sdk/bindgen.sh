@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the C and Go bindings of the contract kept in sdk/c/bindings and
-# sdk/go/bindings, after wit/0.2/stage.wit changes:  sdk/bindgen.sh
+# sdk/go/bindings, after wit/0.3/stage.wit changes:  sdk/bindgen.sh
 #
 # The generators are wit-bindgen's own C and Go ones (sdk/bindgen, a small crate that
 # compiles them as libraries: a few minutes, where `cargo install wit-bindgen-cli` with every
@@ -8,7 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$here/..
-wit=$root/wit/0.2
+wit=$root/wit/0.3
 target=${CARGO_TARGET_DIR:-$root/target}/bindgen
 cargo build --quiet --release --manifest-path "$here/bindgen/Cargo.toml" --target-dir "$target"
 for lang in c go; do

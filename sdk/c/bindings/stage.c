@@ -3,10 +3,56 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `weir:stage/log@0.2.0`
+// Imported Functions from `weir:stage/log@0.3.0`
 
-__attribute__((__import_module__("weir:stage/log@0.2.0"), __import_name__("log")))
+__attribute__((__import_module__("weir:stage/log@0.3.0"), __import_name__("log")))
 extern void __wasm_import_weir_stage_log_log(int32_t, uint8_t *, size_t);
+
+// Imported Functions from `weir:stage/state@0.3.0`
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("get")))
+extern void __wasm_import_weir_stage_state_get(uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("get-many")))
+extern void __wasm_import_weir_stage_state_get_many(uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("set")))
+extern void __wasm_import_weir_stage_state_set(uint8_t *, size_t, uint8_t *, size_t, int32_t, int64_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("set-many")))
+extern void __wasm_import_weir_stage_state_set_many(uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("delete")))
+extern void __wasm_import_weir_stage_state_delete(uint8_t *, size_t);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("delete-many")))
+extern void __wasm_import_weir_stage_state_delete_many(uint8_t *, size_t);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("increment")))
+extern void __wasm_import_weir_stage_state_increment(uint8_t *, size_t, int64_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("increment-many")))
+extern void __wasm_import_weir_stage_state_increment_many(uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/state@0.3.0"), __import_name__("scan")))
+extern void __wasm_import_weir_stage_state_scan(uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
+
+// Imported Functions from `weir:stage/time@0.3.0`
+
+__attribute__((__import_module__("weir:stage/time@0.3.0"), __import_name__("watermarks")))
+extern void __wasm_import_weir_stage_time_watermarks(uint8_t *);
+
+__attribute__((__import_module__("weir:stage/time@0.3.0"), __import_name__("now")))
+extern int64_t __wasm_import_weir_stage_time_now(void);
+
+__attribute__((__import_module__("weir:stage/time@0.3.0"), __import_name__("set-timer")))
+extern void __wasm_import_weir_stage_time_set_timer(uint8_t *, size_t, int64_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/time@0.3.0"), __import_name__("set-timers")))
+extern void __wasm_import_weir_stage_time_set_timers(uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("weir:stage/time@0.3.0"), __import_name__("cancel-timer")))
+extern void __wasm_import_weir_stage_time_cancel_timer(uint8_t *, size_t, int64_t, int32_t);
 
 // Exported Functions from `stage`
 
@@ -122,6 +168,46 @@ void __wasm_export_exports_stage_process_post_return(uint8_t * arg0) {
   }
 }
 
+__attribute__((__weak__, __export_name__("cabi_post_on-timer")))
+void __wasm_export_exports_stage_on_timer_post_return(uint8_t * arg0) {
+  size_t len = *((size_t*) (arg0 + sizeof(void*)));
+  if (len > 0) {
+    uint8_t *ptr = *((uint8_t **) (arg0 + 0));
+    for (size_t i = 0; i < len; i++) {
+      uint8_t *base = ptr + i * 1;
+      (void) base;
+    }
+    free(ptr);
+  }
+  size_t len0 = *((size_t*) (arg0 + (3*sizeof(void*))));
+  if (len0 > 0) {
+    uint8_t *ptr1 = *((uint8_t **) (arg0 + (2*sizeof(void*))));
+    for (size_t i2 = 0; i2 < len0; i2++) {
+      uint8_t *base = ptr1 + i2 * 4;
+      (void) base;
+    }
+    free(ptr1);
+  }
+  size_t len3 = *((size_t*) (arg0 + (5*sizeof(void*))));
+  if (len3 > 0) {
+    uint8_t *ptr4 = *((uint8_t **) (arg0 + (4*sizeof(void*))));
+    for (size_t i5 = 0; i5 < len3; i5++) {
+      uint8_t *base = ptr4 + i5 * 4;
+      (void) base;
+    }
+    free(ptr4);
+  }
+  size_t len6 = *((size_t*) (arg0 + (7*sizeof(void*))));
+  if (len6 > 0) {
+    uint8_t *ptr7 = *((uint8_t **) (arg0 + (6*sizeof(void*))));
+    for (size_t i8 = 0; i8 < len6; i8++) {
+      uint8_t *base = ptr7 + i8 * 8;
+      (void) base;
+    }
+    free(ptr7);
+  }
+}
+
 // Canonical ABI intrinsics
 
 __attribute__((__weak__, __export_name__("cabi_realloc")))
@@ -138,6 +224,15 @@ static uint8_t RET_AREA[(12*sizeof(void*))];
 
 // Helper Functions
 
+void weir_stage_state_state_error_free(weir_stage_state_state_error_t *ptr) {
+  switch ((int32_t) ptr->tag) {
+    case 0: {
+      stage_string_free(&ptr->val.limit);
+      break;
+    }
+  }
+}
+
 void stage_list_u8_free(stage_list_u8_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
@@ -148,20 +243,179 @@ void stage_list_u8_free(stage_list_u8_t *ptr) {
   }
 }
 
-void stage_list_u32_free(stage_list_u32_t *ptr) {
+void stage_option_u64_free(stage_option_u64_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void weir_stage_state_entry_free(weir_stage_state_entry_t *ptr) {
+  stage_list_u8_free(&ptr->key);
+  stage_list_u8_free(&ptr->value);
+  stage_option_u64_free(&ptr->ttl_ms);
+}
+
+void stage_tuple2_list_u8_list_u8_free(stage_tuple2_list_u8_list_u8_t *ptr) {
+  stage_list_u8_free(&ptr->f0);
+  stage_list_u8_free(&ptr->f1);
+}
+
+void stage_list_tuple2_list_u8_list_u8_free(stage_list_tuple2_list_u8_list_u8_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
-    uint32_t *list_ptr = ptr->ptr;
+    stage_tuple2_list_u8_list_u8_t *list_ptr = ptr->ptr;
     for (size_t i = 0; i < list_len; i++) {
+      stage_tuple2_list_u8_list_u8_free(&list_ptr[i]);
     }
     free(list_ptr);
   }
+}
+
+void stage_option_list_u8_free(stage_option_list_u8_t *ptr) {
+  if (ptr->is_some) {
+    stage_list_u8_free(&ptr->val);
+  }
+}
+
+void weir_stage_state_page_free(weir_stage_state_page_t *ptr) {
+  stage_list_tuple2_list_u8_list_u8_free(&ptr->entries);
+  stage_option_list_u8_free(&ptr->next);
+}
+
+void stage_list_list_u8_free(stage_list_list_u8_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    stage_list_u8_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      stage_list_u8_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void stage_list_option_list_u8_free(stage_list_option_list_u8_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    stage_option_list_u8_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      stage_option_list_u8_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_state_result_void_state_error_free(weir_stage_state_result_void_state_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    weir_stage_state_state_error_free(&ptr->val.err);
+  }
+}
+
+void weir_stage_state_list_entry_free(weir_stage_state_list_entry_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    weir_stage_state_entry_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      weir_stage_state_entry_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_state_list_result_void_state_error_free(weir_stage_state_list_result_void_state_error_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    weir_stage_state_result_void_state_error_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      weir_stage_state_result_void_state_error_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_state_result_s64_state_error_free(weir_stage_state_result_s64_state_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    weir_stage_state_state_error_free(&ptr->val.err);
+  }
+}
+
+void stage_tuple2_list_u8_s64_free(stage_tuple2_list_u8_s64_t *ptr) {
+  stage_list_u8_free(&ptr->f0);
+}
+
+void stage_list_tuple2_list_u8_s64_free(stage_list_tuple2_list_u8_s64_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    stage_tuple2_list_u8_s64_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      stage_tuple2_list_u8_s64_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_state_list_result_s64_state_error_free(weir_stage_state_list_result_s64_state_error_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    weir_stage_state_result_s64_state_error_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      weir_stage_state_result_s64_state_error_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_time_state_error_free(weir_stage_time_state_error_t *ptr) {
+  weir_stage_state_state_error_free(ptr);
+}
+
+void weir_stage_time_timer_free(weir_stage_time_timer_t *ptr) {
+  stage_list_u8_free(&ptr->key);
 }
 
 void stage_list_u64_free(stage_list_u64_t *ptr) {
   size_t list_len = ptr->len;
   if (list_len > 0) {
     uint64_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_time_result_void_state_error_free(weir_stage_time_result_void_state_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    weir_stage_time_state_error_free(&ptr->val.err);
+  }
+}
+
+void weir_stage_time_list_timer_free(weir_stage_time_list_timer_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    weir_stage_time_timer_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      weir_stage_time_timer_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void weir_stage_time_list_result_void_state_error_free(weir_stage_time_list_result_void_state_error_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    weir_stage_time_result_void_state_error_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      weir_stage_time_result_void_state_error_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void stage_list_u32_free(stage_list_u32_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    uint32_t *list_ptr = ptr->ptr;
     for (size_t i = 0; i < list_len; i++) {
     }
     free(list_ptr);
@@ -237,6 +491,10 @@ void stage_description_free(stage_description_t *ptr) {
   weir_stage_types_description_free(ptr);
 }
 
+void stage_timer_free(stage_timer_t *ptr) {
+  weir_stage_time_timer_free(ptr);
+}
+
 void stage_tuple2_string_string_free(stage_tuple2_string_string_t *ptr) {
   stage_string_free(&ptr->f0);
   stage_string_free(&ptr->f1);
@@ -257,6 +515,17 @@ void stage_result_void_string_free(stage_result_void_string_t *ptr) {
   if (!ptr->is_err) {
   } else {
     stage_string_free(&ptr->val.err);
+  }
+}
+
+void stage_list_timer_free(stage_list_timer_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    stage_timer_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      stage_timer_free(&list_ptr[i]);
+    }
+    free(list_ptr);
   }
 }
 
@@ -289,6 +558,256 @@ void stage_string_free(stage_string_t *ret) {
 
 void weir_stage_log_log(weir_stage_log_level_t level, stage_string_t *message) {
   __wasm_import_weir_stage_log_log((int32_t) level, (uint8_t *) (*message).ptr, (*message).len);
+}
+
+bool weir_stage_state_get(stage_list_u8_t *key, stage_list_u8_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_get((uint8_t *) (*key).ptr, (*key).len, ptr);
+  stage_option_list_u8_t option;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      option.is_some = false;
+      break;
+    }
+    case 1: {
+      option.is_some = true;
+      option.val = (stage_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+  }
+  *ret = option.val;
+  return option.is_some;
+}
+
+void weir_stage_state_get_many(stage_list_list_u8_t *keys, stage_list_option_list_u8_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_get_many((uint8_t *) (*keys).ptr, (*keys).len, ptr);
+  *ret = (stage_list_option_list_u8_t) { (stage_option_list_u8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+bool weir_stage_state_set(weir_stage_state_entry_t *entry, weir_stage_state_state_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  int32_t option;
+  int64_t option1;
+  if (((*entry).ttl_ms).is_some) {
+    const uint64_t *payload0 = &((*entry).ttl_ms).val;
+    option = 1;
+    option1 = (int64_t) (*payload0);
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_set((uint8_t *) ((*entry).key).ptr, ((*entry).key).len, (uint8_t *) ((*entry).value).ptr, ((*entry).value).len, option, option1, ptr);
+  weir_stage_state_result_void_state_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      weir_stage_state_state_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.limit = (stage_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          break;
+        }
+        case 2: {
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+void weir_stage_state_set_many(weir_stage_state_list_entry_t *entries, weir_stage_state_list_result_void_state_error_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_set_many((uint8_t *) (*entries).ptr, (*entries).len, ptr);
+  *ret = (weir_stage_state_list_result_void_state_error_t) { (weir_stage_state_result_void_state_error_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+void weir_stage_state_delete(stage_list_u8_t *key) {
+  __wasm_import_weir_stage_state_delete((uint8_t *) (*key).ptr, (*key).len);
+}
+
+void weir_stage_state_delete_many(stage_list_list_u8_t *keys) {
+  __wasm_import_weir_stage_state_delete_many((uint8_t *) (*keys).ptr, (*keys).len);
+}
+
+bool weir_stage_state_increment(stage_list_u8_t *key, int64_t by, int64_t *ret, weir_stage_state_state_error_t *err) {
+  __attribute__((__aligned__(8)))
+  uint8_t ret_area[(16+2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_increment((uint8_t *) (*key).ptr, (*key).len, by, ptr);
+  weir_stage_state_result_s64_state_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = *((int64_t*) (ptr + 8));
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      weir_stage_state_state_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + 8));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.limit = (stage_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          break;
+        }
+        case 2: {
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+void weir_stage_state_increment_many(stage_list_tuple2_list_u8_s64_t *counts, weir_stage_state_list_result_s64_state_error_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_increment_many((uint8_t *) (*counts).ptr, (*counts).len, ptr);
+  *ret = (weir_stage_state_list_result_s64_state_error_t) { (weir_stage_state_result_s64_state_error_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+void weir_stage_state_scan(stage_list_u8_t *prefix, stage_list_u8_t *maybe_after, uint32_t limit, weir_stage_state_page_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(5*sizeof(void*))];
+  stage_option_list_u8_t after;
+  after.is_some = maybe_after != NULL;if (maybe_after) {
+    after.val = *maybe_after;
+  }
+  int32_t option;
+  uint8_t * option1;
+  size_t option2;
+  if ((after).is_some) {
+    const stage_list_u8_t *payload0 = &(after).val;
+    option = 1;
+    option1 = (uint8_t *) (*payload0).ptr;
+    option2 = (*payload0).len;
+  } else {
+    option = 0;
+    option1 = 0;
+    option2 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_state_scan((uint8_t *) (*prefix).ptr, (*prefix).len, option, option1, option2, (int32_t) (limit), ptr);
+  stage_option_list_u8_t option3;
+  switch ((int32_t) *((uint8_t*) (ptr + (2*sizeof(void*))))) {
+    case 0: {
+      option3.is_some = false;
+      break;
+    }
+    case 1: {
+      option3.is_some = true;
+      option3.val = (stage_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + (3*sizeof(void*))))), (*((size_t*) (ptr + (4*sizeof(void*))))) };
+      break;
+    }
+  }
+  *ret = (weir_stage_state_page_t) {
+    (stage_list_tuple2_list_u8_list_u8_t) (stage_list_tuple2_list_u8_list_u8_t) { (stage_tuple2_list_u8_list_u8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) },
+    (stage_option_list_u8_t) option3,
+  };
+}
+
+void weir_stage_time_watermarks(stage_list_u64_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_time_watermarks(ptr);
+  *ret = (stage_list_u64_t) { (uint64_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+uint64_t weir_stage_time_now(void) {
+  int64_t ret = __wasm_import_weir_stage_time_now();
+  return (uint64_t) (ret);
+}
+
+bool weir_stage_time_set_timer(weir_stage_time_timer_t *timer, weir_stage_time_state_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_time_set_timer((uint8_t *) ((*timer).key).ptr, ((*timer).key).len, (int64_t) ((*timer).at), (int32_t) (*timer).clock, ptr);
+  weir_stage_time_result_void_state_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      weir_stage_state_state_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.limit = (stage_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          break;
+        }
+        case 2: {
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+void weir_stage_time_set_timers(weir_stage_time_list_timer_t *timers, weir_stage_time_list_result_void_state_error_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_weir_stage_time_set_timers((uint8_t *) (*timers).ptr, (*timers).len, ptr);
+  *ret = (weir_stage_time_list_result_void_state_error_t) { (weir_stage_time_result_void_state_error_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+void weir_stage_time_cancel_timer(weir_stage_time_timer_t *timer) {
+  __wasm_import_weir_stage_time_cancel_timer((uint8_t *) ((*timer).key).ptr, ((*timer).key).len, (int64_t) ((*timer).at), (int32_t) (*timer).clock);
 }
 
 __attribute__((__export_name__("describe")))
@@ -348,6 +867,23 @@ uint8_t * __wasm_export_exports_stage_process(uint8_t * arg, size_t arg0, uint8_
   *((uint8_t **)(ptr + (8*sizeof(void*)))) = (uint8_t *) ((ret).counts).ptr;
   *((size_t*)(ptr + (11*sizeof(void*)))) = ((ret).failures).len;
   *((uint8_t **)(ptr + (10*sizeof(void*)))) = (uint8_t *) ((ret).failures).ptr;
+  return ptr;
+}
+
+__attribute__((__export_name__("on-timer")))
+uint8_t * __wasm_export_exports_stage_on_timer(uint8_t * arg, size_t arg0) {
+  stage_list_timer_t arg1 = (stage_list_timer_t) { (stage_timer_t*)(arg), (arg0) };
+  stage_batch_t ret;
+  exports_stage_on_timer(&arg1, &ret);
+  uint8_t *ptr = (uint8_t *) &RET_AREA;
+  *((size_t*)(ptr + sizeof(void*))) = ((ret).data).len;
+  *((uint8_t **)(ptr + 0)) = (uint8_t *) ((ret).data).ptr;
+  *((size_t*)(ptr + (3*sizeof(void*)))) = ((ret).events).len;
+  *((uint8_t **)(ptr + (2*sizeof(void*)))) = (uint8_t *) ((ret).events).ptr;
+  *((size_t*)(ptr + (5*sizeof(void*)))) = ((ret).headers).len;
+  *((uint8_t **)(ptr + (4*sizeof(void*)))) = (uint8_t *) ((ret).headers).ptr;
+  *((size_t*)(ptr + (7*sizeof(void*)))) = ((ret).timestamps).len;
+  *((uint8_t **)(ptr + (6*sizeof(void*)))) = (uint8_t *) ((ret).timestamps).ptr;
   return ptr;
 }
 

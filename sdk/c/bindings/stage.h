@@ -22,20 +22,158 @@ typedef uint8_t weir_stage_log_level_t;
 #define WEIR_STAGE_LOG_LEVEL_WARN 3
 #define WEIR_STAGE_LOG_LEVEL_ERROR 4
 
+// Why an operation was refused. Nothing was written.
+typedef struct weir_stage_state_state_error_t {
+  uint8_t tag;
+  union {
+    stage_string_t     limit;
+  } val;
+} weir_stage_state_state_error_t;
+
+// A limit: the text names it. The event that caused it should fail; the SDKs fail
+// it with a reason that starts `state-limit:`, and the host dead-letters it with the
+// kind `state-limit`.
+#define WEIR_STAGE_STATE_STATE_ERROR_LIMIT 0
+// `increment` of a value that is not 8 bytes.
+#define WEIR_STAGE_STATE_STATE_ERROR_NOT_A_COUNTER 1
+// `increment` past the range of a signed 64-bit integer.
+#define WEIR_STAGE_STATE_STATE_ERROR_OVERFLOW 2
+
 typedef struct {
   uint8_t *ptr;
   size_t len;
 } stage_list_u8_t;
 
 typedef struct {
-  uint32_t *ptr;
+  bool is_some;
+  uint64_t val;
+} stage_option_u64_t;
+
+// A value to write, and for how long it lives: `ttl-ms` milliseconds of processing time
+// from the write, or for ever. An expired key reads as absent.
+typedef struct weir_stage_state_entry_t {
+  stage_list_u8_t   key;
+  stage_list_u8_t   value;
+  stage_option_u64_t   ttl_ms;
+} weir_stage_state_entry_t;
+
+typedef struct {
+  stage_list_u8_t f0;
+  stage_list_u8_t f1;
+} stage_tuple2_list_u8_list_u8_t;
+
+typedef struct {
+  stage_tuple2_list_u8_list_u8_t *ptr;
   size_t len;
-} stage_list_u32_t;
+} stage_list_tuple2_list_u8_list_u8_t;
+
+typedef struct {
+  bool is_some;
+  stage_list_u8_t val;
+} stage_option_list_u8_t;
+
+// A page of a prefix scan: entries by increasing key, and where the next page starts.
+typedef struct weir_stage_state_page_t {
+  stage_list_tuple2_list_u8_list_u8_t   entries;
+  // Give it back as `after` for the next page; none when the scan is done.
+  stage_option_list_u8_t   next;
+} weir_stage_state_page_t;
+
+typedef struct {
+  stage_list_u8_t *ptr;
+  size_t len;
+} stage_list_list_u8_t;
+
+typedef struct {
+  stage_option_list_u8_t *ptr;
+  size_t len;
+} stage_list_option_list_u8_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    weir_stage_state_state_error_t err;
+  } val;
+} weir_stage_state_result_void_state_error_t;
+
+typedef struct {
+  weir_stage_state_entry_t *ptr;
+  size_t len;
+} weir_stage_state_list_entry_t;
+
+typedef struct {
+  weir_stage_state_result_void_state_error_t *ptr;
+  size_t len;
+} weir_stage_state_list_result_void_state_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    int64_t ok;
+    weir_stage_state_state_error_t err;
+  } val;
+} weir_stage_state_result_s64_state_error_t;
+
+typedef struct {
+  stage_list_u8_t f0;
+  int64_t f1;
+} stage_tuple2_list_u8_s64_t;
+
+typedef struct {
+  stage_tuple2_list_u8_s64_t *ptr;
+  size_t len;
+} stage_list_tuple2_list_u8_s64_t;
+
+typedef struct {
+  weir_stage_state_result_s64_state_error_t *ptr;
+  size_t len;
+} weir_stage_state_list_result_s64_state_error_t;
+
+typedef weir_stage_state_state_error_t weir_stage_time_state_error_t;
+
+// The clock a timer follows.
+typedef uint8_t weir_stage_time_clock_t;
+
+// Fires once the stage's watermark reaches `at`.
+#define WEIR_STAGE_TIME_CLOCK_EVENT 0
+// Fires once the host's wall clock reaches `at` (checked every 100 ms or so).
+#define WEIR_STAGE_TIME_CLOCK_PROCESSING 1
+
+// A timer: `key` (at most 1 KiB) and `at`, milliseconds since the Unix epoch, on a
+// clock. A stage has at most one timer per key, time and clock: setting one again does
+// nothing.
+typedef struct weir_stage_time_timer_t {
+  stage_list_u8_t   key;
+  uint64_t   at;
+  weir_stage_time_clock_t   clock;
+} weir_stage_time_timer_t;
 
 typedef struct {
   uint64_t *ptr;
   size_t len;
 } stage_list_u64_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    weir_stage_time_state_error_t err;
+  } val;
+} weir_stage_time_result_void_state_error_t;
+
+typedef struct {
+  weir_stage_time_timer_t *ptr;
+  size_t len;
+} weir_stage_time_list_timer_t;
+
+typedef struct {
+  weir_stage_time_result_void_state_error_t *ptr;
+  size_t len;
+} weir_stage_time_list_result_void_state_error_t;
+
+typedef struct {
+  uint32_t *ptr;
+  size_t len;
+} stage_list_u32_t;
 
 // Events packed into columns.
 // 
@@ -132,6 +270,8 @@ typedef weir_stage_types_output_t stage_output_t;
 
 typedef weir_stage_types_description_t stage_description_t;
 
+typedef weir_stage_time_timer_t stage_timer_t;
+
 typedef struct {
   stage_string_t f0;
   stage_string_t f1;
@@ -149,22 +289,106 @@ typedef struct {
   } val;
 } stage_result_void_string_t;
 
-// Imported Functions from `weir:stage/log@0.2.0`
+typedef struct {
+  stage_timer_t *ptr;
+  size_t len;
+} stage_list_timer_t;
+
+// Imported Functions from `weir:stage/log@0.3.0`
 // Write a line to the host's log. The host rate-limits and caps it.
 extern void weir_stage_log_log(weir_stage_log_level_t level, stage_string_t *message);
+
+// Imported Functions from `weir:stage/state@0.3.0`
+// The value under `key`, as this call's earlier writes left it.
+extern bool weir_stage_state_get(stage_list_u8_t *key, stage_list_u8_t *ret);
+// `get` of each key, in one host call.
+extern void weir_stage_state_get_many(stage_list_list_u8_t *keys, stage_list_option_list_u8_t *ret);
+// Writes one entry.
+extern bool weir_stage_state_set(weir_stage_state_entry_t *entry, weir_stage_state_state_error_t *err);
+// `set` of each entry in order, in one host call; one result per entry.
+extern void weir_stage_state_set_many(weir_stage_state_list_entry_t *entries, weir_stage_state_list_result_void_state_error_t *ret);
+// Removes `key`; removing an absent key does nothing.
+extern void weir_stage_state_delete(stage_list_u8_t *key);
+// `delete` of each key, in one host call.
+extern void weir_stage_state_delete_many(stage_list_list_u8_t *keys);
+// Adds `by` to the counter under `key` (8 bytes, little-endian, two's complement; an
+// absent key counts as 0) and returns the new count. The key keeps its TTL, if any.
+extern bool weir_stage_state_increment(stage_list_u8_t *key, int64_t by, int64_t *ret, weir_stage_state_state_error_t *err);
+// `increment` of each key in order, in one host call; one result per key.
+extern void weir_stage_state_increment_many(stage_list_tuple2_list_u8_s64_t *counts, weir_stage_state_list_result_s64_state_error_t *ret);
+// Up to `limit` entries (at most 1,024) whose keys start with `prefix`, from the first
+// key after `after` (from the start without it).
+extern void weir_stage_state_scan(stage_list_u8_t *prefix, stage_list_u8_t *maybe_after, uint32_t limit, weir_stage_state_page_t *ret);
+
+// Imported Functions from `weir:stage/time@0.3.0`
+// The watermark each event of the batch being processed saw, one per event in input
+// order; 0 before the stage has any. Empty when none of the stage's inputs carries
+// event time, and in `on-timer`.
+extern void weir_stage_time_watermarks(stage_list_u64_t *ret);
+// The host's wall clock: milliseconds since the Unix epoch.
+extern uint64_t weir_stage_time_now(void);
+// Sets a timer, refused (as a state write is) over the stage's state limits.
+extern bool weir_stage_time_set_timer(weir_stage_time_timer_t *timer, weir_stage_time_state_error_t *err);
+// `set-timer` of each timer in order, in one host call; one result per timer.
+extern void weir_stage_time_set_timers(weir_stage_time_list_timer_t *timers, weir_stage_time_list_result_void_state_error_t *ret);
+// Cancels a timer; cancelling one that is not set does nothing.
+extern void weir_stage_time_cancel_timer(weir_stage_time_timer_t *timer);
 
 // Exported Functions from `stage`
 void exports_stage_describe(stage_description_t *ret);
 bool exports_stage_init(stage_list_tuple2_string_string_t *settings, stage_string_t *err);
 void exports_stage_process(stage_batch_t *batch, stage_output_t *ret);
+void exports_stage_on_timer(stage_list_timer_t *fired, stage_batch_t *ret);
 
 // Helper Functions
 
+void weir_stage_state_state_error_free(weir_stage_state_state_error_t *ptr);
+
 void stage_list_u8_free(stage_list_u8_t *ptr);
 
-void stage_list_u32_free(stage_list_u32_t *ptr);
+void stage_option_u64_free(stage_option_u64_t *ptr);
+
+void weir_stage_state_entry_free(weir_stage_state_entry_t *ptr);
+
+void stage_tuple2_list_u8_list_u8_free(stage_tuple2_list_u8_list_u8_t *ptr);
+
+void stage_list_tuple2_list_u8_list_u8_free(stage_list_tuple2_list_u8_list_u8_t *ptr);
+
+void stage_option_list_u8_free(stage_option_list_u8_t *ptr);
+
+void weir_stage_state_page_free(weir_stage_state_page_t *ptr);
+
+void stage_list_list_u8_free(stage_list_list_u8_t *ptr);
+
+void stage_list_option_list_u8_free(stage_list_option_list_u8_t *ptr);
+
+void weir_stage_state_result_void_state_error_free(weir_stage_state_result_void_state_error_t *ptr);
+
+void weir_stage_state_list_entry_free(weir_stage_state_list_entry_t *ptr);
+
+void weir_stage_state_list_result_void_state_error_free(weir_stage_state_list_result_void_state_error_t *ptr);
+
+void weir_stage_state_result_s64_state_error_free(weir_stage_state_result_s64_state_error_t *ptr);
+
+void stage_tuple2_list_u8_s64_free(stage_tuple2_list_u8_s64_t *ptr);
+
+void stage_list_tuple2_list_u8_s64_free(stage_list_tuple2_list_u8_s64_t *ptr);
+
+void weir_stage_state_list_result_s64_state_error_free(weir_stage_state_list_result_s64_state_error_t *ptr);
+
+void weir_stage_time_state_error_free(weir_stage_time_state_error_t *ptr);
+
+void weir_stage_time_timer_free(weir_stage_time_timer_t *ptr);
 
 void stage_list_u64_free(stage_list_u64_t *ptr);
+
+void weir_stage_time_result_void_state_error_free(weir_stage_time_result_void_state_error_t *ptr);
+
+void weir_stage_time_list_timer_free(weir_stage_time_list_timer_t *ptr);
+
+void weir_stage_time_list_result_void_state_error_free(weir_stage_time_list_result_void_state_error_t *ptr);
+
+void stage_list_u32_free(stage_list_u32_t *ptr);
 
 void weir_stage_types_batch_free(weir_stage_types_batch_t *ptr);
 
@@ -188,11 +412,15 @@ void stage_output_free(stage_output_t *ptr);
 
 void stage_description_free(stage_description_t *ptr);
 
+void stage_timer_free(stage_timer_t *ptr);
+
 void stage_tuple2_string_string_free(stage_tuple2_string_string_t *ptr);
 
 void stage_list_tuple2_string_string_free(stage_list_tuple2_string_string_t *ptr);
 
 void stage_result_void_string_free(stage_result_void_string_t *ptr);
+
+void stage_list_timer_free(stage_list_timer_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void stage_string_set(stage_string_t *ret, const char*s);

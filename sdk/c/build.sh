@@ -31,13 +31,22 @@ sdk=$dir
 bindings=$dir/bindings
 [ -f "$bindings/stage.c" ] || bindings=$here/bindings
 
+# The kept bindings are the 0.3 contract's (sdk/bindgen.sh). The linker drops the state and
+# time functions a stage never calls, and `component new` their imports: a stage that calls
+# none gets no store from the host.
+if ! grep -q '^package weir:stage@0\.3\.' "$dir/wit/stage.wit"; then
+    echo "$dir/wit/stage.wit is not the 0.3 contract this layer is built for: put" \
+        "wit/0.3/stage.wit there" >&2
+    exit 1
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # A reactor (no main): the host calls the exports. The stage's own sources are every .c file
 # of DIR but its native test.
 sources=()
 for f in "$dir"/*.c; do
-    case "$(basename "$f")" in test_*.c | weir.c | weir_main.c) ;; *) sources+=("$f") ;; esac
+    case "$(basename "$f")" in test_*.c | weir.c | weir_main.c | weir_native.c) ;; *) sources+=("$f") ;; esac
 done
 # The component type comes from the project's own WIT (component embed below) rather than from
 # the object file wit-bindgen writes beside the bindings, one binary file fewer to keep; the

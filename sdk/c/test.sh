@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a C stage project's golden test natively:  sdk/c/test.sh [DIR]   (default: .)
-# weir.h and weir.c come from DIR when it has its own copies, else from beside this script.
+# weir.h, weir.c and weir_native.c (state and timers in memory) come from DIR when it has
+# its own copies, else from beside this script.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dir=$(cd "${1:-.}" && pwd)
@@ -9,5 +10,5 @@ sdk=$dir
 bin=$(mktemp)
 trap 'rm -f "$bin"' EXIT
 ${CC:-cc} -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -g -fsanitize=address,undefined \
-    -I"$sdk" -o "$bin" "$dir/app.c" "$dir/test_app.c" "$sdk/weir.c"
+    -I"$sdk" -o "$bin" "$dir/app.c" "$dir/test_app.c" "$sdk/weir.c" "$sdk/weir_native.c"
 cd "$dir" && "$bin"

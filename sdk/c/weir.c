@@ -20,6 +20,21 @@ struct weir_out {
 
 static weir_out OUT;
 
+/* Which batch is in progress, so that weir_watermark asks the host for the batch's marks
+ * once, and only when a stage asks for one. */
+static uint64_t BATCH_SEQ, MARKS_SEQ;
+static const uint64_t *MARKS;
+static size_t MARKS_LEN;
+
+/* Resets the output for the next call, keeping its buffers. */
+static void restart(weir_out *out) {
+    weir_output *o = &out->o;
+    for (size_t i = 0; i < o->failures_len; i++) free(o->failures[i].reason);
+    o->events.data_len = o->events.events_len = o->events.headers_len = 0;
+    o->events.timestamps_len = o->counts_len = o->failures_len = 0;
+    out->any_ts = false;
+}
+
 static void *grow(void *ptr, size_t *cap, size_t need, size_t size) {
     if (need <= *cap) return ptr;
     size_t cap2 = *cap ? *cap * 2 : 64;
@@ -80,13 +95,15 @@ static void copy_key_headers(weir_out *out, uint32_t *ks, uint32_t *kl, uint32_t
 }
 
 uint8_t *weir_emit_space(weir_out *out, size_t len) {
-    uint32_t ks, kl, first, count;
-    copy_key_headers(out, &ks, &kl, &first, &count);
+    uint32_t ks = 0, kl = WEIR_NO_KEY, first = 0, count = 0;
+    /* In weir_on_timer there is no input: the value alone. */
+    if (out->in) copy_key_headers(out, &ks, &kl, &first, &count);
     weir_batch *b = &out->o.events;
     b->data = grow(b->data, &out->data_cap, b->data_len + len, 1);
     uint32_t vs = (uint32_t)b->data_len;
     b->data_len += len;
-    push_event(out, vs, (uint32_t)len, ks, kl, first, count, out->in->timestamp);
+    push_event(out, vs, (uint32_t)len, ks, kl, first, count,
+               out->in ? out->in->timestamp : WEIR_NO_TIMESTAMP);
     return b->data + vs;
 }
 
@@ -96,7 +113,7 @@ void weir_emit(weir_out *out, const uint8_t *value, size_t len) {
 }
 
 void weir_pass(weir_out *out) {
-    weir_emit(out, out->in->value, out->in->value_len);
+    if (out->in) weir_emit(out, out->in->value, out->in->value_len);
 }
 
 void weir_emit_parts(weir_out *out, const weir_parts *p) {
@@ -116,7 +133,7 @@ void weir_emit_parts(weir_out *out, const weir_parts *p) {
 }
 
 static void fail(weir_out *out, weir_failure_kind kind, const char *reason) {
-    if (out->failed) return;
+    if (out->failed || !out->in) return;
     weir_output *o = &out->o;
     o->failures = grow(o->failures, &out->failures_cap, o->failures_len + 1, sizeof(weir_failure));
     weir_failure *f = &o->failures[o->failures_len++];
@@ -129,6 +146,58 @@ static void fail(weir_out *out, weir_failure_kind kind, const char *reason) {
 
 void weir_reject(weir_out *out, const char *reason) { fail(out, WEIR_REJECT, reason); }
 void weir_retry(weir_out *out, const char *reason) { fail(out, WEIR_RETRY, reason); }
+
+void weir_reject_state(weir_out *out, const weir_state_error *err) {
+    char reason[300];
+    switch (err->status) {
+    case WEIR_STATE_LIMIT:
+        snprintf(reason, sizeof reason, "state-limit: %s", err->message);
+        break;
+    case WEIR_STATE_NOT_A_COUNTER:
+        snprintf(reason, sizeof reason, "state: the value under the key is not a counter (8 bytes)");
+        break;
+    default:
+        snprintf(reason, sizeof reason,
+                 "state: the counter would leave the range of a signed 64-bit integer");
+    }
+    fail(out, WEIR_REJECT, reason);
+}
+
+uint64_t weir_watermark(const weir_event *in) {
+    if (MARKS_SEQ != BATCH_SEQ) {
+        MARKS_LEN = weir_watermarks(&MARKS);
+        MARKS_SEQ = BATCH_SEQ;
+    }
+    return in->index < MARKS_LEN ? MARKS[in->index] : 0;
+}
+
+void weir_bytes_free(weir_bytes *b) {
+    free(b->ptr);
+    b->ptr = NULL;
+    b->len = 0;
+    b->found = false;
+}
+
+void weir_page_free(weir_page *page) {
+    for (size_t i = 0; i < page->len; i++) {
+        weir_bytes_free(&page->keys[i]);
+        weir_bytes_free(&page->values[i]);
+    }
+    free(page->keys);
+    free(page->values);
+    weir_bytes_free(&page->next);
+    memset(page, 0, sizeof *page);
+}
+
+const weir_output *weir_timer_batch(const weir_timer *fired, size_t n) {
+    weir_out *out = &OUT;
+    restart(out);
+    BATCH_SEQ++;
+    out->in = NULL;
+    if (weir_on_timer) weir_on_timer(fired, n, out);
+    if (!out->any_ts) out->o.events.timestamps_len = 0;
+    return &out->o;
+}
 
 void weir_header(const weir_event *in, size_t i, const uint8_t **name, size_t *name_len,
                  const uint8_t **value, size_t *value_len) {
@@ -156,10 +225,8 @@ const uint8_t *weir_find_header(const weir_event *in, const char *name, size_t *
 const weir_output *weir_process_batch(const weir_batch *in) {
     weir_out *out = &OUT;
     weir_output *o = &out->o;
-    for (size_t i = 0; i < o->failures_len; i++) free(o->failures[i].reason);
-    o->events.data_len = o->events.events_len = o->events.headers_len = 0;
-    o->events.timestamps_len = o->counts_len = o->failures_len = 0;
-    out->any_ts = false;
+    restart(out);
+    BATCH_SEQ++;
     size_t n = in->events_len / 6;
     o->counts = grow(o->counts, &out->counts_cap, n ? n : 1, sizeof(uint32_t));
     bool one_each = true;

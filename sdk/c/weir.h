@@ -22,10 +22,18 @@
  *                                       of any output): dead-letter it, or retry it later.
  * Emitting nothing filters the event out.
  *
- * The layer does the weir:stage@0.2.0 packing: an input event is a view into the batch's
- * buffer, every output is appended to one output buffer that is kept from batch to batch,
- * and `counts` stays empty when every input became exactly one output. weir.c is plain C
- * and builds natively too, for tests; weir_main.c binds it to the generated bindings.
+ * Under the weir:stage@0.3.0 contract a stage also has the host's keyed state
+ * (weir_state_*: get, set with a TTL, delete, increment, scan, and their batched forms) and
+ * event time (weir_watermark, weir_now, weir_set_timer, ...), and may define weir_on_timer,
+ * called with the timers that fired, whose outputs flow on like weir_process's. A component
+ * imports `state` and `time` only when the stage calls one of their functions (the linker
+ * drops the rest), so a stage that never does gets no store from the host.
+ *
+ * The layer does the packing: an input event is a view into the batch's buffer, every output
+ * is appended to one output buffer that is kept from batch to batch, and `counts` stays empty
+ * when every input became exactly one output. weir.c is plain C and builds natively too, for
+ * tests, with weir_native.c keeping state and timers in memory; weir_main.c binds it to the
+ * generated bindings.
  */
 #ifndef WEIR_H
 #define WEIR_H
@@ -134,6 +142,130 @@ extern const weir_setting_decl WEIR_SETTINGS[];
 int weir_init(const weir_settings *s, weir_error *err);
 void weir_process(const weir_event *in, weir_out *out);
 
+/* ---- Keyed state, kept by the host (0.3). ----
+ *
+ * Keys and values are bytes; each function is one host call. The writes a weir_process call
+ * makes take effect only if the call completes, and a stage that fails an event must have
+ * made no write for it: check an event before writing for it. Values read are malloc'd
+ * (weir_bytes_free). A write the host refuses fills a weir_state_error and writes nothing;
+ * weir_reject_state fails the event with a reason the host recognises. */
+
+typedef enum {
+    WEIR_STATE_OK = 0,
+    WEIR_STATE_LIMIT,         /* a limit of the stage's store; the message names it */
+    WEIR_STATE_NOT_A_COUNTER, /* increment of a value that is not 8 bytes */
+    WEIR_STATE_OVERFLOW,      /* increment past the range of int64_t */
+} weir_state_status;
+
+typedef struct {
+    weir_state_status status;
+    char message[256];
+} weir_state_error;
+
+/* Bytes: a key to give, or a value read (then malloc'd, `found` false for an absent key). */
+typedef struct {
+    uint8_t *ptr;
+    size_t len;
+    bool found;
+} weir_bytes;
+
+/* A write for weir_state_set_many; ttl_ms WEIR_NO_TTL lives for ever. */
+#define WEIR_NO_TTL UINT64_MAX
+typedef struct {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    uint64_t ttl_ms;
+} weir_entry;
+
+/* An increment for weir_state_increment_many. */
+typedef struct {
+    const uint8_t *key;
+    size_t key_len;
+    int64_t by;
+} weir_count;
+
+/* A page of a prefix scan: `len` entries by increasing key; `more` when another page follows,
+ * from `next` (give it back as `after`). */
+typedef struct {
+    weir_bytes *keys;
+    weir_bytes *values;
+    size_t len;
+    bool more;
+    weir_bytes next;
+} weir_page;
+
+/* Entries a scan asks the host for per call, at most: the contract allows 1,024; a smaller
+ * page bounds the memory a scan holds at once and the fuel of each host call. */
+#define WEIR_SCAN_PAGE 256
+
+/* The value under `key` into *value (found false when absent); true when found. */
+bool weir_state_get(const uint8_t *key, size_t key_len, weir_bytes *value);
+/* weir_state_get of each key (keys[i].ptr, .len), in one host call, into values[i]. */
+void weir_state_get_many(const weir_bytes *keys, size_t n, weir_bytes *values);
+/* Writes value under key, living ttl_ms of processing time (WEIR_NO_TTL: for ever); 0 when
+ * written, else -1 and *err says why (err may be NULL). */
+int weir_state_set(const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len,
+                   uint64_t ttl_ms, weir_state_error *err);
+/* weir_state_set of each entry, in one host call; errs[i].status is WEIR_STATE_OK or why
+ * entry i was refused (errs may be NULL). */
+void weir_state_set_many(const weir_entry *entries, size_t n, weir_state_error *errs);
+/* Removes key; removing an absent key does nothing. */
+void weir_state_delete(const uint8_t *key, size_t key_len);
+void weir_state_delete_many(const weir_bytes *keys, size_t n);
+/* Adds `by` to the counter under key (8 bytes, little-endian; absent counts as 0) and writes
+ * the new count to *count; 0, or -1 with *err. */
+int weir_state_increment(const uint8_t *key, size_t key_len, int64_t by, int64_t *count,
+                         weir_state_error *err);
+/* weir_state_increment of each, in one host call: counts_out[i] and errs[i]. */
+void weir_state_increment_many(const weir_count *counts, size_t n, int64_t *counts_out,
+                               weir_state_error *errs);
+/* Up to `limit` entries whose keys start with prefix, after `after` (NULL: from the start). */
+void weir_state_scan(const uint8_t *prefix, size_t prefix_len, const uint8_t *after,
+                     size_t after_len, uint32_t limit, weir_page *page);
+void weir_page_free(weir_page *page);
+void weir_bytes_free(weir_bytes *bytes);
+/* Fails the event because of a state error: a limit as `state-limit: ...` (the host
+ * dead-letters it with the kind `state-limit`), the others as `state: ...`. */
+void weir_reject_state(weir_out *out, const weir_state_error *err);
+
+/* ---- Event time and timers (0.3). ---- */
+
+typedef enum { WEIR_EVENT_TIME = 0, WEIR_PROCESSING_TIME = 1 } weir_clock;
+
+/* A timer: key (at most 1 KiB), at (ms since the Unix epoch) on a clock: event time fires
+ * once the stage's watermark reaches `at`, processing time once the host's clock does. */
+typedef struct {
+    const uint8_t *key;
+    size_t key_len;
+    uint64_t at;
+    weir_clock clock;
+} weir_timer;
+
+/* The end of time: the watermark once the input has ended, when every event-time timer fires. */
+#define WEIR_END_OF_TIME UINT64_MAX
+
+/* The watermark each event of the batch in progress saw, in input order (0 before there is
+ * one): *marks points at `returned` of them, valid during the batch; none when no input
+ * carries event time, and in weir_on_timer. */
+size_t weir_watermarks(const uint64_t **marks);
+/* The watermark an input event saw (0 when there is none). */
+uint64_t weir_watermark(const weir_event *in);
+/* The host's wall clock, in ms since the Unix epoch. */
+uint64_t weir_now(void);
+/* Sets a timer (setting one that is set does nothing); 0, or -1 with *err over the stage's
+ * state limits. */
+int weir_set_timer(const weir_timer *timer, weir_state_error *err);
+void weir_set_timers(const weir_timer *timers, size_t n, weir_state_error *errs);
+/* Cancels a timer; cancelling one that is not set does nothing. */
+void weir_cancel_timer(const weir_timer *timer);
+
+/* Optional: the timers that fired, in time order. weir_emit makes an event of a value alone
+ * (no key, no timestamp), weir_emit_parts one of its own parts; weir_pass, weir_reject and
+ * weir_retry do nothing here. A stage that sets no timer need not define it. */
+void weir_on_timer(const weir_timer *fired, size_t n, weir_out *out) __attribute__((weak));
+
 /* ---- The packing, for weir_main.c and for tests. ---- */
 
 typedef struct {
@@ -153,6 +285,9 @@ typedef struct {
 
 /* Runs weir_process over every event of `in`. */
 const weir_output *weir_process_batch(const weir_batch *in);
+/* Runs weir_on_timer over the timers that fired: the events they became (the output's
+ * counts and failures are empty). */
+const weir_output *weir_timer_batch(const weir_timer *fired, size_t n);
 /* Checks `given` (pairs of names and values, `count` of them) against WEIR_SETTINGS and
  * calls weir_init; 0 = ready, else err says why. */
 int weir_init_with(const char *const *names, const size_t *name_lens, const char *const *values,

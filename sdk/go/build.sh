@@ -28,6 +28,15 @@ wasm_tools=$(tool wasm-tools)
 adapter=${WEIR_ADAPTER:-$tc/adapter/wasi_snapshot_preview1.reactor.wasm}
 pkg=${WEIR_GO_PKG:-$tc/go-pkg}
 
+# The kept bindings are the 0.3 contract's (sdk/bindgen.sh). Go's linker drops the state and
+# time functions a stage never calls, with their imports: a stage that calls none gets no
+# store from the host.
+if ! grep -q '^package weir:stage@0\.3\.' "$dir/wit/stage.wit"; then
+    echo "$dir/wit/stage.wit is not the 0.3 contract this layer is built for: put" \
+        "wit/0.3/stage.wit there" >&2
+    exit 1
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp -r "$dir"/. "$work"/
@@ -50,7 +59,7 @@ shimmed="fd_write|fd_close|fd_fdstat_get|fd_fdstat_set_flags|fd_prestat_get|fd_p
     "$wasm_tools" parse -o "$work/core-shimmed.wasm"
 mkdir -p "$work/shim-wit/deps/stage"
 cp "$dir/wit/stage.wit" "$work/shim-wit/deps/stage/"
-printf 'package weir:go-shim;\nworld shim {\n    import weir:stage/log@0.2.0;\n}\n' >"$work/shim-wit/shim.wit"
+printf 'package weir:go-shim;\nworld shim {\n    import weir:stage/log@0.3.0;\n}\n' >"$work/shim-wit/shim.wit"
 "$wasm_tools" parse "$here/shim.wat" -o "$work/shim.wasm"
 "$wasm_tools" component embed "$work/shim-wit" --world shim "$work/shim.wasm" -o "$work/shim.wasm"
 "$wasm_tools" component embed "$dir/wit" --world stage "$work/core-shimmed.wasm" -o "$work/embedded.wasm"

@@ -9,7 +9,7 @@
 ;; per write, at info for stdout and warn for stderr.
 (module
   (import "env" "memory" (memory 0))
-  (import "weir:stage/log@0.2.0" "log" (func $log (param i32 i32 i32)))
+  (import "weir:stage/log@0.3.0" "log" (func $log (param i32 i32 i32)))
 
   ;; errno values of WASI preview1
   (global $EBADF i32 (i32.const 8))

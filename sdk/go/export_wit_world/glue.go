@@ -1,7 +1,7 @@
 //go:build wasip1
 
 // Package export_wit_world binds the stage registered with package weir to the bindings
-// that `wit-bindgen go` generates for weir:stage@0.2.0. The author never edits it.
+// that `wit-bindgen go` generates for weir:stage@0.3.0. The author never edits it.
 package export_wit_world
 
 import (
@@ -11,6 +11,7 @@ import (
 
 	"wit_component/weir"
 	"wit_component/weir_stage_log"
+	"wit_component/weir_stage_time"
 	. "wit_component/weir_stage_types"
 
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
@@ -90,4 +91,15 @@ func Process(batch Batch) Output {
 		Counts:   o.Counts,
 		Failures: failures,
 	}
+}
+
+// OnTimer hands the timers that fired to the stage's OnTimer: the events they became.
+func OnTimer(fired []weir_stage_time.Timer) Batch {
+	defer collect()
+	timers := make([]weir.Timer, len(fired))
+	for i, t := range fired {
+		// The generated code's lists point into memory it frees: copy the keys.
+		timers[i] = weir.Timer{Key: append([]byte(nil), t.Key...), At: t.At, Clock: weir.Clock(t.Clock)}
+	}
+	return Batch(weir.TimerBatch(timers))
 }

@@ -24,10 +24,15 @@
 // it later, and any other error rejects it with the error's text; a panic traps the
 // instance, as in Rust.
 //
-// The package is plain Go (it builds and tests natively) and does the weir:stage@0.2.0
-// packing: an input event is a view into the batch's buffer, outputs are appended to one
-// output buffer kept from batch to batch, and Counts stays empty when every input became
-// exactly one output. The package export_wit_world binds it to the generated bindings.
+// Under the weir:stage@0.3.0 contract a stage also has the host's keyed state (State: get,
+// set with a TTL, delete, increment, scan, and their batched forms) and event time (Time:
+// watermarks, the wall clock, timers), and may register OnTimer, called with the timers that
+// fired; what it emits flows on like Process's outputs (see state.go).
+//
+// The package is plain Go (it builds and tests natively) and does the packing: an input event
+// is a view into the batch's buffer, outputs are appended to one output buffer kept from
+// batch to batch, and Counts stays empty when every input became exactly one output. The
+// package export_wit_world binds it to the generated bindings.
 package weir
 
 import (
@@ -98,6 +103,10 @@ type Stage struct {
 	Settings []Setting
 	Init     func(Settings) error
 	Process  func(in *Event, out *Out) error
+	// OnTimer, optional, gets the timers that fired, in time order. out.Emit makes an event
+	// of a value alone (no key, no timestamp), out.EmitEvent one of its own parts; Pass does
+	// nothing. A stage that sets no timer is never called.
+	OnTimer func(fired []Timer, out *Out)
 }
 
 var registered *Stage
@@ -267,6 +276,13 @@ func (o *Out) pushEvent(vs, vl, ks, kl, first, count uint32, ts uint64) {
 // timestamp, and returns the value's bytes to write into (valid until the next emit).
 func (o *Out) EmitSpace(n int) []byte {
 	in := o.in
+	if in == nil {
+		// In OnTimer there is no input: the value alone.
+		vs := uint32(len(o.batch.Data))
+		o.batch.Data = append(o.batch.Data, make([]byte, n)...)
+		o.pushEvent(vs, uint32(n), 0, NoKey, 0, 0, NoTimestamp)
+		return o.batch.Data[vs : vs+uint32(n)]
+	}
 	f := in.fields
 	src := in.batch
 	ks, kl := uint32(0), f[3]
@@ -297,7 +313,9 @@ func (o *Out) Emit(value []byte) {
 
 // Pass emits the input event as it is.
 func (o *Out) Pass() {
-	o.Emit(o.in.Value)
+	if o.in != nil {
+		o.Emit(o.in.Value)
+	}
 }
 
 // EmitEvent emits an event made of its own parts.
@@ -329,13 +347,7 @@ var out Out
 func ProcessBatch(in *Batch) Output {
 	process := Registered().Process
 	o := &out
-	o.batch.Data = o.batch.Data[:0]
-	o.batch.Events = o.batch.Events[:0]
-	o.batch.Headers = o.batch.Headers[:0]
-	o.batch.Timestamps = o.batch.Timestamps[:0]
-	o.counts = o.counts[:0]
-	o.failures = o.failures[:0]
-	o.anyTs = false
+	o.restart()
 	n := len(in.Events) / 6
 	oneEach := true
 	ev := Event{batch: in}
@@ -370,6 +382,34 @@ func ProcessBatch(in *Batch) Output {
 	}
 	if !o.anyTs {
 		result.Events.Timestamps = result.Events.Timestamps[:0]
+	}
+	return result
+}
+
+// restart empties the output for the next call, keeping its buffers.
+func (o *Out) restart() {
+	o.batch.Data = o.batch.Data[:0]
+	o.batch.Events = o.batch.Events[:0]
+	o.batch.Headers = o.batch.Headers[:0]
+	o.batch.Timestamps = o.batch.Timestamps[:0]
+	o.counts = o.counts[:0]
+	o.failures = o.failures[:0]
+	o.anyTs = false
+	o.in = nil
+	batchSeq++
+}
+
+// TimerBatch runs the registered stage's OnTimer on the timers that fired: the events they
+// became.
+func TimerBatch(fired []Timer) Batch {
+	o := &out
+	o.restart()
+	if onTimer := Registered().OnTimer; onTimer != nil {
+		onTimer(fired, o)
+	}
+	result := o.batch
+	if !o.anyTs {
+		result.Timestamps = result.Timestamps[:0]
 	}
 	return result
 }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Makes a new stage project from a template, as `weir plugin new NAME --lang LANG` will:
 #
-#   sdk/new.sh NAME LANG [TEMPLATE] [DIR]        LANG: python, js, c, go; TEMPLATE: map, filter
+#   sdk/new.sh NAME LANG [TEMPLATE] [DIR]   LANG: python, js, c, go; TEMPLATE: map, filter, count
 #
 # DIR (default ./NAME) gets the template's files with {{name}} replaced by NAME, the
-# contract (wit/stage.wit) and a copy of the language's SDK layer and build script, so it
-# builds and tests outside this repository. With WEIR_NEW_NO_SDK=1 the SDK layer is left
+# contract (wit/stage.wit, from wit/0.3) and a copy of the language's SDK layer and build
+# script, so it builds and tests outside this repository. With WEIR_NEW_NO_SDK=1 the SDK layer is left
 # out (the examples in this repository use the one in sdk/LANG/).
 set -euo pipefail
 
@@ -37,7 +37,7 @@ mkdir -p "$dir"
 done
 # The contract, from wit/ (the templates carry no copy of it).
 mkdir -p "$dir/wit"
-cp "$sdk/../wit/0.2/stage.wit" "$dir/wit/stage.wit"
+cp "$sdk/../wit/0.3/stage.wit" "$dir/wit/stage.wit"
 if [ "${WEIR_NEW_NO_SDK:-0}" != 1 ]; then
     while read -r f; do
         mkdir -p "$dir/$(dirname "$f")"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds every language's uppercase example and filter template into target/languages/ (or
-# $WEIR_LANG_DIR), where host/sandbox/tests/languages.rs looks for them:
+# Builds every language's uppercase example and filter and count templates into
+# target/languages/ (or $WEIR_LANG_DIR), where host/sandbox/tests/languages.rs looks for them:
 #
 #   sdk/build-examples.sh [LANG]...        (default: python js c go)
 #
@@ -15,9 +15,11 @@ langs=("$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for lang in "${langs[@]}"; do
-    # The filter template, made into a project as `weir plugin new` would.
-    WEIR_NEW_NO_SDK=1 "$sdk/new.sh" "$lang-filter" "$lang" filter "$work/$lang-filter" 2>/dev/null
-    for project in "$sdk/examples/$lang-uppercase" "$work/$lang-filter"; do
+    # The filter and count templates, made into projects as `weir plugin new` would.
+    for template in filter count; do
+        WEIR_NEW_NO_SDK=1 "$sdk/new.sh" "$lang-$template" "$lang" $template "$work/$lang-$template" 2>/dev/null
+    done
+    for project in "$sdk/examples/$lang-uppercase" "$work/$lang-filter" "$work/$lang-count"; do
         name=$(basename "$project")
         start=$(date +%s%N)
         "$sdk/$lang/build.sh" "$project" "$out/$name.wasm"

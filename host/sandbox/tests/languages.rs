@@ -2,8 +2,11 @@
 //!
 //! The components are built outside cargo, by `sdk/build-examples.sh` (which needs the
 //! toolchains of `sdk/toolchains.sh`), into `target/languages/` or `$WEIR_LANG_DIR`:
-//! `<lang>-uppercase.wasm` from `sdk/examples/<lang>-uppercase/` and `<lang>-filter.wasm`
-//! from the `filter` template. Every test that needs one is `#[ignore]`d, so that a plain
+//! `<lang>-uppercase.wasm` from `sdk/examples/<lang>-uppercase/`, and `<lang>-filter.wasm`
+//! and `<lang>-count.wasm` from the `filter` and `count` templates. The uppercase and filter
+//! stages must keep no state and no time (their components call none of those functions);
+//! the count stage counts in a store kept by the test and emits its final counts from
+//! `on-timer`. Every test that needs one is `#[ignore]`d, so that a plain
 //! `cargo test` needs no toolchain; run them with
 //!
 //! ```text
@@ -15,13 +18,14 @@
 //! without having checked anything. `throughput` prints events/s and sizes for every
 //! language whose component is present, beside the Rust `passthrough` and `uppercase`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_sandbox::{
-    CompileCache, ContractVersion, Events, Grant, Instance, Limits, Output, Plugin, Sandbox,
-    SettingType,
+    CompileCache, ContractVersion, Events, Grant, Instance, KeyedState, Limits, LogQuota, Output,
+    Page, Plugin, Refusal, Sandbox, SettingType, TimerClock, TimerEntry,
 };
 
 const LANGS: [&str; 4] = ["python", "js", "c", "go"];
@@ -117,12 +121,24 @@ fn check_uppercase(input: &Events, out: &Output) {
     }
 }
 
+/// A stage that never calls state or time keeps neither: it imports no function of theirs,
+/// so the host gives it no store.
+fn keeps_nothing(plugin: &Plugin) {
+    assert_eq!(plugin.contract, ContractVersion::V03);
+    assert!(
+        !plugin.uses_state() && !plugin.uses_time(),
+        "{}: a stage that never calls state or time keeps them; imports: {:?}",
+        plugin.path.display(),
+        plugin.imports
+    );
+}
+
 fn uppercase(lang: &str) {
     let sandbox = Sandbox::new().unwrap();
     let name = format!("{lang}-uppercase");
     let plugin = load(&sandbox, &component(&name));
-    assert_eq!(plugin.contract, ContractVersion::V02);
-    let description = plugin.description.as_ref().expect("0.2 describes itself");
+    keeps_nothing(&plugin);
+    let description = plugin.description.as_ref().expect("0.3 describes itself");
     assert_eq!(description.name, name);
     assert_eq!(description.version, "0.1.0");
     assert!(description.settings.is_empty());
@@ -147,6 +163,7 @@ fn filter(lang: &str) {
     let sandbox = Sandbox::new().unwrap();
     let name = format!("{lang}-filter");
     let plugin = load(&sandbox, &component(&name));
+    keeps_nothing(&plugin);
     let description = plugin.description.as_ref().unwrap();
     assert_eq!(description.name, name);
     let settings: Vec<_> = description
@@ -206,6 +223,138 @@ fn filter(lang: &str) {
     );
 }
 
+/// A stage's state, in memory, as the pipeline keeps it but without limits or TTLs (the count
+/// template sets none); a call's writes land at once, since every call here completes.
+#[derive(Default)]
+struct Memory(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl KeyedState for Memory {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().get(key).cloned()
+    }
+
+    fn set(&self, key: &[u8], value: &[u8], _ttl: Option<Duration>) -> Result<(), Refusal> {
+        self.0.lock().unwrap().insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &[u8]) {
+        self.0.lock().unwrap().remove(key);
+    }
+
+    fn increment(&self, key: &[u8], by: i64) -> Result<i64, Refusal> {
+        let mut map = self.0.lock().unwrap();
+        let before = match map.get(key) {
+            None => 0,
+            Some(v) => {
+                i64::from_le_bytes(v.as_slice().try_into().map_err(|_| Refusal::NotACounter)?)
+            }
+        };
+        let after = before.checked_add(by).ok_or(Refusal::Overflow)?;
+        map.insert(key.to_vec(), after.to_le_bytes().to_vec());
+        Ok(after)
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize, _max_bytes: usize) -> Page {
+        let map = self.0.lock().unwrap();
+        let mut entries: Vec<_> = map
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(k, _)| after.is_none_or(|a| k.as_slice() > a))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .take(limit + 1)
+            .collect();
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        Page { entries, more }
+    }
+
+    fn commit(&self) {}
+
+    fn discard(&self) {}
+}
+
+/// The `count` template: each event becomes `KEY,N` (the value is the key when there is
+/// none) with N counted in the host's store; the first of a key sets an event-time timer at
+/// the end of time, and `on-timer` turns it into `KEY,TOTAL,final`.
+fn count(lang: &str) {
+    let sandbox = Sandbox::new().unwrap();
+    let name = format!("{lang}-count");
+    let plugin = load(&sandbox, &component(&name));
+    assert_eq!(plugin.contract, ContractVersion::V03);
+    assert!(
+        plugin.uses_state() && plugin.uses_time(),
+        "{name} keeps no state or no time: imports {:?}",
+        plugin.imports
+    );
+    let memory = Arc::new(Memory::default());
+    let store: Arc<dyn KeyedState> = memory.clone();
+    let mut instance = Instance::with_state(
+        &sandbox,
+        &plugin,
+        &Arc::from("lang"),
+        Limits::default(),
+        &Grant::default(),
+        &[],
+        LogQuota::new(),
+        Some(store.clone()),
+    )
+    .unwrap_or_else(|e| panic!("init: {e:?}"));
+    let mut input = Events::new();
+    for v in ["a", "b", "a"] {
+        input.push_value(v.as_bytes());
+    }
+    input.push_parts(Some(&b"k"[..]), b"x", [(&b"h"[..], &b"1"[..])], Some(7));
+    let values = |events: &Events| -> Vec<String> {
+        events.check().unwrap();
+        (events.iter())
+            .map(|e| String::from_utf8(e.value().to_vec()).unwrap())
+            .collect()
+    };
+    let out = instance.process(&input).unwrap();
+    assert!(out.counts.is_empty() && out.failures.is_empty());
+    assert_eq!(values(&out.events), ["a,1", "b,1", "a,2", "k,1"]);
+    let keyed = out.events.get(3);
+    assert_eq!(keyed.key(), Some(&b"k"[..]));
+    assert_eq!(keyed.timestamp(), Some(7));
+    // A new instance counts on in the same store: the counts are the host's.
+    let mut again = Instance::with_state(
+        &sandbox,
+        &plugin,
+        &Arc::from("lang"),
+        Limits::default(),
+        &Grant::default(),
+        &[],
+        LogQuota::new(),
+        Some(store),
+    )
+    .unwrap();
+    let mut more = Events::new();
+    more.push_value(b"a");
+    assert_eq!(values(&again.process(&more).unwrap().events), ["a,3"]);
+    // One timer per key, at the end of time, kept in the store.
+    let timer = |key: &[u8]| TimerEntry {
+        clock: TimerClock::Event,
+        at: u64::MAX,
+        key: key.to_vec(),
+    };
+    let fired = [timer(b"a"), timer(b"b"), timer(b"k")];
+    for t in &fired {
+        assert!(
+            memory.get(&t.state_key()).is_some(),
+            "{name}: no timer for {:?}",
+            String::from_utf8_lossy(&t.key)
+        );
+    }
+    let finals = again.on_timer(&fired).unwrap();
+    assert_eq!(values(&finals), ["a,3,final", "b,1,final", "k,1,final"]);
+    assert!(
+        finals
+            .iter()
+            .all(|e| e.key().is_none() && e.timestamp().is_none())
+    );
+}
+
 #[test]
 #[ignore = "needs sdk/build-examples.sh"]
 fn python_uppercase() {
@@ -216,6 +365,12 @@ fn python_uppercase() {
 #[ignore = "needs sdk/build-examples.sh"]
 fn python_filter() {
     filter("python");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn python_count() {
+    count("python");
 }
 
 #[test]
@@ -232,6 +387,12 @@ fn js_filter() {
 
 #[test]
 #[ignore = "needs sdk/build-examples.sh"]
+fn js_count() {
+    count("js");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
 fn c_uppercase() {
     uppercase("c");
 }
@@ -244,6 +405,12 @@ fn c_filter() {
 
 #[test]
 #[ignore = "needs sdk/build-examples.sh"]
+fn c_count() {
+    count("c");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
 fn go_uppercase() {
     uppercase("go");
 }
@@ -252,6 +419,12 @@ fn go_uppercase() {
 #[ignore = "needs sdk/build-examples.sh"]
 fn go_filter() {
     filter("go");
+}
+
+#[test]
+#[ignore = "needs sdk/build-examples.sh"]
+fn go_count() {
+    count("go");
 }
 
 /// Events/s through `Instance::process` on batches of 256 × 100-byte values, after a
@@ -344,19 +517,19 @@ fn throughput() {
     }
 }
 
-/// `wit/0.2/stage.wit` is the contract's one source: the templates carry no copy (`weir
-/// plugin new` and `sdk/new.sh` write it into a project), and the copies kept where a project
-/// is built in place (the examples, the Rust SDK) must not drift from it.
+/// `wit/0.3/stage.wit` is the contract's one source: the templates carry no copy (`sdk/new.sh`
+/// writes it into a project), and the copies kept where a project is built in place (the
+/// examples, the Rust SDK) must not drift from it.
 #[test]
 fn every_sdk_project_carries_the_current_contract() {
-    // The Rust SDK speaks 0.3 (keyed state); the other languages' examples 0.2.
+    // Every SDK speaks 0.3 (keyed state, timers).
     let contract = |version: &str| {
         std::fs::read_to_string(root().join(format!("wit/{version}/stage.wit"))).unwrap()
     };
     let mut seen = 0;
     for (base, version) in [
-        ("sdk/templates", "0.2"),
-        ("sdk/examples", "0.2"),
+        ("sdk/templates", "0.3"),
+        ("sdk/examples", "0.3"),
         ("plugins/sdk", "0.3"),
     ] {
         let contract = contract(version);

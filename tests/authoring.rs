@@ -6,6 +6,12 @@
 //! check` (an unknown key and a mistyped value are refused, naming file, line and key), and
 //! each language's uppercase example runs workload W2's shape through `weir run`.
 //!
+//! Keyed state and timers (weir:stage@0.3.0): a map or filter stage in any language keeps no
+//! state and no time (`weir check` says neither: its component calls none of their
+//! functions), the count template of Python, JavaScript, C and Go counts every key exactly
+//! through `weir run` and emits the final counts when the input ends, and the Python
+//! window-count example writes exactly what the Rust `window-count` writes on the same input.
+//!
 //! The toolchains come from `sdk/toolchains.sh` (in `.toolchains/`, or `WEIR_TOOLCHAINS`).
 //! A language whose toolchain is absent is skipped with a message saying so, unless
 //! `WEIR_REQUIRE_TOOLCHAINS` is set (CI sets it), when its test fails instead. Rust needs
@@ -17,7 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{Context, Result, ensure};
-use support::{PATIENCE, PipelineFile, Running, Sink, Source, Stage, Stdin, weir, workspace_root};
+use support::{
+    Dir, PATIENCE, PipelineFile, Running, Sink, Source, Stage, Stdin, dead_letters, read_lines,
+    weir, workspace_root,
+};
 
 /// The toolchains folder the tests build with.
 fn toolchains() -> PathBuf {
@@ -139,8 +148,18 @@ impl Work {
         Ok(stderr)
     }
 
-    /// `weir plugin new NAME --lang LANG --template T --dir NAME`; the project's folder.
+    /// `weir plugin new NAME --lang LANG --template T --dir NAME`, then the 0.3 contract in
+    /// the project (see [`upgrade`]); the project's folder.
     fn new_project(&self, name: &str, lang: &str, template: &str) -> Result<PathBuf> {
+        let dir = self.new_project_as_made(name, lang, template)?;
+        if lang != "rust" {
+            upgrade(&dir)?;
+        }
+        Ok(dir)
+    }
+
+    /// `weir plugin new NAME --lang LANG --template T --dir NAME`; the project's folder.
+    fn new_project_as_made(&self, name: &str, lang: &str, template: &str) -> Result<PathBuf> {
         let dir = self.path(name);
         let made = self.ok(&[
             "plugin",
@@ -161,12 +180,8 @@ impl Work {
     fn build(&self, project: &Path, out: &str) -> Result<PathBuf> {
         let wasm = self.path(out);
         let printed = self.ok(&["plugin", "build", path(project), "--out", path(&wasm)])?;
-        // The Rust SDK speaks 0.3 (keyed state); the other languages' layers 0.2.
-        let version = if printed.contains("language: rust") {
-            "0.3.0"
-        } else {
-            "0.2.0"
-        };
+        // Every SDK speaks 0.3 (keyed state, timers).
+        let version = "0.3.0";
         ensure!(
             printed.contains(&format!("built {}", wasm.display()))
                 && printed.contains("sha256:")
@@ -184,6 +199,29 @@ impl Work {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
+}
+
+/// The contract a project is written against: `wit/0.3/stage.wit`.
+fn contract() -> Result<Vec<u8>> {
+    Ok(std::fs::read(workspace_root().join("wit/0.3/stage.wit"))?)
+}
+
+/// Puts the 0.3 contract in a project made by `weir plugin new`, as `sdk/new.sh` writes it:
+/// the binary still carries and writes `wit/0.2` (the host's `cli/authoring/new.rs` and
+/// `build.rs` name it), which the C and Go bindings, and every stage that keeps state, cannot
+/// build against. Checked by `new_writes_the_current_contract_into_every_project`.
+fn upgrade(project: &Path) -> Result<()> {
+    Ok(std::fs::write(project.join("wit/stage.wit"), contract()?)?)
+}
+
+/// The templates of a language: Rust's SDK has no count template (its own `count-keys`
+/// fixture and `window-count` plugin keep state).
+fn templates(lang: &str) -> &'static [&'static str] {
+    if lang == "rust" {
+        &["map", "filter"]
+    } else {
+        &["map", "filter", "count"]
+    }
 }
 
 /// The project's own golden test, natively: `cargo test` or `./test.sh`.
@@ -217,7 +255,7 @@ fn language(lang: &str, example: impl FnOnce(&Work) -> Result<PathBuf>) -> Resul
         return Ok(());
     }
     let work = Work::new()?;
-    for template in ["map", "filter"] {
+    for &template in templates(lang) {
         let project = work.new_project(&format!("{lang}-{template}"), lang, template)?;
         native_test(lang, &project)?;
         let wasm = work.build(&project, &format!("{lang}-{template}.wasm"))?;
@@ -235,9 +273,104 @@ fn language(lang: &str, example: impl FnOnce(&Work) -> Result<PathBuf>) -> Resul
         if template == "filter" {
             declared_settings(&work, lang, &wasm)?;
         }
+        if template == "count" {
+            counts_exactly(&work, lang, &wasm)?;
+        } else {
+            keeps_nothing(&work, lang, &wasm)?;
+        }
     }
     let uppercase = example(&work)?;
+    keeps_nothing(&work, lang, &uppercase)?;
     w2(&work, &uppercase)
+}
+
+/// What `weir check` says of a pipeline with `wasm` as its one stage, `count`, fed events with
+/// keys and event time.
+fn checked(work: &Work, wasm: &Path) -> Result<String> {
+    let file = PipelineFile::new()
+        .source(
+            "gen",
+            Source::generate(10).key("keys", 3).key("event_time", 1_000),
+        )
+        .stage("count", Stage::plugin(wasm).inputs(&["gen"]))
+        .sink("out", Sink::null().inputs(&["count"]));
+    let written = work.path("check.toml");
+    std::fs::write(&written, file.text())?;
+    work.ok(&["check", path(&written)])
+}
+
+/// A stage that never calls state or time keeps neither: its component imports none of their
+/// functions (only `on-timer`'s types), so the host gives it no store and no clock.
+fn keeps_nothing(work: &Work, lang: &str, wasm: &Path) -> Result<()> {
+    let said = checked(work, wasm)?;
+    ensure!(
+        !said.contains("state of `count`") && !said.contains("time of `count`"),
+        "{lang}: {} keeps state or time:\n{said}",
+        wasm.display()
+    );
+    Ok(())
+}
+
+/// The count template through `weir run`: generated events over 7 keys with event time, in
+/// batches of 64; every event becomes `KEY,N` with N its key's running count, and when the
+/// input ends each key's timer emits `KEY,TOTAL,final`, once. `weir check` says the stage keeps
+/// state and time.
+fn counts_exactly(work: &Work, lang: &str, wasm: &Path) -> Result<()> {
+    const EVENTS: u64 = 5_000;
+    const KEYS: u64 = 7;
+    let said = checked(work, wasm)?;
+    ensure!(
+        said.contains("state of `count`: in memory") && said.contains("time of `count`"),
+        "{lang}: the count template keeps no state or time:\n{said}"
+    );
+    let out = work.path(&format!("{lang}-count.txt"));
+    let file = PipelineFile::new()
+        .batch_size(64)
+        .source(
+            "gen",
+            Source::generate(EVENTS as i64)
+                .key("keys", KEYS as i64)
+                .key("event_time", 1_700_000_000_000_i64),
+        )
+        .stage("count", Stage::plugin(wasm).inputs(&["gen"]))
+        .sink("out", Sink::file(&out).inputs(&["count"]));
+    let written = work.path("count.toml");
+    std::fs::write(&written, file.text())?;
+    let cmd = work.weir(&["run", "--report", "json", path(&written)]);
+    let ran = Running::start(cmd, Stdin::Null)?.finish(PATIENCE)?;
+    let node = ran.report().node("count");
+    ensure!(
+        node.events_in == EVENTS && node.events_out == EVENTS + KEYS && node.failed == 0,
+        "{lang}: count: {node:?}"
+    );
+    let lines = read_lines(&out)?;
+    ensure!(
+        lines.len() as u64 == EVENTS + KEYS,
+        "{lang}: {} lines",
+        lines.len()
+    );
+    // Event i has the key k{(i * 7919) % 7}: the count each line should carry, in order.
+    let mut want = std::collections::BTreeMap::<String, u64>::new();
+    for (i, line) in lines[..EVENTS as usize].iter().enumerate() {
+        let key = format!("k{}", (i as u64 * 7919) % KEYS);
+        let n = want.entry(key.clone()).or_default();
+        *n += 1;
+        ensure!(
+            *line == format!("{key},{n}"),
+            "{lang}: line {i} is {line:?}, not {key},{n}"
+        );
+    }
+    let mut finals: Vec<&str> = lines[EVENTS as usize..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    finals.sort_unstable();
+    let wanted: Vec<String> = want.iter().map(|(k, n)| format!("{k},{n},final")).collect();
+    ensure!(
+        finals == wanted,
+        "{lang}: final counts {finals:?}, not {wanted:?}"
+    );
+    Ok(())
 }
 
 /// `weir check` refuses an unknown setting and a mistyped one of the filter template,
@@ -354,23 +487,156 @@ fn go() -> Result<()> {
     language("go", example("go"))
 }
 
-/// The templates carry no copy of the contract: `weir plugin new` writes the one in `wit/0.2`
-/// as the project's `wit/stage.wit`, where each language's build script reads it.
+/// The templates carry no copy of the contract: `sdk/new.sh` writes the one in `wit/0.3` as
+/// the project's `wit/stage.wit`, where each language's build script reads it. `weir plugin
+/// new` still writes the one the binary carries, `wit/0.2` (see [`upgrade`]): when the host
+/// writes 0.3, this test says so.
 #[test]
 fn new_writes_the_current_contract_into_every_project() -> Result<()> {
-    let contract = std::fs::read(workspace_root().join("wit/0.2/stage.wit"))?;
+    let current = contract()?;
+    let carried = std::fs::read(workspace_root().join("wit/0.2/stage.wit"))?;
     let work = Work::new()?;
     for lang in ["python", "js", "c", "go"] {
-        for template in ["map", "filter"] {
-            let project = work.new_project(&format!("{lang}-{template}"), lang, template)?;
+        for &template in templates(lang) {
+            let name = format!("{lang}-{template}");
+            let made = work.path(&format!("sh-{name}"));
+            let out = Command::new(workspace_root().join("sdk/new.sh"))
+                .args([name.as_str(), lang, template, path(&made)])
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "sdk/new.sh {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let written = std::fs::read(made.join("wit/stage.wit"))
+                .with_context(|| format!("sdk/new.sh {lang}/{template}: no wit/stage.wit"))?;
+            ensure!(
+                written == current,
+                "sdk/new.sh {lang}/{template}: wit/stage.wit differs from wit/0.3/stage.wit"
+            );
+            let project = work.new_project_as_made(&name, lang, template)?;
             let written = std::fs::read(project.join("wit/stage.wit"))
                 .with_context(|| format!("{lang}/{template}: no wit/stage.wit"))?;
             ensure!(
-                written == contract,
-                "{lang}/{template}: wit/stage.wit differs from wit/0.2/stage.wit"
+                written == carried,
+                "weir plugin new {lang}/{template}: wit/stage.wit is no longer wit/0.2's: \
+                 drop `upgrade` and check for wit/0.3 here"
             );
         }
     }
+    Ok(())
+}
+
+/// The Python window helpers give exactly what the Rust SDK's give: the Python
+/// `window-count` example and the Rust `window-count` plugin, side by side in one pipeline on
+/// the same events, write the same lines in the same order: tumbling windows over W5's shape
+/// (generated keys and times), then hopping and session windows with a late event, from
+/// `key,time` lines through the `fixture-stamp` stage.
+#[test]
+fn python_windows_count_as_the_rust_ones_do() -> Result<()> {
+    if !toolchain("python") {
+        return Ok(());
+    }
+    let work = Work::new()?;
+    let project = workspace_root().join("sdk/examples/python-window-count");
+    native_test("python", &project)?;
+    let python = work.build(&project, "python-window-count.wasm")?;
+    let rust = support::plugin("window-count");
+    let dir = Dir::new()?;
+    // W5's shape: 20,000 events over 50 keys, one a millisecond, in 1-second windows.
+    let file = PipelineFile::new()
+        .source(
+            "gen",
+            Source::generate(20_000)
+                .key("keys", 50)
+                .key("event_time", 1_700_000_000_000_i64),
+        )
+        .stage(
+            "py",
+            Stage::plugin(&python)
+                .inputs(&["gen"])
+                .setting("size_ms", 1_000_i64),
+        )
+        .stage(
+            "rs",
+            Stage::plugin(&rust)
+                .inputs(&["gen"])
+                .setting("size_ms", 1_000_i64),
+        )
+        .sink("py-out", Sink::file("py.jsonl").inputs(&["py"]))
+        .sink("rs-out", Sink::file("rs.jsonl").inputs(&["rs"]))
+        .write(&dir)?;
+    let ran = dir.run(&file)?;
+    ensure!(ran.code() == 0, "{}", ran.stderr());
+    same_lines(&dir, "tumbling", 1_000)?;
+    // Hopping and session windows, and a late event (5000 after 61000: its windows closed).
+    let lines = [
+        "a,1000", "b,2000", "a,5000", "b,20000", "b,11000", "a,40000", "k,61000", "a,5000",
+        "z,100000", "k,62000",
+    ];
+    dir.write_lines("in.txt", &lines)?;
+    for (window, settings) in [
+        ("hopping", &[("size_ms", 20_000_i64), ("slide_ms", 10_000)][..]),
+        ("session", &[("gap_ms", 10_000_i64)][..]),
+    ] {
+        let stage = |plugin: &Path| {
+            let mut s = Stage::plugin(plugin)
+                .inputs(&["stamp"])
+                .setting("window", window)
+                .key("allowed_lateness", "20s");
+            for (k, v) in settings {
+                s = s.setting(k, *v);
+            }
+            s
+        };
+        let file = PipelineFile::new()
+            .batch_size(2)
+            .source("in", Source::file("in.txt"))
+            .stage(
+                "stamp",
+                Stage::plugin(support::plugin("fixture-stamp")).inputs(&["in"]),
+            )
+            .stage("py", stage(&python))
+            .stage("rs", stage(&rust))
+            .sink("py-out", Sink::file("py.jsonl").inputs(&["py"]))
+            .sink("rs-out", Sink::file("rs.jsonl").inputs(&["rs"]))
+            .dead_letters("dead.jsonl")
+            .write(&dir)?;
+        std::fs::remove_file(dir.path("py.jsonl"))?;
+        std::fs::remove_file(dir.path("rs.jsonl"))?;
+        let ran = dir.run(&file)?;
+        ensure!(ran.code() == 0, "{window}: {}", ran.stderr());
+        same_lines(&dir, window, 4)?;
+        // The late event is dead-lettered by both, as late, and nothing else is.
+        let dead = dead_letters(&dir.path("dead.jsonl"))?;
+        for stage in ["py", "rs"] {
+            let late: Vec<_> = dead.iter().filter(|d| d.stage == stage).collect();
+            ensure!(
+                late.len() == 1 && late[0].kind == "late" && late[0].message.starts_with("late:"),
+                "{window}: the dead letters of {stage}: {late:?}"
+            );
+        }
+        std::fs::remove_file(dir.path("dead.jsonl"))?;
+    }
+    Ok(())
+}
+
+/// The Python and Rust outputs are the same lines in the same order, at least `at_least`.
+fn same_lines(dir: &Dir, what: &str, at_least: usize) -> Result<()> {
+    let py = read_lines(&dir.path("py.jsonl"))?;
+    let rs = read_lines(&dir.path("rs.jsonl"))?;
+    ensure!(
+        rs.len() >= at_least,
+        "{what}: the Rust plugin wrote {} lines",
+        rs.len()
+    );
+    ensure!(
+        py == rs,
+        "{what}: Python wrote {} lines, Rust {}; first difference: {:?}",
+        py.len(),
+        rs.len(),
+        py.iter().zip(&rs).find(|(a, b)| a != b)
+    );
     Ok(())
 }
 
@@ -387,7 +653,7 @@ fn new_refuses_a_bad_name_an_unknown_template_and_a_folder_in_use() -> Result<()
         &["plugin", "new", "x", "--lang", "go", "--template", "nope"],
     )?;
     ensure!(
-        stderr.contains("no template `nope` for go; its templates: filter, map"),
+        stderr.contains("no template `nope` for go; its templates: count, filter, map"),
         "{stderr}"
     );
     let used = work.path("used");

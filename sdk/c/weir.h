@@ -159,6 +159,8 @@ typedef enum {
 
 typedef struct {
     weir_state_status status;
+    /* The host's text for a limit, cut to 255 bytes: it ends up in a dead letter's reason,
+     * which stays a line, and the struct stays small enough for the stack. */
     char message[256];
 } weir_state_error;
 

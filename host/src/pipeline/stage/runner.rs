@@ -487,8 +487,16 @@ impl StageRunner {
             if until == NONE {
                 continue;
             }
+            // Where the last look for due timers stopped: a worker routed by key goes on from
+            // there rather than paging past the other workers' due timers again, then looks
+            // once more from the start for a timer a call set behind it.
+            let mut cursor: Option<Vec<u8>> = None;
             loop {
-                let due = self.due(clock, until, TIMERS_PER_CALL.min(budget.max(1)));
+                let want = TIMERS_PER_CALL.min(budget.max(1));
+                let mut due = self.due(clock, until, want, &mut cursor);
+                if due.is_empty() && cursor.take().is_some() {
+                    due = self.due(clock, until, want, &mut None);
+                }
                 if due.is_empty() {
                     break;
                 }
@@ -519,10 +527,16 @@ impl StageRunner {
 
     /// Up to `want` of this worker's timers of `clock` due at `until`, in time order. A worker
     /// routed by key pages past the other workers' timers.
-    fn due(&self, clock: TimerClock, until: u64, want: usize) -> Vec<TimerEntry> {
+    /// `after`: where to start, left where this look stopped (routed by key only).
+    fn due(
+        &self,
+        clock: TimerClock,
+        until: u64,
+        want: usize,
+        after: &mut Option<Vec<u8>>,
+    ) -> Vec<TimerEntry> {
         let prefix = timer_prefix(clock);
         let mut due = Vec::new();
-        let mut after: Option<Vec<u8>> = None;
         loop {
             let page = self.handle.state.scan(
                 &prefix,
@@ -537,6 +551,9 @@ impl StageRunner {
                 if timer.at > until {
                     return due;
                 }
+                if self.route.is_some() {
+                    *after = Some(key.clone());
+                }
                 if self.route.is_none_or(|r| r.owns(&timer.key)) {
                     due.push(timer);
                     if due.len() == want {
@@ -545,7 +562,7 @@ impl StageRunner {
                 }
             }
             match page.entries.last() {
-                Some((last, _)) if page.more => after = Some(last.clone()),
+                Some((last, _)) if page.more => *after = Some(last.clone()),
                 _ => return due,
             }
         }

@@ -2,7 +2,7 @@
 //! every language (`sdk/templates/`), the Python, JavaScript, C and Go layers with their
 //! build and test scripts (`sdk/<lang>/`), the Rust SDK crate (`plugins/sdk/`) with the
 //! `weir-wire` crate it depends on (`wire/`), and the
-//! contract (`wit/0.2/stage.wit`), which a non-Rust project gets as its `wit/stage.wit`. The
+//! contract (`wit/0.3/stage.wit`), which a non-Rust project gets as its `wit/stage.wit`. The
 //! binary then makes and builds a project anywhere, with no path back into this repository.
 
 use std::fmt::Write as _;
@@ -24,7 +24,7 @@ const ROOTS: &[&str] = &[
 const FILES: &[&str] = &[
     "plugins/sdk/Cargo.toml",
     "wire/Cargo.toml",
-    "wit/0.2/stage.wit",
+    "wit/0.3/stage.wit",
 ];
 
 fn main() {

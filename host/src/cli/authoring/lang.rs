@@ -69,6 +69,6 @@ impl Lang {
 
     /// The contract version the language's SDK speaks.
     pub fn contract(self) -> &'static str {
-        "0.2"
+        "0.3"
     }
 }

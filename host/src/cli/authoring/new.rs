@@ -3,7 +3,7 @@
 //!
 //! The project gets the template's files with `{{name}}` (and, for Rust, `{{crate_name}}`)
 //! filled in, and a copy of its language's SDK: the layer and the build and test scripts and
-//! the contract (`wit/stage.wit`, from `wit/0.2`) for Python, JavaScript, C and Go, the
+//! the contract (`wit/stage.wit`, from `wit/0.3`) for Python, JavaScript, C and Go, the
 //! `weir-plugin` crate (with its copy of the contract) and the `weir-wire` crate it depends on
 //! for Rust. So it builds and tests with nothing from this repository.
 
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use super::embedded;
 use super::lang::Lang;
 
-/// The embedded folder of the contract a project is written against: `wit/0.2`.
-const CONTRACT: &str = "wit/0.2";
+/// The embedded folder of the contract a project is written against: `wit/0.3`.
+const CONTRACT: &str = "wit/0.3";
 
 /// The SDK manifest's dependency on `weir-wire` in this repository, and in a project.
 const WIRE_IN_REPOSITORY: &str = r#"weir-wire = { path = "../../wire" }"#;
@@ -155,6 +155,6 @@ mod tests {
             .expect("the SDK's manifest is embedded");
         let manifest = std::str::from_utf8(manifest).unwrap();
         assert!(manifest.contains(WIRE_IN_REPOSITORY), "{manifest}");
-        assert!(embedded::has("wire/src") && embedded::has("wit/0.2"));
+        assert!(embedded::has("wire/src") && embedded::has("wit/0.3"));
     }
 }

@@ -148,18 +148,8 @@ impl Work {
         Ok(stderr)
     }
 
-    /// `weir plugin new NAME --lang LANG --template T --dir NAME`, then the 0.3 contract in
-    /// the project (see [`upgrade`]); the project's folder.
-    fn new_project(&self, name: &str, lang: &str, template: &str) -> Result<PathBuf> {
-        let dir = self.new_project_as_made(name, lang, template)?;
-        if lang != "rust" {
-            upgrade(&dir)?;
-        }
-        Ok(dir)
-    }
-
     /// `weir plugin new NAME --lang LANG --template T --dir NAME`; the project's folder.
-    fn new_project_as_made(&self, name: &str, lang: &str, template: &str) -> Result<PathBuf> {
+    fn new_project(&self, name: &str, lang: &str, template: &str) -> Result<PathBuf> {
         let dir = self.path(name);
         let made = self.ok(&[
             "plugin",
@@ -204,14 +194,6 @@ fn path(p: &Path) -> &str {
 /// The contract a project is written against: `wit/0.3/stage.wit`.
 fn contract() -> Result<Vec<u8>> {
     Ok(std::fs::read(workspace_root().join("wit/0.3/stage.wit"))?)
-}
-
-/// Puts the 0.3 contract in a project made by `weir plugin new`, as `sdk/new.sh` writes it:
-/// the binary still carries and writes `wit/0.2` (the host's `cli/authoring/new.rs` and
-/// `build.rs` name it), which the C and Go bindings, and every stage that keeps state, cannot
-/// build against. Checked by `new_writes_the_current_contract_into_every_project`.
-fn upgrade(project: &Path) -> Result<()> {
-    Ok(std::fs::write(project.join("wit/stage.wit"), contract()?)?)
 }
 
 /// The templates of a language: Rust's SDK has no count template (its own `count-keys`
@@ -487,14 +469,12 @@ fn go() -> Result<()> {
     language("go", example("go"))
 }
 
-/// The templates carry no copy of the contract: `sdk/new.sh` writes the one in `wit/0.3` as
-/// the project's `wit/stage.wit`, where each language's build script reads it. `weir plugin
-/// new` still writes the one the binary carries, `wit/0.2` (see [`upgrade`]): when the host
-/// writes 0.3, this test says so.
+/// The templates carry no copy of the contract: `sdk/new.sh` and `weir plugin new` write the
+/// one in `wit/0.3` as the project's `wit/stage.wit`, where each language's build script reads
+/// it.
 #[test]
 fn new_writes_the_current_contract_into_every_project() -> Result<()> {
     let current = contract()?;
-    let carried = std::fs::read(workspace_root().join("wit/0.2/stage.wit"))?;
     let work = Work::new()?;
     for lang in ["python", "js", "c", "go"] {
         for &template in templates(lang) {
@@ -514,13 +494,12 @@ fn new_writes_the_current_contract_into_every_project() -> Result<()> {
                 written == current,
                 "sdk/new.sh {lang}/{template}: wit/stage.wit differs from wit/0.3/stage.wit"
             );
-            let project = work.new_project_as_made(&name, lang, template)?;
+            let project = work.new_project(&name, lang, template)?;
             let written = std::fs::read(project.join("wit/stage.wit"))
                 .with_context(|| format!("{lang}/{template}: no wit/stage.wit"))?;
             ensure!(
-                written == carried,
-                "weir plugin new {lang}/{template}: wit/stage.wit is no longer wit/0.2's: \
-                 drop `upgrade` and check for wit/0.3 here"
+                written == current,
+                "weir plugin new {lang}/{template}: wit/stage.wit differs from wit/0.3/stage.wit"
             );
         }
     }

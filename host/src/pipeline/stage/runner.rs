@@ -389,16 +389,16 @@ impl StageRunner {
     }
 
     /// Reads back the watermark kept with the stage's state, once, before the first batch of
-    /// a version that keeps time: a restart resumes where the committed state ends.
+    /// a version that keeps time: a restart resumes where the committed state ends. The value
+    /// the store held at the start, not the entry now: a worker routed by key that takes its
+    /// first batch late must not take the watermark another worker has moved since.
     fn resume(&mut self, version: &StageVersion) {
         if self.resumed || !version.factory.keeps_time() {
             return;
         }
         self.resumed = true;
-        if let Some(bytes) = self.handle.state.get(WATERMARK_KEY)
-            && let Ok(bytes) = <[u8; 8]>::try_from(bytes.as_slice())
-        {
-            self.clock.resume(u64::from_le_bytes(bytes));
+        if let Some(node) = self.handle.state.loaded_watermark() {
+            self.clock.resume(node);
         }
     }
 

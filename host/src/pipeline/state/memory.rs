@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE, RESERVED};
+use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE, RESERVED, WATERMARK_KEY};
 use weir_sandbox::{KeyedState, Page, Refusal};
 
 use super::plan::Tag;
@@ -135,6 +135,8 @@ struct Inner {
     bytes: u64,
     /// Committed timers (entries under the host's timer keys), for `weir_timers_pending`.
     timers: u64,
+    /// The stage's watermark as the store held it when the run began.
+    loaded_watermark: Option<u64>,
     /// Committed entries with an expiry, by expiry.
     expiry: BTreeSet<(u64, Vec<u8>)>,
 }
@@ -316,12 +318,24 @@ impl StageState {
             inner.keys += k as u64;
             inner.bytes += b as u64;
             inner.timers += u64::from(is_timer(&key));
+            if key == WATERMARK_KEY
+                && let Ok(bytes) = <[u8; 8]>::try_from(stored.value.as_slice())
+            {
+                inner.loaded_watermark = Some(u64::from_le_bytes(bytes));
+            }
             if let Some(t) = expires {
                 inner.expiry.insert((t, key.clone()));
             }
             inner.committed.insert(&key, stored);
         }
         inner.durable = true;
+    }
+
+    /// The stage's watermark as the store held it when the run began: where a restarted
+    /// stage's clock resumes. Not the entry as it is now, which the stage's other workers may
+    /// already have moved on in this run.
+    pub fn loaded_watermark(&self) -> Option<u64> {
+        self.lock().loaded_watermark
     }
 
     /// The source batch the next calls run on.

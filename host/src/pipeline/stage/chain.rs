@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Notify};
+use weir_sandbox::Events;
 
 use crate::config::OnError;
 use crate::pipeline::ack::Ack;
@@ -139,9 +140,11 @@ struct Shared {
     input_closed: AtomicBool,
     /// Where retry timers run.
     runtime: tokio::runtime::Handle,
-    /// Whether the end of the input has been run through the chain's stages; routed by key,
-    /// whether a worker's stages had event time when it fired its last timers.
+    /// Whether the end of the input has been run through the chain's stages.
     ended: AtomicBool,
+    /// Routed by key: whether a worker's stages had event time when it fired its last timers
+    /// (then the last worker to finish says the input is at the end of time).
+    ended_timed: AtomicBool,
 }
 
 struct Intake {
@@ -218,6 +221,7 @@ impl Chain {
             input_closed: AtomicBool::new(false),
             runtime: runtime.clone(),
             ended: AtomicBool::new(false),
+            ended_timed: AtomicBool::new(false),
         });
         // The tick: a task on the runtime (the workers have no timer of their own) that stops
         // when the chain drops its receiver.
@@ -392,6 +396,30 @@ fn split(batch: Batch, workers: usize) -> Vec<Option<Batch>> {
     let mut owned: Vec<Vec<usize>> = vec![Vec::new(); workers];
     for (i, event) in batch.events.iter().enumerate() {
         owned[Route::of(event.key(), workers as u32) as usize].push(i);
+    }
+    // One worker owns every event (a batch of one key, or of keyless events): it takes the
+    // batch as it is, with no copy, and the others an empty part if it carries a watermark.
+    if let Some(whole) = (!batch.is_empty())
+        .then(|| owned.iter().position(|o| o.len() == batch.len()))
+        .flatten()
+    {
+        let empty = |_| {
+            batch.marks.as_ref().map(|m| {
+                let mut part = batch.derive(
+                    Events::default(),
+                    batch.provenance.clone(),
+                    batch.origin.as_ref().map(Origin::empty),
+                );
+                part.marks = Some(Arc::new(Marks {
+                    before: Vec::new(),
+                    after: m.after,
+                }));
+                part
+            })
+        };
+        let mut parts: Vec<Option<Batch>> = (0..workers).map(empty).collect();
+        parts[whole] = Some(batch);
+        return parts;
     }
     let mut parts = Vec::with_capacity(workers);
     for indices in owned {
@@ -669,12 +697,12 @@ impl Shared {
         if keyed {
             // Every worker fires its own timers; the last to finish speaks for all.
             if timed {
-                self.ended.store(true, Ordering::SeqCst);
+                self.ended_timed.store(true, Ordering::SeqCst);
             }
             if self.ending.fetch_sub(1, Ordering::SeqCst) != 1 {
                 return;
             }
-            timed = self.ended.load(Ordering::SeqCst);
+            timed = self.ended_timed.load(Ordering::SeqCst);
         }
         if timed {
             let last = Batch {

@@ -484,6 +484,14 @@ fn weir_state_lists_gets_exports_and_imports_a_running_stage_s_state() -> Result
 
 /// `in.txt -> count -> out.jsonl` with the state in `data/`, committed every 50 ms.
 fn durable_counting(dir: &Dir) -> Result<std::path::PathBuf> {
+    durable_counting_with(dir, |stage| stage)
+}
+
+/// [`durable_counting`] with the counting stage changed by `change`.
+fn durable_counting_with(
+    dir: &Dir,
+    change: impl FnOnce(Stage) -> Stage,
+) -> Result<std::path::PathBuf> {
     PipelineFile::new()
         .batch_size(256)
         .pipeline_key("data_dir", dir.path("data").display().to_string())
@@ -491,7 +499,7 @@ fn durable_counting(dir: &Dir) -> Result<std::path::PathBuf> {
         .source("in", Source::file("in.txt"))
         .stage(
             "count",
-            Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"]),
+            change(Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"])),
         )
         .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
         .write(dir)
@@ -584,6 +592,18 @@ fn state_in_the_data_folder_counts_each_event_once_across_four_kill_9s() -> Resu
     dir.write_lines("in.txt", &lines)?;
     let file = durable_counting(&dir)?;
     counted_once_across_kill_9s(&dir, &file, lines.len(), 1_000)
+}
+
+/// A state many times its cache (`state_cache_bytes` at its least, 1 MiB, for 50,000 keys that
+/// cost about 7 MiB in memory), each batch's keys cycling through all of them so that nearly
+/// every write finds its entry gone to the store: counted once each across four kill -9s.
+#[test]
+fn a_state_larger_than_its_cache_counts_each_event_once_across_four_kill_9s() -> Result<()> {
+    let dir = Dir::new()?;
+    let lines: Vec<String> = (0..1_000_000).map(|i| format!("k{}", i % 50_000)).collect();
+    dir.write_lines("in.txt", &lines)?;
+    let file = durable_counting_with(&dir, |stage| stage.key("state_cache_bytes", "1MiB"))?;
+    counted_once_across_kill_9s(&dir, &file, lines.len(), 50_000)
 }
 
 /// The same with the counting stage on four workers routed by key (`fixture-stamp` gives each
@@ -690,7 +710,7 @@ fn nats_counting(dir: &Dir, server: &NatsServer) -> Result<std::path::PathBuf> {
         )
         .stage(
             "count",
-            Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"]),
+            change(Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"])),
         )
         .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
         .write(dir)

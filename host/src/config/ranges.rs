@@ -74,6 +74,11 @@ pub const STATE_MAX_KEYS: RangeInclusive<usize> = 1..=1_000_000_000;
 /// memory (or disk) with state; 1 TiB at most.
 pub const STATE_MAX_BYTES: RangeInclusive<u64> = 1..=1 << 40;
 
+/// `state_cache_bytes` of a stage with its state on disk: what the entries it keeps in memory
+/// may cost. Bounds the memory a state larger than memory takes; at least 1 MiB, since a cache
+/// that holds almost nothing sends every read of a hot key to the disk; at most 1 TiB.
+pub const STATE_CACHE_BYTES: RangeInclusive<u64> = 1 << 20..=1 << 40;
+
 /// `allowed_lateness` of a stage: how far behind the highest event time seen its watermark
 /// stays. Up to 30 days: beyond that a window would keep its state open for longer than any
 /// sensible retention, which is a state the host must carry for nothing.

@@ -10,8 +10,8 @@ use crate::config::error::{ConfigError, Ctx, Sp, did_you_mean, join, list, plain
 use crate::config::names;
 use crate::config::ranges::{
     ALLOWED_LATENESS, BREAKER_COOLDOWN, BREAKER_WINDOW, CANARY_EVENTS, FUEL, IDLE_TIMEOUT,
-    MAX_OUTPUT_BYTES, MAX_OUTPUT_EVENTS, MAX_VALUE_SIZE, MEMORY, RETRIES, STATE_MAX_BYTES,
-    STATE_MAX_KEYS, TIMEOUT, WORKERS,
+    MAX_OUTPUT_BYTES, MAX_OUTPUT_EVENTS, MAX_VALUE_SIZE, MEMORY, RETRIES, STATE_CACHE_BYTES,
+    STATE_MAX_BYTES, STATE_MAX_KEYS, TIMEOUT, WORKERS,
 };
 use crate::config::raw::{RawBreaker, RawCanary, RawGrant, RawStage};
 use crate::config::units;
@@ -211,6 +211,10 @@ pub struct Limits {
     /// host's memory (or disk) with large values. In
     /// [`ranges::STATE_MAX_BYTES`](super::ranges::STATE_MAX_BYTES).
     pub state_max_bytes: u64,
+    /// With the state on disk (`[pipeline] data_dir`), what the entries the host keeps in
+    /// memory may cost. Bounds the memory a state larger than memory takes. In
+    /// [`ranges::STATE_CACHE_BYTES`](super::ranges::STATE_CACHE_BYTES).
+    pub state_cache_bytes: u64,
 }
 
 impl Default for Limits {
@@ -223,6 +227,7 @@ impl Default for Limits {
             max_value_size: 16 << 20,
             state_max_keys: 1_000_000,
             state_max_bytes: 64 << 20,
+            state_cache_bytes: 64 << 20,
         }
     }
 }
@@ -345,6 +350,12 @@ fn limits(cx: &Ctx, node: &str, raw: &RawStage) -> Result<Limits, ConfigError> {
             "state_max_bytes",
             &STATE_MAX_BYTES,
             d.state_max_bytes,
+        )?,
+        state_cache_bytes: size(
+            &raw.state_cache_bytes,
+            "state_cache_bytes",
+            &STATE_CACHE_BYTES,
+            d.state_cache_bytes,
         )?,
     })
 }

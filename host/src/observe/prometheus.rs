@@ -345,6 +345,15 @@ impl Scrape {
             gauge(&mut m, &labels(node), state.size().1 as i64)?;
         }
         let mut m = encoder.encode_descriptor(
+            "weir_state_cache_bytes",
+            "What the stage's state entries held in memory cost (with the state on disk, at most its `state_cache_bytes` once the store holds what they wrote).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (node, state) in stateful() {
+            gauge(&mut m, &labels(node), state.cached().0 as i64)?;
+        }
+        let mut m = encoder.encode_descriptor(
             "weir_state_operations",
             "State operations the stage's plugin made, by kind (a batched call counts each key).",
             None,

@@ -79,6 +79,7 @@ pub fn run(test: &TestRun) -> Result<Ran, TestError> {
         Arc::new(StageState::new(
             defaults.state_max_keys,
             defaults.state_max_bytes,
+            defaults.state_cache_bytes,
         )) as Arc<dyn KeyedState>
     });
     let fresh = || {

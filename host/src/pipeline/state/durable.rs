@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StageState;
 use super::plan::plan;
-use super::store::{Store, StoreError};
+use super::store::{Backing, Store, StoreError};
 use crate::pipeline::data_dir::write_atomic;
 use crate::pipeline::edge::RunContext;
 use crate::pipeline::failure::NodeFailure;
@@ -42,7 +42,7 @@ type Registered = (String, usize, Arc<dyn Positioned>);
 
 /// The commit rounds of a run whose stages keep state in the data folder.
 pub struct Durable {
-    store: Store,
+    store: Arc<Store>,
     stages: Vec<(String, Arc<StageState>)>,
     sources: Mutex<Vec<Registered>>,
     /// The positions the store held when it was opened, by source.
@@ -61,13 +61,13 @@ impl Durable {
         checkpoints: &[(String, PathBuf)],
         from_start: bool,
     ) -> Result<Arc<Durable>, StoreError> {
-        let store = Store::open(dir)?;
+        let store = Arc::new(Store::open(dir)?);
         if from_start {
             let names: Vec<&str> = stages.iter().map(|(n, _)| n.as_str()).collect();
             store.clear(&names)?;
         }
         for (name, state) in &stages {
-            state.load(store.load(name)?);
+            state.load(Backing::new(Arc::clone(&store), name))?;
         }
         let held: HashMap<String, Vec<u8>> = store.positions()?.into_iter().collect();
         for (source, path) in checkpoints {
@@ -105,6 +105,13 @@ impl Durable {
     /// One commit round.
     pub fn round(&self) -> Result<(), StoreError> {
         let _one = lock(&self.round);
+        // A stage that could not read the store may have read a key as absent: nothing of
+        // what followed may be committed.
+        for (_, state) in &self.stages {
+            if let Some(fault) = state.fault() {
+                return Err(fault);
+            }
+        }
         let sources = lock(&self.sources).clone();
         let done: HashMap<usize, Option<u64>> = sources
             .iter()
@@ -113,9 +120,12 @@ impl Durable {
         let logs: Vec<_> = self.stages.iter().map(|(_, s)| s.log_tags()).collect();
         let plan = plan(&logs, &done);
         let mut writes = Vec::with_capacity(self.stages.len());
+        let mut flushed = Vec::new();
         for ((name, state), n) in self.stages.iter().zip(&plan.prefixes) {
             if *n > 0 {
-                writes.push((name.as_str(), state.take_logged(*n)));
+                let (taken, last) = state.take_logged(*n);
+                writes.push((name.as_str(), taken));
+                flushed.push((state, last));
             }
         }
         let mut positions = Vec::new();
@@ -130,6 +140,11 @@ impl Durable {
             return Ok(());
         }
         self.store.commit(&writes, &positions)?;
+        // Only now may what the round wrote leave the stages' memory: until the store holds
+        // it, memory has the only copy.
+        for (state, last) in flushed {
+            state.flushed(last);
+        }
         for (_, id, p) in &sources {
             if let Some(Some(seq)) = plan.through.get(id) {
                 p.forget_through(*seq);

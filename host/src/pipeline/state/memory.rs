@@ -12,18 +12,20 @@
 //! worker's thread from start to end, and a thread makes one call at a time). Workers own
 //! disjoint keys, so the order in which their calls commit changes no key's value.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use indexmap::IndexMap;
 use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE, RESERVED, WATERMARK_KEY};
 use weir_sandbox::{KeyedState, Page, Refusal};
 
 use super::plan::Tag;
-use super::store::{Row, Writes};
+use super::store::{Backing, StoreError, Writes};
 
 /// A value and when it expires (milliseconds since the epoch), if ever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,46 +54,141 @@ fn weight(key: &[u8], stored: Option<&Stored>) -> (i64, i64) {
     }
 }
 
-/// The committed entries: a hash map for point operations, and the keys in order for scans.
-/// An update of an existing key (a counter, the common write) touches the map only.
+/// What an entry in memory costs beyond its key and value (the map's slot, the vectors'
+/// headers, the allocator's rounding), for the cache's bound: an estimate, on the high side.
+const SLOT_OVERHEAD: u64 = 128;
+
+/// The first key past every key of the host's own ([`RESERVED`] with its last byte raised).
+const RESERVED_END: &[u8] = b"\xff\xffweir/";
+
+/// At most this many entries looked at per eviction pass. Blocks a cache whose entries all
+/// wait for the store (written since the last round) from costing a walk over the whole map
+/// at every commit; the next pass goes on where this one stopped.
+const EVICT_STEPS: usize = 4096;
+
+/// An entry in memory. Without a store it is the entry; with one it is authoritative for its
+/// key, a tombstone (`stored: None`) included: a key not in memory is read from the store.
+struct Slot {
+    stored: Option<Stored>,
+    /// The last logged delta that wrote it (0: none since the run began). While the store has
+    /// not written that delta the slot is the only copy of the key's value, and stays.
+    seq: u64,
+    /// Read or written since the eviction hand last passed (the clock's second chance).
+    used: Cell<bool>,
+}
+
+impl Slot {
+    fn cost(key: &[u8], stored: Option<&Stored>) -> u64 {
+        key.len() as u64 + stored.map_or(0, |s| s.value.len() as u64) + SLOT_OVERHEAD
+    }
+}
+
+/// The committed entries in memory: a hash map for point operations, and the keys in order for
+/// scans. An update of an existing key (a counter, the common write) touches the map only.
 ///
 /// The order holds the host's keys (timers, scanned after every batch) always, and the
 /// plugin's keys only once something scans them: a plugin that never scans (the SDK's
 /// windows) pays no ordered insert and remove for each key it makes and drops, which were
 /// the largest cost of a window stage. The first scan of the plugin's keys sorts them in,
 /// and from then on they are kept in order.
+///
+/// With a store behind it, this is a cache: entries the store already holds as they are here
+/// leave it, by a clock (an entry used since the hand last passed gets a second chance), once
+/// the entries' cost goes over the stage's `state_cache_bytes`. The host's own entries (timers,
+/// the watermark) never leave: they are read after every batch, and their scans then need no
+/// disk.
 #[derive(Default)]
 struct Committed {
-    map: HashMap<Vec<u8>, Stored>,
+    map: IndexMap<Vec<u8>, Slot>,
     order: BTreeSet<Vec<u8>>,
     /// Whether the plugin's keys are in `order` too.
     all_ordered: bool,
+    /// What the entries in memory cost, by [`Slot::cost`].
+    cost: u64,
+    /// The eviction clock's hand, an index into `map`.
+    hand: usize,
 }
 
 impl Committed {
+    /// The live or expired entry under `key`, if memory holds one.
     fn get(&self, key: &[u8]) -> Option<&Stored> {
-        self.map.get(key)
+        let slot = self.map.get(key)?;
+        slot.used.set(true);
+        slot.stored.as_ref()
     }
 
-    /// Only a new key is copied (into the map and the order).
-    fn insert(&mut self, key: &[u8], stored: Stored) -> Option<Stored> {
+    fn holds(&self, key: &[u8]) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// Puts `stored` (a tombstone when `None`) under `key`, written by delta `seq`, and gives
+    /// back what was there. Only a new key is copied (into the map and the order).
+    fn put(&mut self, key: &[u8], stored: Option<Stored>, seq: u64) -> Option<Stored> {
+        self.cost += Slot::cost(key, stored.as_ref());
         match self.map.get_mut(key) {
-            Some(slot) => Some(std::mem::replace(slot, stored)),
+            Some(slot) => {
+                slot.seq = slot.seq.max(seq);
+                slot.used.set(true);
+                let old = std::mem::replace(&mut slot.stored, stored);
+                self.cost -= Slot::cost(key, old.as_ref());
+                old
+            }
             None => {
                 if self.ordered(key) {
                     self.order.insert(key.to_vec());
                 }
-                self.map.insert(key.to_vec(), stored)
+                let slot = Slot {
+                    stored,
+                    seq,
+                    used: Cell::new(true),
+                };
+                self.map.insert(key.to_vec(), slot);
+                None
             }
         }
     }
 
+    /// Forgets `key`, and gives back what memory held for it.
     fn remove(&mut self, key: &[u8]) -> Option<Stored> {
-        let old = self.map.remove(key)?;
+        let (_, _, slot) = self.map.swap_remove_full(key)?;
+        self.forgotten(key, &slot);
+        slot.stored
+    }
+
+    /// Keeps the order and the cost right after `key`'s slot left the map. (The map's last slot
+    /// took its place; the clock's hand looks at it next, or wraps when past the end.)
+    fn forgotten(&mut self, key: &[u8], slot: &Slot) {
         if self.ordered(key) {
             self.order.remove(key);
         }
-        Some(old)
+        self.cost -= Slot::cost(key, slot.stored.as_ref());
+    }
+
+    /// Lets entries the store holds as they are (written by a delta at or before `flushed`)
+    /// leave, until the cost is within `budget` or [`EVICT_STEPS`] entries have been looked at.
+    fn evict(&mut self, budget: u64, flushed: u64) {
+        let mut steps = 0;
+        while self.cost > budget && steps < EVICT_STEPS && !self.map.is_empty() {
+            steps += 1;
+            if self.hand >= self.map.len() {
+                self.hand = 0;
+            }
+            let Some((key, slot)) = self.map.get_index(self.hand) else {
+                break;
+            };
+            if slot.seq > flushed || (key.starts_with(RESERVED) && slot.stored.is_some()) {
+                self.hand += 1;
+                continue;
+            }
+            if slot.used.replace(false) {
+                self.hand += 1;
+                continue;
+            }
+            let Some((key, slot)) = self.map.swap_remove_index(self.hand) else {
+                break;
+            };
+            self.forgotten(&key, &slot);
+        }
     }
 
     /// Whether `key` is kept in the order.
@@ -109,35 +206,51 @@ impl Committed {
         self.all_ordered = true;
     }
 
-    /// The entries from `start` on, by key.
-    fn range(&self, start: Bound<Vec<u8>>) -> impl Iterator<Item = (&Vec<u8>, &Stored)> {
+    /// The entries in memory from `start` on, by key, tombstones as `None`.
+    fn range(&self, start: Bound<Vec<u8>>) -> impl Iterator<Item = (&Vec<u8>, Option<&Stored>)> {
         self.order
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
             .filter_map(|k| self.map.get_key_value(k))
+            .map(|(k, slot)| (k, slot.stored.as_ref()))
     }
 }
 
+/// One call's writes: `None` is a delete.
+type Writing = BTreeMap<Vec<u8>, Option<Stored>>;
+
 /// A completed call's writes, kept until a commit round writes them to the store, with the
-/// source batch the call ran on.
-type Delta = (Option<Tag>, BTreeMap<Vec<u8>, Option<Stored>>);
+/// source batch the call ran on and the delta's number.
+struct Delta {
+    seq: u64,
+    tag: Option<Tag>,
+    writes: BTreeMap<Vec<u8>, Option<Stored>>,
+}
 
 #[derive(Default)]
 struct Inner {
     committed: Committed,
     /// With a store: the completed calls' writes not yet in it, oldest first.
     log: VecDeque<Delta>,
-    /// With a store: whether completed calls' writes are logged for it.
-    durable: bool,
+    /// With a store: where an entry not in memory is read from (once the state is loaded).
+    backing: Option<Backing>,
+    /// The last delta logged, and the last the store has written.
+    logged: u64,
+    flushed: u64,
+    /// With a store: the deletes the store does not hold yet, oldest first, by the delta
+    /// that made them; their tombstones leave memory once it does.
+    tombstones: VecDeque<(u64, Vec<u8>)>,
+    /// A read of the store that failed: the next commit round stops the run with it.
+    fault: Option<StoreError>,
     /// The calls in progress, one per thread that has one.
     overlays: Vec<Overlay>,
-    /// Committed keys and bytes.
+    /// Committed keys and bytes, in memory or not.
     keys: u64,
     bytes: u64,
     /// Committed timers (entries under the host's timer keys), for `weir_timers_pending`.
     timers: u64,
     /// The stage's watermark as the store held it when the run began.
     loaded_watermark: Option<u64>,
-    /// Committed entries with an expiry, by expiry.
+    /// Committed entries with an expiry, by expiry, in memory or not.
     expiry: BTreeSet<(u64, Vec<u8>)>,
 }
 
@@ -170,6 +283,8 @@ pub const OPERATIONS: [&str; 5] = ["get", "set", "delete", "increment", "scan"];
 pub struct StageState {
     max_keys: u64,
     max_bytes: u64,
+    /// With a store: what the entries kept in memory may cost.
+    cache_bytes: u64,
     inner: Mutex<Inner>,
     /// Operations by kind, in the order of [`OPERATIONS`].
     operations: [AtomicU64; 5],
@@ -183,12 +298,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Where a page of entries starts: just after `after` when it is within `prefix`'s range.
+fn start_of(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
+    match after {
+        Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+        _ => Bound::Included(prefix.to_vec()),
+    }
+}
+
 impl StageState {
-    /// An empty state held to `max_keys` keys and `max_bytes` bytes of keys and values.
-    pub fn new(max_keys: usize, max_bytes: u64) -> StageState {
+    /// An empty state held to `max_keys` keys and `max_bytes` bytes of keys and values, whose
+    /// entries in memory cost at most `cache_bytes` once a store is behind it.
+    pub fn new(max_keys: usize, max_bytes: u64, cache_bytes: u64) -> StageState {
         StageState {
             max_keys: max_keys as u64,
             max_bytes,
+            cache_bytes,
             inner: Mutex::new(Inner::default()),
             operations: Default::default(),
             attached: AtomicBool::new(false),
@@ -216,32 +341,32 @@ impl StageState {
     pub fn listing(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Page {
         let mut inner = self.lock();
         inner.committed.order_for(prefix);
-        let now = now_ms();
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
-        };
         let mut page = Page::default();
-        for (key, stored) in inner.committed.range(start) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if !stored.live(now) {
-                continue;
-            }
-            if page.entries.len() == limit {
-                page.more = true;
-                break;
-            }
-            page.entries.push((key.clone(), stored.value.clone()));
-        }
+        inner.walk(
+            prefix,
+            start_of(prefix, after),
+            false,
+            now_ms(),
+            |key, stored| {
+                if !key.starts_with(prefix) {
+                    return false;
+                }
+                if page.entries.len() == limit {
+                    page.more = true;
+                    return false;
+                }
+                page.entries.push((key.to_vec(), stored.value.clone()));
+                true
+            },
+        );
         page
     }
 
     /// The committed value under `key`, for the admin API.
     pub fn committed(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let now = now_ms();
+        inner.fault_in(key);
         (inner.committed.get(key))
             .filter(|s| s.live(now))
             .map(|s| s.value.clone())
@@ -254,21 +379,40 @@ impl StageState {
         let mut inner = self.lock();
         let mut written = BTreeMap::new();
         let mut result = Ok(());
+        // With a store, what is imported is logged as a delta of its own, and reaches the
+        // store with the next round.
+        let seq = if inner.backing.is_some() {
+            inner.logged + 1
+        } else {
+            0
+        };
         for (i, (key, value)) in entries.iter().enumerate() {
-            if let Err(refusal) = self.import_one(&mut inner, key, value) {
+            if let Err(refusal) = self.import_one(&mut inner, key, value, seq) {
                 result = Err((i, refusal));
                 break;
             }
             written.insert(key.clone(), inner.committed.get(key).cloned());
         }
-        // With a store, what was imported reaches it with the next round.
-        if inner.durable && !written.is_empty() {
-            inner.log.push_back((None, written));
+        if inner.backing.is_some() && !written.is_empty() {
+            inner.logged = seq;
+            inner.log.push_back(Delta {
+                seq,
+                tag: None,
+                writes: written,
+            });
         }
+        let flushed = inner.flushed;
+        inner.committed.evict(self.cache_bytes, flushed);
         result
     }
 
-    fn import_one(&self, inner: &mut Inner, key: &[u8], value: &[u8]) -> Result<(), Refusal> {
+    fn import_one(
+        &self,
+        inner: &mut Inner,
+        key: &[u8],
+        value: &[u8],
+        seq: u64,
+    ) -> Result<(), Refusal> {
         if key.len() > MAX_KEY || value.len() > MAX_VALUE {
             return Err(Refusal::Limit(
                 "a key over 1 KiB or a value over 1 MiB".into(),
@@ -278,6 +422,7 @@ impl StageState {
             value: value.to_vec(),
             expires: None,
         };
+        inner.fault_in(key);
         let (old_keys, old_bytes) = weight(key, inner.committed.get(key));
         let (new_keys, new_bytes) = weight(key, Some(&stored));
         let (pending_keys, pending_bytes) = inner.pending();
@@ -290,45 +435,46 @@ impl StageState {
                 self.max_keys, self.max_bytes
             )));
         }
-        inner.keys = (inner.keys as i64 + new_keys - old_keys) as u64;
-        inner.bytes = (inner.bytes as i64 + new_bytes - old_bytes) as u64;
-        if is_timer(key) {
-            inner.timers = (inner.timers as i64 + new_keys - old_keys) as u64;
-        }
-        if let Some(Stored {
-            expires: Some(t), ..
-        }) = inner.committed.insert(key, stored)
-        {
-            inner.expiry.remove(&(t, key.to_vec()));
-        }
+        inner.apply(key, Some(stored), seq);
         Ok(())
     }
 
-    /// Loads the state a store holds (before any call), and logs every completed call's
-    /// writes for it from now on.
-    pub fn load(&self, rows: Vec<Row>) {
+    /// Puts the state the store holds behind this one (before any call): counts its entries,
+    /// keeps the host's own entries and, while the cache has room, the plugin's in memory, and
+    /// logs every completed call's writes for the store from now on.
+    pub fn load(&self, backing: Backing) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let now = now_ms();
-        for (key, expires, value) in rows {
-            let stored = Stored { value, expires };
-            if !stored.live(now) {
-                continue;
+        let budget = self.cache_bytes;
+        let inner = &mut *inner;
+        backing.walk(Bound::Unbounded, |key, expires, value| {
+            if expires.is_some_and(|t| t <= now) {
+                // Gone before this run: not counted, and read as absent.
+                return true;
             }
-            let (k, b) = weight(&key, Some(&stored));
-            inner.keys += k as u64;
-            inner.bytes += b as u64;
-            inner.timers += u64::from(is_timer(&key));
+            let size = (key.len() + value.len()) as u64;
+            inner.keys += 1;
+            inner.bytes += size;
+            inner.timers += u64::from(is_timer(key));
             if key == WATERMARK_KEY
-                && let Ok(bytes) = <[u8; 8]>::try_from(stored.value.as_slice())
+                && let Ok(bytes) = <[u8; 8]>::try_from(value)
             {
                 inner.loaded_watermark = Some(u64::from_le_bytes(bytes));
             }
             if let Some(t) = expires {
-                inner.expiry.insert((t, key.clone()));
+                inner.expiry.insert((t, key.to_vec()));
             }
-            inner.committed.insert(&key, stored);
-        }
-        inner.durable = true;
+            if key.starts_with(RESERVED) || inner.committed.cost + size + SLOT_OVERHEAD <= budget {
+                let stored = Stored {
+                    value: value.to_vec(),
+                    expires,
+                };
+                inner.committed.put(key, Some(stored), 0);
+            }
+            true
+        })?;
+        inner.backing = Some(backing);
+        Ok(())
     }
 
     /// The stage's watermark as the store held it when the run began: where a restarted
@@ -345,20 +491,47 @@ impl StageState {
 
     /// The tags of the logged deltas, oldest first.
     pub fn log_tags(&self) -> Vec<Option<Tag>> {
-        self.lock().log.iter().map(|(tag, _)| *tag).collect()
+        self.lock().log.iter().map(|d| d.tag).collect()
     }
 
-    /// Takes the `n` oldest logged deltas, merged: each key's last write.
-    pub fn take_logged(&self, n: usize) -> Writes {
+    /// Takes the `n` oldest logged deltas, merged (each key's last write), with the number of
+    /// the last of them, for [`StageState::flushed`] once the store holds them.
+    pub fn take_logged(&self, n: usize) -> (Writes, u64) {
         let mut inner = self.lock();
         let mut merged: BTreeMap<Vec<u8>, Option<Stored>> = BTreeMap::new();
-        for (_, writes) in inner.log.drain(..n) {
-            merged.extend(writes);
+        let mut last = inner.flushed;
+        for delta in inner.log.drain(..n) {
+            last = delta.seq;
+            merged.extend(delta.writes);
         }
-        merged
+        let writes = merged
             .into_iter()
             .map(|(k, v)| (k, v.map(|s| (s.expires, s.value))))
-            .collect()
+            .collect();
+        (writes, last)
+    }
+
+    /// The store holds the deltas through `seq`: the entries they wrote may leave memory.
+    pub fn flushed(&self, seq: u64) {
+        let mut inner = self.lock();
+        inner.flushed = inner.flushed.max(seq);
+        let flushed = inner.flushed;
+        while inner.tombstones.front().is_some_and(|(s, _)| *s <= flushed) {
+            let Some((_, key)) = inner.tombstones.pop_front() else {
+                break;
+            };
+            if (inner.committed.map.get(&key))
+                .is_some_and(|s| s.stored.is_none() && s.seq <= flushed)
+            {
+                inner.committed.remove(&key);
+            }
+        }
+        inner.committed.evict(self.cache_bytes, flushed);
+    }
+
+    /// A read of the store that failed since the last round, if one did.
+    pub fn fault(&self) -> Option<StoreError> {
+        self.lock().fault.take()
     }
 
     fn count(&self, op: usize) {
@@ -380,6 +553,12 @@ impl StageState {
     pub fn size(&self) -> (u64, u64) {
         let inner = self.lock();
         (inner.keys, inner.bytes)
+    }
+
+    /// What the entries in memory cost, by the cache's estimate, and how many there are.
+    pub fn cached(&self) -> (u64, usize) {
+        let inner = self.lock();
+        (inner.committed.cost, inner.committed.map.len())
     }
 }
 
@@ -416,11 +595,141 @@ impl Inner {
         (self.overlays.iter()).fold((0, 0), |(k, b), o| (k + o.keys, b + o.bytes))
     }
 
+    /// Brings `key`'s entry into memory from the store, when a store is behind the state and
+    /// memory holds nothing for the key: its row, expired or not, when the row still counts
+    /// (live, or expired in this run and not yet dropped by [`Inner::expire`]); otherwise a
+    /// tombstone, so the next read of an absent key costs no disk either. The host's own keys
+    /// never leave memory, so they are never read.
+    fn fault_in(&mut self, key: &[u8]) {
+        let Some(backing) = &self.backing else { return };
+        if self.committed.holds(key) || key.starts_with(RESERVED) {
+            return;
+        }
+        let stored = match backing.get(key) {
+            Ok(row) => row.and_then(|(expires, value)| {
+                let counted = match expires {
+                    None => true,
+                    Some(t) => self.expiry.contains(&(t, key.to_vec())),
+                };
+                counted.then_some(Stored { value, expires })
+            }),
+            Err(e) => {
+                // The call reads the key as absent; the next round stops the run before
+                // anything that depends on it is acknowledged.
+                self.fault.get_or_insert(e);
+                None
+            }
+        };
+        self.committed.put(key, stored, 0);
+    }
+
     /// The entry a read sees, expired or not.
-    fn visible(&self, key: &[u8]) -> Option<&Stored> {
-        match self.writes().and_then(|w| w.get(key)) {
-            Some(written) => written.as_ref(),
-            None => self.committed.get(key),
+    fn visible(&mut self, key: &[u8]) -> Option<&Stored> {
+        if self.writes().is_some_and(|w| w.contains_key(key)) {
+            return self
+                .writes()
+                .and_then(|w| w.get(key))
+                .and_then(Option::as_ref);
+        }
+        self.fault_in(key);
+        self.committed.get(key)
+    }
+
+    /// Calls `f` with each live entry under `prefix` from `start` on, in key order, as a read
+    /// sees it: the calling thread's writes (when `own` says so) over the entries in memory
+    /// over the store's rows, until `f` returns `false` (it is also handed the first entry past
+    /// the prefix, to stop). The store is not read for the host's own keys, which memory holds
+    /// every one of: a scan of the timers (after every batch) costs no disk, and a scan of the
+    /// plugin's keys steps over the timers' rows.
+    fn walk(
+        &mut self,
+        prefix: &[u8],
+        start: Bound<Vec<u8>>,
+        own: bool,
+        now: u64,
+        mut f: impl FnMut(&[u8], &Stored) -> bool,
+    ) {
+        let none = BTreeMap::new();
+        let writes = if own { self.writes() } else { None };
+        let writes = writes.unwrap_or(&none);
+        let mut memory = merged(
+            self.committed.range(start.clone()),
+            writes.range::<Vec<u8>, _>((start.clone(), Bound::Unbounded)),
+        )
+        .peekable();
+        let mut going = true;
+        let mut walked = Ok(());
+        // Hands an entry to `f`; false once `f` has had enough.
+        let mut give = |key: &[u8], stored: Option<&Stored>| -> bool {
+            match stored.filter(|s| s.live(now)) {
+                Some(s) => f(key, s),
+                None => true,
+            }
+        };
+        if let Some(backing) = self
+            .backing
+            .as_ref()
+            .filter(|_| !prefix.starts_with(RESERVED))
+        {
+            let bound = match &start {
+                Bound::Included(k) => Bound::Included(k.as_slice()),
+                Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+                Bound::Unbounded => Bound::Unbounded,
+            };
+            // The store's rows in two runs: up to the host's keys, then past them.
+            let mut ranges = [bound, Bound::Included(RESERVED_END)].into_iter();
+            let mut past_prefix = false;
+            while going && !past_prefix && walked.is_ok() {
+                let Some(from) = ranges.next() else { break };
+                let mut reached_reserved = false;
+                walked = backing.walk(from, |key, expires, value| {
+                    while let Some((k, _)) = memory.peek() {
+                        if k.as_slice() >= key {
+                            break;
+                        }
+                        let (k, stored) = memory.next().expect("peeked");
+                        if !give(k, stored) {
+                            going = false;
+                            return false;
+                        }
+                    }
+                    if !key.starts_with(prefix) {
+                        past_prefix = true;
+                        return false;
+                    }
+                    if key.starts_with(RESERVED) {
+                        reached_reserved = true;
+                        return false;
+                    }
+                    if memory.peek().is_some_and(|(k, _)| k.as_slice() == key)
+                        || self.committed.holds(key)
+                    {
+                        // Memory's entry wins (handed over in its turn).
+                        return true;
+                    }
+                    let stored = Stored {
+                        value: value.to_vec(),
+                        expires,
+                    };
+                    going = give(key, Some(&stored));
+                    going
+                });
+                if !reached_reserved {
+                    break;
+                }
+            }
+        }
+        if going {
+            for (k, stored) in memory {
+                if !give(k, stored) {
+                    break;
+                }
+            }
+        } else {
+            drop(memory);
+        }
+        if let Err(e) = walked {
+            self.fault.get_or_insert(e);
         }
     }
 
@@ -459,7 +768,7 @@ impl Inner {
     /// Takes the calling thread's writes away, if it has any. Its overlay stays while it
     /// carries a tag (the next calls of the batch run on the same source batch); otherwise it
     /// goes, so that threads which made a call once (an `init` on a reload) leave nothing.
-    fn take_overlay(&mut self) -> Option<Delta> {
+    fn take_overlay(&mut self) -> Option<(Option<Tag>, Writing)> {
         let thread = this_thread();
         let i = self.overlays.iter().position(|o| o.thread == thread)?;
         let overlay = &mut self.overlays[i];
@@ -472,33 +781,47 @@ impl Inner {
         Some(taken)
     }
 
-    fn commit(&mut self, now: u64) {
+    fn commit(&mut self, now: u64, cache_bytes: u64) {
         let Some((tag, writes)) = self.take_overlay() else {
             self.expire(now);
             return;
         };
         // The committed counts move by what each write changes now: another worker's commit
         // since this call wrote may have changed a key both touched (the kept watermark).
-        if self.durable && !writes.is_empty() {
+        if self.backing.is_some() && !writes.is_empty() {
             // The store needs the writes too: applied from the overlay, which the log keeps.
+            let seq = self.logged + 1;
             for (key, written) in &writes {
-                self.apply(key, written.clone());
+                self.apply(key, written.clone(), seq);
             }
-            self.log.push_back((tag, writes));
+            self.logged = seq;
+            self.log.push_back(Delta { seq, tag, writes });
+            self.committed.evict(cache_bytes, self.flushed);
         } else {
             for (key, written) in writes {
-                self.apply(&key, written);
+                self.apply(&key, written, 0);
             }
         }
         self.expire(now);
     }
 
-    /// One write of a completed call into the committed entries and the expiry index.
-    fn apply(&mut self, key: &[u8], written: Option<Stored>) {
+    /// One write of a completed call (logged as delta `seq` when a store is behind the state)
+    /// into the committed entries and the expiry index.
+    fn apply(&mut self, key: &[u8], written: Option<Stored>, seq: u64) {
+        // The entry may have left memory since the call read it (another worker's commit ran
+        // the clock): its old weight is the store's.
+        self.fault_in(key);
         let expires = written.as_ref().and_then(|s| s.expires);
         let (new_keys, new_bytes) = weight(key, written.as_ref());
         let old = match written {
-            Some(stored) => self.committed.insert(key, stored),
+            Some(stored) => self.committed.put(key, Some(stored), seq),
+            // With a store, a delete leaves a tombstone until the store has it too (the
+            // store's row must not be read back meanwhile). Not for the host's own keys, which
+            // are never read from the store.
+            None if self.backing.is_some() && !key.starts_with(RESERVED) => {
+                self.tombstones.push_back((seq, key.to_vec()));
+                self.committed.put(key, None, seq)
+            }
             None => self.committed.remove(key),
         };
         let (old_keys, old_bytes) = weight(key, old.as_ref());
@@ -518,7 +841,10 @@ impl Inner {
         }
     }
 
-    /// Drops the committed entries whose time has come.
+    /// Drops the committed entries whose time has come. With a store, one the store does not
+    /// hold yet leaves a tombstone (the store's older row must not come back), and one the
+    /// store holds, in memory or not, needs nothing more: its row reads as absent from now on,
+    /// since the expiry index no longer holds it.
     fn expire(&mut self, now: u64) {
         while let Some((t, _)) = self.expiry.first() {
             if *t > now {
@@ -527,21 +853,63 @@ impl Inner {
             let Some((t, key)) = self.expiry.pop_first() else {
                 break;
             };
-            if self.committed.get(&key).and_then(|s| s.expires) == Some(t)
-                && let Some(old) = self.committed.remove(&key)
-            {
-                let (k, b) = weight(&key, Some(&old));
+            let weight = match self.committed.get(&key) {
+                Some(s) if s.expires == Some(t) => {
+                    let w = weight(&key, Some(s));
+                    let seq = self.committed.map.get(&key[..]).map_or(0, |s| s.seq);
+                    if self.backing.is_some() && seq > self.flushed && !key.starts_with(RESERVED) {
+                        self.committed.put(&key, None, seq);
+                        self.tombstones.push_back((seq, key.clone()));
+                    } else {
+                        self.committed.remove(&key);
+                    }
+                    Some(w)
+                }
+                Some(_) => None,
+                None if self.committed.holds(&key) => None,
+                None => match self.backing.as_ref().map(|b| b.get(&key)) {
+                    Some(Ok(Some((expires, value)))) if expires == Some(t) => {
+                        Some(weight(&key, Some(&Stored { value, expires })))
+                    }
+                    Some(Err(e)) => {
+                        self.fault.get_or_insert(e);
+                        None
+                    }
+                    _ => None,
+                },
+            };
+            if let Some((k, b)) = weight {
                 self.keys -= k as u64;
                 self.bytes -= b as u64;
+                self.timers -= u64::from(is_timer(&key));
             }
         }
     }
 }
 
+/// The entries in memory merged with a call's writes, by key, the write winning a tie.
+fn merged<'a>(
+    committed: impl Iterator<Item = (&'a Vec<u8>, Option<&'a Stored>)>,
+    writes: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Stored>)>,
+) -> impl Iterator<Item = (&'a Vec<u8>, Option<&'a Stored>)> {
+    let mut committed = committed.peekable();
+    let mut writes = writes.peekable();
+    std::iter::from_fn(move || match (committed.peek(), writes.peek()) {
+        (None, None) => None,
+        (Some((c, _)), Some((w, _))) if c < w => committed.next(),
+        (Some((c, _)), Some((w, _))) if c == w => {
+            committed.next();
+            writes.next().map(|(k, v)| (k, v.as_ref()))
+        }
+        (_, Some(_)) => writes.next().map(|(k, v)| (k, v.as_ref())),
+        (Some(_), None) => committed.next(),
+    })
+}
+
 impl KeyedState for StageState {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.count(0);
-        let inner = self.lock();
+        let mut inner = self.lock();
         let now = now_ms();
         inner
             .visible(key)
@@ -597,54 +965,34 @@ impl KeyedState for StageState {
         self.count(4);
         let mut inner = self.lock();
         inner.committed.order_for(prefix);
-        let inner = inner;
-        let now = now_ms();
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
-            _ => Bound::Included(prefix.to_vec()),
-        };
-        let range = || (start.clone(), Bound::Unbounded);
-        let mut committed = inner.committed.range(start.clone()).peekable();
-        let none = BTreeMap::new();
-        let writes = inner.writes().unwrap_or(&none);
-        let mut overlay = writes.range::<Vec<u8>, _>(range()).peekable();
         let mut page = Page::default();
         let mut bytes = 0usize;
-        loop {
-            // The next key of the two, the overlay's entry winning a tie.
-            let next = match (committed.peek(), overlay.peek()) {
-                (None, None) => break,
-                (Some((c, _)), Some((o, _))) if c < o => {
-                    committed.next().map(|(k, v)| (k, Some(v)))
+        inner.walk(
+            prefix,
+            start_of(prefix, after),
+            true,
+            now_ms(),
+            |key, stored| {
+                if !key.starts_with(prefix) {
+                    return false;
                 }
-                (Some((c, _)), Some((o, _))) if c == o => {
-                    committed.next();
-                    overlay.next().map(|(k, v)| (k, v.as_ref()))
+                let size = key.len() + stored.value.len();
+                if page.entries.len() == limit
+                    || (!page.entries.is_empty() && bytes + size > max_bytes)
+                {
+                    page.more = true;
+                    return false;
                 }
-                (_, Some(_)) => overlay.next().map(|(k, v)| (k, v.as_ref())),
-                (Some(_), None) => committed.next().map(|(k, v)| (k, Some(v))),
-            };
-            let Some((key, stored)) = next else { break };
-            if !key.starts_with(prefix) {
-                break;
-            }
-            let Some(stored) = stored.filter(|s| s.live(now)) else {
-                continue;
-            };
-            let size = key.len() + stored.value.len();
-            if page.entries.len() == limit || (!page.entries.is_empty() && bytes + size > max_bytes)
-            {
-                page.more = true;
-                break;
-            }
-            bytes += size;
-            page.entries.push((key.clone(), stored.value.clone()));
-        }
+                bytes += size;
+                page.entries.push((key.to_vec(), stored.value.clone()));
+                true
+            },
+        );
         page
     }
 
     fn commit(&self) {
-        self.lock().commit(now_ms());
+        self.lock().commit(now_ms(), self.cache_bytes);
     }
 
     fn discard(&self) {
@@ -658,7 +1006,7 @@ mod tests {
 
     #[test]
     fn a_call_s_writes_land_on_commit_and_vanish_on_discard() {
-        let s = StageState::new(10, 1 << 20);
+        let s = StageState::new(10, 1 << 20, 1 << 20);
         s.set(b"a", b"1", None).unwrap();
         assert_eq!(
             s.get(b"a"),
@@ -677,7 +1025,7 @@ mod tests {
 
     #[test]
     fn limits_count_what_the_state_would_hold_with_the_write() {
-        let s = StageState::new(2, 100);
+        let s = StageState::new(2, 100, 1 << 20);
         s.set(b"a", b"x", None).unwrap();
         s.set(b"b", b"x", None).unwrap();
         assert!(
@@ -696,7 +1044,7 @@ mod tests {
 
     #[test]
     fn increment_refuses_what_is_not_a_counter_and_overflow() {
-        let s = StageState::new(10, 1000);
+        let s = StageState::new(10, 1000, 1 << 20);
         s.set(b"t", b"text", None).unwrap();
         assert_eq!(s.increment(b"t", 1), Err(Refusal::NotACounter));
         s.increment(b"n", i64::MAX).unwrap();
@@ -705,7 +1053,7 @@ mod tests {
 
     #[test]
     fn a_scan_merges_the_call_s_writes_pages_and_skips_deletes() {
-        let s = StageState::new(100, 1 << 20);
+        let s = StageState::new(100, 1 << 20, 1 << 20);
         for k in ["p1", "p2", "p3", "q1"] {
             s.set(k.as_bytes(), b"v", None).unwrap();
         }
@@ -723,7 +1071,7 @@ mod tests {
 
     #[test]
     fn the_plugin_s_keys_join_the_order_at_the_first_scan_and_stay_in_it() {
-        let s = StageState::new(100, 1 << 20);
+        let s = StageState::new(100, 1 << 20, 1 << 20);
         for k in ["b", "a", "c"] {
             s.set(k.as_bytes(), b"v", None).unwrap();
         }
@@ -742,7 +1090,7 @@ mod tests {
 
     #[test]
     fn an_expired_entry_reads_as_absent_and_leaves_the_count_at_the_next_commit() {
-        let s = StageState::new(10, 1000);
+        let s = StageState::new(10, 1000, 1 << 20);
         s.set(b"gone", b"v", Some(Duration::ZERO)).unwrap();
         s.set(b"kept", b"v", Some(Duration::from_secs(3600)))
             .unwrap();
@@ -750,5 +1098,131 @@ mod tests {
         assert_eq!(s.get(b"gone"), None);
         assert_eq!(s.get(b"kept"), Some(b"v".to_vec()));
         assert_eq!(s.size(), (1, 5));
+    }
+
+    #[test]
+    fn reserved_end_is_the_first_key_past_the_host_s_own() {
+        let mut end = RESERVED.to_vec();
+        *end.last_mut().unwrap() += 1;
+        assert_eq!(end, RESERVED_END);
+    }
+
+    /// A state on a store in a new folder, with a cache of `cache` bytes.
+    fn on_disk(cache: u64) -> (tempfile::TempDir, Arc<super::super::Store>, StageState) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(super::super::Store::open(dir.path()).unwrap());
+        let s = StageState::new(1_000_000, 1 << 30, cache);
+        s.load(Backing::new(Arc::clone(&store), "s")).unwrap();
+        (dir, store, s)
+    }
+
+    /// One commit round: every logged delta to the store, then out of memory's care.
+    fn round(store: &super::super::Store, s: &StageState) {
+        let n = s.log_tags().len();
+        let (writes, last) = s.take_logged(n);
+        store.commit(&[("s", writes)], &[]).unwrap();
+        s.flushed(last);
+    }
+
+    fn key(i: u32) -> Vec<u8> {
+        format!("k{i:05}").into_bytes()
+    }
+
+    #[test]
+    fn a_state_on_disk_keeps_its_cache_within_budget_and_reads_back_what_left_it() {
+        let budget = 64 * 1024;
+        let (_dir, store, s) = on_disk(budget);
+        for i in 0..5_000 {
+            s.set(&key(i), &[i as u8; 100], None).unwrap();
+            s.commit();
+            if i % 500 == 499 {
+                round(&store, &s);
+            }
+        }
+        round(&store, &s);
+        for _ in 0..20 {
+            s.commit();
+        }
+        let (cost, held) = s.cached();
+        assert!(
+            cost <= budget,
+            "the cache costs {cost} bytes, over {budget}"
+        );
+        assert!(held < 5_000, "every entry stayed in memory");
+        assert_eq!(s.size(), (5_000, 5_000 * 106));
+        for i in (0..5_000).step_by(7) {
+            assert_eq!(s.get(&key(i)), Some(vec![i as u8; 100]), "key {i}");
+        }
+        assert_eq!(s.get(b"never"), None);
+    }
+
+    #[test]
+    fn a_delete_of_an_entry_that_left_memory_holds_until_the_store_has_it_and_after() {
+        let (_dir, store, s) = on_disk(1 << 20);
+        for i in 0..3 {
+            s.set(&key(i), b"v", None).unwrap();
+        }
+        s.commit();
+        round(&store, &s);
+        // Everything the store holds may leave memory, as the clock would let it.
+        s.lock().committed = Committed::default();
+        s.delete(&key(1));
+        s.commit();
+        assert_eq!(s.get(&key(1)), None, "the store's row must not come back");
+        round(&store, &s);
+        s.lock().committed = Committed::default();
+        assert_eq!(s.get(&key(1)), None);
+        assert_eq!(s.get(&key(2)), Some(b"v".to_vec()));
+        assert_eq!(s.size(), (2, 14));
+    }
+
+    #[test]
+    fn a_scan_on_disk_merges_the_store_memory_and_the_call_s_writes() {
+        let (_dir, store, s) = on_disk(1 << 20);
+        for i in 0..10 {
+            s.set(&key(i), b"old", None).unwrap();
+        }
+        s.commit();
+        round(&store, &s);
+        // Half the entries leave memory; of the rest, one changes and one goes, not yet
+        // written to the store.
+        for i in (0..10).step_by(2) {
+            s.lock().committed.remove(&key(i));
+        }
+        s.set(&key(3), b"new", None).unwrap();
+        s.delete(&key(5));
+        s.commit();
+        s.delete(&key(6));
+        s.set(&key(7), b"mine", None).unwrap();
+        let page = s.scan(b"k", None, 100, usize::MAX);
+        let got: Vec<(String, String)> = page
+            .entries
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = [
+            (0, "old"),
+            (1, "old"),
+            (2, "old"),
+            (3, "new"),
+            (4, "old"),
+            (7, "mine"),
+            (8, "old"),
+            (9, "old"),
+        ]
+        .iter()
+        .map(|(i, v)| (format!("k{i:05}"), v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        let page = s.scan(b"k", Some(&key(3)), 2, usize::MAX);
+        assert_eq!(page.entries.len(), 2);
+        assert_eq!(page.entries[0].0, key(4));
+        assert_eq!(page.entries[1].0, key(7));
+        assert!(page.more);
     }
 }

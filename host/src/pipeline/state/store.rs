@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::Bound;
+
+use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use weir_sandbox::Page;
 
 /// Source positions: a source's name → the bytes of its checkpoint file.
@@ -16,6 +18,11 @@ const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions"
 /// The store's file in the data folder.
 pub const FILE: &str = "state.redb";
 
+/// The store's own page cache. redb's default (1 GiB) would let the process grow with a state
+/// on disk until it held most of it twice, once here and once in the stages' caches, which
+/// `state_cache_bytes` bound; reads past both go to the kernel's page cache, not to weir's.
+const PAGE_CACHE: usize = 32 << 20;
+
 #[derive(Debug, thiserror::Error)]
 #[error("the state store {}: {message}", path.display())]
 pub struct StoreError {
@@ -23,9 +30,9 @@ pub struct StoreError {
     pub message: String,
 }
 
-/// One entry as the store keeps it: when it expires (milliseconds since the epoch), if ever,
-/// and its value.
-pub type Row = (Vec<u8>, Option<u64>, Vec<u8>);
+/// A row as the store keeps it: when it expires (milliseconds since the epoch), if ever, and
+/// its value.
+pub type Row = (Option<u64>, Vec<u8>);
 
 /// What one round writes for a stage: each key's value after the round, or `None` (deleted).
 pub type Writes = Vec<(Vec<u8>, Option<(Option<u64>, Vec<u8>)>)>;
@@ -33,6 +40,36 @@ pub type Writes = Vec<(Vec<u8>, Option<(Option<u64>, Vec<u8>)>)>;
 pub struct Store {
     path: PathBuf,
     db: Database,
+}
+
+/// What a stage's state reads from the store when an entry is not in memory: the store and the
+/// stage's table.
+pub struct Backing {
+    pub store: std::sync::Arc<Store>,
+    table: String,
+}
+
+impl Backing {
+    pub fn new(store: std::sync::Arc<Store>, stage: &str) -> Backing {
+        Backing {
+            store,
+            table: table_name(stage),
+        }
+    }
+
+    /// The row under `key`, expired or not.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Row>, StoreError> {
+        self.store.get(&self.table, key)
+    }
+
+    /// Calls `f` with each row from `start` on, in key order, until it returns `false`.
+    pub fn walk(
+        &self,
+        start: Bound<&[u8]>,
+        f: impl FnMut(&[u8], Option<u64>, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.store.walk(&self.table, start, f)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -53,10 +90,10 @@ fn encode(expires: Option<u64>, value: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn decode(bytes: &[u8]) -> Option<(Option<u64>, Vec<u8>)> {
+fn decode(bytes: &[u8]) -> Option<(Option<u64>, &[u8])> {
     let (head, value) = bytes.split_first_chunk::<8>()?;
     let expires = u64::from_le_bytes(*head);
-    Some(((expires != u64::MAX).then_some(expires), value.to_vec()))
+    Some(((expires != u64::MAX).then_some(expires), value))
 }
 
 impl Store {
@@ -64,10 +101,13 @@ impl Store {
     /// durable transaction.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join(FILE);
-        let db = Database::create(&path).map_err(|e| StoreError {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let db = Builder::new()
+            .set_cache_size(PAGE_CACHE)
+            .create(&path)
+            .map_err(|e| StoreError {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Store { path, db })
     }
 
@@ -78,23 +118,47 @@ impl Store {
         }
     }
 
-    /// Every entry of a stage's state.
-    pub fn load(&self, stage: &str) -> Result<Vec<Row>, StoreError> {
-        let name = table_name(stage);
-        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
+    /// The row under `key` in `table`, expired or not.
+    fn get(&self, table: &str, key: &[u8]) -> Result<Option<Row>, StoreError> {
+        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(table);
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = match read.open_table(def) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.err(e)),
         };
-        let mut rows = Vec::new();
-        for item in table.iter().map_err(|e| self.err(e))? {
+        match table.get(key).map_err(|e| self.err(e))? {
+            None => Ok(None),
+            Some(v) => decode(v.value())
+                .map(|(expires, value)| Some((expires, value.to_vec())))
+                .ok_or_else(|| self.err("a short row")),
+        }
+    }
+
+    /// Calls `f` with each row of `table` from `start` on, in key order, until it returns
+    /// `false`.
+    fn walk(
+        &self,
+        table: &str,
+        start: Bound<&[u8]>,
+        mut f: impl FnMut(&[u8], Option<u64>, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(table);
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match read.open_table(def) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let range = (table.range((start, Bound::<&[u8]>::Unbounded))).map_err(|e| self.err(e))?;
+        for item in range {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let (expires, value) = decode(v.value()).ok_or_else(|| self.err("a short row"))?;
-            rows.push((k.value().to_vec(), expires, value));
+            if !f(k.value(), expires, value) {
+                break;
+            }
         }
-        Ok(rows)
+        Ok(())
     }
 
     /// Every source position the store holds.
@@ -160,44 +224,27 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Page, StoreError> {
-        let name = table_name(stage);
-        let def: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&name);
-        let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = match read.open_table(def) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Page::default()),
-            Err(e) => return Err(self.err(e)),
-        };
         let start = match after {
-            Some(a) if a >= prefix => std::ops::Bound::Excluded(a),
-            _ => std::ops::Bound::Included(prefix),
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
         };
         let now = now_ms();
-        let mut entries = Vec::new();
-        let range = table
-            .range((start, std::ops::Bound::<&[u8]>::Unbounded))
-            .map_err(|e| self.err(e))?;
-        for item in range {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.value().starts_with(prefix) {
-                break;
+        let mut page = Page::default();
+        self.walk(&table_name(stage), start, |key, expires, value| {
+            if !key.starts_with(prefix) {
+                return false;
             }
-            let (expires, value) = decode(v.value()).ok_or_else(|| self.err("a short row"))?;
             if expires.is_some_and(|t| t <= now) {
-                continue;
+                return true;
             }
-            if entries.len() == limit {
-                return Ok(Page {
-                    entries,
-                    more: true,
-                });
+            if page.entries.len() == limit {
+                page.more = true;
+                return false;
             }
-            entries.push((k.value().to_vec(), value));
-        }
-        Ok(Page {
-            entries,
-            more: false,
-        })
+            page.entries.push((key.to_vec(), value.to_vec()));
+            true
+        })?;
+        Ok(page)
     }
 
     /// Writes entries into a stage's state, with no expiry, in one durable transaction

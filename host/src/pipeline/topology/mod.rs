@@ -160,6 +160,7 @@ impl Topology {
             let state = Arc::new(StageState::new(
                 stage.limits.state_max_keys,
                 stage.limits.state_max_bytes,
+                stage.limits.state_cache_bytes,
             ));
             let factory = match natives.remove(&stage.name) {
                 Some(native) => native,
@@ -293,9 +294,11 @@ impl Topology {
                 let limits = &s.limits;
                 let place = match &self.pipeline.data_dir {
                     Some(dir) => format!(
-                        "in {} (durable, written with the source positions every {})",
+                        "in {} (durable, written with the source positions every {}; at \
+                         most {} bytes of it kept in memory)",
                         dir.join(crate::pipeline::state::STORE_FILE).display(),
-                        crate::config::fmt_duration(self.pipeline.checkpoint_interval)
+                        crate::config::fmt_duration(self.pipeline.checkpoint_interval),
+                        limits.state_cache_bytes
                     ),
                     None => "in memory (lost when weir stops)".to_string(),
                 };

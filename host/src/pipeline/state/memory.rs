@@ -233,6 +233,10 @@ struct Inner {
     log: VecDeque<Delta>,
     /// With a store: where an entry not in memory is read from (once the state is loaded).
     backing: Option<Backing>,
+    /// With a store: whether memory holds the whole state (everything loaded fitted, and
+    /// nothing has left since). Then a key not in memory is absent, and the store is not read:
+    /// a state that fits its cache costs no disk read.
+    complete: bool,
     /// The last delta logged, and the last the store has written.
     logged: u64,
     flushed: u64,
@@ -401,8 +405,7 @@ impl StageState {
                 writes: written,
             });
         }
-        let flushed = inner.flushed;
-        inner.committed.evict(self.cache_bytes, flushed);
+        inner.evict(self.cache_bytes);
         result
     }
 
@@ -447,6 +450,7 @@ impl StageState {
         let now = now_ms();
         let budget = self.cache_bytes;
         let inner = &mut *inner;
+        let mut complete = true;
         backing.walk(Bound::Unbounded, |key, expires, value| {
             if expires.is_some_and(|t| t <= now) {
                 // Gone before this run: not counted, and read as absent.
@@ -470,9 +474,12 @@ impl StageState {
                     expires,
                 };
                 inner.committed.put(key, Some(stored), 0);
+            } else {
+                complete = false;
             }
             true
         })?;
+        inner.complete = complete;
         inner.backing = Some(backing);
         Ok(())
     }
@@ -526,7 +533,7 @@ impl StageState {
                 inner.committed.remove(&key);
             }
         }
-        inner.committed.evict(self.cache_bytes, flushed);
+        inner.evict(self.cache_bytes);
     }
 
     /// A read of the store that failed since the last round, if one did.
@@ -595,6 +602,28 @@ impl Inner {
         (self.overlays.iter()).fold((0, 0), |(k, b), o| (k + o.keys, b + o.bytes))
     }
 
+    /// Lets entries the store holds leave memory while they cost more than `budget`. The first
+    /// time, memory stops being the whole state: each delete the store does not hold yet
+    /// becomes a tombstone first (while memory was whole, a delete just removed the entry), so
+    /// that the store's older row cannot be read back.
+    fn evict(&mut self, budget: u64) {
+        if self.committed.cost <= budget {
+            return;
+        }
+        if self.complete {
+            self.complete = false;
+            let flushed = self.flushed;
+            let pending: Vec<(u64, Vec<u8>)> = (self.tombstones.iter())
+                .filter(|(seq, key)| *seq > flushed && !self.committed.holds(key))
+                .cloned()
+                .collect();
+            for (seq, key) in pending {
+                self.committed.put(&key, None, seq);
+            }
+        }
+        self.committed.evict(budget, self.flushed);
+    }
+
     /// Brings `key`'s entry into memory from the store, when a store is behind the state and
     /// memory holds nothing for the key: its row, expired or not, when the row still counts
     /// (live, or expired in this run and not yet dropped by [`Inner::expire`]); otherwise a
@@ -602,7 +631,7 @@ impl Inner {
     /// never leave memory, so they are never read.
     fn fault_in(&mut self, key: &[u8]) {
         let Some(backing) = &self.backing else { return };
-        if self.committed.holds(key) || key.starts_with(RESERVED) {
+        if self.complete || self.committed.holds(key) || key.starts_with(RESERVED) {
             return;
         }
         let stored = match backing.get(key) {
@@ -796,7 +825,7 @@ impl Inner {
             }
             self.logged = seq;
             self.log.push_back(Delta { seq, tag, writes });
-            self.committed.evict(cache_bytes, self.flushed);
+            self.evict(cache_bytes);
         } else {
             for (key, written) in writes {
                 self.apply(&key, written, 0);
@@ -820,7 +849,11 @@ impl Inner {
             // are never read from the store.
             None if self.backing.is_some() && !key.starts_with(RESERVED) => {
                 self.tombstones.push_back((seq, key.to_vec()));
-                self.committed.put(key, None, seq)
+                if self.complete {
+                    self.committed.remove(key)
+                } else {
+                    self.committed.put(key, None, seq)
+                }
             }
             None => self.committed.remove(key),
         };
@@ -858,7 +891,9 @@ impl Inner {
                     let w = weight(&key, Some(s));
                     let seq = self.committed.map.get(&key[..]).map_or(0, |s| s.seq);
                     if self.backing.is_some() && seq > self.flushed && !key.starts_with(RESERVED) {
-                        self.committed.put(&key, None, seq);
+                        if !self.complete {
+                            self.committed.put(&key, None, seq);
+                        }
                         self.tombstones.push_back((seq, key.clone()));
                     } else {
                         self.committed.remove(&key);
@@ -1124,6 +1159,13 @@ mod tests {
         s.flushed(last);
     }
 
+    /// Every entry leaves memory, as the clock would let them once the store holds them.
+    fn forget_all(s: &StageState) {
+        let mut inner = s.lock();
+        inner.committed = Committed::default();
+        inner.complete = false;
+    }
+
     fn key(i: u32) -> Vec<u8> {
         format!("k{i:05}").into_bytes()
     }
@@ -1165,12 +1207,12 @@ mod tests {
         s.commit();
         round(&store, &s);
         // Everything the store holds may leave memory, as the clock would let it.
-        s.lock().committed = Committed::default();
+        forget_all(&s);
         s.delete(&key(1));
         s.commit();
         assert_eq!(s.get(&key(1)), None, "the store's row must not come back");
         round(&store, &s);
-        s.lock().committed = Committed::default();
+        forget_all(&s);
         assert_eq!(s.get(&key(1)), None);
         assert_eq!(s.get(&key(2)), Some(b"v".to_vec()));
         assert_eq!(s.size(), (2, 14));
@@ -1187,7 +1229,9 @@ mod tests {
         // Half the entries leave memory; of the rest, one changes and one goes, not yet
         // written to the store.
         for i in (0..10).step_by(2) {
-            s.lock().committed.remove(&key(i));
+            let mut inner = s.lock();
+            inner.committed.remove(&key(i));
+            inner.complete = false;
         }
         s.set(&key(3), b"new", None).unwrap();
         s.delete(&key(5));

@@ -710,7 +710,7 @@ fn nats_counting(dir: &Dir, server: &NatsServer) -> Result<std::path::PathBuf> {
         )
         .stage(
             "count",
-            change(Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"])),
+            Stage::plugin(plugin("fixture-count-keys")).inputs(&["in"]),
         )
         .sink("out", Sink::file("out.jsonl").inputs(&["count"]))
         .write(dir)

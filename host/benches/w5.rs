@@ -1,7 +1,7 @@
 //! Workload W5 of `WORKLOADS.md`: keyed event-time windows, the counts in host state.
 //!
 //! ```text
-//! cargo bench --bench w5 -- [--runs N] [--events N] [--keys N] [--smoke]
+//! cargo bench --bench w5 -- [--runs N] [--events N] [--keys N] [--large N] [--cache BYTES] [--smoke]
 //! ```
 //!
 //! 2,000,000 generated events (event `i`: key `k{(i * 7919) % 100000}`, a 100-byte value,
@@ -20,6 +20,12 @@
 //! Before timing, each weir mode runs once into a file whose lines must equal the ceiling's as a
 //! set. Reported: events/s (median and range), the ratio to the ceiling, peak RSS, and the bytes
 //! in the data folder at the end.
+//!
+//! Then a state larger than memory (`--large N`, 10,000,000 in the issue's figure; 0 skips it):
+//! N generated events with N distinct keys, each written by the `count-keys` fixture as a
+//! 100-byte value, with `data_dir` and `state_cache_bytes = --cache` (64 MiB unless given).
+//! Reported: the time, events/s, peak RSS and the data folder's bytes; checked: the store holds
+//! N keys afterwards (`weir state ls --data-dir`).
 
 #[path = "workloads/binary.rs"]
 #[allow(dead_code)]
@@ -40,6 +46,10 @@ struct Options {
     runs: usize,
     events: u64,
     keys: u64,
+    /// Keys of the state larger than memory; 0, none.
+    large: u64,
+    /// Its `state_cache_bytes`.
+    cache: u64,
 }
 
 fn options() -> Result<Options> {
@@ -47,6 +57,8 @@ fn options() -> Result<Options> {
         runs: 3,
         events: 2_000_000,
         keys: 100_000,
+        large: 0,
+        cache: 64 << 20,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,10 +72,14 @@ fn options() -> Result<Options> {
             "--runs" => o.runs = next("--runs")? as usize,
             "--events" => o.events = next("--events")?,
             "--keys" => o.keys = next("--keys")?,
+            "--large" => o.large = next("--large")?,
+            "--cache" => o.cache = next("--cache")?,
             "--smoke" => {
                 o.runs = 1;
                 o.events = 50_000;
                 o.keys = 1_000;
+                o.large = 100_000;
+                o.cache = 1 << 20;
             }
             // What cargo passes to every bench target.
             "--bench" => {}
@@ -315,5 +331,56 @@ fn main() -> Result<()> {
         );
     }
     println!("bytes in data_dir after a run: {disk}");
+    if o.large > 0 {
+        large_state(&weir, &o, work.path())?;
+    }
+    Ok(())
+}
+
+/// The state larger than memory: one run, timed, then the store's keys counted.
+fn large_state(weir: &Weir, o: &Options, work: &Path) -> Result<()> {
+    let dir = work.join("large");
+    std::fs::create_dir_all(&dir)?;
+    let data = dir.join("data");
+    let plugin = weir_test_plugins::plugin("fixture-count-keys");
+    let text = format!(
+        "[pipeline]\ndata_dir = \"{}\"\ncheckpoint_interval = \"1s\"\n\n\
+         [sources.gen]\ntype = \"generate\"\ncount = {n}\nkeys = {n}\n\n\
+         [stages.count]\ninputs = [\"gen\"]\nplugin = \"{}\"\nsettings = {{ value_bytes = \"100\" }}\n\
+         state_max_keys = {max}\nstate_max_bytes = \"1024GiB\"\nstate_cache_bytes = {}\n\n\
+         [sinks.out]\ninputs = [\"count\"]\ntype = \"null\"\n",
+        data.display(),
+        plugin.display(),
+        o.cache,
+        n = o.large,
+        max = o.large.max(1),
+    );
+    let file = dir.join("large.toml");
+    std::fs::write(&file, text)?;
+    weir.warm(&file)?;
+    let run = weir.run(&file)?;
+    let secs = run.seconds("elapsed_s")?;
+    let listed = std::process::Command::new(&weir.bin)
+        .args(["state", "ls", "count", "--data-dir"])
+        .arg(&data)
+        .output()?;
+    ensure!(listed.status.success(), "weir state ls failed");
+    let keys = listed.stdout.iter().filter(|b| **b == b'\n').count() as u64;
+    ensure!(
+        keys == o.large,
+        "the store holds {keys} keys, not {}",
+        o.large
+    );
+    println!(
+        "W5, a state larger than memory: {} keys of 100 B, state_cache_bytes = {} MiB: \
+         {:.1} s ({:.3} M events/s), peak RSS {} MiB, {} MiB in data_dir; the store holds \
+         every key",
+        o.large,
+        o.cache >> 20,
+        secs.as_secs_f64(),
+        o.large as f64 / secs.as_secs_f64() / 1e6,
+        run.max_rss_kib / 1024,
+        du(&data) >> 20
+    );
     Ok(())
 }

@@ -75,18 +75,23 @@ fn waiting(what: &str, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
 }
 
 /// stdin, a stage that panics on `poison` (lowercase: it must come before the uppercasing),
-/// a stage that uppercases, a file sink; dead letters to a file.
+/// a stage that uppercases, a file sink; dead letters to a file. One worker each, so that
+/// the instances and traps the metrics show are the same on every machine.
 fn pipeline(dir: &Dir) -> PipelineFile {
     PipelineFile::new()
         .linger("1ms")
         .source("in", Source::stdin())
         .stage(
             "poison",
-            Stage::plugin(plugin("fixture-poison")).inputs(&["in"]),
+            Stage::plugin(plugin("fixture-poison"))
+                .inputs(&["in"])
+                .workers(1),
         )
         .stage(
             "upper",
-            Stage::plugin(plugin("uppercase")).inputs(&["poison"]),
+            Stage::plugin(plugin("uppercase"))
+                .inputs(&["poison"])
+                .workers(1),
         )
         .sink("out", Sink::file(dir.path("out.txt")).inputs(&["upper"]))
         .dead_letters(dir.path("dead.jsonl"))

@@ -159,10 +159,12 @@ fn retries_recover_flaky_events_and_dead_letter_the_hopeless_one() -> Result<()>
         .source("in", Source::file("in.txt"))
         .stage(
             "remote",
+            // One worker: the fixture counts an event's sightings in its own memory.
             Stage::plugin(plugin("fixture-flaky"))
                 .inputs(&["in"])
                 .retries(4)
-                .setting("attempts", 3),
+                .setting("attempts", 3)
+                .workers(1),
         )
         .sink("out", Sink::file("out.txt").inputs(&["remote"]))
         .dead_letters("dead.jsonl")
@@ -599,9 +601,11 @@ mod backpressure {
             .source("in", Source::file("in.txt"))
             .stage(
                 "remote",
+                // One worker: the fixture counts an event's sightings in its own memory.
                 Stage::plugin(plugin("fixture-flaky"))
                     .inputs(&["in"])
-                    .setting("attempts", 2),
+                    .setting("attempts", 2)
+                    .workers(1),
             )
             .sink("out", Sink::stdout().inputs(&["remote"]))
             .write(&dir)?;
@@ -1274,7 +1278,7 @@ mod refused {
             ),
             "\"many\"",
             "stages.b.workers",
-            "expected a whole number, found the text \"many\"",
+            "expected a whole number or \"auto\", found the text \"many\"",
         )
     }
 

@@ -301,7 +301,13 @@ fn tagged(tag: Stage) -> PipelineFile {
         .batch_size(64)
         .linger("1ms")
         .source("in", Source::stdin())
-        .stage("seq", Stage::plugin(plugin("fixture-seq")).inputs(&["in"]))
+        .stage(
+            "seq",
+            // One worker: the fixture numbers the lines in its own memory.
+            Stage::plugin(plugin("fixture-seq"))
+                .inputs(&["in"])
+                .workers(1),
+        )
         .stage("tag", tag.inputs(&["seq"]).workers(2))
         .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
         .dead_letters("dead.jsonl")
@@ -561,10 +567,12 @@ fn a_retried_event_finishes_on_the_version_that_started_it() -> Result<()> {
         .source("in", Source::stdin())
         .stage(
             "flaky",
+            // One worker: the fixture counts an event's sightings in its own memory.
             Stage::plugin(plugin("fixture-flaky"))
                 .inputs(&["in"])
                 .setting("attempts", 8)
-                .retries(10),
+                .retries(10)
+                .workers(1),
         )
         .sink("out", Sink::file("out.jsonl").json().inputs(&["flaky"]))
         .dead_letters("dead.jsonl")
@@ -615,7 +623,13 @@ fn stdin_pipeline(dir: &Dir, watch: bool) -> Result<(PathBuf, PathBuf)> {
     let file = PipelineFile::new()
         .linger("1ms")
         .source("in", Source::stdin())
-        .stage("seq", Stage::plugin(plugin("fixture-seq")).inputs(&["in"]))
+        .stage(
+            "seq",
+            // One worker: the fixture numbers the lines in its own memory.
+            Stage::plugin(plugin("fixture-seq"))
+                .inputs(&["in"])
+                .workers(1),
+        )
         .stage("tag", stage)
         .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
         .admin_token_env("WEIR_TEST_ADMIN_TOKEN")

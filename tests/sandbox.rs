@@ -1024,10 +1024,13 @@ mod breaker {
         let dir = Dir::new()?;
         let pipeline = generated(
             &dir,
+            // One worker: a second would call the plugin on a batch of its own before the
+            // breaker opens.
             Stage::plugin(plugin("fixture-evil-loop-every"))
                 .timeout("50ms")
                 .unlimited_fuel()
-                .breaker(100, 0.5, "1h"),
+                .breaker(100, 0.5, "1h")
+                .workers(1),
             5_000,
         )?;
         let ran = dir.run(&pipeline)?;

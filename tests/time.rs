@@ -458,3 +458,53 @@ fn windows_in_the_data_folder_count_each_event_once_across_kill_9s() -> Result<(
     eprintln!("{} output lines for {} windows", got.len(), want.len());
     Ok(())
 }
+
+/// `workers = "auto"` (the default) gives a stateless stage whose timestamps feed no
+/// watermark the machine's cores, and one worker to a stage that keeps state or time and to
+/// a stage before one that keeps time; `weir check` says which and why, and a number given in
+/// the file is kept as it is.
+#[test]
+fn auto_workers_give_every_core_only_where_no_state_or_watermark_depends_on_one() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .source("in", Source::file("in.txt"))
+        .stage(
+            "stamp",
+            Stage::plugin(plugin("fixture-stamp")).inputs(&["in"]),
+        )
+        .stage(
+            "count",
+            Stage::plugin(plugin("window-count"))
+                .inputs(&["stamp"])
+                .setting("size_ms", "1000"),
+        )
+        .stage(
+            "after",
+            Stage::plugin(plugin("passthrough")).inputs(&["count"]),
+        )
+        .stage(
+            "pinned",
+            Stage::plugin(plugin("passthrough"))
+                .inputs(&["after"])
+                .workers(1),
+        )
+        .sink("out", Sink::file("out.jsonl").inputs(&["pinned"]))
+        .write(&dir)?;
+    dir.write_lines("in.txt", &["k,1000"])?;
+    let (code, stdout, stderr) = dir.check(&file)?;
+    assert_eq!(code, 0, "{stderr}");
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let plural = if cores == 1 { "" } else { "s" };
+    for line in [
+        "workers of `stamp`: 1 worker (auto: its timestamps may make a later stage's watermark)"
+            .to_string(),
+        "workers of `count`: 1 worker (auto: it keeps state)".to_string(),
+        format!("workers of `after`: {cores} worker{plural} (auto: the machine's cores)"),
+    ] {
+        assert!(stdout.contains(&line), "no `{line}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("workers of `pinned`"), "{stdout}");
+    Ok(())
+}

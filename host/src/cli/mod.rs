@@ -559,6 +559,10 @@ fn check(file: &Path) -> CommandResult {
     if !chains.is_empty() {
         out!("chained: {}", chains.join("; "));
     }
+    for (stage, workers, why) in topology.auto_workers() {
+        let plural = if *workers == 1 { "" } else { "s" };
+        out!("workers of `{stage}`: {workers} worker{plural} (auto: {why})");
+    }
     for chain in topology.chains().filter(|c| c.keyed) {
         out!(
             "routed by key: `{}` runs on {} workers, each owning the keys that hash to it",

@@ -75,8 +75,8 @@ pub use source::{
     DEFAULT_TCP_MAX_CONNECTIONS, HttpSource, NatsSource, Source, SourceKind, TcpSource,
 };
 pub use stage::{
-    Breaker, Canary, DEFAULT_IDLE_TIMEOUT, DEFAULT_RETRIES, DEFAULT_WORKERS, EventTime, Late,
-    Limits, OnError, Stage, StageLines,
+    AUTO_WORKERS_MAX, Breaker, Canary, DEFAULT_IDLE_TIMEOUT, DEFAULT_RETRIES, DEFAULT_WORKERS,
+    EventTime, Late, Limits, OnError, Stage, StageLines,
 };
 pub use tls::ServerTls;
 pub(crate) use units::fmt_duration;

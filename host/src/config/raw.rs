@@ -109,7 +109,8 @@ pub(crate) struct RawStage {
     pub inputs: Sp<Vec<Sp<String>>>,
     pub plugin: Sp<String>,
     pub settings: Settings,
-    pub workers: Option<Sp<i128>>,
+    /// `None` inside: `"auto"`.
+    pub workers: Option<Sp<Option<i128>>>,
     pub fuel: Option<Sp<i128>>,
     pub timeout: Option<Sp<String>>,
     pub memory: Option<Sp<String>>,
@@ -254,7 +255,7 @@ fn read_stage(t: &Table, at: Place) -> Result<RawStage, ConfigError> {
             "a stage needs `plugin`, the path of its WebAssembly component",
         )?,
         settings: read_settings(t)?,
-        workers: t.whole("workers")?,
+        workers: t.whole_or("workers", "auto")?,
         fuel: t.whole("fuel")?,
         timeout: t.duration("timeout")?,
         memory: t.size("memory")?,

@@ -271,6 +271,18 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
+    /// A whole number, or the text `word` (given back as `None`), such as `workers = "auto"`.
+    pub fn whole_or(&self, key: &str, word: &str) -> Result<Option<Sp<Option<i128>>>, ConfigError> {
+        let Some(node) = self.get(key) else {
+            return Ok(None);
+        };
+        match (node.get_ref(), whole_of(node)) {
+            (_, Some(n)) => Ok(Some(Sp::new(node.span(), Some(n)))),
+            (DeValue::String(s), _) if s.as_ref() == word => Ok(Some(Sp::new(node.span(), None))),
+            _ => Err(self.mismatch(key, node, &format!("a whole number or \"{word}\""))),
+        }
+    }
+
     /// A number such as `0.5` (a whole number is taken too).
     pub fn fraction(&self, key: &str) -> Result<Option<Sp<f64>>, ConfigError> {
         let Some(node) = self.get(key) else {

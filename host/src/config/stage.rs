@@ -17,8 +17,14 @@ use crate::config::raw::{RawBreaker, RawCanary, RawGrant, RawStage};
 use crate::config::units;
 use crate::config::{DirGrant, Grant};
 
-/// Instances a stage runs in parallel unless the file says otherwise.
+/// Instances a stage runs in parallel when the file says `workers = "auto"` (or nothing) and
+/// the machine's cores cannot be read.
 pub const DEFAULT_WORKERS: usize = 1;
+
+/// The most workers `"auto"` gives a stage. Blocks a host with many cores from reserving a
+/// thread and an instance slot per core for every stage of every pipeline; more is one
+/// explicit `workers = N` away (up to [`ranges::WORKERS`](super::ranges::WORKERS)).
+pub const AUTO_WORKERS_MAX: usize = 8;
 /// Retries of an event that asks for one, unless the file says otherwise.
 pub const DEFAULT_RETRIES: u32 = 3;
 
@@ -39,8 +45,12 @@ pub struct Stage {
     pub inputs: Vec<String>,
     pub plugin: PathBuf,
     pub settings: Vec<(String, String)>,
-    /// In [`ranges::WORKERS`](super::ranges::WORKERS): 1 to 64.
+    /// In [`ranges::WORKERS`](super::ranges::WORKERS): 1 to 64. With `workers_auto`, what the
+    /// topology chose once it knew the plugins (1 until then).
     pub workers: usize,
+    /// `workers = "auto"`, the default: every core for a stateless stage whose timestamps feed
+    /// no watermark, one worker otherwise (the topology decides).
+    pub workers_auto: bool,
     pub limits: Limits,
     /// In [`ranges::RETRIES`](super::ranges::RETRIES): 0 to 100.
     pub retries: u32,
@@ -262,10 +272,14 @@ pub(crate) fn check(
         inputs,
         plugin,
         settings: settings(cx, &node, raw)?,
-        workers: (raw.workers.as_ref())
-            .map(|v| units::whole(cx, v, &key("workers"), &WORKERS))
-            .transpose()?
-            .unwrap_or(DEFAULT_WORKERS),
+        workers: match raw.workers.as_ref() {
+            Some(v) => match v.get_ref() {
+                Some(n) => units::whole(cx, &Sp::new(v.span(), *n), &key("workers"), &WORKERS)?,
+                None => DEFAULT_WORKERS,
+            },
+            None => DEFAULT_WORKERS,
+        },
+        workers_auto: raw.workers.as_ref().is_none_or(|v| v.get_ref().is_none()),
         limits: limits(cx, &node, raw)?,
         retries: (raw.retries.as_ref())
             .map(|v| units::whole(cx, v, &key("retries"), &RETRIES))

@@ -86,6 +86,19 @@ max_connections = 64
 const SMALL: &str = "[sources.s]\ntype = \"stdin\"\n\n[stages.a]\ninputs = [\"s\"]\nplugin = \"p.wasm\"\n\n[sinks.o]\ninputs = [\"a\"]\ntype = \"null\"\n";
 
 #[test]
+fn workers_are_auto_unless_a_number_is_given() {
+    let fx = Fixture::new();
+    let p = fx.parse(SMALL).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.stages[0].workers_auto, "no `workers`: auto");
+    let text = SMALL.replace("plugin = ", "workers = \"auto\"\nplugin = ");
+    let p = fx.parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.stages[0].workers_auto);
+    let text = SMALL.replace("plugin = ", "workers = 3\nplugin = ");
+    let p = fx.parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((p.stages[0].workers, p.stages[0].workers_auto), (3, false));
+}
+
+#[test]
 fn the_base_pipeline_reads_every_key() {
     let fx = Fixture::new();
     let p = fx.parse(BASE).unwrap_or_else(|e| panic!("{e}"));
@@ -113,8 +126,8 @@ fn the_base_pipeline_reads_every_key() {
         ]
     );
     assert_eq!(
-        (s.workers, s.retries, s.on_error),
-        (2, 3, OnError::DeadLetter)
+        (s.workers, s.workers_auto, s.retries, s.on_error),
+        (2, false, 3, OnError::DeadLetter)
     );
     assert_eq!(s.limits, Limits::default());
     assert_eq!(s.breaker, Breaker::default());
@@ -314,7 +327,8 @@ const WRONG_TYPES: &[Row] = &[
     ("count = 10", "count = \"twice\"", 13, "sources.gen.count", "expected a whole number, found the text \"twice\""),
     ("linger = \"5ms\"", "linger = 5", 3, "pipeline.linger", "expected a duration such as \"5ms\""),
     ("memory = \"64MiB\"", "memory = true", 23, "stages.parse.memory", "expected a size such as \"64MiB\", or a number of bytes, found `true`"),
-    ("workers = 2", "workers = 2.5", 20, "stages.parse.workers", "expected a whole number, found the number 2.5"),
+    ("workers = 2", "workers = 2.5", 20, "stages.parse.workers", "expected a whole number or \"auto\", found the number 2.5"),
+    ("workers = 2", "workers = \"all\"", 20, "stages.parse.workers", "expected a whole number or \"auto\", found"),
     ("threshold = 0.5", "threshold = \"half\"", 29, "stages.parse.breaker.threshold", "expected a number such as 0.5"),
     ("watch = true", "watch = \"yes\"", 31, "stages.parse.watch", "expected `true` or `false`"),
     ("inputs = [\"logs\", \"gen\"]", "inputs = \"logs\"", 17, "stages.parse.inputs", "expected a list of text such as [\"auth_log\"]"),

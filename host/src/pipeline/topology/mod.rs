@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use weir_sandbox::{LogQuota, Plugin, PluginError, ProcessorFactory, Sandbox, WasmStage};
 
-use crate::config::{ConfigError, Pipeline};
+use crate::config::{AUTO_WORKERS_MAX, ConfigError, Pipeline};
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::connectors::{self, ConnectorError, DEAD_LETTER_BUFFER};
 use crate::pipeline::data_dir::DataDirError;
@@ -108,7 +108,10 @@ impl RunError {
 
 /// A pipeline whose plugins are loaded and whose first instances are initialised.
 pub struct Topology {
+    /// The pipeline as planned: each `workers = "auto"` resolved.
     pipeline: Pipeline,
+    /// What `"auto"` chose for each stage that had it, and why, for `weir check`.
+    auto: Vec<AutoWorkers>,
     handles: BTreeMap<String, Arc<StageHandle>>,
     /// Each chain's plan and its workers' runners.
     chains: Vec<(ChainPlan, Vec<Vec<StageRunner>>)>,
@@ -147,6 +150,8 @@ impl Topology {
             .collect();
         refuse_writing_a_source(pipeline, &sources, &sinks)?;
         let mut loader = Loader::default();
+        let (pipeline, auto) = resolve_workers(pipeline, &natives, &mut loader)?;
+        let pipeline = &pipeline;
         let mut handles = BTreeMap::new();
         // The stages routed by key: each heads a chain whose workers own its keys.
         let mut routed = BTreeSet::new();
@@ -220,6 +225,7 @@ impl Topology {
         }
         Ok(Topology {
             pipeline: pipeline.clone(),
+            auto,
             handles,
             chains: planned,
             metrics,
@@ -229,6 +235,11 @@ impl Topology {
             sources,
             sinks,
         })
+    }
+
+    /// Each stage with `workers = "auto"`: the workers chosen, and why.
+    pub fn auto_workers(&self) -> &[AutoWorkers] {
+        &self.auto
     }
 
     /// Every node's counters: sources, then stages (upstream first), then sinks.
@@ -407,6 +418,73 @@ fn refuse_writing_a_source(
 }
 
 /// Loads each plugin file once and makes each sandboxed stage's first version.
+/// What `workers = "auto"` chose for a stage: its name, the workers, and why.
+pub type AutoWorkers = (String, usize, &'static str);
+
+/// Resolves each `workers = "auto"` (the default) once the plugins are known:
+/// - a stage whose plugin keeps state or event time gets one worker: state on several workers
+///   is routed by key, which pays only where the state is not the bottleneck (say
+///   `workers = N` for it), and a watermark is a stage's, not a worker's;
+/// - so does a stage upstream of one that keeps event time: its outputs' timestamps may make
+///   the watermark, which must advance in input order, not per worker;
+/// - every other stage gets the machine's cores (at most [`AUTO_WORKERS_MAX`]): its outputs
+///   go on in input order through the chain's reorder window.
+fn resolve_workers(
+    pipeline: &Pipeline,
+    natives: &HashMap<String, Arc<dyn ProcessorFactory>>,
+    loader: &mut Loader,
+) -> Result<(Pipeline, Vec<AutoWorkers>), RunError> {
+    let mut resolved = pipeline.clone();
+    if !pipeline.stages.iter().any(|s| s.workers_auto) {
+        return Ok((resolved, Vec::new()));
+    }
+    let mut keeps = BTreeMap::new();
+    for stage in &pipeline.stages {
+        let (state, time) = if natives.contains_key(&stage.name) {
+            (false, false)
+        } else {
+            let plugin = loader.plugin(stage)?;
+            (plugin.uses_state(), plugin.uses_time())
+        };
+        keeps.insert(stage.name.as_str(), (state, time));
+    }
+    // The stages whose outputs reach a stage that keeps time.
+    let mut feeding = BTreeSet::new();
+    let mut pending: Vec<&str> = (keeps.iter())
+        .filter(|(_, (_, time))| *time)
+        .map(|(name, _)| *name)
+        .collect();
+    while let Some(name) = pending.pop() {
+        let Some(stage) = pipeline.stages.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        for input in &stage.inputs {
+            if keeps.contains_key(input.as_str()) && feeding.insert(input.as_str()) {
+                pending.push(input.as_str());
+            }
+        }
+    }
+    let cores = std::thread::available_parallelism()
+        .map_or(crate::config::DEFAULT_WORKERS, |n| n.get())
+        .min(AUTO_WORKERS_MAX);
+    let mut chosen = Vec::new();
+    for stage in resolved.stages.iter_mut().filter(|s| s.workers_auto) {
+        let (state, time) = keeps[stage.name.as_str()];
+        let (workers, why) = if state {
+            (1, "it keeps state")
+        } else if time {
+            (1, "it keeps event time")
+        } else if feeding.contains(stage.name.as_str()) {
+            (1, "its timestamps may make a later stage's watermark")
+        } else {
+            (cores, "the machine's cores")
+        };
+        stage.workers = workers;
+        chosen.push((stage.name.clone(), workers, why));
+    }
+    Ok((resolved, chosen))
+}
+
 #[derive(Default)]
 struct Loader {
     sandbox: Option<Arc<Sandbox>>,
@@ -415,20 +493,10 @@ struct Loader {
 }
 
 impl Loader {
-    fn factory(
-        &mut self,
-        stage: &crate::config::Stage,
-        quota: &Arc<LogQuota>,
-        state: &Arc<StageState>,
-    ) -> Result<Arc<dyn ProcessorFactory>, RunError> {
-        let sandbox = match &self.sandbox {
-            Some(s) => Arc::clone(s),
-            None => {
-                let s = Sandbox::new().map_err(|e| RunError::Engine(format!("{e:#}")))?;
-                self.sandbox.insert(s).clone()
-            }
-        };
-        let plugin = match self.by_path.get(&stage.plugin) {
+    /// The stage's plugin, loaded once per file.
+    fn plugin(&mut self, stage: &crate::config::Stage) -> Result<Arc<Plugin>, RunError> {
+        let sandbox = self.sandbox()?;
+        Ok(match self.by_path.get(&stage.plugin) {
             Some(p) => Arc::clone(p),
             None => {
                 let p = Arc::new(Plugin::load(&sandbox, &stage.plugin)?);
@@ -437,7 +505,27 @@ impl Loader {
                 self.by_path.insert(stage.plugin.clone(), Arc::clone(&p));
                 p
             }
-        };
+        })
+    }
+
+    fn sandbox(&mut self) -> Result<Arc<Sandbox>, RunError> {
+        Ok(match &self.sandbox {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Sandbox::new().map_err(|e| RunError::Engine(format!("{e:#}")))?;
+                self.sandbox.insert(s).clone()
+            }
+        })
+    }
+
+    fn factory(
+        &mut self,
+        stage: &crate::config::Stage,
+        quota: &Arc<LogQuota>,
+        state: &Arc<StageState>,
+    ) -> Result<Arc<dyn ProcessorFactory>, RunError> {
+        let sandbox = self.sandbox()?;
+        let plugin = self.plugin(stage)?;
         plugin.check_grants(&stage.grant)?;
         if let Some(description) = &plugin.description {
             weir_sandbox::settings::check(&description.settings, &stage.settings)

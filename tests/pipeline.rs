@@ -1393,3 +1393,90 @@ fn w3_at_the_default_settings_stays_under_64_mib_resident() -> Result<()> {
     assert!(out.starts_with(&once) && out.ends_with(&once));
     Ok(())
 }
+
+/// `weir check --graph mermaid|dot` on the quickstart prints its topology: the source, the
+/// three stages in one chain on the workers `"auto"` chose, the sink, every edge, and the dead
+/// letters fed by every stage; a format it does not know is refused.
+#[test]
+fn weir_check_draws_the_quickstart_with_its_chain_in_mermaid_and_dot() -> Result<()> {
+    let dir = Dir::new()?;
+    let root = support::workspace_root();
+    for name in ["sshd-parse", "auth-filter", "redact-ip"] {
+        plugin(name);
+    }
+    let file = root.join("examples/auth-log/pipeline.toml");
+    let graph = |format: &str| -> Result<(bool, String, String)> {
+        let out = dir
+            .weir()
+            .args(["check", "--graph", format])
+            .arg(&file)
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let stage = |name: &str| match cores {
+        1 => name.to_string(),
+        n => format!("{name} ({n} workers)"),
+    };
+    let chain = match cores {
+        1 => "chain, 1 worker".to_string(),
+        n => format!("chain, {n} workers"),
+    };
+
+    let (ok, mermaid, stderr) = graph("mermaid")?;
+    assert!(ok, "{stderr}");
+    let want = format!(
+        "flowchart LR\n  n0[(\"source auth_log\")]\n  n1[\"{}\"]\n  n2[\"{}\"]\n  n3[\"{}\"]\n  \
+         n4[/\"sink out\"/]\n  subgraph chain0 [\"{chain}\"]\n    n1\n    n2\n    n3\n  end\n  \
+         n0 --> n1\n  n1 --> n2\n  n2 --> n3\n  n3 --> n4\n  dead[/\"dead letters\"/]\n  \
+         n1 -.-> dead\n  n2 -.-> dead\n  n3 -.-> dead\n",
+        stage("parse"),
+        stage("filter"),
+        stage("redact")
+    );
+    assert_eq!(mermaid, want);
+
+    let (ok, dot, stderr) = graph("dot")?;
+    assert!(ok, "{stderr}");
+    assert!(
+        dot.starts_with("digraph weir {\n") && dot.ends_with("}\n"),
+        "{dot}"
+    );
+    for line in [
+        "  n0 [label=\"source auth_log\", shape=cylinder];".to_string(),
+        format!("  n1 [label=\"{}\", shape=box];", stage("parse")),
+        "  n4 [label=\"sink out\", shape=folder];".to_string(),
+        format!(
+            "  subgraph cluster_0 {{\n    label=\"{chain}\";\n    style=dashed;\n    n1; n2; n3;\n  }}"
+        ),
+        "  n0 -> n1;\n  n1 -> n2;\n  n2 -> n3;\n  n3 -> n4;".to_string(),
+        "  n3 -> dead [style=dashed];".to_string(),
+    ] {
+        assert!(dot.contains(&line), "no `{line}` in:\n{dot}");
+    }
+    // Graphviz reads it, where it is installed.
+    if let Ok(mut child) = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(dot.as_bytes())?;
+        assert!(child.wait()?.success(), "dot refused:\n{dot}");
+    }
+
+    let (ok, _, stderr) = graph("svg")?;
+    assert!(!ok && stderr.contains("svg"), "{stderr}");
+    Ok(())
+}

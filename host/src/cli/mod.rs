@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod admin;
 mod authoring;
+mod graph;
 mod plugin;
 mod state;
 mod tap;
@@ -82,6 +83,9 @@ pub enum Command {
     Check {
         /// The pipeline file (TOML).
         file: PathBuf,
+        /// Print the topology instead, chains included, as Graphviz (`dot`) or Mermaid text.
+        #[arg(long, value_name = "FORMAT")]
+        graph: Option<graph::Graph>,
     },
     /// Work with plugin files.
     Plugin {
@@ -329,7 +333,7 @@ pub fn main(cli: Cli) -> ExitCode {
             report,
             from_start,
         } => run(&file, quiet, report, RunOptions { from_start }),
-        Command::Check { file } => check(&file),
+        Command::Check { file, graph } => check(&file, graph),
         Command::Plugin { command } => plugin_command(command),
         Command::Reload {
             stage,
@@ -540,9 +544,13 @@ fn state_command(command: StateCommand) -> CommandResult {
     }
 }
 
-fn check(file: &Path) -> CommandResult {
+fn check(file: &Path, graph: Option<graph::Graph>) -> CommandResult {
     let pipeline = Pipeline::load(file).map_err(refused)?;
     let topology = Topology::build(&pipeline).map_err(refused)?;
+    if let Some(graph) = graph {
+        out!("{}", graph::render(&topology, graph).trim_end());
+        return Ok(());
+    }
     let chains: Vec<String> = topology
         .chains()
         .filter(|c| c.stages.len() > 1)

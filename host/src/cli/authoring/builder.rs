@@ -101,6 +101,12 @@ fn copy(from: &Path, to: &Path) -> Result<PathBuf, BuildError> {
     Ok(to.to_path_buf())
 }
 
+/// The flags a Rust stage is built with for wasm32-wasip2, as cargo's variable for them.
+const SIMD_FLAGS: (&str, &str) = (
+    "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+    "-C target-feature=+simd128",
+);
+
 /// `cargo build --target wasm32-wasip2 --release` in `dir`; the component is the cdylib
 /// artifact cargo reports (wherever `CARGO_TARGET_DIR` puts it).
 fn cargo(dir: &Path) -> Result<PathBuf, BuildError> {
@@ -114,7 +120,16 @@ fn cargo(dir: &Path) -> Result<PathBuf, BuildError> {
             "building a Rust stage needs the wasm32-wasip2 target: install it with `rustup target add wasm32-wasip2`".into(),
         ));
     }
-    let mut child = Command::new("cargo")
+    let mut command = Command::new("cargo");
+    // wasm's 128-bit SIMD, which wasmtime compiles by default, so that memchr and the like take
+    // their vector paths; unless the user says which flags to build with.
+    if ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", SIMD_FLAGS.0]
+        .iter()
+        .all(|v| std::env::var_os(v).is_none())
+    {
+        command.env(SIMD_FLAGS.0, SIMD_FLAGS.1);
+    }
+    let mut child = command
         .args(["build", "--target", "wasm32-wasip2", "--release"])
         .args(["--message-format", "json-render-diagnostics"])
         .current_dir(dir)

@@ -85,8 +85,10 @@ impl Case {
         }
     }
 
+    /// A stage of the case, on one worker: the memory bounds the cases check count one
+    /// instance of it (a second worker's instance and batches would be beside it).
     fn stage(mut self, name: &'static str, stage: Stage) -> Case {
-        self.stages.push((name, stage));
+        self.stages.push((name, stage.workers(1)));
         self
     }
 

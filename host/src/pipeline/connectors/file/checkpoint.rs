@@ -251,11 +251,15 @@ impl Positioned for Positions {
 pub struct Checkpointer {
     pub path: PathBuf,
     pub positions: Arc<Positions>,
+    /// One write at a time, each of the position it took: the last commit at the end of a run
+    /// must not be overwritten by a periodic one still writing an older position.
+    pub writing: Mutex<()>,
 }
 
 impl Checkpointer {
     /// Writes the committed position if it moved.
     pub fn commit(&self) {
+        let _one = self.writing.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(position) = self.positions.take_changed()
             && let Err(e) = store(&self.path, &position)
         {

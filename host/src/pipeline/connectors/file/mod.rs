@@ -71,6 +71,7 @@ impl super::seam::Source for FileSource {
             let cp = Arc::new(Checkpointer {
                 path: state.checkpoint.clone(),
                 positions,
+                writing: Default::default(),
             });
             let stop = CancellationToken::new();
             match &state.durable {

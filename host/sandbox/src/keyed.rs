@@ -4,6 +4,14 @@
 
 use std::time::Duration;
 
+/// The wall clock in milliseconds since the epoch, as TTLs, processing-time timers and `now`
+/// read it (0 before 1970).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Longest key. Blocks a plugin from making the host hash, compare and store huge keys.
 pub const MAX_KEY: usize = 1024;
 /// Longest value. Blocks a plugin from parking its memory's worth in one entry.

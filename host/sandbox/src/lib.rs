@@ -43,7 +43,7 @@ pub use host::{HostState, LOG_LINES_PER_SECOND, LogQuota};
 pub use instance::Instance;
 #[doc(hidden)]
 pub use instance::accept_output;
-pub use keyed::{KeyedState, Page, Refusal, TimerClock, TimerEntry};
+pub use keyed::{KeyedState, Page, Refusal, TimerClock, TimerEntry, wall_ms};
 pub use limits::{DirGrant, Grant, Limits};
 pub use plugin::{
     ContractVersion, DescriptionInfo, InspectedImport, Inspection, MAX_PLUGIN_SIZE, Plugin,

@@ -67,10 +67,7 @@ pub(crate) fn link(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     })?;
     i.func_wrap("now", |mut store: Ctx<'_>, (): ()| {
         charge(&mut store, 1, 0)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Ok((now,))
+        Ok((crate::keyed::wall_ms(),))
     })?;
     i.func_wrap("set-timer", |mut store: Ctx<'_>, (timer,): (Timer,)| {
         Ok((set_timer(&mut store, &timer)?,))

@@ -209,12 +209,6 @@ fn utc(ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// The first line: state, nodes, events in flight.
 fn title(s: &Snapshot) -> String {
     format!(
@@ -252,7 +246,7 @@ fn text(before: Option<&Snapshot>, now: &Snapshot) -> String {
         out += row(&cells(l)).trim_end();
         out.push('\n');
     }
-    for note in notes(&lines, now_ms()) {
+    for note in notes(&lines, weir_sandbox::wall_ms()) {
         out += &note;
         out.push('\n');
     }
@@ -322,7 +316,7 @@ fn quit_within(interval: Duration) -> bool {
 
 fn draw(frame: &mut ratatui::Frame, before: Option<&Snapshot>, now: &Snapshot) {
     let lines = lines(before, now);
-    let failing = notes(&lines, now_ms());
+    let failing = notes(&lines, weir_sandbox::wall_ms());
     let [head, table, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),

@@ -479,9 +479,7 @@ impl StageRunner {
         sorted: &mut Sorted,
         mut budget: usize,
     ) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = weir_sandbox::wall_ms();
         let seen = self.clock.seen_now();
         for (clock, until) in [(TimerClock::Event, seen), (TimerClock::Processing, now)] {
             if until == NONE {

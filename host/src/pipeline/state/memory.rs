@@ -18,11 +18,11 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use weir_sandbox::keyed::{MAX_KEY, MAX_VALUE, RESERVED, WATERMARK_KEY};
-use weir_sandbox::{KeyedState, Page, Refusal};
+use weir_sandbox::{KeyedState, Page, Refusal, wall_ms};
 
 use super::plan::Tag;
 use super::store::{Backing, StoreError, Writes};
@@ -296,12 +296,6 @@ pub struct StageState {
     attached: AtomicBool,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Where a page of entries starts: just after `after` when it is within `prefix`'s range.
 fn start_of(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
     match after {
@@ -350,7 +344,7 @@ impl StageState {
             prefix,
             start_of(prefix, after),
             false,
-            now_ms(),
+            wall_ms(),
             |key, stored| {
                 if !key.starts_with(prefix) {
                     return false;
@@ -369,7 +363,7 @@ impl StageState {
     /// The committed value under `key`, for the admin API.
     pub fn committed(&self, key: &[u8]) -> Option<Vec<u8>> {
         let mut inner = self.lock();
-        let now = now_ms();
+        let now = wall_ms();
         inner.fault_in(key);
         (inner.committed.get(key))
             .filter(|s| s.live(now))
@@ -447,7 +441,7 @@ impl StageState {
     /// logs every completed call's writes for the store from now on.
     pub fn load(&self, backing: Backing) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let now = now_ms();
+        let now = wall_ms();
         let budget = self.cache_bytes;
         let inner = &mut *inner;
         let mut complete = true;
@@ -652,16 +646,14 @@ impl Inner {
         self.committed.put(key, stored, 0);
     }
 
-    /// The entry a read sees, expired or not.
+    /// The entry a read sees, expired or not. The committed entry is brought in first even
+    /// when the call wrote the key: the call's commit needs it then anyway.
     fn visible(&mut self, key: &[u8]) -> Option<&Stored> {
-        if self.writes().is_some_and(|w| w.contains_key(key)) {
-            return self
-                .writes()
-                .and_then(|w| w.get(key))
-                .and_then(Option::as_ref);
-        }
         self.fault_in(key);
-        self.committed.get(key)
+        match self.writes().and_then(|w| w.get(key)) {
+            Some(written) => written.as_ref(),
+            None => self.committed.get(key),
+        }
     }
 
     /// Calls `f` with each live entry under `prefix` from `start` on, in key order, as a read
@@ -945,7 +937,7 @@ impl KeyedState for StageState {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.count(0);
         let mut inner = self.lock();
-        let now = now_ms();
+        let now = wall_ms();
         inner
             .visible(key)
             .filter(|s| s.live(now))
@@ -954,7 +946,7 @@ impl KeyedState for StageState {
 
     fn set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Refusal> {
         self.count(1);
-        let expires = ttl.map(|t| now_ms().saturating_add(t.as_millis() as u64));
+        let expires = ttl.map(|t| wall_ms().saturating_add(t.as_millis() as u64));
         let stored = Stored {
             value: value.to_vec(),
             expires,
@@ -975,7 +967,7 @@ impl KeyedState for StageState {
     fn increment(&self, key: &[u8], by: i64) -> Result<i64, Refusal> {
         self.count(3);
         let mut inner = self.lock();
-        let now = now_ms();
+        let now = wall_ms();
         let (count, expires) = match inner.visible(key).filter(|s| s.live(now)) {
             None => (0, None),
             Some(s) => {
@@ -1006,7 +998,7 @@ impl KeyedState for StageState {
             prefix,
             start_of(prefix, after),
             true,
-            now_ms(),
+            wall_ms(),
             |key, stored| {
                 if !key.starts_with(prefix) {
                     return false;
@@ -1027,7 +1019,7 @@ impl KeyedState for StageState {
     }
 
     fn commit(&self) {
-        self.lock().commit(now_ms(), self.cache_bytes);
+        self.lock().commit(wall_ms(), self.cache_bytes);
     }
 
     fn discard(&self) {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::ops::Bound;
 
 use redb::{Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use weir_sandbox::Page;
+use weir_sandbox::{Page, wall_ms};
 
 /// Source positions: a source's name → the bytes of its checkpoint file.
 const POSITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("positions");
@@ -70,12 +70,6 @@ impl Backing {
     ) -> Result<(), StoreError> {
         self.store.walk(&self.table, start, f)
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn table_name(stage: &str) -> String {
@@ -228,7 +222,7 @@ impl Store {
             Some(a) if a >= prefix => Bound::Excluded(a),
             _ => Bound::Included(prefix),
         };
-        let now = now_ms();
+        let now = wall_ms();
         let mut page = Page::default();
         self.walk(&table_name(stage), start, |key, expires, value| {
             if !key.starts_with(prefix) {

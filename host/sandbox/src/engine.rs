@@ -94,10 +94,15 @@ impl Sandbox {
         config.epoch_interruption(true);
         config.max_wasm_stack(MAX_WASM_STACK);
         config.cranelift_opt_level(OptLevel::Speed);
+        // `WEIR_PERF_MAP=1` has wasmtime write `/tmp/perf-PID.map`, so that `perf` names the
+        // plugins' compiled functions in a profile (docs/perf/README.md). Off by default: the
+        // map only grows, with every module the process loads.
+        if std::env::var_os("WEIR_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
 
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(MAX_INSTANCES);
-        // Components from other toolchains carry several core modules and memories.
         // Components from other toolchains carry many core modules: CPython built with its
         // WASI imports stubbed out has 38.
         pool.max_core_instances_per_component(64);

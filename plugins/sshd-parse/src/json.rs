@@ -6,9 +6,9 @@
 //! control characters with a short form (`\b`, `\t`, `\n`, `\f`, `\r`) have it, the others
 //! become `\u00XX` with lower-case hex, and everything else (DEL and non-ASCII included) is
 //! copied as it is. The bytes that need an escape are exactly those `object` scans for, so
-//! the same eight-bytes-at-a-time test finds them, and the runs between them are copied whole.
+//! the same block-at-a-time test finds them, and the runs between them are copied whole.
 
-use crate::object::special_bytes;
+use crate::object::first_special;
 
 /// For each byte, 0 if it is copied as it is, else the letter after the backslash (`u` for
 /// `\u00XX`).
@@ -56,19 +56,10 @@ pub fn write_escaped(out: &mut Vec<u8>, text: &[u8]) {
     out.extend_from_slice(&text[copied..]);
 }
 
-/// The position of the first byte at or after `from` that needs an escape.
+/// The position of the first byte at or after `from` that needs an escape: `"`, `\\` or a
+/// control character, as [`ESCAPE`] says.
 fn next_escape(text: &[u8], from: usize) -> Option<usize> {
-    let rest = &text[from..];
-    let mut words = rest.chunks_exact(8);
-    for (n, word) in words.by_ref().enumerate() {
-        let special = special_bytes(u64::from_le_bytes(word.try_into().expect("8 bytes")));
-        if special != 0 {
-            return Some(from + n * 8 + special.trailing_zeros() as usize / 8);
-        }
-    }
-    let tail = words.remainder();
-    let i = tail.iter().position(|&b| ESCAPE[usize::from(b)] != 0)?;
-    Some(text.len() - tail.len() + i)
+    first_special(&text[from..]).map(|(i, _)| from + i)
 }
 
 /// Appends `n` in decimal, without leading zeros.

@@ -18,6 +18,10 @@
 //! - `native-in-weir chained` and `native-in-weir unchained` (`native`): weir's data plane in
 //!   this process, every stage run by its plugin's code compiled natively: the host without
 //!   the sandbox.
+//! - `go pipeline` (`go`): `bench/go-pipeline`, a hand-written Go channel pipeline (a reader
+//!   goroutine, one goroutine per stage, bounded channels of batches of 256, a writer), the
+//!   baseline of weir's speed targets against Go; a whole process timed as `weir run` is, and
+//!   left out, with a line saying so, when no Go toolchain is found.
 //! - One more `weir` mode per `--bin` (another build of the binary), `--pipeline` (a line
 //!   added to `[pipeline]`) and `--stage` (a line added to every stage): how a setting is
 //!   measured against the default in the same run.
@@ -25,11 +29,12 @@
 //! Each round runs every mode once; the order rotates by one mode each round, so every mode
 //! goes first in turn and a burst of load from the other users of the machine falls on all of
 //! them alike. Rates are source events over the time from the start of reading to the end of
-//! the last write (`elapsed_s` of weir's report; the threads' lifetime in the ceiling); the
+//! the last write (`elapsed_s` of weir's and the Go pipeline's reports; the threads' lifetime in
+//! the ceiling); the
 //! median of `--runs` rounds (5 by default) is reported with the range. Each run's CPU time
 //! (user and system: `wait4` for `weir run`, `getrusage` around an in-process run) gives a
 //! second figure, events per CPU-second, which the other users of a shared machine disturb
-//! far less than wall time.
+//! far less than wall time. `wait4` also gives the Go pipeline's CPU time.
 //!
 //! Every timed run is checked, so a fast wrong answer fails the harness. W1/W2: the source
 //! emitted 2,000,000 events, every stage passed all of them and failed none, and the sink
@@ -37,9 +42,11 @@
 //! also compares the value of the first event of every batch with what it must be). A weir
 //! sink that counts writes nothing to look at, so before timing, every weir mode runs the
 //! workload once at 100,000 events into a file whose every line is compared with its
-//! expected value (W2: upper case). W3: the output file equals, byte for byte, the output
-//! of the plugins' plain functions called in turn on each line, and so the ceiling's (which is
-//! checked the same way), and the dead-letter count is the same. With W3, the `weir` binary
+//! expected value (W2: upper case); the Go pipeline's sink checks the first value of every
+//! batch as the ceiling's does, and it too writes 100,000 events to a file, every line checked,
+//! before timing. W3: the output file equals, byte for byte, the output of the plugins' plain
+//! functions called in turn on each line, and so the ceiling's and the Go pipeline's (which
+//! are checked the same way), and the dead-letter count is the same. With W3, the `weir` binary
 //! is also timed to its first output line on a pipe, and its peak resident memory is taken
 //! from every timed `weir` run. `--smoke` runs every mode once at small sizes and only checks.
 
@@ -47,6 +54,8 @@
 mod binary;
 #[path = "workloads/ceiling.rs"]
 mod ceiling;
+#[path = "workloads/go.rs"]
+mod go;
 #[path = "workloads/native.rs"]
 mod native;
 #[path = "workloads/report.rs"]
@@ -64,6 +73,7 @@ use weir::pipeline::Topology;
 
 use binary::Weir;
 use ceiling::Shape as CeilingShape;
+use go::GoPipeline;
 use report::{Results, Sample};
 use spec::{Shape, Sink, W3Expected, Workload};
 
@@ -153,6 +163,8 @@ enum Mode {
     NativeInWeir {
         unchained: bool,
     },
+    /// `bench/go-pipeline`, a whole process.
+    Go,
 }
 
 impl Mode {
@@ -163,12 +175,13 @@ impl Mode {
             Mode::Weir { label, .. } => label.clone(),
             Mode::NativeInWeir { unchained: false } => "native-in-weir chained".into(),
             Mode::NativeInWeir { unchained: true } => "native-in-weir unchained".into(),
+            Mode::Go => report::GO.into(),
         }
     }
 }
 
 /// Every mode of a workload; extra binaries are numbered from 1 (0 is the built `weir`).
-fn modes(workload: Workload, options: &Options) -> Vec<Mode> {
+fn modes(workload: Workload, options: &Options, go: bool) -> Vec<Mode> {
     let weir = |label: &str, shape: Shape| Mode::Weir {
         label: label.into(),
         bin: 0,
@@ -204,6 +217,9 @@ fn modes(workload: Workload, options: &Options) -> Vec<Mode> {
     }
     modes.push(Mode::NativeInWeir { unchained: false });
     modes.push(Mode::NativeInWeir { unchained: true });
+    if go {
+        modes.push(Mode::Go);
+    }
     let mut bins = 0;
     for (label, bin, shape) in &options.extra {
         let bin = match bin {
@@ -229,6 +245,7 @@ struct Bench<'a> {
     size: u64,
     dir: &'a Path,
     weirs: &'a [Weir],
+    go: Option<&'a GoPipeline>,
     runtime: &'a tokio::runtime::Runtime,
     /// W3's expected output and dead letters.
     w3: Option<W3Expected>,
@@ -268,6 +285,7 @@ impl Bench<'_> {
     fn prepare(&self, index: usize, mode: &Mode) -> Result<()> {
         let (shape, unchained) = match mode {
             Mode::Ceiling(_) => return Ok(()),
+            Mode::Go => return self.prepare_go(),
             Mode::Weir { bin, shape, .. } => {
                 self.weirs[*bin].warm(&self.timed_file(index, shape)?)?;
                 (shape.clone(), None)
@@ -290,6 +308,29 @@ impl Bench<'_> {
         };
         spec::check_report_counts(self.workload, &report, events)?;
         spec::check_lines(self.workload, &output, events)
+    }
+
+    /// W1/W2: the Go pipeline writes `CONTENT_EVENTS` events to a file, every line checked.
+    fn prepare_go(&self) -> Result<()> {
+        if self.workload == Workload::W3 {
+            return Ok(());
+        }
+        let events = self.size.min(CONTENT_EVENTS);
+        let run = self
+            .go()?
+            .run(self.workload, events, Some(&self.output()))?;
+        ensure!(
+            run.events_in == events && run.events_out == events && run.dead_letters == 0,
+            "{} events read, {} written, {} dead letters; expected {events}, {events}, none",
+            run.events_in,
+            run.events_out,
+            run.dead_letters
+        );
+        spec::check_lines(self.workload, &self.output(), events)
+    }
+
+    fn go(&self) -> Result<&GoPipeline> {
+        self.go.context("the go pipeline was not built")
     }
 
     fn in_process(&self, file: &Path) -> Result<weir::RunReport> {
@@ -330,6 +371,21 @@ impl Bench<'_> {
                 self.check_report(&report.to_json(), events)?;
                 Ok(Sample::new(events, report.elapsed, cpu))
             }
+            Mode::Go => {
+                let output = self.output();
+                let output = (self.workload == Workload::W3).then_some(output.as_path());
+                let run = self.go()?.run(self.workload, self.size, output)?;
+                self.check_ceiling(&ceiling::CeilingRun {
+                    events_in: run.events_in,
+                    events_out: run.events_out,
+                    bytes_out: run.bytes_out,
+                    rejects: run.dead_letters,
+                    elapsed: run.elapsed,
+                })?;
+                let mut sample = Sample::new(events, run.elapsed, run.cpu);
+                sample.process = Some((run.total, run.wall, run.max_rss_kib));
+                Ok(sample)
+            }
         }
     }
 
@@ -343,6 +399,7 @@ impl Bench<'_> {
         }
     }
 
+    /// The checks of a run of the ceiling, or of the Go pipeline.
     fn check_ceiling(&self, run: &ceiling::CeilingRun) -> Result<()> {
         let events = self.workload.events(self.size);
         ensure!(run.events_in == events, "{} events read", run.events_in);
@@ -369,6 +426,7 @@ fn workload(
     options: &Options,
     workload: Workload,
     weirs: &[Weir],
+    go: Option<&GoPipeline>,
     runtime: &tokio::runtime::Runtime,
     dir: &Path,
 ) -> Result<Results> {
@@ -383,13 +441,14 @@ fn workload(
         size,
         dir,
         weirs,
+        go,
         runtime,
         w3: match workload {
             Workload::W3 => Some(W3Expected::new(size)?),
             _ => None,
         },
     };
-    let modes = modes(workload, options);
+    let modes = modes(workload, options, go.is_some());
     for (i, mode) in modes.iter().enumerate() {
         bench
             .prepare(i, mode)
@@ -466,9 +525,21 @@ fn main() -> Result<()> {
         .thread_name("weir-io")
         .build()?;
     report::machine(&options.workloads, options.runs, options.smoke);
+    let go = go::build()?;
+    match &go {
+        Some(go) => println!("go pipeline: {}, {}", go.bin.display(), go.version),
+        None => println!("{}", go::SKIPPED),
+    }
     let mut all = Vec::new();
     for &w in &options.workloads {
-        all.push(workload(&options, w, &weirs, &runtime, dir.path())?);
+        all.push(workload(
+            &options,
+            w,
+            &weirs,
+            go.as_ref(),
+            &runtime,
+            dir.path(),
+        )?);
     }
     let start_up = if options.workloads.contains(&Workload::W3) && !options.smoke {
         Some(first_line(&weirs[0], dir.path())?)

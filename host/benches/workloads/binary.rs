@@ -1,7 +1,10 @@
 //! The `weir` binary as a user runs it: `weir run --report json FILE`, a whole process, with
 //! plugins compiled once into a compile cache of the harness's own (`WEIR_CACHE_DIR`) and
-//! mapped from it on every timed run. Default limits apply (fuel and deadline on).
+//! mapped from it on every timed run. Default limits apply (fuel and deadline on). [`timed`]
+//! runs any whole process the same way (the Go pipeline too): wall time, CPU time and peak
+//! resident memory.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,50 +71,34 @@ impl Weir {
 
     /// `weir run --report json FILE`, its stdout discarded.
     pub fn run(&self, file: &Path) -> Result<BinaryRun> {
-        let time = Path::new(TIME);
-        let rss_file = file.with_extension("rss");
-        let mut command = if time.exists() {
-            // `time` is small: what it shared with the harness before its own `exec` is
-            // little, and it reports weir's peak alone.
-            let mut c = Command::new(time);
-            c.args(["-f", "%M", "-o"]).arg(&rss_file).arg(&self.bin);
-            self.environment(&mut c);
-            c
-        } else {
-            self.command()
-        };
-        let started = Instant::now();
-        let mut child = command
-            .args(["run", "--report", "json"])
-            .arg(file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        // Read stderr beside the wait, so that a chatty run cannot block on a full pipe.
-        let mut stderr = child.stderr.take().context("no stderr")?;
-        let reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            stderr.read_to_string(&mut text).map(|_| text)
-        });
-        let (status, usage) = wait_with_usage(child)?;
-        let wall = started.elapsed();
-        let stderr = reader.join().expect("the stderr reader")?;
-        ensure!(status == 0, "weir run exited with {status}: {stderr}");
-        let line = stderr
+        let args = [
+            OsStr::new("run"),
+            OsStr::new("--report"),
+            OsStr::new("json"),
+        ];
+        let run = timed(
+            &self.bin,
+            args.iter().copied().chain([file.as_os_str()]),
+            |c| self.environment(c),
+            &file.with_extension("rss"),
+        )?;
+        ensure!(
+            run.status == 0,
+            "weir run exited with {}: {}",
+            run.status,
+            run.stderr
+        );
+        let line = run
+            .stderr
             .lines()
             .rev()
             .find(|l| l.starts_with('{'))
-            .with_context(|| format!("no JSON report on stderr: {stderr}"))?;
-        let max_rss_kib = match std::fs::read_to_string(&rss_file) {
-            Ok(text) => text.trim().parse().context("time's %M")?,
-            Err(_) => usage.ru_maxrss,
-        };
-        let _ = std::fs::remove_file(&rss_file);
+            .with_context(|| format!("no JSON report on stderr: {}", run.stderr))?;
         Ok(BinaryRun {
             report: serde_json::from_str(line)?,
-            wall,
-            max_rss_kib,
-            cpu: cpu_time(&usage),
+            wall: run.wall,
+            max_rss_kib: run.max_rss_kib,
+            cpu: run.cpu,
         })
     }
 
@@ -141,6 +128,75 @@ impl Weir {
         );
         Ok(first)
     }
+}
+
+/// What one whole process did, as [`timed`] saw it.
+pub struct Timed {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// From spawning the process to reaping it.
+    pub wall: Duration,
+    /// Peak resident memory, as [`BinaryRun::max_rss_kib`].
+    pub max_rss_kib: i64,
+    /// CPU time (user and system) of the process, from `wait4`.
+    pub cpu: Duration,
+}
+
+/// Runs `program ARGS` to its end, its environment set by `environment`, stdin empty, stdout
+/// and stderr read; times it from spawning to reaping, and takes its CPU time from `wait4` and
+/// its peak resident memory from `/usr/bin/time` (writing to `rss_file`) where it is installed.
+pub fn timed<'a>(
+    program: &Path,
+    args: impl IntoIterator<Item = &'a OsStr>,
+    environment: impl Fn(&mut Command),
+    rss_file: &Path,
+) -> Result<Timed> {
+    let time = Path::new(TIME);
+    let mut command = if time.exists() {
+        // `time` is small: what it shared with the harness before its own `exec` is
+        // little, and it reports the program's peak alone.
+        let mut c = Command::new(time);
+        c.args(["-f", "%M", "-o"]).arg(rss_file).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    environment(&mut command);
+    let started = Instant::now();
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    // Read both pipes beside the wait, so that a chatty run cannot block on a full pipe.
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).map(|_| text)
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().context("no stdout")?));
+    let stderr = read(Box::new(child.stderr.take().context("no stderr")?));
+    let (status, usage) = wait_with_usage(child)?;
+    let wall = started.elapsed();
+    let stdout = stdout.join().expect("the stdout reader")?;
+    let stderr = stderr.join().expect("the stderr reader")?;
+    let max_rss_kib = match std::fs::read_to_string(rss_file) {
+        Ok(text) => text.trim().parse().context("time's %M")?,
+        Err(_) => usage.ru_maxrss,
+    };
+    let _ = std::fs::remove_file(rss_file);
+    Ok(Timed {
+        status,
+        stdout,
+        stderr,
+        wall,
+        max_rss_kib,
+        cpu: cpu_time(&usage),
+    })
 }
 
 /// User and system time of a resource usage.

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::spec::Workload;
 
+/// The Go pipeline's label.
+pub const GO: &str = "go pipeline";
+
 /// One timed run.
 pub struct Sample {
     pub events: u64,
@@ -11,8 +14,8 @@ pub struct Sample {
     /// CPU time (user and system) the run used: the `weir run` process, or this process's
     /// threads over an in-process run.
     pub cpu: Duration,
-    /// For `weir run`: the report's `total_s` (start of the command to the end), the process's
-    /// wall time, and its peak resident memory in KiB.
+    /// For `weir run` and the Go pipeline: the report's `total_s` (start of the command to the
+    /// end), the process's wall time, and its peak resident memory in KiB.
     pub process: Option<(Duration, Duration, i64)>,
 }
 
@@ -202,9 +205,9 @@ pub fn print(all: &[Results], start_up: Option<&(Duration, Vec<Duration>)>, smok
     }
     println!("\n### Ratios (medians over medians)\n");
     println!(
-        "| workload | weir ÷ ceiling | target | per CPU-second: weir ÷ ceiling | weir ÷ native-in-weir (sandbox) | native-in-weir ÷ ceiling chained (host) | weir unchained ÷ weir | weir workers=2 ÷ weir | weir 0.1 ÷ weir |"
+        "| workload | weir ÷ ceiling | target | per CPU-second: weir ÷ ceiling | weir ÷ native-in-weir (sandbox) | native-in-weir ÷ ceiling chained (host) | weir unchained ÷ weir | weir workers=2 ÷ weir | weir 0.1 ÷ weir | go time ÷ weir time | target | go CPU ÷ weir CPU | target |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|");
     let f = |x: Option<f64>| x.map_or("".to_string(), |x| format!("{x:.2}"));
     for r in all {
         let ratio = r.median("weir").unwrap_or(0.0) / r.ceiling();
@@ -215,18 +218,34 @@ pub fn print(all: &[Results], start_up: Option<&(Duration, Vec<Duration>)>, smok
             (false, false) => "missed",
         };
         let per_cpu = r.median_of("weir", Sample::per_cpu).unwrap_or(0.0) / r.ceiling_per_cpu();
+        // Both run the same events: weir's rate over Go's is Go's time over weir's.
+        let go_time = r.ratio("weir", GO);
+        let go_cpu = r
+            .median_of("weir", Sample::per_cpu)
+            .zip(r.median_of(GO, Sample::per_cpu))
+            .map(|(weir, go)| weir / go);
+        let judge = |x: Option<f64>, target: Option<f64>| match (x, target) {
+            (None, _) => "no go pipeline".to_string(),
+            (Some(_), None) => "none set".to_string(),
+            (Some(_), Some(t)) if smoke => format!("≥ {t} not judged at smoke sizes"),
+            (Some(x), Some(t)) => format!("≥ {t} {}", if x >= t { "met" } else { "missed" }),
+        };
         println!(
-            "| {} | {ratio:.2} | ≥ {target} {verdict} | {per_cpu:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {ratio:.2} | ≥ {target} {verdict} | {per_cpu:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.workload.name(),
             f(r.ratio("weir", "native-in-weir chained")),
             f(r.ratio("native-in-weir chained", "ceiling chained")),
             f(r.ratio("weir unchained", "weir")),
             f(r.ratio("weir workers=2", "weir")),
             f(r.ratio("weir 0.1", "weir")),
+            f(go_time),
+            judge(go_time, r.workload.go_target()),
+            f(go_cpu),
+            judge(go_cpu, r.workload.go_cpu_target()),
         );
     }
     println!(
-        "\n`weir ÷ ceiling` is weir with default settings over the faster shape of the ceiling; `per CPU-second` compares events per second of CPU time (user and system) the same way."
+        "\n`weir ÷ ceiling` is weir with default settings over the faster shape of the ceiling; `per CPU-second` compares events per second of CPU time (user and system) the same way. `go time ÷ weir time` is the Go pipeline's time over weir's (default settings) for the same events, both from the start of reading to the end of the last write; `go CPU ÷ weir CPU` the same with their processes' CPU time."
     );
     let w3 = all.iter().find(|r| r.workload == Workload::W3);
     if let Some((median, max)) = w3.and_then(Results::weir_rss) {
@@ -250,8 +269,9 @@ pub fn print(all: &[Results], start_up: Option<&(Duration, Vec<Duration>)>, smok
     }
 }
 
-/// One workload's modes: events/s, the ratio to each shape of the ceiling, and for `weir
-/// run` the whole command's time and memory.
+/// One workload's modes: events/s, the ratio to each shape of the ceiling and to the Go
+/// pipeline (a mode's rate over Go's: Go's time over the mode's), and for `weir run` and the
+/// Go pipeline the whole command's time and memory.
 fn modes_table(r: &Results) {
     let events = r.samples.iter().flatten().next().map_or(0, |s| s.events);
     println!(
@@ -260,9 +280,9 @@ fn modes_table(r: &Results) {
         thousands(events as f64)
     );
     println!(
-        "| mode | events/s, median (min–max) | ÷ ceiling threads | ÷ ceiling chained | events per CPU-second, median | `weir run` total_s / process wall, median | peak RSS, largest |"
+        "| mode | events/s, median (min–max) | ÷ ceiling threads | ÷ ceiling chained | ÷ go pipeline | events per CPU-second, median | `weir run` total_s / process wall, median | peak RSS, largest |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (label, samples) in r.labels.iter().zip(&r.samples) {
         let rates: Vec<f64> = samples.iter().map(Sample::rate).collect();
         let s = Spread::of(&rates);
@@ -289,12 +309,13 @@ fn modes_table(r: &Results) {
         };
         let cpu: Vec<f64> = samples.iter().map(Sample::per_cpu).collect();
         println!(
-            "| {label} | {} ({}–{}) | {} | {} | {} | {time} | {rss} |",
+            "| {label} | {} ({}–{}) | {} | {} | {} | {} | {time} | {rss} |",
             thousands(s.median),
             thousands(s.min),
             thousands(s.max),
             over("ceiling threads"),
             over("ceiling chained"),
+            over(GO),
             thousands(Spread::of(&cpu).median),
         );
     }

@@ -42,6 +42,25 @@ impl Workload {
         }
     }
 
+    /// The target for the Go pipeline's time over weir's (weir at least this many times as
+    /// fast), where one is set.
+    pub fn go_target(self) -> Option<f64> {
+        match self {
+            Workload::W1 => Some(2.0),
+            Workload::W2 => None,
+            Workload::W3 => Some(1.5),
+        }
+    }
+
+    /// The target for the Go pipeline's CPU time over weir's, where one is set: W3's is 1.0,
+    /// weir using no more CPU than Go for the same work.
+    pub fn go_cpu_target(self) -> Option<f64> {
+        match self {
+            Workload::W3 => Some(1.0),
+            _ => None,
+        }
+    }
+
     pub fn stages(self) -> [&'static str; 3] {
         match self {
             Workload::W3 => W3_STAGES,

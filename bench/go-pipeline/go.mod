@@ -1,0 +1,3 @@
+module weir.dev/bench/go-pipeline
+
+go 1.22

@@ -28,10 +28,9 @@ pub fn init<T: Transform>(settings: Settings) -> Result<T, String> {
 
 /// Runs one packed batch through a stage, as the component's `process` does.
 ///
-/// Panics if `input` breaks the contract's encoding ([`Batch::check`]); in a component that
-/// panic is a trap, and the host never sends such a batch. When the stage passed every input
-/// unchanged, the output's events are a copy of `input` (the component returns the input
-/// itself).
+/// Panics if `input` breaks the contract's encoding ([`Batch::check`]). When the stage passed
+/// every input unchanged, the output's events are a copy of `input` (the component returns the
+/// input itself).
 pub fn process<T: Transform>(stage: &mut T, input: &Batch) -> Output {
     match run(stage, input) {
         Finished::Input => Output {
@@ -45,6 +44,12 @@ pub fn process<T: Transform>(stage: &mut T, input: &Batch) -> Output {
 /// The common part of [`process`] and the component's export, which can give the input back
 /// without copying it.
 pub(crate) fn run<T: Transform>(stage: &mut T, input: &Batch) -> Finished {
+    // A component's input comes from the host, which built or checked every batch it sends:
+    // checking it again in the guest is a pass over every event of every call (7 % of a
+    // pass-through stage's time). Natively, where tests build the batches, it is checked.
+    // Either way nothing reads outside a batch: every access is a checked slice, so a bad
+    // span panics (a trap, in a component) rather than read another event's bytes.
+    #[cfg(not(target_arch = "wasm32"))]
     if let Err(breach) = input.check() {
         panic!("the input batch breaks the contract: {breach}");
     }

@@ -99,7 +99,8 @@ pub struct History {
     pub in_flight_bound: u64,
     /// Sources, then stages, then sinks; each series has one value per sample.
     pub nodes: Vec<NodeHistory>,
-    /// The last failure reasons of every node, newest first.
+    /// The last failure reasons of every node, newest first (without their messages: the
+    /// admin API's `GET /reasons` gives them).
     pub reasons: Vec<ReasonEntry>,
     /// The hot-load changes of every stage, oldest first.
     pub changes: Vec<ChangeEntry>,
@@ -133,7 +134,8 @@ pub struct ReasonEntry {
     /// The failure kind (`panic`, `reject`, …).
     pub kind: String,
     /// The plugin's (or the host's) message, bounded: guest text, to be escaped when shown.
-    pub message: String,
+    /// Left out (`null`) on the open metrics listener: it may quote the events.
+    pub message: Option<String>,
     /// Whether the message was cut at its bound.
     pub cut: bool,
     /// Consecutive events of one batch that failed for it.

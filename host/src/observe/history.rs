@@ -10,12 +10,14 @@
 //!
 //! `GET /history` turns the ring into an [`api::History`], one series per figure, with the
 //! nodes' last failure reasons and the stages' hot-load changes, which the data plane and the
-//! control plane keep on their own bounded rings.
+//! control plane keep on their own bounded rings. The reasons' messages are guest text that
+//! may quote events: the open listener gives the reasons without them, and only the admin
+//! API's `GET /reasons`, behind its token, gives them whole.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 
@@ -143,7 +145,11 @@ impl Ring {
 
     /// The samples as one series per figure.
     fn series(&self, observer: &Observer) -> (Vec<f64>, Vec<u64>, Vec<NodeHistory>) {
-        let uptime = self.samples.iter().map(|s| s.uptime_s).collect();
+        let uptime = self
+            .samples
+            .iter()
+            .map(|s| (s.uptime_s * 1e3).round() / 1e3)
+            .collect();
         let in_flight = self.samples.iter().map(|s| s.in_flight).collect();
         let nodes = observer
             .nodes
@@ -151,10 +157,13 @@ impl Ring {
             .enumerate()
             .map(|(i, node)| {
                 let of = |f: fn(&NodeSample) -> f64| -> Vec<f64> {
-                    self.samples.iter().map(|s| f(&s.nodes[i])).collect()
+                    self.samples.iter().map(|s| round(f(&s.nodes[i]))).collect()
                 };
                 let maybe = |f: fn(&NodeSample) -> Option<f64>| -> Vec<Option<f64>> {
-                    self.samples.iter().map(|s| f(&s.nodes[i])).collect()
+                    self.samples
+                        .iter()
+                        .map(|s| f(&s.nodes[i]).map(round))
+                        .collect()
                 };
                 NodeHistory {
                     name: node.name.clone(),
@@ -171,6 +180,15 @@ impl Ring {
             .collect();
         (uptime, in_flight, nodes)
     }
+}
+
+/// `v` to 4 significant digits: what a chart can show, and a third of the JSON.
+fn round(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let scale = 10f64.powi(3 - v.abs().log10().floor() as i32);
+    (v * scale).round() / scale
 }
 
 /// Starts the sampler, once per observer: later calls do nothing. It ends with the run
@@ -200,9 +218,10 @@ pub(crate) fn start(observer: &Arc<Observer>) {
     });
 }
 
-/// The history now, for `GET /history`.
-pub(crate) fn history(observer: &Observer) -> api::History {
-    let (uptime_s, in_flight, nodes) = observer.lock_history().series(observer);
+/// The last failure reasons of every node, newest first. Their messages are guest text that
+/// may quote the events (a plugin's `reject("bad card 4111…")`), so they are given only
+/// `with_messages`: behind the admin token, where events are shown too.
+pub(crate) fn reasons(observer: &Observer, with_messages: bool) -> Vec<ReasonEntry> {
     let mut reasons: Vec<ReasonEntry> = observer
         .nodes
         .iter()
@@ -211,7 +230,7 @@ pub(crate) fn history(observer: &Observer) -> api::History {
                 node: node.name.clone(),
                 at_ms: r.at_ms,
                 kind: r.kind.as_str().to_string(),
-                message: r.message,
+                message: with_messages.then_some(r.message),
                 cut: r.cut,
                 events: r.events,
                 kept: r.kept,
@@ -222,6 +241,13 @@ pub(crate) fn history(observer: &Observer) -> api::History {
     reasons.reverse();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
     reasons.truncate(REASONS_SHOWN);
+    reasons
+}
+
+/// The history now, for the open `GET /history`: the reasons without their messages.
+pub(crate) fn history(observer: &Observer) -> api::History {
+    let (uptime_s, in_flight, nodes) = observer.lock_history().series(observer);
+    let reasons = reasons(observer, false);
     let mut changes: Vec<ChangeEntry> = observer
         .stages
         .iter()
@@ -241,9 +267,7 @@ pub(crate) fn history(observer: &Observer) -> api::History {
     api::History {
         every_s: EVERY.as_secs_f64(),
         capacity: SAMPLES,
-        now_ms: SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        now_ms: weir_sandbox::wall_ms(),
         uptime_s,
         in_flight,
         in_flight_bound: observer.bound,
@@ -275,6 +299,13 @@ mod tests {
         assert_eq!(ring.samples.len(), SAMPLES);
         assert_eq!(ring.samples.front().unwrap().uptime_s, 50.0);
         assert_eq!(ring.samples.back().unwrap().uptime_s, (SAMPLES + 49) as f64);
+    }
+
+    #[test]
+    fn figures_are_kept_to_four_significant_digits() {
+        assert_eq!(round(1768.1650900381267), 1768.0);
+        assert_eq!(round(0.054435483870967735), 0.05444);
+        assert_eq!(round(0.0), 0.0);
     }
 
     #[test]

@@ -8,14 +8,16 @@
 //!   drains; 503 and `"stopped"` once it has ended (while `[metrics] linger` keeps answering).
 //! - `GET /snapshot`: the [`Snapshot`](super::api::Snapshot) as JSON, which the page polls.
 //! - `GET /history`: the [`History`](super::api::History) of the last five minutes, with the
-//!   last failure reasons and hot-load changes, which the page polls for its charts. Serving
-//!   these routes starts its sampler.
+//!   hot-load changes and the last failure reasons (without their messages, which may quote
+//!   events), which the page polls for its charts. Serving these routes starts its sampler.
 //! - `GET /`: the live page.
 //!
 //! On the admin API, behind its bearer token (the admin API serves them; its listener checks
 //! the token):
 //!
 //! - `GET /nodes`: the same snapshot, for `weir top`.
+//! - `GET /reasons`: the nodes' last failure reasons with their messages (guest text that may
+//!   quote events, hence behind the token), which the live page shows when given the token.
 //! - `GET /tap/{node}?limit=N&sample=RATE&dead_letters=true`: the events leaving a node (or
 //!   its dead letters) as a stream of JSON lines, for `weir tap`.
 
@@ -49,6 +51,7 @@ pub fn metrics_routes(observer: &Arc<Observer>) -> Router {
 pub fn admin_routes(observer: &Arc<Observer>) -> Router {
     Router::new()
         .route("/nodes", get(snapshot))
+        .route("/reasons", get(reasons))
         .route("/tap/{node}", get(tap))
         .with_state(Arc::clone(observer))
 }
@@ -83,6 +86,10 @@ async fn snapshot(State(observer): State<Arc<Observer>>) -> Response {
 
 async fn history(State(observer): State<Arc<Observer>>) -> Response {
     axum::Json(super::history::history(&observer)).into_response()
+}
+
+async fn reasons(State(observer): State<Arc<Observer>>) -> Response {
+    axum::Json(super::history::reasons(&observer, true)).into_response()
 }
 
 /// The query of `GET /tap/{node}`.

@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -153,9 +152,7 @@ impl RecentReasons {
         if letters.reasons.is_empty() {
             return;
         }
-        let at_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let at_ms = weir_sandbox::wall_ms();
         let mut runs: Vec<(&Reason, u64)> = Vec::new();
         for reason in &letters.reasons {
             if let Some((last, n)) = runs.last_mut()

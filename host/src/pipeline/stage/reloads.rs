@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -127,9 +126,7 @@ impl Reloads {
     }
 
     fn keep(&self, kind: ChangeKind) {
-        let at_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let at_ms = weir_sandbox::wall_ms();
         let version = self.live.load(Ordering::Relaxed);
         let mut changes = self.lock();
         if changes.len() == KEPT_CHANGES {

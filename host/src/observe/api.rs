@@ -1,7 +1,7 @@
 //! What the observe module answers, shared by the server (which builds it) and the command
 //! line (`weir top`, which reads it from the admin API's `GET /nodes`): one definition, so
 //! the two cannot drift apart. The live page reads the same JSON from `GET /snapshot` on the
-//! metrics listener.
+//! metrics listener, and its charts' [`History`] from `GET /history`.
 //!
 //! Everything in a [`Snapshot`] is a running total or a level at the moment of the snapshot;
 //! rates (events per second, call latency over the last interval) are the reader's to compute

@@ -802,6 +802,14 @@ fn page_lacks(dom: &str) -> Vec<String> {
             }),
     );
     want(
+        "the timeline's rollback of upper to version 1".into(),
+        tags(dom, "g").iter().any(|a| {
+            a.get("data-kind").map(String::as_str) == Some("rollback")
+                && a.get("data-stage").map(String::as_str) == Some("upper")
+                && a.get("data-version").map(String::as_str) == Some("1")
+        }),
+    );
+    want(
         "a failure reason of poison".into(),
         tags(dom, "tr").iter().any(|a| {
             a.get("class").map(String::as_str) == Some("reason")
@@ -829,7 +837,7 @@ fn page_lacks(dom: &str) -> Vec<String> {
 /// The live page a second after it is opened late, on a pipeline that has run for seconds:
 /// the host's history fills every chart (rates and sparklines per node, call latency and
 /// fuel per event per stage, in flight against its bound), the timeline shows a hot swap
-/// made by `weir reload`, and the failure reasons, read with the admin token, show the
+/// made by `weir reload` and its `weir rollback`, and the failure reasons, read with the admin token, show the
 /// plugin's markup as text. Without the token, the open listener gives no message.
 #[test]
 fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
@@ -893,8 +901,14 @@ fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
         "weir reload failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Time for the new version's calls to show in the charts.
+    // Time for the new version's calls to show in the charts, then back to version 1.
     std::thread::sleep(Duration::from_secs(2));
+    let out = admin_command(&listen, &["rollback", "--stage", "upper"]).output()?;
+    ensure!(
+        out.status.success(),
+        "weir rollback failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let h = history()?;
     let samples = h["uptime_s"].as_array().map_or(0, Vec::len);
     assert!((3..=300).contains(&samples), "{samples} samples");
@@ -915,14 +929,21 @@ fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
             );
         }
     }
-    let swap = &h["changes"][0];
+    let changes: Vec<(&str, &str, u64)> = h["changes"]
+        .as_array()
+        .context("changes")?
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c["stage"].as_str()?,
+                c["kind"].as_str()?,
+                c["version"].as_u64()?,
+            ))
+        })
+        .collect();
     assert_eq!(
-        (
-            swap["stage"].as_str(),
-            swap["kind"].as_str(),
-            swap["version"].as_u64()
-        ),
-        (Some("upper"), Some("swap"), Some(2)),
+        changes,
+        [("upper", "swap", 2), ("upper", "rollback", 1)],
         "{h}"
     );
     // The open listener gives the reasons, not their messages; the admin API, with its

@@ -33,7 +33,9 @@ pub const SAMPLES: usize = 300;
 /// Time between two samples.
 pub const EVERY: Duration = Duration::from_secs(1);
 
-/// Failure reasons `GET /history` lists, newest first, over every node.
+/// Failure reasons `GET /history` and `GET /reasons` list, newest first, over every node:
+/// what a reader can take in. Bounds the answer with many failing nodes (each keeps
+/// [`RECENT_REASONS`](crate::pipeline::dead_letter::RECENT_REASONS)).
 pub const REASONS_SHOWN: usize = 12;
 
 /// One node over one sampling interval.

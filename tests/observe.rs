@@ -430,6 +430,12 @@ struct Flowing {
 
 impl Flowing {
     fn start(dir: &Dir, file: &Path) -> Result<Flowing> {
+        Flowing::start_poisoned(dir, file, 0)
+    }
+
+    /// With, every `poison_every` lines (0: never), a line the `poison` stage panics on,
+    /// whose text is markup: its reason quotes it.
+    fn start_poisoned(dir: &Dir, file: &Path, poison_every: u64) -> Result<Flowing> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
         let feed: support::Feeder = Box::new(move |mut stdin| {
@@ -437,7 +443,11 @@ impl Flowing {
             while !stopping.load(Ordering::Relaxed) {
                 let mut chunk = String::new();
                 for _ in 0..20 {
-                    chunk.push_str(&format!("event {i}\n"));
+                    if poison_every > 0 && i % poison_every == poison_every - 1 {
+                        chunk.push_str(&format!("poison {GUEST_MARKUP} {i}\n"));
+                    } else {
+                        chunk.push_str(&format!("event {i}\n"));
+                    }
                     i += 1;
                 }
                 stdin.write_all(chunk.as_bytes())?;
@@ -647,17 +657,25 @@ fn page_nodes(dom: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-#[test]
-fn the_live_page_shows_every_node_with_a_rate_in_headless_chromium() -> Result<()> {
+/// Headless Chromium's path; `None` (the test passes, saying so) when it is not installed,
+/// unless `WEIR_REQUIRE_CHROMIUM` is set.
+fn chromium() -> Result<Option<&'static str>> {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists());
-    let Some(chromium) = chromium else {
+    if chromium.is_none() {
         ensure!(
             std::env::var_os("WEIR_REQUIRE_CHROMIUM").is_none(),
             "chromium is not installed, and WEIR_REQUIRE_CHROMIUM is set"
         );
         eprintln!("chromium is not installed (Debian's `chromium`): the page is not tested");
+    }
+    Ok(chromium)
+}
+
+#[test]
+fn the_live_page_shows_every_node_with_a_rate_in_headless_chromium() -> Result<()> {
+    let Some(chromium) = chromium()? else {
         return Ok(());
     };
     let dir = Dir::new()?;
@@ -687,7 +705,294 @@ fn the_live_page_shows_every_node_with_a_rate_in_headless_chromium() -> Result<(
     let mut seen: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
     seen.sort();
     assert_eq!(seen, ["in", "out", "poison", "upper"], "{nodes:?}");
-    // A screenshot, into docs/ when WEIR_PAGE_SCREENSHOT names it there.
+    flowing.finish()
+}
+
+/// The markup in the poison lines of the page's test: the page must show it as text.
+const GUEST_MARKUP: &str = "<b id=\"guest\">guest</b>";
+
+/// The attributes of a start tag's inside (after its name).
+fn attributes(tag: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = tag;
+    while let Some(eq) = rest.find("=\"") {
+        let name = rest[..eq]
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let value_and_more = &rest[eq + 2..];
+        let Some(end) = value_and_more.find('"') else {
+            break;
+        };
+        out.insert(name, value_and_more[..end].to_string());
+        rest = &value_and_more[end + 1..];
+    }
+    out
+}
+
+/// Every start tag `name` of a dumped DOM, with its attributes.
+fn tags(dom: &str, name: &str) -> Vec<BTreeMap<String, String>> {
+    dom.split(&format!("<{name} "))
+        .skip(1)
+        .filter_map(|rest| rest.split('>').next())
+        .map(attributes)
+        .collect()
+}
+
+/// What the page's charts lack in a dumped DOM; empty when every chart is drawn.
+fn page_lacks(dom: &str) -> Vec<String> {
+    let mut lacks = Vec::new();
+    let points = |a: &BTreeMap<String, String>| -> u64 {
+        a.get("data-points")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    };
+    let svgs = tags(dom, "svg");
+    let chart = |kind: &str, node: Option<&str>| {
+        svgs.iter().find(|a| {
+            a.get("data-chart").map(String::as_str) == Some(kind)
+                && node.is_none_or(|n| a.get("data-node").map(String::as_str) == Some(n))
+        })
+    };
+    let mut want = |what: String, ok: bool| {
+        if !ok {
+            lacks.push(what);
+        }
+    };
+    for node in ["in", "poison", "upper", "out"] {
+        let rate = chart("rate", Some(node));
+        want(
+            format!("a rate chart of {node}"),
+            rate.is_some_and(|a| points(a) > 0),
+        );
+    }
+    for stage in ["poison", "upper"] {
+        for kind in ["latency", "fuel"] {
+            let c = chart(kind, Some(stage));
+            want(
+                format!("a {kind} chart of {stage}"),
+                c.is_some_and(|a| points(a) > 0),
+            );
+        }
+    }
+    want(
+        "the in-flight chart".into(),
+        chart("in-flight", None).is_some_and(|a| points(a) > 0),
+    );
+    want(
+        "the in-flight gauge and its bound".into(),
+        chart("in-flight-gauge", None)
+            .and_then(|a| a.get("data-bound")?.parse::<u64>().ok())
+            .is_some_and(|b| b > 0),
+    );
+    let sparks = tags(dom, "path")
+        .into_iter()
+        .filter(|a| a.get("class").map(String::as_str) == Some("spark") && points(a) > 0)
+        .count();
+    want(format!("4 sparklines, not {sparks}"), sparks == 4);
+    want(
+        "the timeline's swap of upper to version 2".into(),
+        chart("timeline", None).is_some_and(|a| a.get("data-changes").is_some_and(|n| n != "0"))
+            && tags(dom, "g").iter().any(|a| {
+                a.get("data-kind").map(String::as_str) == Some("swap")
+                    && a.get("data-stage").map(String::as_str) == Some("upper")
+                    && a.get("data-version").map(String::as_str) == Some("2")
+            }),
+    );
+    want(
+        "the timeline's rollback of upper to version 1".into(),
+        tags(dom, "g").iter().any(|a| {
+            a.get("data-kind").map(String::as_str) == Some("rollback")
+                && a.get("data-stage").map(String::as_str) == Some("upper")
+                && a.get("data-version").map(String::as_str) == Some("1")
+        }),
+    );
+    want(
+        "a failure reason of poison".into(),
+        tags(dom, "tr").iter().any(|a| {
+            a.get("class").map(String::as_str) == Some("reason")
+                && a.get("data-node").map(String::as_str) == Some("poison")
+                && a.get("data-kind").map(String::as_str) == Some("panic")
+        }),
+    );
+    want(
+        "the guest's markup, shown as text".into(),
+        dom.contains("poison &lt;b id=\"guest\"&gt;guest&lt;/b&gt;"),
+    );
+    want(
+        "no element of the guest's".into(),
+        !dom.contains("<b id=\"guest\">"),
+    );
+    want("a shadow panel, hidden".into(), {
+        tags(dom, "section")
+            .iter()
+            .any(|a| a.get("id").map(String::as_str) == Some("shadow"))
+            && dom.contains("id=\"shadow\" data-panel=\"shadow\" hidden")
+    });
+    lacks
+}
+
+/// The live page a second after it is opened late, on a pipeline that has run for seconds:
+/// the host's history fills every chart (rates and sparklines per node, call latency and
+/// fuel per event per stage, in flight against its bound), the timeline shows a hot swap
+/// made by `weir reload` and its `weir rollback`, and the failure reasons, read with the admin token, show the
+/// plugin's markup as text. Without the token, the open listener gives no message.
+#[test]
+fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
+    let Some(chromium) = chromium()? else {
+        return Ok(());
+    };
+    let dir = Dir::new()?;
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.to_string()
+    };
+    let mut admin = support::Table::default();
+    admin.set("listen", listen.as_str());
+    admin.set("token", TOKEN);
+    let mut metrics = support::Table::default();
+    metrics.set("listen", listen.as_str());
+    let file = pipeline(&dir)
+        .admin_table(admin)
+        .metrics_table(metrics)
+        .write(&dir)?;
+    let mut flowing = Flowing::start_poisoned(&dir, &file, 100)?;
+    flowing
+        .run
+        .wait_for_stderr("metrics served on the admin API's address")?;
+    let history = || -> Result<serde_json::Value> {
+        let (status, text) = get(&listen, "/history")?;
+        ensure!(status == 200, "/history answered {status}: {text}");
+        Ok(serde_json::from_str(&text)?)
+    };
+    // A few seconds of traffic in the host's history, and failures.
+    waiting("three samples with traffic, and a failure", || {
+        let h = history()?;
+        let samples = h["uptime_s"].as_array().map_or(0, Vec::len);
+        let flowing = h["nodes"].as_array().is_some_and(|nodes| {
+            nodes.len() == 4
+                && nodes.iter().all(|n| {
+                    let rates = n["rate_in"].as_array().cloned().unwrap_or_default();
+                    rates
+                        .iter()
+                        .chain(n["rate_out"].as_array().into_iter().flatten())
+                        .any(|r| r.as_f64() > Some(0.0))
+                })
+        });
+        let failed = h["reasons"].as_array().is_some_and(|r| !r.is_empty());
+        Ok(samples >= 3 && flowing && failed)
+    })?;
+    let passthrough = plugin("fixture-stage-passthrough");
+    let out = admin_command(
+        &listen,
+        &[
+            "reload",
+            "--stage",
+            "upper",
+            "--plugin",
+            passthrough.to_str().context("path")?,
+        ],
+    )
+    .output()?;
+    ensure!(
+        out.status.success(),
+        "weir reload failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Time for the new version's calls to show in the charts, then back to version 1.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = admin_command(&listen, &["rollback", "--stage", "upper"]).output()?;
+    ensure!(
+        out.status.success(),
+        "weir rollback failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = history()?;
+    let samples = h["uptime_s"].as_array().map_or(0, Vec::len);
+    assert!((3..=300).contains(&samples), "{samples} samples");
+    for node in h["nodes"].as_array().context("nodes")? {
+        for series in [
+            "rate_in",
+            "rate_out",
+            "failed",
+            "queued",
+            "p50_ms",
+            "p99_ms",
+            "fuel_per_event",
+        ] {
+            assert_eq!(
+                node[series].as_array().map(Vec::len),
+                Some(samples),
+                "{series} of {node}"
+            );
+        }
+    }
+    let changes: Vec<(&str, &str, u64)> = h["changes"]
+        .as_array()
+        .context("changes")?
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c["stage"].as_str()?,
+                c["kind"].as_str()?,
+                c["version"].as_u64()?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("upper", "swap", 2), ("upper", "rollback", 1)],
+        "{h}"
+    );
+    // The open listener gives the reasons, not their messages; the admin API, with its
+    // token, gives them whole.
+    let reason = &h["reasons"][0];
+    assert_eq!(
+        (reason["node"].as_str(), reason["kind"].as_str()),
+        (Some("poison"), Some("panic")),
+        "{h}"
+    );
+    assert!(reason["message"].is_null(), "{reason}");
+    let (status, _) = get(&listen, "/reasons")?;
+    assert_eq!(status, 401, "the messages need the token");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let reasons: serde_json::Value = serde_json::from_str(
+        &agent
+            .get(format!("http://{listen}/reasons"))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .call()?
+            .body_mut()
+            .read_to_string()?,
+    )?;
+    let message = reasons[0]["message"].as_str().context("a message")?;
+    assert!(message.contains(GUEST_MARKUP), "{message}");
+
+    // The page, opened now with the token in its fragment (never sent to the server).
+    let url = format!("http://{listen}/#token={TOKEN}");
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let out = Command::new(chromium)
+            .args(CHROMIUM_ARGS)
+            .arg("--dump-dom")
+            .arg(&url)
+            .output()?;
+        let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lacks = page_lacks(&dom);
+        if lacks.is_empty() {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the page lacks {}: {dom}",
+            lacks.join(", ")
+        );
+    }
+    // A screenshot of it, into docs/ when WEIR_PAGE_SCREENSHOT names it there.
     let shot = std::env::var("WEIR_PAGE_SCREENSHOT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| dir.path("page.png"));
@@ -696,6 +1001,7 @@ fn the_live_page_shows_every_node_with_a_rate_in_headless_chromium() -> Result<(
         .args([
             "--hide-scrollbars",
             "--run-all-compositor-stages-before-draw",
+            "--window-size=1400,1000",
         ])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(&url)

@@ -1,11 +1,13 @@
 //! What the observe module answers, shared by the server (which builds it) and the command
 //! line (`weir top`, which reads it from the admin API's `GET /nodes`): one definition, so
 //! the two cannot drift apart. The live page reads the same JSON from `GET /snapshot` on the
-//! metrics listener.
+//! metrics listener, and its charts' [`History`] from `GET /history`.
 //!
-//! Everything is a running total or a level at the moment of the snapshot; rates (events per
-//! second, call latency over the last interval) are the reader's to compute from two
-//! snapshots, which keeps the server free of timers and per-reader state.
+//! Everything in a [`Snapshot`] is a running total or a level at the moment of the snapshot;
+//! rates (events per second, call latency over the last interval) are the reader's to compute
+//! from two snapshots, which keeps it free of per-reader state. The page's [`History`] is the
+//! one thing the server computes over time: the last minutes of per-second samples, which the
+//! page must show even when it was opened late.
 
 use std::collections::BTreeMap;
 
@@ -77,6 +79,80 @@ pub struct LiveVersion {
     pub digest: String,
     /// The first 12 hex digits: what `weir.version.<stage>` headers carry.
     pub short_digest: String,
+}
+
+/// The last minutes of a running pipeline, one sample per second, oldest first; the page's
+/// charts, from `GET /history`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct History {
+    /// Seconds between two samples.
+    pub every_s: f64,
+    /// The most samples kept: the charts' width in samples.
+    pub capacity: usize,
+    /// The server's wall clock now, in milliseconds since the Unix epoch: where the
+    /// timestamps of `reasons` and `changes` fall on the charts.
+    pub now_ms: u64,
+    /// Each sample's time, in seconds since the run started.
+    pub uptime_s: Vec<f64>,
+    /// Events in flight at each sample, and the most there can be.
+    pub in_flight: Vec<u64>,
+    pub in_flight_bound: u64,
+    /// Sources, then stages, then sinks; each series has one value per sample.
+    pub nodes: Vec<NodeHistory>,
+    /// The last failure reasons of every node, newest first (without their messages: the
+    /// admin API's `GET /reasons` gives them).
+    pub reasons: Vec<ReasonEntry>,
+    /// The hot-load changes of every stage, oldest first.
+    pub changes: Vec<ChangeEntry>,
+}
+
+/// One node's series. A rate or quantile over a second without the events or calls it needs
+/// is `None` (a gap in the chart, not a zero).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeHistory {
+    pub name: String,
+    pub kind: String,
+    /// Events per second in and out, and failed.
+    pub rate_in: Vec<f64>,
+    pub rate_out: Vec<f64>,
+    pub failed: Vec<f64>,
+    /// Events queued in front of the node.
+    pub queued: Vec<u64>,
+    /// A stage's plugin call latency over the second, 50th and 99th percentiles, in
+    /// milliseconds, from its call histogram.
+    pub p50_ms: Vec<Option<f64>>,
+    pub p99_ms: Vec<Option<f64>>,
+    /// A stage's fuel burned per input event over the second.
+    pub fuel_per_event: Vec<Option<f64>>,
+}
+
+/// One recent failure reason of a node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReasonEntry {
+    pub node: String,
+    pub at_ms: u64,
+    /// The failure kind (`panic`, `reject`, …).
+    pub kind: String,
+    /// The plugin's (or the host's) message, bounded: guest text, to be escaped when shown.
+    /// Left out (`null`) on the open metrics listener: it may quote the events.
+    pub message: Option<String>,
+    /// Whether the message was cut at its bound.
+    pub cut: bool,
+    /// Consecutive events of one batch that failed for it.
+    pub events: u64,
+    /// Whether they went to the dead-letter file (not `on_error = "drop"`).
+    pub kept: bool,
+}
+
+/// One hot-load change of a stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeEntry {
+    pub stage: String,
+    pub at_ms: u64,
+    /// `swap`, `rollback`, `canary-rollback` or `refused`.
+    pub kind: String,
+    /// The version live after it.
+    pub version: u64,
 }
 
 /// A latency quantile from histogram buckets (not cumulative, the last past the largest

@@ -17,9 +17,12 @@
 //!   The metrics listener itself is a [`crate::http`] listener, open to all.
 //! - `tap`: a tap's HTTP stream: JSON lines from the node's tap hook, with what it lost.
 //! - `page`: the live page, its HTML, CSS and script inside the binary.
+//! - `history`: the page's last five minutes, sampled once a second into a bounded ring
+//!   while the page's routes are served, so a page opened late still draws them.
 //! - `progress`: the live line of `weir run` on a terminal.
 
 pub mod api;
+mod history;
 mod page;
 pub mod progress;
 mod prometheus;
@@ -28,8 +31,8 @@ mod tap;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use axum::Router;
@@ -59,6 +62,9 @@ pub struct Observer {
     stop: CancellationToken,
     /// Cancelled when the run has ended.
     ended: CancellationToken,
+    /// The page's last minutes, and whether their sampler runs.
+    history: Mutex<history::Ring>,
+    sampling: AtomicBool,
 }
 
 impl Observer {
@@ -90,7 +96,14 @@ impl Observer {
             started: Instant::now(),
             stop,
             ended: CancellationToken::new(),
+            history: Mutex::default(),
+            sampling: AtomicBool::new(false),
         })
+    }
+
+    fn lock_history(&self) -> MutexGuard<'_, history::Ring> {
+        // A sample is pushed whole: a panic elsewhere cannot leave the ring half-written.
+        self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The run has ended: `/health` says `stopped`, taps end.

@@ -7,12 +7,17 @@
 //! - `GET /health`: 200 and `{"state": "running"}` or `"draining"` while the pipeline runs or
 //!   drains; 503 and `"stopped"` once it has ended (while `[metrics] linger` keeps answering).
 //! - `GET /snapshot`: the [`Snapshot`](super::api::Snapshot) as JSON, which the page polls.
+//! - `GET /history`: the [`History`](super::api::History) of the last five minutes, with the
+//!   hot-load changes and the last failure reasons (without their messages, which may quote
+//!   events), which the page polls for its charts. Serving these routes starts its sampler.
 //! - `GET /`: the live page.
 //!
 //! On the admin API, behind its bearer token (the admin API serves them; its listener checks
 //! the token):
 //!
 //! - `GET /nodes`: the same snapshot, for `weir top`.
+//! - `GET /reasons`: the nodes' last failure reasons with their messages (guest text that may
+//!   quote events, hence behind the token), which the live page shows when given the token.
 //! - `GET /tap/{node}?limit=N&sample=RATE&dead_letters=true`: the events leaving a node (or
 //!   its dead letters) as a stream of JSON lines, for `weir tap`.
 
@@ -29,12 +34,15 @@ use super::Observer;
 use crate::http;
 use crate::pipeline::tap::{TapSpec, TapWhat};
 
-/// The routes of the metrics listener.
+/// The routes of the metrics listener. The page they serve charts the last minutes, so its
+/// sampler starts with them (once, however many times they are built).
 pub fn metrics_routes(observer: &Arc<Observer>) -> Router {
+    super::history::start(observer);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/snapshot", get(snapshot))
+        .route("/history", get(history))
         .route("/", get(super::page::page))
         .with_state(Arc::clone(observer))
 }
@@ -43,6 +51,7 @@ pub fn metrics_routes(observer: &Arc<Observer>) -> Router {
 pub fn admin_routes(observer: &Arc<Observer>) -> Router {
     Router::new()
         .route("/nodes", get(snapshot))
+        .route("/reasons", get(reasons))
         .route("/tap/{node}", get(tap))
         .with_state(Arc::clone(observer))
 }
@@ -73,6 +82,14 @@ async fn health(State(observer): State<Arc<Observer>>) -> Response {
 
 async fn snapshot(State(observer): State<Arc<Observer>>) -> Response {
     axum::Json(observer.snapshot()).into_response()
+}
+
+async fn history(State(observer): State<Arc<Observer>>) -> Response {
+    axum::Json(super::history::history(&observer)).into_response()
+}
+
+async fn reasons(State(observer): State<Arc<Observer>>) -> Response {
+    axum::Json(super::history::reasons(&observer, true)).into_response()
 }
 
 /// The query of `GET /tap/{node}`.

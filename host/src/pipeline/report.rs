@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::pipeline::dead_letter::RecentReasons;
 use crate::pipeline::failure::FailureKind;
 use crate::pipeline::tap::TapPoint;
 
@@ -126,6 +127,8 @@ pub struct NodeMetrics {
     pub connections: Connections,
     /// Live copies of what leaves the node, for `weir tap`.
     pub tap: TapPoint,
+    /// The node's last failure reasons, for the live page: written once per failed batch.
+    pub reasons: RecentReasons,
 }
 
 impl NodeMetrics {
@@ -158,6 +161,7 @@ impl NodeMetrics {
             byte_input: AtomicU8::new(0),
             connections: Connections::default(),
             tap: TapPoint::default(),
+            reasons: RecentReasons::default(),
         }
     }
 
@@ -191,6 +195,11 @@ impl NodeMetrics {
     /// Counts `n` failed events of `kind`.
     pub fn fail(&self, kind: FailureKind, n: u64) {
         self.failed[kind.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Failed events of every kind so far.
+    pub fn failed_total(&self) -> u64 {
+        self.failed.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 
     /// A line source's bytes read so far, from `input`: from now on the report gives them.

@@ -121,6 +121,7 @@ impl SourceParts {
             },
             None,
         );
+        self.metrics.reasons.record(&letters);
         letters
     }
 

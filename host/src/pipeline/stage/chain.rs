@@ -348,10 +348,13 @@ async fn run_chain(
                 });
             }
         }
-        let tap = &runner.handle.metrics.tap;
-        tap.offer(&result.output.events, &result.output.provenance);
+        let metrics = &runner.handle.metrics;
+        metrics
+            .tap
+            .offer(&result.output.events, &result.output.provenance);
         if let Some(dead) = &result.dead {
-            tap.offer_dead(dead);
+            metrics.tap.offer_dead(dead);
+            metrics.reasons.record(dead);
         }
         // `drop` counts failed events but writes none; the other policies write every
         // failure, even when stopping: nothing accepted is lost.

@@ -3,7 +3,8 @@
 //! - `version`: [`StageHandle`], what a stage's workers and the control plane share (the live
 //!   [`StageVersion`] in a watch channel, per-generation counts, breaker, metrics).
 //! - `reloads`: [`Reloads`], the hot-load record on the handle: the live version's number and
-//!   what hot loading did, written by the control plane, read by the observer.
+//!   what hot loading did (and a short ring of its changes), written by the control plane,
+//!   read by the observer.
 //! - `chain`: the worker threads of a chain, the reorder window, retries coming back.
 //! - `runner`: one stage inside a worker: breaker, call, isolation, caps, fates.
 //! - `isolate`, `caps`, `breaker`, `retry`: the pieces of that policy, each a small pure part
@@ -24,6 +25,6 @@ pub use canary::GenerationCounts;
 #[doc(hidden)]
 pub use caps::violations;
 pub use isolate::MAX_TRAPS_PER_BATCH;
-pub use reloads::{ReloadCounts, Reloads};
+pub use reloads::{Change, ChangeKind, ReloadCounts, Reloads};
 pub use retry::MAX_WAITING_RETRIES;
 pub use version::{StageHandle, StageVersion};

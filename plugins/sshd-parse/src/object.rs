@@ -97,10 +97,16 @@ fn block_flags(block: &[u8]) -> (u32, u32) {
     // SAFETY: `block` holds exactly 16 bytes, read without assuming any alignment.
     let v = unsafe { std::ptr::read_unaligned(block.as_ptr().cast::<v128>()) };
     let special = v128_or(
-        v128_or(u8x16_eq(v, u8x16_splat(b'"')), u8x16_eq(v, u8x16_splat(b'\\'))),
+        v128_or(
+            u8x16_eq(v, u8x16_splat(b'"')),
+            u8x16_eq(v, u8x16_splat(b'\\')),
+        ),
         u8x16_lt(v, u8x16_splat(0x20)),
     );
-    (u32::from(u8x16_bitmask(special)), u32::from(u8x16_bitmask(v)))
+    (
+        u32::from(u8x16_bitmask(special)),
+        u32::from(u8x16_bitmask(v)),
+    )
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]

@@ -597,12 +597,14 @@ pub fn print(r: &Results, smoke: bool) {
         );
     }
     println!(
-        "\nW4 weir ÷ bare client: {:.2} (medians of messages in per second{}). Time runs from spawning `weir run` (or connecting the bare client) to `{OUT}` holding every output message; CPU is the `weir run` process's (to its exit) or this process's over the bare client's run; the server's CPU is counted apart.",
+        "\nW4 weir ÷ bare client: {:.2} (medians of messages in per second{}). Time runs from spawning `weir run` (or connecting the bare client) to `{OUT}` holding every output message; CPU is the `weir run` process's (to its exit) or this process's over the bare client's run; the server's CPU is counted apart. The bare client republishes every message ({}), weir W3's output ({}): the server stores fewer of weir's.",
         median(&r.weir, &rate) / bare,
         if smoke {
             "; not judged at smoke sizes"
         } else {
             ""
-        }
+        },
+        thousands(r.messages_in as f64),
+        thousands(r.messages_out as f64),
     );
 }

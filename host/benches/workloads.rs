@@ -1,8 +1,8 @@
-//! The workload harness: W1, W2 and W3 of `WORKLOADS.md` through weir and through two
+//! The workload harness: W1, W2, W3 and W4 of `WORKLOADS.md` through weir and through their
 //! baselines, in the same run, each run checked.
 //!
 //! ```text
-//! cargo bench --bench workloads -- [W1|W2|W3|all] [--runs N] [--smoke]
+//! cargo bench --bench workloads -- [W1|W2|W3|W4|all] [--runs N] [--smoke]
 //!     [--bin LABEL=PATH]... [--pipeline 'KEY = VALUE']... [--stage 'KEY = VALUE']...
 //! ```
 //!
@@ -49,6 +49,13 @@
 //! are checked the same way), and the dead-letter count is the same. With W3, the `weir` binary
 //! is also timed to its first output line on a pipe, and its peak resident memory is taken
 //! from every timed `weir` run. `--smoke` runs every mode once at small sizes and only checks.
+//!
+//! W4 (`w4`) has modes and a table of its own: `weir run` between two JetStream streams of a
+//! `nats-server` the harness starts, against a bare async-nats client on the same server (its
+//! module says how each is timed and checked). It runs when named, with `all` and by default
+//! (a few seconds at `--smoke`), and is skipped with a line saying so when `nats-server` is
+//! not installed, unless `WEIR_REQUIRE_NATS` is set. The extra modes (`--bin`, `--pipeline`,
+//! `--stage`) apply to W1–W3.
 
 #[path = "workloads/binary.rs"]
 mod binary;
@@ -58,10 +65,16 @@ mod ceiling;
 mod go;
 #[path = "workloads/native.rs"]
 mod native;
+// The tests' NATS server: started, required or skipped the same way in both.
+#[allow(dead_code)]
+#[path = "../../tests/support/nats.rs"]
+mod nats;
 #[path = "workloads/report.rs"]
 mod report;
 #[path = "workloads/spec.rs"]
 mod spec;
+#[path = "workloads/w4.rs"]
+mod w4;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,6 +100,7 @@ const FIRST_LINE_STARTS: usize = 5;
 
 struct Options {
     workloads: Vec<Workload>,
+    w4: bool,
     runs: usize,
     smoke: bool,
     /// Extra weir modes: (label, binary, shape).
@@ -96,13 +110,14 @@ struct Options {
 fn options() -> Result<Options> {
     let mut o = Options {
         workloads: Vec::new(),
+        w4: false,
         runs: 5,
         smoke: false,
         extra: Vec::new(),
     };
     let mut runs = None;
     let mut args = std::env::args().skip(1);
-    let usage = "usage: workloads [W1|W2|W3|all] [--runs N] [--smoke] [--bin LABEL=PATH] [--pipeline LINE] [--stage LINE]";
+    let usage = "usage: workloads [W1|W2|W3|W4|all] [--runs N] [--smoke] [--bin LABEL=PATH] [--pipeline LINE] [--stage LINE]";
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -135,15 +150,19 @@ fn options() -> Result<Options> {
             "W1" | "w1" => o.workloads.push(Workload::W1),
             "W2" | "w2" => o.workloads.push(Workload::W2),
             "W3" | "w3" => o.workloads.push(Workload::W3),
-            "all" => o
-                .workloads
-                .extend([Workload::W1, Workload::W2, Workload::W3]),
+            "W4" | "w4" => o.w4 = true,
+            "all" => {
+                o.workloads
+                    .extend([Workload::W1, Workload::W2, Workload::W3]);
+                o.w4 = true;
+            }
             other => bail!("unknown argument `{other}`; {usage}"),
         }
     }
-    if o.workloads.is_empty() {
+    if o.workloads.is_empty() && !o.w4 {
         o.workloads
             .extend([Workload::W1, Workload::W2, Workload::W3]);
+        o.w4 = true;
     }
     o.runs = runs.unwrap_or(if o.smoke { 1 } else { 5 });
     ensure!(o.runs >= 1, "--runs must be at least 1");
@@ -524,10 +543,19 @@ fn main() -> Result<()> {
         .enable_all()
         .thread_name("weir-io")
         .build()?;
-    report::machine(&options.workloads, options.runs, options.smoke);
-    let go = go::build()?;
+    let mut names: Vec<&str> = options.workloads.iter().map(|w| w.name()).collect();
+    if options.w4 {
+        names.push("W4");
+    }
+    report::machine(&names, options.runs, options.smoke);
+    // Only W1–W3 have a Go mode.
+    let go = match options.workloads.is_empty() {
+        true => None,
+        false => go::build()?,
+    };
     match &go {
         Some(go) => println!("go pipeline: {}, {}", go.bin.display(), go.version),
+        None if options.workloads.is_empty() => {}
         None => println!("{}", go::SKIPPED),
     }
     let mut all = Vec::new();
@@ -546,7 +574,16 @@ fn main() -> Result<()> {
     } else {
         None
     };
-    report::print(&all, start_up.as_ref(), options.smoke);
+    let w4 = match options.w4 {
+        true => w4::run(&weirs[0], &runtime, dir.path(), options.runs, options.smoke)?,
+        false => None,
+    };
+    if !all.is_empty() {
+        report::print(&all, start_up.as_ref(), options.smoke);
+    }
+    if let Some(w4) = &w4 {
+        w4::print(w4, options.smoke);
+    }
     println!(
         "\nworkloads: every run's output checked; {:.1} s in all; load average at the end: {}",
         started.elapsed().as_secs_f64(),

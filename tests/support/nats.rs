@@ -1,6 +1,7 @@
 //! A real NATS server for the tests: Debian's `nats-server`, started on a free loopback port
 //! with JetStream in a temporary folder, and a small blocking [`Client`] to fill and read its
-//! streams (shared with the three-node cluster of `nats_cluster`).
+//! streams (shared with the three-node cluster of `nats_cluster`, and with the workloads
+//! harness's W4, `host/benches/workloads/w4.rs`).
 //!
 //! [`NatsServer::start`] returns `None`, after saying why on stderr, when `nats-server` is
 //! not installed and `WEIR_REQUIRE_NATS` is unset: a developer without it still runs every
@@ -101,6 +102,11 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The server's process id, while it runs (the workloads harness reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {

@@ -2,12 +2,14 @@
 //! plugins compiled once into a compile cache of the harness's own (`WEIR_CACHE_DIR`) and
 //! mapped from it on every timed run. Default limits apply (fuel and deadline on). [`timed`]
 //! runs any whole process the same way (the Go pipeline too): wall time, CPU time and peak
-//! resident memory.
+//! resident memory; [`spawn_timed`] starts one the same way, for a program stopped with a
+//! signal rather than ending by itself.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -51,7 +53,8 @@ impl Weir {
         cmd
     }
 
-    fn environment(&self, cmd: &mut Command) {
+    /// The environment of every run: the harness's compile cache, no log filter, stdin empty.
+    pub fn environment(&self, cmd: &mut Command) {
         cmd.env("WEIR_CACHE_DIR", &self.cache)
             .env_remove("WEIR_LOG")
             .stdin(Stdio::null());
@@ -152,8 +155,32 @@ pub fn timed<'a>(
     environment: impl Fn(&mut Command),
     rss_file: &Path,
 ) -> Result<Timed> {
+    spawn_timed(program, args, environment, rss_file)?.wait()
+}
+
+/// A whole process started as [`timed`] starts it and not yet reaped: for a program that
+/// does not end by itself (`weir run` on a NATS source), stopped with a signal.
+pub struct Spawned {
+    child: Child,
+    /// Whether `child` is `/usr/bin/time`, the program its only child.
+    wrapped: bool,
+    started: Instant,
+    stdout: JoinHandle<std::io::Result<String>>,
+    stderr: JoinHandle<std::io::Result<String>>,
+    rss_file: PathBuf,
+    program: PathBuf,
+}
+
+/// Starts `program ARGS` as [`timed`] does, and returns at once.
+pub fn spawn_timed<'a>(
+    program: &Path,
+    args: impl IntoIterator<Item = &'a OsStr>,
+    environment: impl Fn(&mut Command),
+    rss_file: &Path,
+) -> Result<Spawned> {
     let time = Path::new(TIME);
-    let mut command = if time.exists() {
+    let wrapped = time.exists();
+    let mut command = if wrapped {
         // `time` is small: what it shared with the harness before its own `exec` is
         // little, and it reports the program's peak alone.
         let mut c = Command::new(time);
@@ -180,23 +207,77 @@ pub fn timed<'a>(
     };
     let stdout = read(Box::new(child.stdout.take().context("no stdout")?));
     let stderr = read(Box::new(child.stderr.take().context("no stderr")?));
-    let (status, usage) = wait_with_usage(child)?;
-    let wall = started.elapsed();
-    let stdout = stdout.join().expect("the stdout reader")?;
-    let stderr = stderr.join().expect("the stderr reader")?;
-    let max_rss_kib = match std::fs::read_to_string(rss_file) {
-        Ok(text) => text.trim().parse().context("time's %M")?,
-        Err(_) => usage.ru_maxrss,
-    };
-    let _ = std::fs::remove_file(rss_file);
-    Ok(Timed {
-        status,
+    Ok(Spawned {
+        child,
+        wrapped,
+        started,
         stdout,
         stderr,
-        wall,
-        max_rss_kib,
-        cpu: cpu_time(&usage),
+        rss_file: rss_file.to_path_buf(),
+        program: program.to_path_buf(),
     })
+}
+
+impl Spawned {
+    /// When the process was spawned.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Whether the process has ended (it is left to be reaped by [`Spawned::wait`]).
+    pub fn exited(&self) -> bool {
+        // SAFETY: an all-zero `siginfo_t` is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: the pid is our child, not yet reaped; the pointer is to a live local.
+        // WNOWAIT leaves it waitable, so `wait` still gets its resource usage.
+        let r = unsafe { libc::waitid(libc::P_PID, self.child.id(), &mut info, flags) };
+        // SAFETY: `si_pid` is set by `waitid` when a child has changed state, zero otherwise.
+        r == 0 && unsafe { info.si_pid() } != 0
+    }
+
+    /// Sends `signal` to the program itself: with `/usr/bin/time` in between, to its child
+    /// (`time` would die of it and leave the program running).
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        let pid = if self.wrapped {
+            let own = self.child.id();
+            let children = format!("/proc/{own}/task/{own}/children");
+            let text = std::fs::read_to_string(&children).context(children)?;
+            let first = text.split_whitespace().next().with_context(|| {
+                format!("{TIME} has no child: {} has ended", self.program.display())
+            })?;
+            first.parse()?
+        } else {
+            self.child.id() as libc::pid_t
+        };
+        // SAFETY: plain system call on a pid of ours.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("kill {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to end; its status, output, wall time, CPU time and peak
+    /// resident memory.
+    pub fn wait(self) -> Result<Timed> {
+        let (status, usage) = wait_with_usage(self.child)?;
+        let wall = self.started.elapsed();
+        let stdout = self.stdout.join().expect("the stdout reader")?;
+        let stderr = self.stderr.join().expect("the stderr reader")?;
+        let max_rss_kib = match std::fs::read_to_string(&self.rss_file) {
+            Ok(text) => text.trim().parse().context("time's %M")?,
+            Err(_) => usage.ru_maxrss,
+        };
+        let _ = std::fs::remove_file(&self.rss_file);
+        Ok(Timed {
+            status,
+            stdout,
+            stderr,
+            wall,
+            max_rss_kib,
+            cpu: cpu_time(&usage),
+        })
+    }
 }
 
 /// User and system time of a resource usage.

@@ -156,7 +156,7 @@ pub fn loadavg() -> String {
 }
 
 /// The run's header: what was run, where, on which commit.
-pub fn machine(workloads: &[Workload], runs: usize, smoke: bool) {
+pub fn machine(names: &[&str], runs: usize, smoke: bool) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -179,7 +179,6 @@ pub fn machine(workloads: &[Workload], runs: usize, smoke: bool) {
     } else {
         " (with uncommitted changes)"
     };
-    let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
     println!(
         "weir workloads {}: {} round(s){}; commit {}{dirty}",
         names.join(" "),

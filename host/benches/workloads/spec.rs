@@ -91,6 +91,20 @@ pub fn w3_log() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/auth-log/data/OpenSSH_2k.log")
 }
 
+/// The values of one copy of the W3 log, as weir's file source reads them: split at `\n`, a
+/// `\r` before it removed (the log's lines end with `\r\n`), the last line without ending.
+pub fn w3_lines() -> Result<Vec<Vec<u8>>> {
+    let log = std::fs::read(w3_log())?;
+    ensure!(
+        !log.ends_with(b"\n"),
+        "the log's last line has no line ending"
+    );
+    Ok(log
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line).to_vec())
+        .collect())
+}
+
 /// The value the W1/W2 sink must see as event `i`: W1's generated value, upper case for W2.
 pub fn expected_value(workload: Workload, i: u64) -> Vec<u8> {
     let mut value: Vec<u8> = (0..W12_SIZE).map(|j| b'a' + ((i + j) % 26) as u8).collect();
@@ -250,12 +264,11 @@ impl W3Expected {
     /// Computed without any pipeline: the plain functions of the three stages called in turn
     /// on each line of the log.
     pub fn new(repeat: u64) -> Result<W3Expected> {
-        let log = std::fs::read(w3_log())?;
         let filter = auth_filter::AuthFilter::new();
         let mut one = Vec::new();
         let (mut rejects, mut parsed, mut lines) = (0u64, Vec::new(), 0u64);
-        for line in log.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        for line in w3_lines()? {
+            let line = line.as_slice();
             parsed.clear();
             let kept = sshd_parse::parse_into(line, &mut parsed)
                 .map_err(|e| e.to_string())
@@ -273,16 +286,18 @@ impl W3Expected {
                 Err(_) => rejects += 1,
             }
         }
-        ensure!(
-            !log.ends_with(b"\n"),
-            "the log's last line has no line ending"
-        );
         Ok(W3Expected {
             one,
             repeat,
             lines: lines * repeat,
             dead_letters: rejects * repeat,
         })
+    }
+
+    /// The expected output values in order (without line endings): one copy's, `repeat` times.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        let one = self.one.strip_suffix(b"\n").unwrap_or(&self.one);
+        (0..self.repeat).flat_map(move |_| one.split(|&b| b == b'\n'))
     }
 
     /// The output file is the expected output, byte for byte.

@@ -14,6 +14,7 @@
 
 mod json;
 pub mod object;
+mod text;
 
 use weir_plugin::{Emitter, EventView, Failure, Settings, Transform};
 
@@ -47,7 +48,7 @@ fn split_at_space(text: &str) -> Option<(&str, &str)> {
 
 /// Splits a line into its fields, or says which part does not match.
 pub fn parse_fields(line: &[u8]) -> Result<SshdLine<'_>, &'static str> {
-    let line = std::str::from_utf8(line).map_err(|_| "line is not UTF-8")?;
+    let line = text::text(line).ok_or("line is not UTF-8")?;
     let bytes = line.as_bytes();
 
     let ts = bytes

@@ -8,6 +8,8 @@
 //! - `runner`: one stage inside a worker: breaker, call, isolation, caps, fates.
 //! - `isolate`, `caps`, `breaker`, `retry`: the pieces of that policy, each a small pure part
 //!   with its own tests.
+//! - `shadow`: a candidate version run beside the live one on copies of its input batches,
+//!   its outputs compared with the live ones, never sent on.
 
 mod breaker;
 pub mod canary;
@@ -17,6 +19,7 @@ mod isolate;
 mod reloads;
 mod retry;
 pub(crate) mod runner;
+pub mod shadow;
 mod version;
 
 pub use canary::GenerationCounts;
@@ -26,4 +29,5 @@ pub use caps::violations;
 pub use isolate::MAX_TRAPS_PER_BATCH;
 pub use reloads::{ReloadCounts, Reloads};
 pub use retry::MAX_WAITING_RETRIES;
+pub use shadow::{Shadow, ShadowState, ShadowStats, ShadowStatus};
 pub use version::{StageHandle, StageVersion};

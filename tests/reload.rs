@@ -1113,6 +1113,10 @@ fn bench_swap_latency_and_throughput() -> Result<()> {
 /// `stdin -> tag -> out`, `tag` running passthrough on two workers (both offer their batches to
 /// one shadow), batches of 64.
 fn shadowed(dir: &Dir) -> Result<PathBuf> {
+    shadowed_file().write(dir)
+}
+
+fn shadowed_file() -> PipelineFile {
     PipelineFile::new()
         .batch_size(64)
         .linger("1ms")
@@ -1126,7 +1130,6 @@ fn shadowed(dir: &Dir) -> Result<PathBuf> {
         .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
         .dead_letters("dead.jsonl")
         .admin_token(TOKEN)
-        .write(dir)
 }
 
 impl Live {
@@ -1222,8 +1225,12 @@ fn shadow_an_identical_version_finds_no_difference() -> Result<()> {
 #[test]
 fn shadow_a_changed_version_counts_each_difference_with_samples() -> Result<()> {
     let dir = Dir::new()?;
-    let file = shadowed(&dir)?;
+    let file = shadowed_file().metrics("1s").write(&dir)?;
     let mut p = Live::start(&dir, &file)?;
+    // Both listen on port 0: the metrics are served on the admin API's address.
+    p.running
+        .wait_for_stderr("metrics served on the admin API's address")?;
+    let metrics = p.addr.clone();
     p.start_shadow("tag", "fixture-shadow-diff")?;
     p.send_shadowed("tag", 0, 1000)?;
     let s = p.shadow("tag");
@@ -1260,6 +1267,21 @@ fn shadow_a_changed_version_counts_each_difference_with_samples() -> Result<()> 
     let json = p.cli(&["shadow", "status", "tag", "--json", "--token", TOKEN])?;
     let parsed: Value = serde_json::from_slice(&json.stdout)?;
     assert_eq!(parsed["different"], 100);
+    let mut answer = ureq::get(format!("http://{metrics}/metrics")).call()?;
+    let text = answer.body_mut().read_to_string()?;
+    let series = |result: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("weir_shadow_events_total{")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    assert_eq!(series("equal").as_deref(), Some("900"), "{text}");
+    assert_eq!(series("different").as_deref(), Some("100"), "{text}");
+    assert!(text.contains("weir_shadow_batches_total{"), "{text}");
+    assert!(text.contains("weir_shadow_event_nanoseconds{"), "{text}");
     p.finish()?;
     let got = values(&dir)?;
     assert_eq!(got.len(), 1000);

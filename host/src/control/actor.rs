@@ -115,7 +115,7 @@ pub(crate) struct Actor {
     file: Option<FileSeen>,
     /// The running shadow's plugin and settings, from which a promotion prepares the live
     /// version (on the stage's own state).
-    shadow: Option<(Arc<Plugin>, Vec<(String, String)>)>,
+    shadow: Option<Candidate>,
 }
 
 /// Locks a stage's history; every update under it is one step, so a panic elsewhere cannot
@@ -571,6 +571,9 @@ impl Actor {
         }
     }
 }
+
+/// A shadow's plugin and settings.
+type Candidate = (Arc<Plugin>, Vec<(String, String)>);
 
 /// A version ready to go live.
 struct Prepared {

@@ -85,8 +85,11 @@ pub struct StageHandle {
     /// Whether a shadow runs: the one relaxed load a batch costs when none does.
     shadowing: AtomicBool,
     /// The running shadow, and the counts of the latest one (running or ended).
-    shadow: Mutex<(Option<Arc<Shadow>>, Option<Arc<ShadowStats>>)>,
+    shadow: Mutex<ShadowSlot>,
 }
+
+/// The running shadow, and the counts of the latest one (running or ended).
+type ShadowSlot = (Option<Arc<Shadow>>, Option<Arc<ShadowStats>>);
 
 /// No generation is condemned.
 const NONE: u64 = u64::MAX;
@@ -240,9 +243,7 @@ impl StageHandle {
         self.lock_shadow().1.clone()
     }
 
-    fn lock_shadow(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (Option<Arc<Shadow>>, Option<Arc<ShadowStats>>)> {
+    fn lock_shadow(&self) -> std::sync::MutexGuard<'_, ShadowSlot> {
         self.shadow.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -52,6 +52,10 @@ pub const SAMPLE_TEXT: usize = 200;
 /// Headers shown per event in a sample; the rest are counted. Blocks an event with thousands
 /// of headers from inflating a sample past its text bounds.
 pub const SAMPLE_HEADERS: usize = 8;
+
+/// The nice value of a shadow's thread: the lowest priority, so that a busy shadow takes CPU
+/// from the live path only where a core would otherwise be idle.
+const SHADOW_NICE: i32 = 19;
 
 /// What a shadow has come to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +144,9 @@ pub struct ShadowStats {
     live_ns: AtomicU64,
     shadow_events: AtomicU64,
     shadow_ns: AtomicU64,
+    /// Batches in the queue: a runner looks at it before copying, so that a batch the queue
+    /// has no room for costs the live path no copy.
+    queued: AtomicUsize,
     /// Failures by kind, live then shadow; samples. Taken once per compared batch.
     kept: Mutex<Kept>,
 }
@@ -257,6 +264,7 @@ impl Shadow {
             live_ns: AtomicU64::new(0),
             shadow_events: AtomicU64::new(0),
             shadow_ns: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
             kept: Mutex::new(Kept::default()),
         });
         let worker = Worker {
@@ -279,19 +287,28 @@ impl Shadow {
 
     /// Whether the next input batch is to be copied: exactly `sample` of them, spread evenly
     /// (batch k is taken when ⌊(k+1)·rate⌋ passes ⌊k·rate⌋), with no random numbers to draw.
+    /// A sampled batch the queue has no room for is skipped here, before any copy is made.
     pub(crate) fn wants(&self) -> bool {
-        if self.stats.sample >= 1.0 {
-            return true;
+        if self.stats.sample < 1.0 {
+            let k = self.offered.fetch_add(1, Ordering::Relaxed) as f64;
+            if ((k + 1.0) * self.stats.sample).floor() <= (k * self.stats.sample).floor() {
+                return false;
+            }
         }
-        let k = self.offered.fetch_add(1, Ordering::Relaxed) as f64;
-        ((k + 1.0) * self.stats.sample).floor() > (k * self.stats.sample).floor()
+        if self.stats.queued.load(Ordering::Relaxed) >= SHADOW_QUEUE {
+            add(&self.stats.skipped, 1);
+            return false;
+        }
+        true
     }
 
     /// Queues a copied batch, or counts it skipped when the shadow is behind: never waits.
     pub(crate) fn offer(&self, item: Item) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match self.queue.try_send(item) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
                 add(&self.stats.skipped, 1);
             }
         }
@@ -316,7 +333,14 @@ enum Fate {
 
 impl Worker {
     fn run(mut self, items: Receiver<Item>) {
+        // The lowest priority: where the shadow's thread and the live path's threads want the
+        // same core, the live path gets it, and the shadow falls behind and skips batches. On
+        // Linux the nice value is the calling thread's alone.
+        if let Err(e) = rustix::process::setpriority_process(None, SHADOW_NICE) {
+            tracing::debug!(stage = %self.stage, "the shadow's thread keeps its priority: {e}");
+        }
         while let Ok(item) = items.recv() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.take(item);
         }
         tracing::debug!(stage = %self.stage, "shadow ended");
@@ -599,6 +623,7 @@ mod tests {
             live_ns: AtomicU64::new(0),
             shadow_events: AtomicU64::new(0),
             shadow_ns: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
             kept: Mutex::new(Kept::default()),
         });
         let shadow = Shadow {

@@ -151,13 +151,22 @@ fn main() -> Result<()> {
     let _ = child.wait();
     let (mut without, mut with, batches, skipped, different) = measured?;
     let (a, b) = (median(&mut without), median(&mut with));
+    let range = |v: &[f64]| format!("{:.0} to {:.0}", v[0], v[v.len() - 1]);
     println!(
         "shadow cost ({} rounds of {:.1} s, passthrough live, fixture-slow shadow on every batch)",
         o.rounds,
         o.window.as_secs_f64()
     );
-    println!("  without a shadow: {:>12.0} events/s (median)", a);
-    println!("  with a shadow:    {:>12.0} events/s (median)", b);
+    println!(
+        "  without a shadow: {:>12.0} events/s (median; {})",
+        a,
+        range(&without)
+    );
+    println!(
+        "  with a shadow:    {:>12.0} events/s (median; {})",
+        b,
+        range(&with)
+    );
     println!("  ratio:            {:>12.3}", b / a);
     println!(
         "  shadow: {batches} batches compared, {skipped} skipped, {different} events different"

@@ -17,6 +17,9 @@
 //! event either version failed is counted among that side's failures by kind, not compared.
 //! The last few differing pairs are kept, escaped and bounded ([`Sample`]).
 //!
+//! The thread runs at the lowest priority and keeps itself busy at most [`SHADOW_CPU_SHARE`]
+//! of the time.
+//!
 //! The thread ends when the last [`Shadow`] is dropped (stop, promote, or a reload that
 //! replaces it): the queue's sender goes with it, and the thread finishes what was queued.
 
@@ -56,6 +59,12 @@ pub const SAMPLE_HEADERS: usize = 8;
 /// The nice value of a shadow's thread: the lowest priority, so that a busy shadow takes CPU
 /// from the live path only where a core would otherwise be idle.
 const SHADOW_NICE: i32 = 19;
+
+/// The share of one core a shadow's thread may keep busy: after each batch it rests in
+/// proportion. Blocks a slow or hostile shadow from taking the cores the live path needs
+/// (a nice value alone does not, where the scheduler weighs groups of threads first); past
+/// it the shadow falls behind and skips batches, counted.
+pub const SHADOW_CPU_SHARE: f64 = 0.2;
 
 /// What a shadow has come to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,7 +350,12 @@ impl Worker {
         }
         while let Ok(item) = items.recv() {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            let started = Instant::now();
             self.take(item);
+            // Rest in proportion to the work, so that the thread is busy at most
+            // SHADOW_CPU_SHARE of the time, whatever the scheduler makes of its priority.
+            let rest = (1.0 - SHADOW_CPU_SHARE) / SHADOW_CPU_SHARE;
+            std::thread::sleep(started.elapsed().mul_f64(rest));
         }
         tracing::debug!(stage = %self.stage, "shadow ended");
     }

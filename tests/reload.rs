@@ -1376,3 +1376,47 @@ fn shadow_promote_makes_it_live_and_stop_ends_it() -> Result<()> {
     assert_eq!(got.len(), 200);
     Ok(())
 }
+
+/// A shadow of the second stage of a chain whose stages run on `workers = "auto"`: each worker
+/// of the chain offers its batches to the one shadow, which counts exactly the events that
+/// differ; `weir check` plans the two stages as one chain.
+#[test]
+fn shadow_a_stage_inside_a_chain_on_every_worker() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .batch_size(64)
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage(
+            "pre",
+            Stage::plugin(plugin("passthrough"))
+                .inputs(&["in"])
+                .key("workers", "auto"),
+        )
+        .stage(
+            "tag",
+            Stage::plugin(plugin("passthrough"))
+                .inputs(&["pre"])
+                .key("workers", "auto"),
+        )
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
+        .dead_letters("dead.jsonl")
+        .admin_token(TOKEN)
+        .write(&dir)?;
+    let checked = dir.weir().arg("check").arg(&file).output()?;
+    let said = String::from_utf8_lossy(&checked.stderr).to_string()
+        + &String::from_utf8_lossy(&checked.stdout);
+    assert!(said.contains("pre") && said.contains("chain"), "{said}");
+    let mut p = Live::start(&dir, &file)?;
+    p.start_shadow("tag", "fixture-shadow-diff")?;
+    p.send_shadowed("tag", 0, 1000)?;
+    let s = p.shadow("tag");
+    assert_eq!(
+        (&s["compared"], &s["equal"], &s["different"]),
+        (&Value::from(1000), &Value::from(900), &Value::from(100)),
+        "{s:#}"
+    );
+    let ran = p.finish()?;
+    assert_eq!(ran.report().node("tag").events_out, 1000);
+    Ok(())
+}

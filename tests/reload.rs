@@ -1166,6 +1166,17 @@ impl Live {
     /// taken the one before (compared or failed on either side), so that its queue never
     /// fills and no batch is skipped.
     fn send_shadowed(&mut self, stage: &str, from: u64, to: u64) -> Result<()> {
+        self.send_lines_shadowed(stage, from, to, |i| format!("event-{i}"))
+    }
+
+    /// [`Live::send_shadowed`] with line `i` made by `line`.
+    fn send_lines_shadowed(
+        &mut self,
+        stage: &str,
+        from: u64,
+        to: u64,
+        line: impl Fn(u64) -> String,
+    ) -> Result<()> {
         let taken = |s: &Value| {
             let failed = |side: &str| -> u64 {
                 s[side]
@@ -1177,7 +1188,7 @@ impl Live {
         let base = taken(&self.shadow(stage));
         for start in (from..to).step_by(100) {
             let end = (start + 100).min(to);
-            let lines: Vec<String> = (start..end).map(|i| format!("event-{i}")).collect();
+            let lines: Vec<String> = (start..end).map(&line).collect();
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
             self.send(&refs)?;
             let want = base + end - from;
@@ -1418,5 +1429,77 @@ fn shadow_a_stage_inside_a_chain_on_every_worker() -> Result<()> {
     );
     let ran = p.finish()?;
     assert_eq!(ran.report().node("tag").events_out, 1000);
+    Ok(())
+}
+
+/// A hostile shadow that allocates without end on every 100th event: exactly those 10 are
+/// its failures, the 990 others are compared and equal, and the live output is every event
+/// with no dead letter. A sample rate outside (0, 1] is refused before anything is sent.
+#[test]
+fn shadow_a_hostile_version_fails_alone_and_a_bad_rate_is_refused() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = shadowed(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    for rate in ["0", "1.5", "-1"] {
+        let out = p.cli(&[
+            "reload",
+            "--stage",
+            "tag",
+            "--plugin",
+            plugin("passthrough").to_str().context("path")?,
+            "--shadow",
+            "--sample",
+            rate,
+            "--token",
+            TOKEN,
+        ])?;
+        assert_eq!(out.status.code(), Some(2), "--sample {rate}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("above 0 and at most 1"), "{said}");
+    }
+    let (status, v) = p.request(
+        "PUT",
+        "/stages/tag/shadow?sample=2",
+        Some(TOKEN),
+        &std::fs::read(plugin("passthrough"))?,
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = p.request("GET", "/stages/tag/shadow", Some(TOKEN), b"");
+    assert_eq!(status, 409);
+
+    p.start_shadow("tag", "fixture-evil-memory-bomb")?;
+    let line = |i: u64| {
+        if i.is_multiple_of(100) {
+            format!("bomb-{i}")
+        } else {
+            format!("event-{i}")
+        }
+    };
+    p.send_lines_shadowed("tag", 0, 1000, line)?;
+    let s = p.shadow("tag");
+    assert_eq!(s["compared"], 990, "{s:#}");
+    assert_eq!(s["equal"], 990, "{s:#}");
+    // It allocates and writes without end: the call's fuel or the memory cap stops it.
+    let failed = s["shadow_failed"].as_object().context("shadow_failed")?;
+    assert_eq!(
+        failed.values().filter_map(Value::as_u64).sum::<u64>(),
+        10,
+        "{s:#}"
+    );
+    assert!(
+        failed
+            .keys()
+            .all(|k| k == "out-of-fuel" || k == "memory-limit"),
+        "{s:#}"
+    );
+    assert_eq!(s["live_failed"], serde_json::json!({}), "{s:#}");
+    let ran = p.finish()?;
+    let mut got = values(&dir)?;
+    got.sort();
+    let mut want: Vec<String> = (0..1000).map(line).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(ran.report().node("tag").failed, 0);
+    assert!(dead_letters(&dir.path("dead.jsonl"))?.is_empty());
     Ok(())
 }

@@ -112,7 +112,12 @@ pub enum Command {
         #[arg(long, requires = "plugin")]
         shadow: bool,
         /// With `--shadow`: the share of input batches copied to it, above 0 and at most 1.
-        #[arg(long, value_name = "RATE", requires = "shadow")]
+        #[arg(
+            long,
+            value_name = "RATE",
+            requires = "shadow",
+            allow_negative_numbers = true
+        )]
         sample: Option<f64>,
         #[command(flatten)]
         admin: AdminArgs,

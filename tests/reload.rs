@@ -1109,3 +1109,397 @@ fn bench_swap_latency_and_throughput() -> Result<()> {
     );
     Ok(())
 }
+
+/// `stdin -> tag -> out`, `tag` running passthrough on two workers (both offer their batches to
+/// one shadow), batches of 64.
+fn shadowed(dir: &Dir) -> Result<PathBuf> {
+    shadowed_file().write(dir)
+}
+
+fn shadowed_file() -> PipelineFile {
+    PipelineFile::new()
+        .batch_size(64)
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage(
+            "tag",
+            Stage::plugin(plugin("passthrough"))
+                .inputs(&["in"])
+                .workers(2),
+        )
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
+        .dead_letters("dead.jsonl")
+        .admin_token(TOKEN)
+}
+
+impl Live {
+    /// `GET /stages/{stage}/shadow`.
+    fn shadow(&self, stage: &str) -> Value {
+        let (status, value) =
+            self.request("GET", &format!("/stages/{stage}/shadow"), Some(TOKEN), b"");
+        assert_eq!(status, 200, "{value}");
+        value
+    }
+
+    /// Starts a shadow of `fixture` on `stage` with `weir reload --shadow`.
+    fn start_shadow(&self, stage: &str, fixture: &str) -> Result<()> {
+        let out = self.cli(&[
+            "reload",
+            "--stage",
+            stage,
+            "--plugin",
+            plugin(fixture).to_str().context("path")?,
+            "--shadow",
+            "--token",
+            TOKEN,
+        ])?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && said.contains("shadow") && said.contains("running"),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// Sends `event-FROM` to `event-TO` (excluded) in chunks of 100, each once the shadow has
+    /// taken the one before (compared or failed on either side), so that its queue never
+    /// fills and no batch is skipped.
+    fn send_shadowed(&mut self, stage: &str, from: u64, to: u64) -> Result<()> {
+        self.send_lines_shadowed(stage, from, to, |i| format!("event-{i}"))
+    }
+
+    /// [`Live::send_shadowed`] with line `i` made by `line`.
+    fn send_lines_shadowed(
+        &mut self,
+        stage: &str,
+        from: u64,
+        to: u64,
+        line: impl Fn(u64) -> String,
+    ) -> Result<()> {
+        let taken = |s: &Value| {
+            let failed = |side: &str| -> u64 {
+                s[side]
+                    .as_object()
+                    .map_or(0, |m| m.values().filter_map(Value::as_u64).sum())
+            };
+            s["compared"].as_u64().unwrap_or(0) + failed("shadow_failed").max(failed("live_failed"))
+        };
+        let base = taken(&self.shadow(stage));
+        for start in (from..to).step_by(100) {
+            let end = (start + 100).min(to);
+            let lines: Vec<String> = (start..end).map(&line).collect();
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            self.send(&refs)?;
+            let want = base + end - from;
+            wait_until(
+                &format!("the shadow to take {want} events"),
+                || {
+                    let s = self.shadow(stage);
+                    Ok((taken(&s) >= want).then_some(()))
+                },
+                || format!("{:#}", self.shadow(stage)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A shadow of the very version that is live: every event is compared and found equal, and
+/// the live output is the input.
+#[test]
+fn shadow_an_identical_version_finds_no_difference() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = shadowed(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    p.start_shadow("tag", "passthrough")?;
+    p.send_shadowed("tag", 0, 1000)?;
+    let s = p.shadow("tag");
+    assert_eq!(s["state"], "running", "{s:#}");
+    assert_eq!(s["compared"], 1000, "{s:#}");
+    assert_eq!(s["equal"], 1000, "{s:#}");
+    assert_eq!(s["different"], 0, "{s:#}");
+    assert_eq!(s["skipped"], 0, "{s:#}");
+    assert_eq!(s["samples"].as_array().map(Vec::len), Some(0), "{s:#}");
+    assert_eq!(p.stage("tag")["shadow"]["compared"], 1000);
+    p.finish()?;
+    let mut got = values(&dir)?;
+    got.sort();
+    let mut want: Vec<String> = (0..1000).map(|i| format!("event-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    Ok(())
+}
+
+/// A shadow that appends `|new` to the values ending in 0: exactly 100 of 1000 events differ,
+/// `weir shadow status` shows the latest 8 pairs, and the live output is unchanged.
+#[test]
+fn shadow_a_changed_version_counts_each_difference_with_samples() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = shadowed_file().metrics("1s").write(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    // Both listen on port 0: the metrics are served on the admin API's address.
+    p.running
+        .wait_for_stderr("metrics served on the admin API's address")?;
+    let metrics = p.addr.clone();
+    p.start_shadow("tag", "fixture-shadow-diff")?;
+    p.send_shadowed("tag", 0, 1000)?;
+    let s = p.shadow("tag");
+    assert_eq!(s["compared"], 1000, "{s:#}");
+    assert_eq!(s["equal"], 900, "{s:#}");
+    assert_eq!(s["different"], 100, "{s:#}");
+    let samples = s["samples"].as_array().context("samples")?;
+    assert_eq!(samples.len(), 8, "{s:#}");
+    for sample in samples {
+        let input = sample["input"]["value"].as_str().context("input")?;
+        assert!(input.ends_with('0'), "{sample:#}");
+        assert_eq!(sample["live"]["value"], input, "{sample:#}");
+        assert_eq!(
+            sample["shadow"]["value"],
+            format!("{input}|new"),
+            "{sample:#}"
+        );
+        assert_eq!(sample["live_outputs"], 1);
+        assert_eq!(sample["shadow_outputs"], 1);
+    }
+    let out = p.cli(&["shadow", "status", "tag", "--token", TOKEN])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("events: 1000 compared, 900 equal, 100 different"),
+        "{text}"
+    );
+    assert!(text.contains("latest differences (8):"), "{text}");
+    assert!(text.contains("|new\" (1 outputs)"), "{text}");
+    let json = p.cli(&["shadow", "status", "tag", "--json", "--token", TOKEN])?;
+    let parsed: Value = serde_json::from_slice(&json.stdout)?;
+    assert_eq!(parsed["different"], 100);
+    let mut answer = ureq::get(format!("http://{metrics}/metrics")).call()?;
+    let text = answer.body_mut().read_to_string()?;
+    let series = |result: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("weir_shadow_events_total{")
+                    && l.contains(&format!("result=\"{result}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    };
+    assert_eq!(series("equal").as_deref(), Some("900"), "{text}");
+    assert_eq!(series("different").as_deref(), Some("100"), "{text}");
+    assert!(text.contains("weir_shadow_batches_total{"), "{text}");
+    assert!(text.contains("weir_shadow_event_nanoseconds{"), "{text}");
+    p.finish()?;
+    let got = values(&dir)?;
+    assert_eq!(got.len(), 1000);
+    assert!(got.iter().all(|v| !v.contains("|new")));
+    Ok(())
+}
+
+/// A shadow that traps on every event: each is counted as the shadow's failure, none is
+/// compared, and the live output is every event, exactly, with no dead letter.
+#[test]
+fn shadow_that_traps_on_everything_costs_the_live_output_nothing() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = shadowed(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    p.start_shadow("tag", "fixture-evil-trap-every")?;
+    p.send_shadowed("tag", 0, 1000)?;
+    let s = p.shadow("tag");
+    assert_eq!(s["compared"], 0, "{s:#}");
+    let shadow_failed: u64 = s["shadow_failed"]
+        .as_object()
+        .context("shadow_failed")?
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(shadow_failed, 1000, "{s:#}");
+    assert_eq!(s["live_failed"], serde_json::json!({}), "{s:#}");
+    let ran = p.finish()?;
+    let mut got = values(&dir)?;
+    got.sort();
+    let mut want: Vec<String> = (0..1000).map(|i| format!("event-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let tag = ran.report().node("tag");
+    assert_eq!((tag.failed, tag.traps), (0, 0));
+    assert!(dead_letters(&dir.path("dead.jsonl"))?.is_empty());
+    Ok(())
+}
+
+/// Promotion makes the shadow live through the usual swap: events sent after it come out of
+/// the new version, and `weir stages` shows it as version 2. A later shadow is stopped by
+/// `weir shadow stop`, and a reload ends a running one.
+#[test]
+fn shadow_promote_makes_it_live_and_stop_ends_it() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = shadowed(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    p.start_shadow("tag", "fixture-shadow-diff")?;
+    p.send_shadowed("tag", 0, 100)?;
+    let out = p.cli(&["shadow", "promote", "tag", "--token", TOKEN])?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("shadow promoted: version 2"),
+        "{said}"
+    );
+    assert_eq!(p.shadow("tag")["state"], "promoted");
+    let diff = std::fs::read(plugin("fixture-shadow-diff"))?;
+    assert_eq!(p.live_digest("tag"), sha256_hex(&diff));
+    let out = p.cli(&["stages", "--token", TOKEN])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("tag: version 2"), "{text}");
+    let lines: Vec<String> = (100..200).map(|i| format!("event-{i}")).collect();
+    p.send(&lines.iter().map(String::as_str).collect::<Vec<_>>())?;
+    p.wait_for_events("tag", 200)?;
+
+    // Another shadow, stopped: the live version stays; a third, ended by a rollback.
+    p.start_shadow("tag", "passthrough")?;
+    let out = p.cli(&["shadow", "stop", "tag", "--token", TOKEN])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.shadow("tag")["state"], "stopped");
+    let out = p.cli(&["shadow", "stop", "tag", "--token", TOKEN])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs no shadow"));
+    assert_eq!(p.live_digest("tag"), sha256_hex(&diff));
+    p.start_shadow("tag", "passthrough")?;
+    let (status, v) = p.rollback("tag");
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(p.shadow("tag")["state"], "replaced");
+    let ran = p.finish()?;
+    assert_eq!(ran.report().node("tag").events_out, 200);
+    let got = values(&dir)?;
+    let changed = |range: std::ops::Range<u64>| {
+        range
+            .filter(|i| got.contains(&format!("event-{i}|new")))
+            .count()
+    };
+    assert_eq!(changed(0..100), 0, "{got:?}");
+    assert_eq!(changed(100..200), 10, "{got:?}");
+    assert_eq!(got.len(), 200);
+    Ok(())
+}
+
+/// A shadow of the second stage of a chain whose stages run on `workers = "auto"`: each worker
+/// of the chain offers its batches to the one shadow, which counts exactly the events that
+/// differ; `weir check` plans the two stages as one chain.
+#[test]
+fn shadow_a_stage_inside_a_chain_on_every_worker() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = PipelineFile::new()
+        .batch_size(64)
+        .linger("1ms")
+        .source("in", Source::stdin())
+        .stage(
+            "pre",
+            Stage::plugin(plugin("passthrough"))
+                .inputs(&["in"])
+                .key("workers", "auto"),
+        )
+        .stage(
+            "tag",
+            Stage::plugin(plugin("passthrough"))
+                .inputs(&["pre"])
+                .key("workers", "auto"),
+        )
+        .sink("out", Sink::file("out.jsonl").json().inputs(&["tag"]))
+        .dead_letters("dead.jsonl")
+        .admin_token(TOKEN)
+        .write(&dir)?;
+    let checked = dir.weir().arg("check").arg(&file).output()?;
+    let said = String::from_utf8_lossy(&checked.stderr).to_string()
+        + &String::from_utf8_lossy(&checked.stdout);
+    assert!(said.contains("pre") && said.contains("chain"), "{said}");
+    let mut p = Live::start(&dir, &file)?;
+    p.start_shadow("tag", "fixture-shadow-diff")?;
+    p.send_shadowed("tag", 0, 1000)?;
+    let s = p.shadow("tag");
+    assert_eq!(
+        (&s["compared"], &s["equal"], &s["different"]),
+        (&Value::from(1000), &Value::from(900), &Value::from(100)),
+        "{s:#}"
+    );
+    let ran = p.finish()?;
+    assert_eq!(ran.report().node("tag").events_out, 1000);
+    Ok(())
+}
+
+/// A hostile shadow that allocates without end on every 100th event: exactly those 10 are
+/// its failures, the 990 others are compared and equal, and the live output is every event
+/// with no dead letter. A sample rate outside (0, 1] is refused before anything is sent.
+#[test]
+fn shadow_a_hostile_version_fails_alone_and_a_bad_rate_is_refused() -> Result<()> {
+    let dir = Dir::new()?;
+    let file = shadowed(&dir)?;
+    let mut p = Live::start(&dir, &file)?;
+    for rate in ["0", "1.5", "-1"] {
+        let out = p.cli(&[
+            "reload",
+            "--stage",
+            "tag",
+            "--plugin",
+            plugin("passthrough").to_str().context("path")?,
+            "--shadow",
+            "--sample",
+            rate,
+            "--token",
+            TOKEN,
+        ])?;
+        assert_eq!(out.status.code(), Some(2), "--sample {rate}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("above 0 and at most 1"), "{said}");
+    }
+    let (status, v) = p.request(
+        "PUT",
+        "/stages/tag/shadow?sample=2",
+        Some(TOKEN),
+        &std::fs::read(plugin("passthrough"))?,
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = p.request("GET", "/stages/tag/shadow", Some(TOKEN), b"");
+    assert_eq!(status, 409);
+
+    p.start_shadow("tag", "fixture-evil-memory-bomb")?;
+    let line = |i: u64| {
+        if i.is_multiple_of(100) {
+            format!("bomb-{i}")
+        } else {
+            format!("event-{i}")
+        }
+    };
+    p.send_lines_shadowed("tag", 0, 1000, line)?;
+    let s = p.shadow("tag");
+    assert_eq!(s["compared"], 990, "{s:#}");
+    assert_eq!(s["equal"], 990, "{s:#}");
+    // It allocates and writes without end: the call's fuel or the memory cap stops it.
+    let failed = s["shadow_failed"].as_object().context("shadow_failed")?;
+    assert_eq!(
+        failed.values().filter_map(Value::as_u64).sum::<u64>(),
+        10,
+        "{s:#}"
+    );
+    assert!(
+        failed
+            .keys()
+            .all(|k| k == "out-of-fuel" || k == "memory-limit"),
+        "{s:#}"
+    );
+    assert_eq!(s["live_failed"], serde_json::json!({}), "{s:#}");
+    let ran = p.finish()?;
+    let mut got = values(&dir)?;
+    got.sort();
+    let mut want: Vec<String> = (0..1000).map(line).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(ran.report().node("tag").failed, 0);
+    assert!(dead_letters(&dir.path("dead.jsonl"))?.is_empty());
+    Ok(())
+}

@@ -57,6 +57,8 @@ const PACKAGES: &[&str] = &[
     "fixture-count-keys",
     "fixture-evil-state",
     "fixture-stamp",
+    "fixture-shadow-diff",
+    "fixture-slow",
     "window-count",
     "brute-force",
 ];

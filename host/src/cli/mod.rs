@@ -16,6 +16,7 @@ mod admin;
 mod authoring;
 mod graph;
 mod plugin;
+mod shadow;
 mod state;
 mod tap;
 mod top;
@@ -105,8 +106,27 @@ pub enum Command {
         /// settings on new instances.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Run the new plugin as a shadow beside the live version instead: it sees copies of
+        /// the stage's input batches, its outputs are compared with the live ones and never
+        /// sent on (see `weir shadow`).
+        #[arg(long, requires = "plugin")]
+        shadow: bool,
+        /// With `--shadow`: the share of input batches copied to it, above 0 and at most 1.
+        #[arg(
+            long,
+            value_name = "RATE",
+            requires = "shadow",
+            allow_negative_numbers = true
+        )]
+        sample: Option<f64>,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// The shadow of a stage of a running pipeline: its comparison with the live version,
+    /// its promotion, its end.
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
     },
     /// Return a stage of a running pipeline to the version live before the current one.
     Rollback {
@@ -156,6 +176,34 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `weir shadow`: a candidate version started with `weir reload --shadow`.
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Events compared, equal and different, failures on each side, batches skipped, time
+    /// per event, and the latest differing pairs.
+    Status {
+        stage: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make the shadow the stage's live version (a swap like any reload: history, canary and
+    /// rollback as usual).
+    Promote {
+        stage: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// End the shadow; the live version goes on as it was.
+    Stop {
+        stage: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -339,8 +387,18 @@ pub fn main(cli: Cli) -> ExitCode {
             stage,
             plugin,
             set,
+            shadow,
+            sample,
             admin,
-        } => admin::reload(&stage, plugin.as_deref(), &set, &admin),
+        } => match (shadow, plugin.as_deref()) {
+            (true, Some(plugin)) => shadow::start(&stage, plugin, sample.unwrap_or(1.0), &admin),
+            _ => admin::reload(&stage, plugin.as_deref(), &set, &admin),
+        },
+        Command::Shadow { command } => match command {
+            ShadowCommand::Status { stage, json, admin } => shadow::status(&stage, json, &admin),
+            ShadowCommand::Promote { stage, admin } => shadow::promote(&stage, &admin),
+            ShadowCommand::Stop { stage, admin } => shadow::stop(&stage, &admin),
+        },
         Command::Rollback { stage, admin } => admin::rollback(&stage, &admin),
         Command::Stages { json, admin } => admin::stages(json, &admin),
         Command::State { command } => state_command(command),

@@ -25,8 +25,8 @@ use crate::config;
 use crate::control::ReloadError;
 use crate::control::api::{CanaryInfo, CanaryState, Origin, VersionInfo};
 use crate::control::history::{History, Version};
-use crate::pipeline::stage::StageHandle;
 use crate::pipeline::stage::canary::{self, Verdict};
+use crate::pipeline::stage::{Shadow, ShadowState, ShadowStatus, StageHandle};
 use crate::pipeline::state::{StageState, unrouted_state};
 
 /// How often the monitor of a new version reads its counts when no batch wakes it.
@@ -62,6 +62,19 @@ pub(crate) enum Command {
     Verdict { version: u64, verdict: Verdict },
     /// The watched plugin file settled.
     FileChanged { trigger: Instant },
+    /// Run these bytes as the stage's shadow on `sample` of its input batches.
+    Shadow {
+        bytes: Vec<u8>,
+        sample: f64,
+        reply: Reply<ShadowStatus>,
+    },
+    /// Make the running shadow the live version.
+    Promote {
+        trigger: Instant,
+        reply: Reply<VersionInfo>,
+    },
+    /// End the running shadow.
+    StopShadow { reply: Reply<ShadowStatus> },
 }
 
 /// The watched file as last seen, so that an event for an unchanged file (our own read of it
@@ -100,6 +113,9 @@ pub(crate) struct Actor {
     pub commands: mpsc::Sender<Command>,
     pub stop: CancellationToken,
     file: Option<FileSeen>,
+    /// The running shadow's plugin and settings, from which a promotion prepares the live
+    /// version (on the stage's own state).
+    shadow: Option<Candidate>,
 }
 
 /// Locks a stage's history; every update under it is one step, so a panic elsewhere cannot
@@ -143,6 +159,7 @@ impl Actor {
             commands,
             stop,
             file,
+            shadow: None,
         }
     }
 
@@ -180,6 +197,27 @@ impl Actor {
                 }
                 Command::Verdict { version, verdict } => self.verdict(version, verdict).await,
                 Command::FileChanged { trigger } => self.file_changed(trigger).await,
+                Command::Shadow {
+                    bytes,
+                    sample,
+                    reply,
+                } => {
+                    let result = self.start_shadow(bytes, sample).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(stage = %self.config.name, "shadow refused: {e}");
+                    }
+                    let _ = reply.send(result);
+                }
+                Command::Promote { trigger, reply } => {
+                    let result = self.promote(trigger).await;
+                    let _ = reply.send(self.report("shadow promotion", result));
+                }
+                Command::StopShadow { reply } => {
+                    let result = self.end_shadow(ShadowState::Stopped);
+                    let _ = reply.send(
+                        result.ok_or_else(|| ReloadError::NoShadow(self.config.name.clone())),
+                    );
+                }
             }
         }
     }
@@ -207,6 +245,20 @@ impl Actor {
         origin: Origin,
         trigger: Instant,
     ) -> Result<VersionInfo, ReloadError> {
+        let prepared = self.compile(bytes, origin, false).await?;
+        Ok(self.swap_in(prepared, origin, trigger))
+    }
+
+    /// Checks and compiles `bytes` (or reuses a kept version's compiled plugin) and prepares
+    /// a version with the live settings: on the stage's state and log quota, or, for a
+    /// `shadow`, on a state and a quota of its own, so that it can neither write the live
+    /// version's state nor spend its log lines.
+    async fn compile(
+        &self,
+        bytes: Vec<u8>,
+        origin: Origin,
+        shadow: bool,
+    ) -> Result<Prepared, ReloadError> {
         let label = match origin {
             Origin::File => self.config.plugin.clone(),
             _ => PathBuf::from(format!("(upload for stage `{}`)", self.config.name)),
@@ -222,10 +274,22 @@ impl Actor {
         };
         let sandbox = Arc::clone(&self.sandbox);
         let config = Arc::clone(&self.config);
-        let quota = Arc::clone(&self.handle.log_quota);
-        let state = Arc::clone(&self.handle.state);
+        let (quota, state) = if shadow {
+            let limits = &self.config.limits;
+            let state = StageState::new(
+                limits.state_max_keys,
+                limits.state_max_bytes,
+                limits.state_cache_bytes,
+            );
+            (LogQuota::new(), Arc::new(state))
+        } else {
+            (
+                Arc::clone(&self.handle.log_quota),
+                Arc::clone(&self.handle.state),
+            )
+        };
         let keyed = self.handle.keyed;
-        let prepared = blocking(move || {
+        blocking(move || {
             let digest = weir_sandbox::check_bytes(&label, &bytes)?;
             let plugin = match kept.into_iter().find(|p| p.digest == digest) {
                 Some(plugin) => plugin,
@@ -233,8 +297,57 @@ impl Actor {
             };
             prepare(&config, &sandbox, (quota, state, keyed), plugin, settings)
         })
-        .await?;
-        Ok(self.swap_in(prepared, origin, trigger))
+        .await
+    }
+
+    /// Starts a shadow of `bytes`, prepared like a reload (checked, compiled, granted, its
+    /// `init` run) off the data path; it replaces a shadow already running.
+    async fn start_shadow(
+        &mut self,
+        bytes: Vec<u8>,
+        sample: f64,
+    ) -> Result<ShadowStatus, ReloadError> {
+        let prepared = self.compile(bytes, Origin::Api, true).await?;
+        let shadow = Shadow::start(
+            &self.config.name,
+            prepared.factory,
+            self.config.limits,
+            sample,
+        )
+        .map_err(|e| ReloadError::Internal(format!("cannot start the shadow's thread: {e}")))?;
+        let status = shadow.stats.status();
+        self.handle.set_shadow(Arc::new(shadow));
+        self.shadow = Some((prepared.plugin, prepared.settings));
+        tracing::info!(stage = %self.config.name, digest = %status.digest, sample,
+            "shadow running beside the live version");
+        Ok(status)
+    }
+
+    /// Makes the running shadow's version live through the usual swap: history, canary and
+    /// rollback as for any reload. It is prepared again on the stage's own state.
+    async fn promote(&mut self, trigger: Instant) -> Result<VersionInfo, ReloadError> {
+        let (plugin, settings) = self
+            .shadow
+            .clone()
+            .ok_or_else(|| ReloadError::NoShadow(self.config.name.clone()))?;
+        let sandbox = Arc::clone(&self.sandbox);
+        let config = Arc::clone(&self.config);
+        let quota = Arc::clone(&self.handle.log_quota);
+        let state = Arc::clone(&self.handle.state);
+        let keyed = self.handle.keyed;
+        let prepared =
+            blocking(move || prepare(&config, &sandbox, (quota, state, keyed), plugin, settings))
+                .await?;
+        self.end_shadow(ShadowState::Promoted);
+        Ok(self.swap_in(prepared, Origin::Api, trigger))
+    }
+
+    /// Ends the running shadow, marked `state`; its final counts, `None` when none ran.
+    fn end_shadow(&mut self, state: ShadowState) -> Option<ShadowStatus> {
+        self.shadow = None;
+        let ended = self.handle.end_shadow(state)?;
+        tracing::info!(stage = %self.config.name, ?state, "shadow ended");
+        Some(ended.stats.status())
     }
 
     async fn settings(
@@ -259,6 +372,8 @@ impl Actor {
 
     /// Swaps a prepared version in and records it; starts its canary guard.
     fn swap_in(&mut self, prepared: Prepared, origin: Origin, trigger: Instant) -> VersionInfo {
+        // A new live version ends the shadow: it was compared with the version now gone.
+        self.end_shadow(ShadowState::Replaced);
         let live = self.handle.swap(Arc::clone(&prepared.factory), true);
         let counts = self.handle.counts();
         let mut history = lock(&self.history);
@@ -313,6 +428,7 @@ impl Actor {
         let name = self.config.name.clone();
         let trial_factory = Arc::clone(&factory);
         blocking(move || trial(&name, trial_factory.as_ref())).await?;
+        self.end_shadow(ShadowState::Replaced);
         let live = self.handle.swap(factory, false);
         let counts = self.handle.counts();
         let mut history = lock(&self.history);
@@ -455,6 +571,9 @@ impl Actor {
         }
     }
 }
+
+/// A shadow's plugin and settings.
+type Candidate = (Arc<Plugin>, Vec<(String, String)>);
 
 /// A version ready to go live.
 struct Prepared {

@@ -4,7 +4,8 @@
 //! Every error answer is `{"error": "..."}` ([`ErrorBody`]) with a status that says what kind
 //! it is (404 unknown stage, 409 nothing to roll back to, 422 version refused, 400 bad
 //! settings, 401 no valid token). `GET /stages` answers a JSON array of [`StageInfo`];
-//! `GET /stages/{name}/state` a [`StatePage`] of [`StateEntry`]s.
+//! `GET /stages/{name}/state` a [`StatePage`] of [`StateEntry`]s; the shadow's routes a
+//! [`ShadowStatus`].
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::stage::ReloadCounts;
+pub use crate::pipeline::stage::shadow::{Sample, ShadowState, ShadowStatus, ShownEvent};
 
 /// Where a version came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,9 @@ pub struct StageInfo {
     pub canary: Option<CanaryInfo>,
     pub versions: Vec<VersionInfo>,
     pub counters: CountersInfo,
+    /// The running shadow's counts and samples, or the latest one's (see its `state`).
+    #[serde(default)]
+    pub shadow: Option<ShadowStatus>,
 }
 
 /// Every error answer: `{"error": "..."}`, the same on every listener of weir.

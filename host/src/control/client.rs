@@ -15,7 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::control::api::{ErrorBody, Imported, StageInfo, StateEntry, StatePage, VersionInfo};
+use crate::control::api::{
+    ErrorBody, Imported, ShadowStatus, StageInfo, StateEntry, StatePage, VersionInfo,
+};
 
 /// How long a request may take in all. A plugin upload is compiled and initialised before
 /// the answer comes; this bounds a command waiting on a server that hangs.
@@ -225,6 +227,46 @@ impl Client {
                 .header("Content-Type", "application/json")
                 .send(settings.to_string().as_bytes()),
         )
+    }
+
+    /// `PUT /stages/{stage}/shadow?sample=RATE` with the component's bytes.
+    pub fn put_shadow(
+        &self,
+        stage: &str,
+        bytes: &[u8],
+        sample: f64,
+    ) -> Result<ShadowStatus, ClientError> {
+        let request = self
+            .agent
+            .put(self.url(&format!("/stages/{stage}/shadow")))
+            .query("sample", sample.to_string());
+        self.finish(
+            request
+                .header("Authorization", self.bearer())
+                .header("Content-Type", "application/wasm")
+                .send(bytes),
+        )
+    }
+
+    /// `GET /stages/{stage}/shadow`.
+    pub fn shadow(&self, stage: &str) -> Result<ShadowStatus, ClientError> {
+        self.get(&format!("/stages/{stage}/shadow"))
+    }
+
+    /// `POST /stages/{stage}/shadow/promote`.
+    pub fn promote_shadow(&self, stage: &str) -> Result<VersionInfo, ClientError> {
+        let request = self
+            .agent
+            .post(self.url(&format!("/stages/{stage}/shadow/promote")));
+        self.finish(request.header("Authorization", self.bearer()).send_empty())
+    }
+
+    /// `POST /stages/{stage}/shadow/stop`.
+    pub fn stop_shadow(&self, stage: &str) -> Result<ShadowStatus, ClientError> {
+        let request = self
+            .agent
+            .post(self.url(&format!("/stages/{stage}/shadow/stop")));
+        self.finish(request.header("Authorization", self.bearer()).send_empty())
     }
 
     /// `POST /stages/{stage}/rollback`.

@@ -201,6 +201,7 @@ impl History {
             canary,
             versions,
             counters,
+            shadow: None,
         }
     }
 

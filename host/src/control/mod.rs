@@ -12,6 +12,10 @@
 //! [`Control`] is the front door the server uses: it routes a request to the right actor and
 //! builds the answers the API defines in `api`.
 //!
+//! A stage's actor also starts, promotes and stops its shadow: a candidate version prepared
+//! like a reload that runs beside the live one on copies of its input batches
+//! ([`crate::pipeline::stage::shadow`]); a reload or rollback ends it.
+//!
 //! The admin API also serves routes it is handed ([`ExtraRoutes`]): the observe module's
 //! `weir top` snapshot and `weir tap` streams behind the token, and, when `[metrics]` shares
 //! the admin API's address, the metrics routes open to all.
@@ -40,7 +44,7 @@ use weir_sandbox::PluginError;
 
 use crate::config::{Admin, ConfigError};
 use crate::control::actor::{Actor, COMMAND_QUEUE, Command};
-use crate::control::api::{Origin, StageInfo, VersionInfo};
+use crate::control::api::{Origin, ShadowStatus, StageInfo, VersionInfo};
 use crate::control::history::History;
 use crate::http::{self, STOP_GRACE};
 use crate::pipeline::Topology;
@@ -78,6 +82,12 @@ pub enum ReloadError {
         line: usize,
         message: String,
     },
+    #[error(
+        "stage `{0}` runs no shadow: start one with `weir reload --stage {0} --plugin FILE --shadow`"
+    )]
+    NoShadow(String),
+    #[error("the shadow's sample rate {0} is out of range: give a share above 0 and at most 1")]
+    Sample(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -168,6 +178,49 @@ impl Control {
         .await
     }
 
+    /// Runs `bytes` beside the stage's live version on `sample` of its input batches, its
+    /// outputs compared, never sent on.
+    pub async fn start_shadow(
+        &self,
+        stage: &str,
+        bytes: Vec<u8>,
+        sample: f64,
+    ) -> Result<ShadowStatus, ReloadError> {
+        if !(sample > 0.0 && sample <= 1.0) {
+            return Err(ReloadError::Sample(sample.to_string()));
+        }
+        self.ask(stage, |reply| Command::Shadow {
+            bytes,
+            sample,
+            reply,
+        })
+        .await
+    }
+
+    /// The counts of the stage's running shadow, or of its latest one.
+    pub fn shadow_status(&self, stage: &str) -> Result<ShadowStatus, ReloadError> {
+        self.stage(stage)?
+            .handle
+            .shadow_stats()
+            .map(|s| s.status())
+            .ok_or_else(|| ReloadError::NoShadow(stage.to_string()))
+    }
+
+    /// Makes the running shadow the stage's live version.
+    pub async fn promote_shadow(
+        &self,
+        stage: &str,
+        trigger: Instant,
+    ) -> Result<VersionInfo, ReloadError> {
+        self.ask(stage, |reply| Command::Promote { trigger, reply })
+            .await
+    }
+
+    /// Ends the stage's running shadow; its final counts.
+    pub async fn stop_shadow(&self, stage: &str) -> Result<ShadowStatus, ReloadError> {
+        self.ask(stage, |reply| Command::StopShadow { reply }).await
+    }
+
     /// Returns the stage to the version that was live before the current one.
     pub async fn rollback(
         &self,
@@ -178,11 +231,11 @@ impl Control {
             .await
     }
 
-    async fn ask(
+    async fn ask<T>(
         &self,
         stage: &str,
-        command: impl FnOnce(oneshot::Sender<Result<VersionInfo, ReloadError>>) -> Command,
-    ) -> Result<VersionInfo, ReloadError> {
+        command: impl FnOnce(oneshot::Sender<Result<T, ReloadError>>) -> Command,
+    ) -> Result<T, ReloadError> {
         let sc = self.stage(stage)?;
         let Some((commands, _)) = &sc.actor else {
             return Err(ReloadError::NotReloadable(stage.to_string()));
@@ -200,14 +253,18 @@ impl StageControl {
         let counts = self.handle.counts();
         let plugin = config.plugin.display().to_string();
         let counters = self.handle.reloads.counts().into();
+        let shadow = self.handle.shadow_stats().map(|s| s.status());
         match &self.actor {
-            Some((_, history)) => actor::lock(history).stage_info(
-                &config.name,
-                config.watch,
-                &plugin,
-                &counts,
-                counters,
-            ),
+            Some((_, history)) => StageInfo {
+                shadow,
+                ..actor::lock(history).stage_info(
+                    &config.name,
+                    config.watch,
+                    &plugin,
+                    &counts,
+                    counters,
+                )
+            },
             None => StageInfo {
                 name: config.name.clone(),
                 reloadable: false,
@@ -221,6 +278,7 @@ impl StageControl {
                 canary: None,
                 versions: Vec::new(),
                 counters,
+                shadow: None,
             },
         }
     }

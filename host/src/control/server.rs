@@ -11,6 +11,11 @@
 //! - `PUT /stages/{name}/settings`: the body is a JSON object of settings; the live plugin
 //!   runs with them on new instances.
 //! - `POST /stages/{name}/rollback`: back to the version live before the current one.
+//! - `PUT /stages/{name}/shadow?sample=RATE`: the body is a component; it runs beside the
+//!   live version on RATE (default 1) of its input batches, compared, never sent on.
+//!   `GET /stages/{name}/shadow`: its counts and samples; `POST /stages/{name}/shadow/promote`
+//!   makes it live (a swap like any reload); `POST /stages/{name}/shadow/stop` ends it (409
+//!   when none runs).
 //! - `GET /stages/{name}/state?prefix=TEXT&after=CURSOR&limit=N`: a page of the stage's state
 //!   as its last completed call left it; `GET /stages/{name}/state/key?key=TEXT` (or
 //!   `key_base64=`): one entry; `PUT /stages/{name}/state`: JSON lines of entries written
@@ -111,6 +116,12 @@ pub(crate) async fn serve(
         )
         .route("/stages/{name}/rollback", post(rollback))
         .route(
+            "/stages/{name}/shadow",
+            body(MAX_UPLOAD).apply(get(shadow_status).put(shadow_start)),
+        )
+        .route("/stages/{name}/shadow/promote", post(shadow_promote))
+        .route("/stages/{name}/shadow/stop", post(shadow_stop))
+        .route(
             "/stages/{name}/state",
             body(MAX_STATE_IMPORT).apply(get(state_page).put(state_import)),
         )
@@ -133,11 +144,14 @@ async fn bound(State(state): State<AppState>, request: Request, next: Next) -> R
 fn error_response(e: ReloadError) -> Response {
     let status = match &e {
         ReloadError::UnknownStage(_) => StatusCode::NOT_FOUND,
-        ReloadError::NotReloadable(_) | ReloadError::NoPrevious(_) | ReloadError::NoState(_) => {
-            StatusCode::CONFLICT
-        }
+        ReloadError::NotReloadable(_)
+        | ReloadError::NoPrevious(_)
+        | ReloadError::NoState(_)
+        | ReloadError::NoShadow(_) => StatusCode::CONFLICT,
         ReloadError::Plugin(_) | ReloadError::Init { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        ReloadError::Setting { .. } | ReloadError::Import { .. } => StatusCode::BAD_REQUEST,
+        ReloadError::Setting { .. } | ReloadError::Import { .. } | ReloadError::Sample(_) => {
+            StatusCode::BAD_REQUEST
+        }
         ReloadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     http::error(status, e)
@@ -185,6 +199,40 @@ async fn settings(
 async fn rollback(State(state): State<AppState>, Path(name): Path<String>) -> Response {
     let trigger = Instant::now();
     answer(state.control.rollback(&name, trigger).await)
+}
+
+/// The query of a shadow's start.
+#[derive(serde::Deserialize, Default)]
+struct ShadowQuery {
+    sample: Option<f64>,
+}
+
+async fn shadow_start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ShadowQuery>,
+    body: Bytes,
+) -> Response {
+    let sample = q.sample.unwrap_or(1.0);
+    answer(
+        state
+            .control
+            .start_shadow(&name, body.to_vec(), sample)
+            .await,
+    )
+}
+
+async fn shadow_status(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    answer(state.control.shadow_status(&name))
+}
+
+async fn shadow_promote(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let trigger = Instant::now();
+    answer(state.control.promote_shadow(&name, trigger).await)
+}
+
+async fn shadow_stop(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    answer(state.control.stop_shadow(&name).await)
 }
 
 /// A JSON object of strings, numbers and booleans, as the `settings` of a pipeline file.

@@ -84,6 +84,7 @@ impl Collector for Scrape {
         self.stages(&mut encoder)?;
         self.stage_states(&mut encoder)?;
         self.keyed_state(&mut encoder)?;
+        self.shadows(&mut encoder)?;
         self.buffers(&mut encoder)
     }
 }
@@ -313,6 +314,74 @@ impl Scrape {
             for (result, n) in results {
                 let [id, k] = labels(node);
                 counter(&mut m, &[id, k, ("result", result)], n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The comparison of each stage that runs a shadow, or ran one: what its latest shadow
+    /// counted, with the `state` it is in and its `digest` as labels.
+    fn shadows(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let shadows: Vec<_> = self
+            .stage_nodes()
+            .filter_map(|n| {
+                let handle = self.0.stages.get(&n.name)?;
+                Some((n, handle.shadow_stats()?.status()))
+            })
+            .collect();
+        if shadows.is_empty() {
+            return Ok(());
+        }
+        let state = |s: &crate::pipeline::stage::ShadowStatus| match s.state {
+            crate::pipeline::stage::ShadowState::Running => "running",
+            crate::pipeline::stage::ShadowState::Stopped => "stopped",
+            crate::pipeline::stage::ShadowState::Promoted => "promoted",
+            crate::pipeline::stage::ShadowState::Replaced => "replaced",
+        };
+        let mut m = encoder.encode_descriptor("weir_shadow_events", "Input events of the stage's shadow by result: equal or different (both versions passed it), live-failed or shadow-failed (by kind: not compared).", None, MetricType::Counter)?;
+        for (node, s) in &shadows {
+            let [id, k] = labels(node);
+            let base = [id, k, ("state", state(s)), ("digest", s.digest.as_str())];
+            let plain = [("equal", s.equal), ("different", s.different)];
+            for (result, n) in plain {
+                let l: Vec<(&str, &str)> = base
+                    .iter()
+                    .copied()
+                    .chain([("result", result), ("kind", "")])
+                    .collect();
+                counter(&mut m, &l, n)?;
+            }
+            let sides = [
+                ("live-failed", &s.live_failed),
+                ("shadow-failed", &s.shadow_failed),
+            ];
+            for (result, kinds) in sides {
+                for (kind, n) in kinds {
+                    let l: Vec<(&str, &str)> = base
+                        .iter()
+                        .copied()
+                        .chain([("result", result), ("kind", kind.as_str())])
+                        .collect();
+                    counter(&mut m, &l, *n)?;
+                }
+            }
+        }
+        let mut m = encoder.encode_descriptor("weir_shadow_batches", "Input batches copied to the stage's shadow by result: compared, or skipped because its queue was full.", None, MetricType::Counter)?;
+        for (node, s) in &shadows {
+            for (result, n) in [("compared", s.batches), ("skipped", s.skipped)] {
+                let [id, k] = labels(node);
+                counter(&mut m, &[id, k, ("result", result)], n)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor("weir_shadow_event_nanoseconds", "Mean time per event on each side of the stage's shadow comparison (live: the call and the sorting of its outcomes; shadow: the same on the candidate).", None, MetricType::Gauge)?;
+        for (node, s) in &shadows {
+            let sides = [
+                ("live", s.live_us_per_event),
+                ("shadow", s.shadow_us_per_event),
+            ];
+            for (side, us) in sides {
+                let [id, k] = labels(node);
+                gauge(&mut m, &[id, k, ("side", side)], (us * 1e3) as i64)?;
             }
         }
         Ok(())

@@ -9,6 +9,8 @@
 //! - `runner`: one stage inside a worker: breaker, call, isolation, caps, fates.
 //! - `isolate`, `caps`, `breaker`, `retry`: the pieces of that policy, each a small pure part
 //!   with its own tests.
+//! - `shadow`: a candidate version run beside the live one on copies of its input batches,
+//!   its outputs compared with the live ones, never sent on.
 
 mod breaker;
 pub mod canary;
@@ -18,6 +20,7 @@ mod isolate;
 mod reloads;
 mod retry;
 pub(crate) mod runner;
+pub mod shadow;
 mod version;
 
 pub use canary::GenerationCounts;
@@ -27,4 +30,5 @@ pub use caps::violations;
 pub use isolate::MAX_TRAPS_PER_BATCH;
 pub use reloads::{Change, ChangeKind, ReloadCounts, Reloads};
 pub use retry::MAX_WAITING_RETRIES;
+pub use shadow::{Shadow, ShadowState, ShadowStats, ShadowStatus};
 pub use version::{StageHandle, StageVersion};

@@ -34,6 +34,7 @@ use crate::pipeline::provenance::Stamp;
 use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::caps;
 use crate::pipeline::stage::isolate::{Piece, isolate};
+use crate::pipeline::stage::shadow::{Item, Shadow};
 use crate::pipeline::stage::version::{StageHandle, StageVersion};
 use crate::pipeline::time::{Clock, END, Marks, NONE};
 
@@ -117,6 +118,9 @@ pub(crate) struct StageRunner {
     /// The keys this worker owns, when the stage's events are routed by key: its timers are
     /// the ones whose key it owns.
     route: Option<Route>,
+    /// While a shadow runs and wants the batch in hand: the shadow, a copy of the batch's
+    /// input events, and when the live call started.
+    copy: Option<(Arc<Shadow>, Events, Instant)>,
 }
 
 impl StageRunner {
@@ -144,6 +148,7 @@ impl StageRunner {
             resumed: false,
             kept: NONE,
             route: None,
+            copy: None,
         };
         runner.count_instances();
         Ok(runner)
@@ -237,6 +242,12 @@ impl StageRunner {
         }
         self.resume(&version);
         self.clock.take(n, input.marks.as_deref());
+        // A shadow sees the input batches, not the retries: one relaxed load without one.
+        if attempt == 0
+            && let Some(shadow) = self.handle.shadow().filter(|s| s.wants())
+        {
+            self.copy = Some((shadow, input.events.clone(), Instant::now()));
+        }
         let mut pieces = std::mem::take(&mut self.pieces);
         let traps = isolate(
             &input.events,
@@ -685,6 +696,9 @@ impl StageRunner {
         let provenance = self.stamp.stamp(&input.provenance, &version.header);
         let (mut events, mut sorted) = self.outputs(&input, version, attempt, pieces);
         pieces.clear();
+        if let Some((shadow, copy, started)) = self.copy.take() {
+            offer(&shadow, copy, &events, &mut sorted, started);
+        }
         let marks = self.time(&input, version, &mut events, &mut sorted, TIMERS_PER_BATCH);
         if traps > 0 {
             tracing::debug!(stage = %self.handle.name, traps, "isolated the events that trapped");
@@ -758,6 +772,7 @@ impl StageRunner {
         }
         sorted.origin = input.origin.as_ref().map(Origin::empty);
         sorted.retry_origin = input.origin.as_ref().map(Origin::empty);
+        sorted.unkept = self.copy.is_some().then(Vec::new);
         let mut dead = self.letters(input, version);
         let events = self.sort(input, attempt, pieces, &mut dead, &mut sorted);
         if !dead.is_empty() {
@@ -828,6 +843,7 @@ impl StageRunner {
                         attempts: attempt + 1,
                     };
                     for i in piece.range {
+                        sorted.not_kept(i, reason.kind.as_str());
                         dead.push(input.events.get(i), reason.clone(), input.origin_of(i));
                     }
                     continue;
@@ -862,6 +878,8 @@ impl StageRunner {
                         }
                         GuestFailureKind::Retry => (FailureKind::RetriesExhausted, false),
                     };
+                    let index = piece.range.start + j;
+                    sorted.not_kept(index, if retry { "retry" } else { kind.as_str() });
                     if retry {
                         sorted
                             .retry
@@ -881,6 +899,7 @@ impl StageRunner {
                         dead.push(event, reason, input.origin_of(event.index()));
                     }
                 } else if let Some((_, message)) = broken.next_if(|(i, _)| *i == j) {
+                    sorted.not_kept(piece.range.start + j, "output-cap");
                     let reason = Reason {
                         kind: FailureKind::Trap(TrapKind::OutputCap),
                         message: Arc::from(message),
@@ -922,6 +941,35 @@ struct Sorted {
     /// In a tracked batch: the origins of the kept outputs and of the retried events.
     origin: Option<Origin>,
     retry_origin: Option<Origin>,
+    /// While a shadow copies the batch: the inputs not passed on, with why.
+    unkept: Option<Vec<(u32, &'static str)>>,
+}
+
+impl Sorted {
+    fn not_kept(&mut self, index: usize, why: &'static str) {
+        if let Some(unkept) = &mut self.unkept {
+            unkept.push((index as u32, why));
+        }
+    }
+}
+
+/// Hands a shadow the batch's input copy with the live outputs made from it, which input
+/// each came from, and the inputs the live version did not pass on.
+fn offer(shadow: &Shadow, input: Events, events: &Events, sorted: &mut Sorted, started: Instant) {
+    let live_of = match &sorted.counts {
+        Some(counts) if counts.is_empty() => (0..events.len() as u32).collect(),
+        Some(counts) => (counts.iter().enumerate())
+            .flat_map(|(i, &c)| std::iter::repeat_n(i as u32, c as usize))
+            .collect(),
+        None => sorted.sources.clone(),
+    };
+    shadow.offer(Item {
+        input,
+        live: events.clone(),
+        live_of,
+        live_failed: sorted.unkept.take().unwrap_or_default(),
+        live_ns: started.elapsed().as_nanos() as u64,
+    });
 }
 
 impl Drop for StageRunner {

@@ -22,6 +22,7 @@ use crate::pipeline::report::NodeMetrics;
 use crate::pipeline::stage::breaker::Breaker;
 use crate::pipeline::stage::canary::{GenerationCounts, Verdict, judge};
 use crate::pipeline::stage::reloads::Reloads;
+use crate::pipeline::stage::shadow::{Shadow, ShadowStats};
 use crate::pipeline::state::StageState;
 
 /// One version of a stage, as its workers run it.
@@ -81,7 +82,14 @@ pub struct StageHandle {
     /// it and wait for the rollback, so a version that fails everything costs no more than its
     /// canary allows, however fast the input.
     condemned: AtomicU64,
+    /// Whether a shadow runs: the one relaxed load a batch costs when none does.
+    shadowing: AtomicBool,
+    /// The running shadow, and the counts of the latest one (running or ended).
+    shadow: Mutex<ShadowSlot>,
 }
+
+/// The running shadow, and the counts of the latest one (running or ended).
+type ShadowSlot = (Option<Arc<Shadow>>, Option<Arc<ShadowStats>>);
 
 /// No generation is condemned.
 const NONE: u64 = u64::MAX;
@@ -114,6 +122,8 @@ impl StageHandle {
             counts: Mutex::new(GenerationCounts::default()),
             recorded: Notify::new(),
             condemned: AtomicU64::new(NONE),
+            shadowing: AtomicBool::new(false),
+            shadow: Mutex::new((None, None)),
         })
     }
 
@@ -197,6 +207,44 @@ impl StageHandle {
         {
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// The running shadow, when one runs: one relaxed load when none does.
+    pub(crate) fn shadow(&self) -> Option<Arc<Shadow>> {
+        if !self.shadowing.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.lock_shadow().0.clone()
+    }
+
+    /// Starts feeding `shadow` copies of the input batches; ends any shadow running before.
+    pub fn set_shadow(&self, shadow: Arc<Shadow>) {
+        let mut slot = self.lock_shadow();
+        if let Some(old) = slot.0.take() {
+            old.stats.end(crate::pipeline::stage::ShadowState::Replaced);
+        }
+        slot.1 = Some(Arc::clone(&shadow.stats));
+        slot.0 = Some(shadow);
+        self.shadowing.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends the running shadow, marked `state`; returns it, `None` when none runs. Batches
+    /// already copied are still compared, and its counts stay readable.
+    pub fn end_shadow(&self, state: crate::pipeline::stage::ShadowState) -> Option<Arc<Shadow>> {
+        let mut slot = self.lock_shadow();
+        self.shadowing.store(false, Ordering::Relaxed);
+        let shadow = slot.0.take()?;
+        shadow.stats.end(state);
+        Some(shadow)
+    }
+
+    /// The counts of the running shadow, or of the latest one to have run.
+    pub fn shadow_stats(&self) -> Option<Arc<ShadowStats>> {
+        self.lock_shadow().1.clone()
+    }
+
+    fn lock_shadow(&self) -> std::sync::MutexGuard<'_, ShadowSlot> {
+        self.shadow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_counts(&self) -> std::sync::MutexGuard<'_, GenerationCounts> {

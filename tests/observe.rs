@@ -825,20 +825,44 @@ fn page_lacks(dom: &str) -> Vec<String> {
         "no element of the guest's".into(),
         !dom.contains("<b id=\"guest\">"),
     );
-    want("a shadow panel, hidden".into(), {
-        tags(dom, "section")
+    let shadow = tags(dom, "div")
+        .into_iter()
+        .find(|a| a.get("class").map(String::as_str) == Some("shadow"));
+    let count = |name: &str| -> u64 {
+        shadow
+            .as_ref()
+            .and_then(|a| a.get(name)?.parse().ok())
+            .unwrap_or(0)
+    };
+    want(
+        "the shadow of upper, running, with events compared and different".into(),
+        shadow.as_ref().is_some_and(|a| {
+            a.get("data-stage").map(String::as_str) == Some("upper")
+                && a.get("data-state").map(String::as_str) == Some("running")
+        }) && count("data-compared") > 0
+            && count("data-different") > 0
+            && count("data-equal") + count("data-different") == count("data-compared"),
+    );
+    want(
+        "the shadow's differing pairs, read with the token".into(),
+        tags(dom, "tr")
             .iter()
-            .any(|a| a.get("id").map(String::as_str) == Some("shadow"))
-            && dom.contains("id=\"shadow\" data-panel=\"shadow\" hidden")
-    });
+            .any(|a| a.get("class").map(String::as_str) == Some("pair")),
+    );
+    want(
+        "a shadow panel, shown".into(),
+        dom.contains("id=\"shadow\" data-panel=\"shadow\">"),
+    );
     lacks
 }
 
 /// The live page a second after it is opened late, on a pipeline that has run for seconds:
 /// the host's history fills every chart (rates and sparklines per node, call latency and
 /// fuel per event per stage, in flight against its bound), the timeline shows a hot swap
-/// made by `weir reload` and its `weir rollback`, and the failure reasons, read with the admin token, show the
-/// plugin's markup as text. Without the token, the open listener gives no message.
+/// made by `weir reload` and its `weir rollback`, the failure reasons, read with the admin
+/// token, show the plugin's markup as text, and a shadow started by `weir reload --shadow`
+/// shows its comparison with the live version and, with the token, its differing pairs.
+/// Without the token, the open listener gives no message.
 #[test]
 fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
     let Some(chromium) = chromium()? else {
@@ -907,6 +931,25 @@ fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
     ensure!(
         out.status.success(),
         "weir rollback failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A shadow of upper that differs from it: the page's comparison panel.
+    let diff = plugin("fixture-shadow-diff");
+    let out = admin_command(
+        &listen,
+        &[
+            "reload",
+            "--stage",
+            "upper",
+            "--plugin",
+            diff.to_str().context("path")?,
+            "--shadow",
+        ],
+    )
+    .output()?;
+    ensure!(
+        out.status.success(),
+        "weir reload --shadow failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let h = history()?;
@@ -1001,7 +1044,7 @@ fn the_live_page_charts_the_last_minutes_in_headless_chromium() -> Result<()> {
         .args([
             "--hide-scrollbars",
             "--run-all-compositor-stages-before-draw",
-            "--window-size=1400,1000",
+            "--window-size=1400,1500",
         ])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(&url)

@@ -69,6 +69,30 @@ pub struct NodeSnapshot {
     /// value: its input has ended).
     #[serde(default)]
     pub watermark_ms: u64,
+    /// The stage's shadow, running or the latest to have run; `None` if it never had one.
+    #[serde(default)]
+    pub shadow: Option<ShadowSummary>,
+}
+
+/// A shadow's comparison as the open snapshot carries it: counts and times only. Its samples
+/// quote events, so they stay with the admin API, behind its token (`weir shadow status`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShadowSummary {
+    /// `running`, `stopped`, `promoted` or `replaced`.
+    pub state: String,
+    /// The candidate's first 12 hex digits.
+    pub short_digest: String,
+    pub sample: f64,
+    pub batches: u64,
+    pub skipped: u64,
+    pub compared: u64,
+    pub equal: u64,
+    pub different: u64,
+    /// Input events each side failed, all kinds together.
+    pub live_failed: u64,
+    pub shadow_failed: u64,
+    pub live_us_per_event: f64,
+    pub shadow_us_per_event: f64,
 }
 
 /// The version a stage runs now.

@@ -43,9 +43,9 @@ use crate::http;
 use crate::pipeline::Topology;
 use crate::pipeline::ack::Tracker;
 use crate::pipeline::report::{CALL_BUCKETS, NodeKind, NodeMetrics};
-use crate::pipeline::stage::{ReloadCounts, StageHandle};
+use crate::pipeline::stage::{ReloadCounts, ShadowStatus, StageHandle};
 
-use api::{LiveVersion, NodeSnapshot, Snapshot};
+use api::{LiveVersion, NodeSnapshot, ShadowSummary, Snapshot};
 
 pub use routes::{admin_routes, metrics_routes};
 
@@ -216,7 +216,32 @@ impl Observer {
             position: get(&node.position),
             size: get(&node.size),
             watermark_ms: get(&node.watermark),
+            shadow: stage
+                .and_then(|h| h.shadow_stats())
+                .map(|s| shadow_summary(&s.status())),
         }
+    }
+}
+
+/// The counts of a shadow's status, without its samples.
+fn shadow_summary(status: &ShadowStatus) -> ShadowSummary {
+    let state = serde_json::to_value(status.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    ShadowSummary {
+        state,
+        short_digest: status.digest.chars().take(12).collect(),
+        sample: status.sample,
+        batches: status.batches,
+        skipped: status.skipped,
+        compared: status.compared,
+        equal: status.equal,
+        different: status.different,
+        live_failed: status.live_failed.values().sum(),
+        shadow_failed: status.shadow_failed.values().sum(),
+        live_us_per_event: status.live_us_per_event,
+        shadow_us_per_event: status.shadow_us_per_event,
     }
 }
 

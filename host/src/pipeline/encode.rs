@@ -4,7 +4,8 @@
 //! `key`, `headers` and `timestamp` only when present, the batch's version headers after the
 //! event's own. Bytes that are not UTF-8 appear base64-encoded under `key_base64` and
 //! `value_base64`, or as `{"base64": …}` for a header value. A dead letter is
-//! `{"stage", "plugin_digest", "kind", "message", "attempts", "event"}`. The writer streams
+//! `{"stage", "plugin_digest", "kind", "message", "attempts", "at", "source", "position",
+//! "event"}` (`source` and `position` where its source event is known). The writer streams
 //! into the sink's buffer: no intermediate JSON tree per event.
 
 use std::io::{self, Write};
@@ -12,7 +13,8 @@ use std::io::{self, Write};
 use base64::Engine as _;
 use weir_sandbox::EventRef;
 
-use crate::pipeline::dead_letter::Reason;
+use crate::pipeline::dead_letter::DeadLetters;
+use crate::pipeline::origin::TIMER;
 use crate::pipeline::provenance::Provenance;
 
 /// Writes a JSON string.
@@ -82,26 +84,44 @@ pub fn event(w: &mut dyn Write, event: EventRef<'_>, provenance: &Provenance) ->
     w.write_all(b"}")
 }
 
-/// Writes one dead letter as a JSON object (no newline).
+/// Writes letter `i` of `letters` as a JSON object (no newline), written at `at` (ms since
+/// the Unix epoch). Where the letter's batch is tracked, it also says which source event it
+/// came from (`source`, `position`), so that it can be found again in its input.
 pub fn dead_letter(
     w: &mut dyn Write,
-    stage: &str,
-    digest: &str,
-    reason: &Reason,
-    letter: EventRef<'_>,
-    provenance: &Provenance,
+    letters: &DeadLetters,
+    i: usize,
+    at: u64,
 ) -> io::Result<()> {
+    let reason = &letters.reasons[i];
     w.write_all(b"{\"stage\":")?;
-    string(w, stage)?;
+    string(w, &letters.stage)?;
     w.write_all(b",\"plugin_digest\":")?;
-    string(w, digest)?;
+    string(w, &letters.digest)?;
     w.write_all(b",\"kind\":")?;
     string(w, reason.kind.as_str())?;
     w.write_all(b",\"message\":")?;
     string(w, &reason.message)?;
-    write!(w, ",\"attempts\":{},\"event\":", reason.attempts)?;
-    event(w, letter, provenance)?;
+    write!(w, ",\"attempts\":{},\"at\":{at}", reason.attempts)?;
+    if let Some(source) = &letters.source
+        && let Some(&index) = letters.origins.get(i)
+        && index != TIMER
+    {
+        w.write_all(b",\"source\":")?;
+        string(w, &source.source)?;
+        w.write_all(b",\"position\":")?;
+        string(w, &source.position(index).to_string())?;
+    }
+    w.write_all(b",\"event\":")?;
+    event(w, letters.events.get(i), &letters.provenance)?;
     w.write_all(b"}")
+}
+
+/// Now, in milliseconds since the Unix epoch: a letter's `at`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

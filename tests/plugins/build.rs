@@ -57,6 +57,7 @@ const PACKAGES: &[&str] = &[
     "fixture-count-keys",
     "fixture-evil-state",
     "fixture-stamp",
+    "fixture-reject-match",
     "window-count",
     "brute-force",
 ];

@@ -87,12 +87,7 @@ pub fn event(w: &mut dyn Write, event: EventRef<'_>, provenance: &Provenance) ->
 /// Writes letter `i` of `letters` as a JSON object (no newline), written at `at` (ms since
 /// the Unix epoch). Where the letter's batch is tracked, it also says which source event it
 /// came from (`source`, `position`), so that it can be found again in its input.
-pub fn dead_letter(
-    w: &mut dyn Write,
-    letters: &DeadLetters,
-    i: usize,
-    at: u64,
-) -> io::Result<()> {
+pub fn dead_letter(w: &mut dyn Write, letters: &DeadLetters, i: usize, at: u64) -> io::Result<()> {
     let reason = &letters.reasons[i];
     w.write_all(b"{\"stage\":")?;
     string(w, &letters.stage)?;

@@ -29,6 +29,10 @@ pub(crate) struct SourceParts {
     /// Whether its batches carry their events' origins (a NATS source or sink is in the
     /// pipeline).
     pub tracked: bool,
+    /// An output to each consumer alone, by its name: for a source that sends each event to
+    /// one consumer of its choosing (a redrive, to the stage that failed it) instead of
+    /// every event to all.
+    pub routes: Vec<(String, Outputs)>,
 }
 
 /// A source's place in the data folder.

@@ -133,8 +133,16 @@ fn a_fixed_version_takes_the_letters_once_and_a_second_redrive_sends_nothing() -
         assert_eq!(l["stage"], "check");
         assert_eq!(l["plugin_digest"].as_str().map(str::len), Some(64));
         assert_eq!(l["source"], "in");
+        // Without a NATS connector events are not tracked one by one: the letter says where
+        // its batch ends in the file (its identity, the round, the offset).
+        let end = l["batch_position"]
+            .as_str()
+            .and_then(|p| p.rsplit(':').next());
+        let end: u64 = end
+            .and_then(|e| e.parse().ok())
+            .context("a batch position")?;
         assert!(
-            l["position"].as_str().is_some_and(|p| p.contains(':')),
+            end > 0 && end <= std::fs::metadata(dir.path("input.txt"))?.len(),
             "{l}"
         );
         assert!(
@@ -147,11 +155,6 @@ fn a_fixed_version_takes_the_letters_once_and_a_second_redrive_sends_nothing() -
                 .is_some_and(|v| v.ends_with("reject-me"))
         );
     }
-    // Positions differ per event: each names its own line.
-    let mut positions: Vec<_> = letters.iter().map(|l| l["position"].to_string()).collect();
-    positions.sort();
-    positions.dedup();
-    assert_eq!(positions.len(), 15);
     assert_eq!(read_lines(&dir.path("out.txt"))?.len(), 985);
 
     assert_eq!(redrive(&dir, &fixed, &[])?, 15);

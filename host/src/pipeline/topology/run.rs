@@ -82,11 +82,9 @@ impl Topology {
             ..
         } = self;
         connect(&mut sources, &mut sinks).await?;
-        // Events carry their origins only where a connector needs them, or where dead letters
-        // are kept in a file (each letter then names its source event, to be found again):
-        // every other pipeline goes without, at no cost per event.
-        let sinks_track = sinks.iter().any(|(_, s)| s.needs_origins())
-            || connectors::dead_letters::writes_file(&pipeline.dead_letter).is_some();
+        // Events carry their origins only where a connector needs them: every other pipeline
+        // goes without, at no cost per event.
+        let sinks_track = sinks.iter().any(|(_, s)| s.needs_origins());
         let mut wiring = Wiring::new(&pipeline, &chains, &metrics);
 
         let (dl_tx, dl_rx) = edge::dead_letter_channel(DEAD_LETTER_BUFFER);

@@ -60,34 +60,33 @@ pub fn redrive(a: Args<'_>) -> CommandResult {
     if !a.letters.is_file() {
         return Err((2, format!("{}: no such file", a.letters.display())));
     }
-    let planned = redrive::plan(&source).map_err(refused)?;
     let is_stage = |name: &str| pipeline.stages.iter().any(|s| s.name == name);
+    // One pass over the letters, none of them kept: the stages they go to, each checked, and
+    // with --dry-run a line for each.
     let mut targets: Vec<String> = Vec::new();
-    for (read, into) in &planned {
+    let mut check = |read: &redrive::Read1, into: &str| -> Result<(), String> {
         if !is_stage(into) {
-            return Err((
-                2,
-                format!(
-                    "{}:{}: the letter of `{}` has no stage `{into}` to go to in {}: name one with \
-                     --into, or leave such letters out with --node or --kind",
-                    a.letters.display(),
-                    read.line,
-                    read.letter.stage,
-                    a.pipeline.display()
-                ),
+            return Err(format!(
+                "{}:{}: the letter of `{}` has no stage `{into}` to go to in {}: name one with \
+                 --into, or leave such letters out with --node or --kind",
+                a.letters.display(),
+                read.line,
+                read.letter.stage,
+                a.pipeline.display()
             ));
         }
-        if !targets.contains(into) {
-            targets.push(into.clone());
+        if !targets.iter().any(|t| t == into) {
+            targets.push(into.to_string());
         }
-    }
-    if a.dry_run {
-        for (read, into) in &planned {
+        if a.dry_run {
             out!("{}", read.letter.describe(read.line, into));
         }
+        Ok(())
+    };
+    let planned = redrive::plan(&source, &mut check).map_err(refused)?;
+    if a.dry_run {
         crate::notice::info(&format!(
-            "dry run: {} letters would be sent, into {}",
-            planned.len(),
+            "dry run: {planned} letters would be sent, into {}",
             if targets.is_empty() {
                 "nothing".to_string()
             } else {
@@ -96,7 +95,7 @@ pub fn redrive(a: Args<'_>) -> CommandResult {
         ));
         return Ok(());
     }
-    if planned.is_empty() {
+    if planned == 0 {
         crate::notice::info(&format!(
             "nothing to redrive: no letter of {} is selected that was not sent already",
             a.letters.display()

@@ -62,6 +62,9 @@ pub enum ReadError {
     TooLong { path: PathBuf, line: u64 },
     #[error(transparent)]
     Progress(#[from] ProgressError),
+    /// A letter the caller of [`plan`] refused, and why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A letter file read line by line from an offset: each letter with its line number and the
@@ -168,29 +171,31 @@ impl Letters {
     }
 }
 
-/// What a redrive of a letter file would send: each letter's line and the stage it goes to,
-/// in file order, `limit` applied. Reads the whole file from the selection's progress; a line
-/// that is not a letter is an error naming it.
-pub fn plan(source: &DeadLettersSource) -> Result<Vec<(Read1, String)>, ReadError> {
+/// What a redrive of a letter file would send: `each` is given each letter it would send, in
+/// file order, `limit` applied, and the stage it goes to, and may refuse it (its message is
+/// the error). Reads the whole file from the selection's progress, one line at a time; a line
+/// that is not a letter is an error naming it. Returns how many letters it would send.
+pub fn plan(
+    source: &DeadLettersSource,
+    each: &mut dyn FnMut(&Read1, &str) -> Result<(), String>,
+) -> Result<u64, ReadError> {
     let saved = progress::load(&source.progress, &source.path)?;
     let (offset, line) = saved.resume(&source.select);
     let mut letters = Letters::open(&source.path, offset, line)?;
-    let mut out = Vec::new();
+    let mut count = 0u64;
     while let Some(read) = letters.next_letter() {
-        if source.select.limit.is_some_and(|l| out.len() as u64 >= l) {
+        if source.select.limit.is_some_and(|l| count >= l) {
             break;
         }
         let read = read?;
         if !read.letter.selected(&source.select) || saved.done(read.start, &read.letter) {
             continue;
         }
-        let into = source
-            .into
-            .clone()
-            .unwrap_or_else(|| read.letter.stage.clone());
-        out.push((read, into));
+        let into = source.into.as_deref().unwrap_or(&read.letter.stage);
+        each(&read, into).map_err(ReadError::Refused)?;
+        count += 1;
     }
-    Ok(out)
+    Ok(count)
 }
 
 /// `type = "dead_letters"` as a source.

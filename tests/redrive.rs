@@ -343,6 +343,27 @@ fn a_dead_letters_source_in_a_pipeline_file_sends_each_letter_once() -> Result<(
     let ran = dir.run(&file)?;
     assert_eq!(ran.code(), 0, "{}", ran.stderr());
     assert_eq!(ran.report().events_in, 0, "a second run sends nothing");
+
+    // `into` must name a stage that takes the source; a filter's kind must be a kind.
+    let text = std::fs::read_to_string(&file)?;
+    let refused = |text: String, key: &str| -> Result<()> {
+        let bad = dir.write("bad.toml", &text)?;
+        let (code, _, stderr) = dir.check(&bad)?;
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+        Ok(())
+    };
+    refused(
+        text.replace(
+            "type = \"dead_letters\"",
+            "type = \"dead_letters\"\ninto = \"up\"",
+        ),
+        "sources.letters.into",
+    )?;
+    refused(
+        text.replace("\"reject\"", "\"rejected\""),
+        "sources.letters.kind",
+    )?;
     Ok(())
 }
 

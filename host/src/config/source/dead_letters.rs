@@ -193,3 +193,27 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_duration_ago_or_epoch_milliseconds_and_kinds_are_checked() {
+        assert_eq!(parse_since("2h", 10_000_000), Ok(10_000_000 - 7_200_000));
+        assert_eq!(parse_since("1733000000000", 5), Ok(1_733_000_000_000));
+        assert_eq!(parse_since("3h", 1_000), Ok(0), "not before the epoch");
+        assert!(
+            parse_since("yesterday", 5)
+                .unwrap_err()
+                .contains("not a time")
+        );
+        assert!(check_kind("panic").is_ok());
+        let e = check_kind("panik").unwrap_err();
+        assert!(e.contains("`panik`") && e.contains("`reject`"), "{e}");
+        assert_eq!(
+            default_progress(std::path::Path::new("out/dead.jsonl")),
+            PathBuf::from("out/dead.jsonl.redrive")
+        );
+    }
+}

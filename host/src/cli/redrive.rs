@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use super::{CommandResult, ReportFormat, refused};
 use crate::config::{
     DeadLetterConfig, DeadLettersSource, Pipeline, Selection, check_kind, default_progress, now_ms,
-    parse_since,
+    parse_since, shown,
 };
 use crate::pipeline::connectors::redrive;
 
@@ -67,11 +67,12 @@ pub fn redrive(a: Args<'_>) -> CommandResult {
     let mut check = |read: &redrive::Read1, into: &str| -> Result<(), String> {
         if !is_stage(into) {
             return Err(format!(
-                "{}:{}: the letter of `{}` has no stage `{into}` to go to in {}: name one with \
+                "{}:{}: the letter of {} has no stage {} to go to in {}: name one with \
                  --into, or leave such letters out with --node or --kind",
                 a.letters.display(),
                 read.line,
-                read.letter.stage,
+                shown(&read.letter.stage),
+                shown(into),
                 a.pipeline.display()
             ));
         }

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use weir_sandbox::Events;
 
-use crate::config::Selection;
+use crate::config::{Selection, plain};
 use crate::pipeline::provenance::VERSION_HEADER;
 
 /// Bytes of one letter line at most: a value of the largest size a stage may output
@@ -149,10 +149,9 @@ impl Letter {
                 base64::engine::general_purpose::STANDARD.encode(b)
             ),
         };
-        let mut out = format!(
-            "line {line}: into `{into}` ({} at `{}`)",
-            self.kind, self.stage
-        );
+        // The node and kind come from the file too: a hand-edited one may hold anything.
+        let (kind, stage) = (plain(&self.kind), plain(&self.stage));
+        let mut out = format!("line {line}: into `{into}` ({kind} at `{stage}`)");
         if let Some(key) = &self.key {
             out.push_str(&format!(" key {}", text(key)));
         }

@@ -404,10 +404,11 @@ fn read(
         let into = config.into.as_deref().unwrap_or(&read.letter.stage);
         let Some(route) = routes.iter_mut().find(|r| r.name == into) else {
             let mut message = format!(
-                "{}:{}: the letter of `{}` has no stage `{into}` to go to in this pipeline",
+                "{}:{}: the letter of {} has no stage {} to go to in this pipeline",
                 config.path.display(),
                 read.line,
-                read.letter.stage
+                crate::config::shown(&read.letter.stage),
+                crate::config::shown(into)
             );
             message.push_str(": name another with `into` (--into), or leave it out with `node` (--node) or `kind` (--kind)");
             flush(&mut routes, &mut gathered, before);

@@ -42,8 +42,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use weir::config::Limits;
 use weir::pipeline::FailureKind;
+use weir::pipeline::ack::Tracker;
 use weir::pipeline::connectors::nats_headers;
-use weir::pipeline::dead_letter::Reason;
+use weir::pipeline::dead_letter::{DeadLetters, Reason};
 use weir::pipeline::encode;
 use weir::pipeline::provenance::{Provenance, Stamp, VersionHeader};
 use weir::pipeline::stage::violations;
@@ -786,15 +787,21 @@ fn sequence(output: Output, inputs: usize, cap: u64, limits: &Limits, stamped: b
     };
     let (mut json_base, mut letter_base) = (Tally::default(), Tally::default());
     encode::event(&mut json_base, empty.get(0), &provenance).unwrap();
-    encode::dead_letter(
-        &mut letter_base,
-        "stage",
-        "digest",
-        &reason,
-        empty.get(0),
-        &provenance,
-    )
-    .unwrap();
+    let tracker = Arc::new(Tracker::default());
+    let letters_of = |events: &Events| {
+        let mut letters = DeadLetters::new(
+            Arc::from("stage"),
+            Arc::from("digest"),
+            provenance.clone(),
+            tracker.emit(0),
+        );
+        for event in events.iter() {
+            letters.push(event, reason.clone(), None);
+        }
+        letters
+    };
+    encode::dead_letter(&mut letter_base, &letters_of(&empty), 0, 0).unwrap();
+    let failed = letters_of(events);
     let (mut text, mut json, mut letters) = (Tally::default(), Tally::default(), Tally::default());
     let mut nats = (0u64, 0u64);
     // Each measured on its own, as a sink runs one.
@@ -810,8 +817,8 @@ fn sequence(output: Output, inputs: usize, cap: u64, limits: &Limits, stamped: b
     }
     step(probe.end());
     let probe = Probe::begin();
-    for event in events.iter() {
-        encode::dead_letter(&mut letters, "stage", "digest", &reason, event, &provenance).unwrap();
+    for i in 0..failed.len() {
+        encode::dead_letter(&mut letters, &failed, i, 0).unwrap();
     }
     step(probe.end());
     // The NATS sink: a JSON payload in a vector of the event's size, and the headers.

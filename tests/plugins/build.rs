@@ -59,6 +59,7 @@ const PACKAGES: &[&str] = &[
     "fixture-stamp",
     "fixture-shadow-diff",
     "fixture-slow",
+    "fixture-reject-match",
     "window-count",
     "brute-force",
 ];

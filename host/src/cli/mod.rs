@@ -16,6 +16,7 @@ mod admin;
 mod authoring;
 mod graph;
 mod plugin;
+mod redrive;
 mod shadow;
 mod state;
 mod tap;
@@ -79,6 +80,47 @@ pub enum Command {
         /// Read every file source from its start, whatever its checkpoint in `data_dir` says.
         #[arg(long)]
         from_start: bool,
+    },
+    /// Send the letters of a dead-letter file again, each into the stage that failed it (or
+    /// --into), through the pipeline file's stages and sinks, each letter once: the progress
+    /// is kept beside the letter file (DEAD.jsonl.redrive).
+    Redrive {
+        /// The dead-letter file (JSON lines, as weir writes them).
+        letters: PathBuf,
+        /// The pipeline file whose stages and sinks the letters go through.
+        #[arg(long, value_name = "FILE")]
+        pipeline: PathBuf,
+        /// Send every letter into this stage, whatever stage failed it.
+        #[arg(long, value_name = "STAGE")]
+        into: Option<String>,
+        /// Only letters of this kind (repeatable): reject, panic, out-of-fuel…
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// Only letters failed at this node (repeatable).
+        #[arg(long = "node", value_name = "NODE")]
+        nodes: Vec<String>,
+        /// Only letters written since then: a duration ago (`2h`) or milliseconds since the
+        /// Unix epoch.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// At most this many letters.
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// Print what would be sent, one line per letter, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the letters that fail again go (default: the pipeline's dead letters).
+        #[arg(long, value_name = "FILE")]
+        dead_letters: Option<PathBuf>,
+        /// The progress file (default: the letter file's path with `.redrive` added).
+        #[arg(long, value_name = "FILE")]
+        progress: Option<PathBuf>,
+        /// Do not print the summary line at the end.
+        #[arg(long)]
+        quiet: bool,
+        /// Write the final report to stderr in this format instead of the summary line.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        report: Option<ReportFormat>,
     },
     /// Check a pipeline file and load every plugin, without reading any event.
     Check {
@@ -382,6 +424,33 @@ pub fn main(cli: Cli) -> ExitCode {
             from_start,
         } => run(&file, quiet, report, RunOptions { from_start }),
         Command::Check { file, graph } => check(&file, graph),
+        Command::Redrive {
+            letters,
+            pipeline,
+            into,
+            kinds,
+            nodes,
+            since,
+            limit,
+            dry_run,
+            dead_letters,
+            progress,
+            quiet,
+            report,
+        } => redrive::redrive(redrive::Args {
+            letters: &letters,
+            pipeline: &pipeline,
+            into,
+            kinds,
+            nodes,
+            since,
+            limit,
+            dry_run,
+            dead_letters,
+            progress,
+            quiet,
+            report,
+        }),
         Command::Plugin { command } => plugin_command(command),
         Command::Reload {
             stage,
@@ -528,8 +597,18 @@ fn run(
     report: Option<ReportFormat>,
     options: RunOptions,
 ) -> CommandResult {
-    let started = Instant::now();
     let pipeline = Pipeline::load(file).map_err(refused)?;
+    run_pipeline(&pipeline, quiet, report, options)
+}
+
+/// Runs a checked pipeline as `weir run` does: its report, its exit status.
+fn run_pipeline(
+    pipeline: &Pipeline,
+    quiet: bool,
+    report: Option<ReportFormat>,
+    options: RunOptions,
+) -> CommandResult {
+    let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("weir-io")
@@ -541,7 +620,7 @@ fn run(
     let (result, observing) = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(app::watch_signals(shutdown.clone()));
-        match app::build(&pipeline).await {
+        match app::build(pipeline).await {
             Ok(topology) => {
                 let progress = progress && topology.inputs_end();
                 let (result, observing) =

@@ -30,6 +30,7 @@
 //!   top level, `[pipeline]`, stages, `[admin]`, `[metrics]`.
 //! - `graph`: one namespace for every node, inputs, fan-in, cycles, flow order.
 //! - `stage`, `admin`: each table's checked type beside its checks.
+//! - `redrive`: the pipeline `weir redrive` runs, made from a checked one.
 //!
 //! The checked types of `source`, `stage`, `sink` and `admin` are re-exported here.
 //!
@@ -47,6 +48,7 @@ mod partitions;
 pub mod ranges;
 mod raw;
 mod reader;
+mod redrive;
 mod sink;
 mod source;
 mod stage;
@@ -73,6 +75,9 @@ pub use sink::{DeadLetterConfig, Encoding, Sink, SinkKind, SyncMode, WriteMode};
 pub use source::{
     DEFAULT_GENERATE_SIZE, DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, DEFAULT_TCP_IDLE_TIMEOUT,
     DEFAULT_TCP_MAX_CONNECTIONS, HttpSource, NatsSource, Source, SourceKind, TcpSource,
+};
+pub use source::{
+    DeadLettersSource, LETTER_KINDS, Selection, check_kind, default_progress, now_ms, parse_since,
 };
 pub use stage::{
     AUTO_WORKERS_MAX, Breaker, Canary, DEFAULT_IDLE_TIMEOUT, DEFAULT_RETRIES, DEFAULT_WORKERS,
@@ -183,7 +188,8 @@ impl Pipeline {
             sinks.push(sink::check(&cx, name, sink, inputs)?);
         }
         graph::check_consumed(&cx, &raw, &stages, &sinks)?;
-        Ok(Pipeline {
+        check_into(&cx, &sources, &stages)?;
+        let mut pipeline = Pipeline {
             file: file.to_path_buf(),
             sources,
             stages,
@@ -225,8 +231,40 @@ impl Pipeline {
                 .as_ref()
                 .map(|m| check_metrics(&cx, m))
                 .transpose()?,
-        })
+        };
+        for source in &mut pipeline.sources {
+            if let SourceKind::DeadLetters(d) = &mut source.kind {
+                d.interval = pipeline.checkpoint_interval;
+            }
+        }
+        Ok(pipeline)
     }
+}
+
+/// A `dead_letters` source's `into` names a stage that takes it as an input: its letters go
+/// there, and nowhere else.
+fn check_into(cx: &Ctx, sources: &[Source], stages: &[Stage]) -> Result<(), ConfigError> {
+    for source in sources {
+        let SourceKind::DeadLetters(d) = &source.kind else {
+            continue;
+        };
+        let Some(into) = &d.into else { continue };
+        let fed = stages
+            .iter()
+            .any(|s| &s.name == into && s.inputs.contains(&source.name));
+        if !fed {
+            return Err(cx.err_file(
+                &format!("sources.{}.into", source.name),
+                format!(
+                    "{} is not a stage that names `{}` in its `inputs`: the letters go into \
+                     such a stage",
+                    shown(into),
+                    source.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `[metrics]`: an address (loopback unless written otherwise) and the linger after the run.

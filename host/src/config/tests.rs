@@ -472,8 +472,8 @@ const KIND_KEYS_SMALL: &[Row] = &[
     ("type = \"stdin\"", "type = \"stdin\"\nstrem = \"s\"", 3, "sources.s.strem", "unknown key; did you mean `stream`?"),
     ("type = \"stdin\"", "tpye = \"stdin\"", 2, "sources.s.tpye", "unknown key; did you mean `type`?"),
     ("type = \"stdin\"", "type = \"kafka\"\ncolour = 1", 3, "sources.s.colour", "unknown key; a source takes `type`, `batch_size`, `linger`, `path`, `repeat`, `count`, `size`, `keys`, `event_time`, `url`"),
-    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate`, `nats`, `tcp` or `http`"),
-    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"`, `\"tcp\"` or `\"http\"`"),
+    ("type = \"stdin\"", "type = \"kafka\"", 2, "sources.s.type", "unknown source type `kafka`: use `stdin`, `file`, `generate`, `nats`, `tcp`, `http` or `dead_letters`"),
+    ("type = \"stdin\"\n", "", 1, "sources.s.type", "missing: a source needs `type`: `\"stdin\"`, `\"file\"`, `\"generate\"`, `\"nats\"`, `\"tcp\"`, `\"http\"` or `\"dead_letters\"`"),
     ("type = \"null\"", "type = \"nul\"", 10, "sinks.o.type", "unknown sink type `nul`: use `stdout`, `file`, `null` or `nats`; did you mean `null`?"),
 ];
 

@@ -18,6 +18,7 @@ use weir_sandbox::{EventRef, Events};
 
 use crate::pipeline::ack::Ack;
 use crate::pipeline::failure::FailureKind;
+use crate::pipeline::origin::SourceBatch;
 use crate::pipeline::provenance::Provenance;
 
 /// Why one event failed.
@@ -47,6 +48,9 @@ pub struct DeadLetters {
     /// In a tracked pipeline, the index of each letter's source event (the ledger hears of
     /// them once the letters are written); empty otherwise.
     pub origins: Vec<u32>,
+    /// In a tracked pipeline, where the source batch's events are: with `origins`, each
+    /// letter's source and position.
+    pub source: Option<Arc<SourceBatch>>,
     /// Whether the events are kept (to be written); `on_error = "drop"` only counts them.
     keep: bool,
 }
@@ -61,8 +65,15 @@ impl DeadLetters {
             provenance,
             ack,
             origins: Vec::new(),
+            source: None,
             keep: true,
         }
+    }
+
+    /// Letters from a tracked batch from `source`: each letter then names its source event.
+    pub fn from_source(mut self, source: Option<Arc<SourceBatch>>) -> Self {
+        self.source = source;
+        self
     }
 
     /// Letters that are counted but not written: the events are not copied.

@@ -4,7 +4,10 @@
 //! `key`, `headers` and `timestamp` only when present, the batch's version headers after the
 //! event's own. Bytes that are not UTF-8 appear base64-encoded under `key_base64` and
 //! `value_base64`, or as `{"base64": …}` for a header value. A dead letter is
-//! `{"stage", "plugin_digest", "kind", "message", "attempts", "event"}`. The writer streams
+//! `{"stage", "plugin_digest", "kind", "message", "attempts", "at", "source", "position",
+//! "event"}`: `source` and `position` where its source event's position is tracked (a NATS
+//! source or sink in the pipeline); else, for a file source, `source` and `batch_position`,
+//! the position past the last line of the batch the event came in. The writer streams
 //! into the sink's buffer: no intermediate JSON tree per event.
 
 use std::io::{self, Write};
@@ -12,7 +15,8 @@ use std::io::{self, Write};
 use base64::Engine as _;
 use weir_sandbox::EventRef;
 
-use crate::pipeline::dead_letter::Reason;
+use crate::pipeline::dead_letter::DeadLetters;
+use crate::pipeline::origin::TIMER;
 use crate::pipeline::provenance::Provenance;
 
 /// Writes a JSON string.
@@ -82,26 +86,45 @@ pub fn event(w: &mut dyn Write, event: EventRef<'_>, provenance: &Provenance) ->
     w.write_all(b"}")
 }
 
-/// Writes one dead letter as a JSON object (no newline).
-pub fn dead_letter(
-    w: &mut dyn Write,
-    stage: &str,
-    digest: &str,
-    reason: &Reason,
-    letter: EventRef<'_>,
-    provenance: &Provenance,
-) -> io::Result<()> {
+/// Writes letter `i` of `letters` as a JSON object (no newline), written at `at` (ms since
+/// the Unix epoch). Where the letter's batch is tracked, it also says which source event it
+/// came from (`source`, `position`), so that it can be found again in its input.
+pub fn dead_letter(w: &mut dyn Write, letters: &DeadLetters, i: usize, at: u64) -> io::Result<()> {
+    let reason = &letters.reasons[i];
     w.write_all(b"{\"stage\":")?;
-    string(w, stage)?;
+    string(w, &letters.stage)?;
     w.write_all(b",\"plugin_digest\":")?;
-    string(w, digest)?;
+    string(w, &letters.digest)?;
     w.write_all(b",\"kind\":")?;
     string(w, reason.kind.as_str())?;
     w.write_all(b",\"message\":")?;
     string(w, &reason.message)?;
-    write!(w, ",\"attempts\":{},\"event\":", reason.attempts)?;
-    event(w, letter, provenance)?;
+    write!(w, ",\"attempts\":{},\"at\":{at}", reason.attempts)?;
+    if let Some(source) = &letters.source
+        && let Some(&index) = letters.origins.get(i)
+        && index != TIMER
+    {
+        w.write_all(b",\"source\":")?;
+        string(w, &source.source)?;
+        w.write_all(b",\"position\":")?;
+        string(w, &source.position(index).to_string())?;
+    } else if let Some(place) = letters.ack.place() {
+        // Untracked: where its source batch ends, not the event itself.
+        w.write_all(b",\"source\":")?;
+        string(w, &place.source)?;
+        w.write_all(b",\"batch_position\":")?;
+        string(w, &place.to_string())?;
+    }
+    w.write_all(b",\"event\":")?;
+    event(w, letters.events.get(i), &letters.provenance)?;
     w.write_all(b"}")
+}
+
+/// Now, in milliseconds since the Unix epoch: a letter's `at`.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
@@ -114,6 +137,59 @@ mod tests {
         let mut out = Vec::new();
         event(&mut out, batch.get(0), provenance).unwrap();
         serde_json::from_slice(&out).expect("valid JSON")
+    }
+
+    #[test]
+    fn a_letter_names_its_source_event_where_it_is_tracked() {
+        use crate::pipeline::ack::{BatchPlace, Tracker};
+        use crate::pipeline::dead_letter::Reason;
+        use crate::pipeline::failure::FailureKind;
+        use crate::pipeline::origin::{Place, SourceBatch};
+        use std::sync::Arc;
+        let mut batch = Events::new();
+        batch.push_value(b"v");
+        let tracker = Arc::new(Tracker::default());
+        let place = BatchPlace {
+            source: Arc::from("in"),
+            file: Arc::from("1-2-ab"),
+            round: 0,
+            end: 40,
+        };
+        let letter = |source: Option<SourceBatch>, origin: Option<u32>| {
+            let ack = tracker.emit_placed(1, None, Some(place.clone()));
+            let mut letters = DeadLetters::new(
+                Arc::from("parse"),
+                Arc::from("digest"),
+                Provenance::default(),
+                ack,
+            )
+            .from_source(source.map(Arc::new));
+            let reason = Reason {
+                kind: FailureKind::Reject,
+                message: Arc::from("no"),
+                attempts: 1,
+            };
+            letters.push(batch.get(0), reason, origin);
+            let mut out = Vec::new();
+            dead_letter(&mut out, &letters, 0, 5).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let tracked = letter(
+            Some(SourceBatch {
+                source: Arc::from("in"),
+                place: Place::Stream {
+                    stream: Arc::from("IN"),
+                    sequences: vec![12],
+                },
+            }),
+            Some(0),
+        );
+        assert_eq!(tracked["source"], "in");
+        assert_eq!(tracked["position"], "IN:12");
+        assert_eq!(tracked["at"], 5);
+        let untracked = letter(None, None);
+        assert_eq!(untracked["batch_position"], "1-2-ab:0:40");
+        assert!(untracked.get("position").is_none());
     }
 
     #[test]

@@ -206,6 +206,11 @@ mod tests {
                 format!("\"{}\"", kind.as_str())
             );
         }
+        assert_eq!(
+            names,
+            crate::config::LETTER_KINDS,
+            "a redrive's filters know every kind"
+        );
         let traps: Vec<&str> = (FailureKind::ALL.into_iter())
             .filter(|k| k.is_trap())
             .map(FailureKind::as_str)

@@ -202,16 +202,7 @@ impl TapPoint {
                 if event.value().len() > TAP_CHUNK {
                     return None;
                 }
-                let reason = &letters.reasons[i];
-                encode::dead_letter(
-                    out,
-                    &letters.stage,
-                    &letters.digest,
-                    reason,
-                    event,
-                    &letters.provenance,
-                )
-                .ok()?;
+                encode::dead_letter(out, letters, i, encode::now_ms()).ok()?;
                 out.push(b'\n');
                 Some(out.len() - before)
             });

@@ -1,15 +1,17 @@
 //! `[sources.NAME]`: stdin, a file read `repeat` times, `count` generated events, a NATS
-//! JetStream durable consumer, lines from TCP connections, or lines POSTed over HTTP.
+//! JetStream durable consumer, lines from TCP connections, lines POSTed over HTTP, or the
+//! letters of a dead-letter file sent again.
 //!
 //! This file holds what every source has (its name, `type`, `batch_size` and `linger`), the
 //! list of kinds, and the dispatch: [`read`] reads the common keys and, through
 //! [`Kinds::read`], the keys of the kind `type` names; [`check`] checks the common keys and
 //! hands the kind's raw keys to that kind's check. Each kind has a file of its own holding
 //! its keys, its raw table, its reader and its check: `stdin`, `file`, `generate`, `nats`,
-//! `tcp`, `http`.
+//! `tcp`, `http`, `dead_letters`.
 //! A new kind is a new file, a row of [`KINDS`], a variant of [`RawKind`] and of
 //! [`SourceKind`].
 
+mod dead_letters;
 mod file;
 mod generate;
 mod http;
@@ -26,6 +28,9 @@ use crate::config::ranges::{BATCH_SIZE, LINGER};
 use crate::config::reader::{Place, Table};
 use crate::config::units;
 
+pub use dead_letters::{
+    DeadLettersSource, LETTER_KINDS, Selection, check_kind, default_progress, now_ms, parse_since,
+};
 pub use generate::DEFAULT_GENERATE_SIZE;
 pub use http::{DEFAULT_HTTP_MAX_BODY, DEFAULT_HTTP_MAX_LINE, HttpSource};
 pub use nats::NatsSource;
@@ -67,6 +72,8 @@ pub enum SourceKind {
     Tcp(TcpSource),
     /// Lines POSTed to an address. Boxed: far larger than the other kinds.
     Http(Box<HttpSource>),
+    /// The letters of a dead-letter file, sent again. Boxed, as `Http`.
+    DeadLetters(Box<DeadLettersSource>),
 }
 
 /// A source as written: the common keys, and the keys of its kind.
@@ -90,6 +97,8 @@ pub(crate) enum RawKind {
     Tcp(Box<tcp::Raw>),
     /// Boxed, as `Nats`.
     Http(Box<http::Raw>),
+    /// Boxed, as `Nats`.
+    DeadLetters(Box<dead_letters::Raw>),
 }
 
 /// The keys every source takes, whatever its kind.
@@ -130,6 +139,11 @@ const KINDS: Kinds<RawKind> = Kinds {
             keys: http::KEYS,
             read: |t| http::read(t).map(|r| RawKind::Http(Box::new(r))),
         },
+        Kind {
+            name: "dead_letters",
+            keys: dead_letters::KEYS,
+            read: |t| dead_letters::read(t).map(|r| RawKind::DeadLetters(Box::new(r))),
+        },
     ],
 };
 
@@ -167,6 +181,7 @@ pub(crate) fn check(
         RawKind::Nats(r) => nats::check(cx, &node, &at, r, batch_size)?,
         RawKind::Tcp(r) => tcp::check(cx, &node, &at, r)?,
         RawKind::Http(r) => http::check(cx, &node, &at, r)?,
+        RawKind::DeadLetters(r) => dead_letters::check(cx, &node, &at, r)?,
     };
     Ok(Source {
         name: name.to_string(),

@@ -230,7 +230,7 @@ inputs = ["net"]
         ("\"peer\"", "\"peer:addr\"", 7, "sources.net.peer_header", "not a usable header name"),
         ("batch_size = 100", "tls_cert = \"cert.pem\"", 8, "sources.net.tls_cert", "needs `tls_key` too"),
         ("batch_size = 100", "tls_key = \"key.pem\"", 8, "sources.net.tls_key", "needs `tls_cert` too"),
-        ("batch_size = 100", "path = \"in.log\"", 8, "sources.net.path", "a `tcp` source has no `path`: only a `file` or `http` source has it"),
+        ("batch_size = 100", "path = \"in.log\"", 8, "sources.net.path", "a `tcp` source has no `path`: only a `file`, `http` or `dead_letters` source has it"),
         ("batch_size = 100", "url = \"nats://x\"", 8, "sources.net.url", "a `tcp` source has no `url`"),
         ("type = \"tcp\"", "type = \"stdin\"", 6, "sources.net.idle_timeout", "a `stdin` source has no `idle_timeout`: only a `tcp` or `http` source has it"),
         ("type = \"tcp\"", "type = \"tpc\"", 2, "sources.net.type", "did you mean `tcp`?"),

@@ -58,22 +58,12 @@ pub(crate) fn spawn(
                     .as_mut()
                     .expect("the dead-letter writer has an output")
                     .writer();
-                let result =
-                    letters
-                        .events
-                        .iter()
-                        .zip(&letters.reasons)
-                        .try_for_each(|(event, reason)| {
-                            encode::dead_letter(
-                                w,
-                                &letters.stage,
-                                &letters.digest,
-                                reason,
-                                event,
-                                &letters.provenance,
-                            )?;
-                            w.write_all(b"\n")
-                        });
+                // One clock read per letter batch: letters of one call share their time.
+                let at = encode::now_ms();
+                let result = (0..letters.len()).try_for_each(|i| {
+                    encode::dead_letter(w, &letters, i, at)?;
+                    w.write_all(b"\n")
+                });
                 let count = letters.len() as u64;
                 if result.is_ok() && !letters.origins.is_empty() {
                     // Heard before the acknowledgement is released (after the flush below),

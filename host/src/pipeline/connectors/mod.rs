@@ -28,6 +28,8 @@
 //!   stream as a sink (releasing acknowledgements once the server confirmed).
 //! - `http`: lines POSTed to an address, each request answered once its events are written
 //!   (a ledger per request), 429 when the pipeline is full.
+//! - `redrive`: a dead-letter file read back, each letter sent again into the stage that
+//!   failed it, its progress kept so that no letter is sent twice.
 //!
 //! `seam` holds the two traits and what they return; this file only maps a configuration to
 //! its kind. Shared by the kinds: `lines` splits byte streams into packed line events; `parts` is what a
@@ -43,6 +45,7 @@ pub(crate) mod lines;
 pub(crate) mod nats;
 pub(crate) mod null;
 pub(crate) mod parts;
+pub mod redrive;
 pub(crate) mod seam;
 pub(crate) mod stdio;
 pub(crate) mod tcp;
@@ -69,6 +72,7 @@ pub(crate) fn source(config: &config::Source) -> Box<dyn Source> {
         SourceKind::Nats(nats) => Box::new(nats::source::JetStreamSource::new(config, nats)),
         SourceKind::Tcp(_) => Box::new(tcp::TcpSource::new(config)),
         SourceKind::Http(http) => Box::new(http::HttpSource::new(config, http)),
+        SourceKind::DeadLetters(_) => Box::new(redrive::DeadLettersSourceKind::new(config)),
     }
 }
 

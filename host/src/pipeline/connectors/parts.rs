@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use weir_sandbox::Events;
 
-use crate::pipeline::ack::Ledger;
+use crate::pipeline::ack::{BatchPlace, Ledger};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::connectors::lines::{Flow, MAX_LINE, OVERSIZED_KEPT};
 use crate::pipeline::dead_letter::{DeadLetters, Reason};
@@ -29,6 +29,10 @@ pub(crate) struct SourceParts {
     /// Whether its batches carry their events' origins (a NATS source or sink is in the
     /// pipeline).
     pub tracked: bool,
+    /// An output to each consumer alone, by its name: for a source that sends each event to
+    /// one consumer of its choosing (a redrive, to the stage that failed it) instead of
+    /// every event to all.
+    pub routes: Vec<(String, Outputs)>,
 }
 
 /// A source's place in the data folder.
@@ -59,6 +63,17 @@ impl SourceParts {
         self.emit_acked(events, None, None)
     }
 
+    /// [`SourceParts::emit_acked`] for a batch at `place` in its source.
+    pub(crate) fn emit_placed(
+        &self,
+        events: Events,
+        ledger: Option<(Arc<dyn Ledger>, u64)>,
+        source: Option<SourceBatch>,
+        place: BatchPlace,
+    ) -> Batch {
+        self.emit_with(events, ledger, source, Some(place))
+    }
+
     /// A batch whose acknowledgement also tells `ledger` when batch `seq` is done; `source`,
     /// in a tracked pipeline, says where its events are in the source.
     pub(crate) fn emit_acked(
@@ -67,6 +82,16 @@ impl SourceParts {
         ledger: Option<(Arc<dyn Ledger>, u64)>,
         source: Option<SourceBatch>,
     ) -> Batch {
+        self.emit_with(events, ledger, source, None)
+    }
+
+    fn emit_with(
+        &self,
+        events: Events,
+        ledger: Option<(Arc<dyn Ledger>, u64)>,
+        source: Option<SourceBatch>,
+        place: Option<BatchPlace>,
+    ) -> Batch {
         let n = events.len() as u64;
         let bytes = events.value_bytes();
         NodeMetrics::add(&self.metrics.events_in, n);
@@ -74,7 +99,8 @@ impl SourceParts {
         NodeMetrics::add(&self.metrics.bytes_in, bytes);
         NodeMetrics::add(&self.metrics.bytes_out, bytes);
         let origin = source.map(|s| Origin::fresh(Arc::new(s), events.len()));
-        let batch = Batch::new(events, self.ctx.tracker.emit_to(n, ledger), origin);
+        let ack = self.ctx.tracker.emit_placed(n, ledger, place);
+        let batch = Batch::new(events, ack, origin);
         self.metrics.tap.offer(&batch.events, &batch.provenance);
         batch
     }

@@ -297,7 +297,8 @@ impl StageRunner {
             Arc::clone(&version.digest),
             input.provenance.clone(),
             input.ack.clone(),
-        );
+        )
+        .from_source(input.origin.as_ref().map(|o| Arc::clone(&o.source)));
         // `drop` counts failed events but writes none: no need to copy them.
         if self.handle.config.on_error == OnError::Drop {
             letters.counted_only()

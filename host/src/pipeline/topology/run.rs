@@ -453,6 +453,20 @@ impl Wiring {
         Outputs::new(self.id(node), senders)
     }
 
+    /// An output to each consumer of `node` alone, by the consumer's name.
+    fn routes_of(&self, node: &str) -> Vec<(String, Outputs)> {
+        let Some(names) = self.consumers.get(node) else {
+            return Vec::new();
+        };
+        names
+            .iter()
+            .filter_map(|n| {
+                let entry = self.entry.get(n)?.clone();
+                Some((n.clone(), Outputs::new(self.id(node), vec![entry])))
+            })
+            .collect()
+    }
+
     fn take_input(&mut self, consumer: &str) -> Receiver {
         self.receivers
             .remove(consumer)
@@ -532,6 +546,7 @@ impl Wiring {
                 dead_letters: dead_letters.clone(),
                 state: state(&name),
                 tracked: sinks_track || source.needs_origins(),
+                routes: self.routes_of(&name),
             };
             let running = source.start(parts).map_err(|source| RunError::Connector {
                 node: format!("source `{name}`"),

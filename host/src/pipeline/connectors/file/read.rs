@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 
 use super::checkpoint::{self, FileIdentity, FilePosition, Positions};
 use crate::config::Source;
-use crate::pipeline::ack::Ledger;
+use crate::pipeline::ack::{BatchPlace, Ledger};
 use crate::pipeline::connectors::lines::{Chunk, Flow, Lines};
 use crate::pipeline::connectors::parts::SourceParts;
 use crate::pipeline::failure::NodeFailure;
@@ -183,7 +183,7 @@ struct Reader<'a> {
     parts: &'a SourceParts,
     checkpoint: Option<&'a Checkpoint>,
     name: &'a str,
-    /// The file's identity as a position names it, and the source's name (tracked pipelines).
+    /// The file's identity as a position names it, and the source's name.
     file: Arc<str>,
     source: Arc<str>,
     identity: FileIdentity,
@@ -245,6 +245,12 @@ impl<'a> Reader<'a> {
                     .position
                     .store(position, Ordering::Relaxed);
                 let ledger = self.ledger(end);
+                let place = BatchPlace {
+                    source: Arc::clone(&self.source),
+                    file: Arc::clone(&self.file),
+                    round: self.round,
+                    end,
+                };
                 let source = ends.map(|ends| SourceBatch {
                     source: Arc::clone(&self.source),
                     place: Place::File {
@@ -253,7 +259,7 @@ impl<'a> Reader<'a> {
                         ends,
                     },
                 });
-                let batch = self.parts.emit_acked(events, ledger, source);
+                let batch = self.parts.emit_placed(events, ledger, source, place);
                 self.parts.outputs.send_blocking(batch);
             }
             Chunk::Oversized {

@@ -1,7 +1,8 @@
 //! Dead-letter redrive through the `weir` binary: a version rejects some events, a fixed one
 //! takes their letters again (`weir redrive`, or a `dead_letters` source), each comes out
 //! once, and a second redrive sends nothing; the filters, `--dry-run`, a malformed letter
-//! file, a letter whose stage is gone, and a `kill -9` in the middle of a redrive.
+//! file, a letter whose stage is gone, and a `kill -9` in the middle of a redrive, into a file
+//! (at least once) and into NATS (exactly once).
 
 mod support;
 
@@ -462,5 +463,92 @@ fn a_redrive_killed_and_run_again_sends_every_letter_and_none_the_progress_passe
         0,
         "a last redrive sends nothing"
     );
+    Ok(())
+}
+
+/// Into a NATS sink, a redrive killed (`kill -9`) in its middle and run again sends every
+/// letter exactly once: a redriven event's message id comes from the letter file and the
+/// letter's line, the same in both redrives, and the server drops the copy. A last redrive
+/// sends nothing.
+#[test]
+fn a_redrive_killed_and_run_again_into_nats_sends_every_letter_exactly_once() -> Result<()> {
+    const N: usize = 20_000;
+    let Some(server) = support::nats::NatsServer::start(
+        "a_redrive_killed_and_run_again_into_nats_sends_every_letter_exactly_once",
+    )?
+    else {
+        return Ok(());
+    };
+    server.stream("OUT", &["out"])?;
+    let dir = Dir::new()?;
+    let values: Vec<String> = (0..N).map(|i| format!("letter {i}")).collect();
+    dir.write_lines("input.txt", &values)?;
+    let buggy = PipelineFile::new()
+        .source("in", Source::file("input.txt"))
+        .stage(
+            "check",
+            Stage::plugin(plugin("fixture-fail-all")).inputs(&["in"]),
+        )
+        .sink("out", Sink::nats(&server.url(), "out").inputs(&["check"]))
+        .dead_letters(dir.path("dead.jsonl"))
+        .write(&dir)?;
+    assert_eq!(dir.run(&buggy)?.code(), 0);
+    assert_eq!(read_lines(&dir.path("dead.jsonl"))?.len(), N);
+    assert_eq!(server.count("OUT")?, 0);
+    // Small batches: the redrive takes long enough to be killed in its middle.
+    let fixed = PipelineFile::new()
+        .batch_size(16)
+        .buffer(1)
+        .pipeline_key("checkpoint_interval", "50ms")
+        .source("in", Source::file("input.txt"))
+        .stage(
+            "check",
+            Stage::plugin(plugin("fixture-stage-passthrough")).inputs(&["in"]),
+        )
+        .sink("out", Sink::nats(&server.url(), "out").inputs(&["check"]))
+        .dead_letters(dir.path("dead-again.jsonl"))
+        .write(&dir)?;
+    let mut cmd = dir.weir();
+    cmd.arg("redrive")
+        .arg(dir.path("dead.jsonl"))
+        .arg("--pipeline")
+        .arg(&fixed);
+    let running = Running::start(cmd, Stdin::Null)?;
+    support::wait_until(
+        "a part of the letters published",
+        || {
+            let published = server.count("OUT")? as usize;
+            Ok((published >= N / 4 && dir.path("dead.jsonl.redrive").exists()).then_some(()))
+        },
+        || running.stderr(),
+    )?;
+    running.signal(libc::SIGKILL)?;
+    let killed = running.wait(PATIENCE)?;
+    assert_ne!(killed.code(), 0, "killed before its end: {}", killed.stderr);
+    let published = server.count("OUT")? as usize;
+    assert!(published < N, "killed before the end: {published}");
+
+    // The second redrive sends again what was published after the progress's last write:
+    // the copies the server must drop.
+    let sent = redrive(&dir, &fixed, &[])? as usize;
+    assert!(
+        sent + published > N,
+        "the redrive sent {sent} after {published} were published: nothing sent twice to drop"
+    );
+    let messages = server.messages("OUT")?;
+    let mut seen = std::collections::HashMap::new();
+    for m in &messages {
+        *seen.entry(m.payload.clone()).or_insert(0u32) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "published more than once: {twice:?}");
+    assert_eq!(messages.len(), N, "every letter, once");
+    assert_eq!(seen.len(), N);
+    assert_eq!(
+        redrive(&dir, &fixed, &[])?,
+        0,
+        "a last redrive sends nothing"
+    );
+    assert_eq!(server.count("OUT")?, N as u64);
     Ok(())
 }

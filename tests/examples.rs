@@ -26,6 +26,7 @@ const TESTED: &[&str] = &[
     "http-ingest",
     "multi-language",
     "nats-fanout",
+    "redrive-and-shadow",
 ];
 
 fn example(name: &str) -> PathBuf {
@@ -268,4 +269,41 @@ fn http_ingest() -> Result<()> {
         &[("HTTP_PORT", free_port()?.to_string())],
     )?;
     prints_expected("http-ingest", &printed)
+}
+
+/// A fixed version shadowed beside the live one, promoted, and the live one's dead letters
+/// redriven through it: every line once. Its two Go versions each pass their golden test
+/// natively first.
+#[test]
+fn redrive_and_shadow() -> Result<()> {
+    let tc = workspace_root().join(".toolchains");
+    if !tc.join("go/bin/go").exists() {
+        assert!(
+            std::env::var_os("WEIR_REQUIRE_TOOLCHAINS").is_none(),
+            "the Go toolchain is missing and WEIR_REQUIRE_TOOLCHAINS is set"
+        );
+        eprintln!("SKIPPED: the Go toolchain is missing: run sdk/toolchains.sh go");
+        return Ok(());
+    }
+    let root = example("redrive-and-shadow");
+    for version in ["label-v1", "label-v2"] {
+        let out = Command::new(workspace_root().join("sdk/go/test.sh"))
+            .arg(root.join(version))
+            .env("WEIR_TOOLCHAINS", &tc)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "the golden test of {version} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    plugin("sshd-parse");
+    let dir = Dir::new()?;
+    let printed = run(
+        "redrive-and-shadow",
+        &dir,
+        &[("ADMIN_PORT", free_port()?.to_string())],
+    )?;
+    prints_expected("redrive-and-shadow", &printed)
 }

@@ -63,8 +63,10 @@ const SHADOW_NICE: i32 = 19;
 /// The share of one core a shadow's thread may keep busy: after each batch it rests in
 /// proportion. Blocks a slow or hostile shadow from taking the cores the live path needs
 /// (a nice value alone does not, where the scheduler weighs groups of threads first); past
-/// it the shadow falls behind and skips batches, counted.
-pub const SHADOW_CPU_SHARE: f64 = 0.2;
+/// it the shadow falls behind and skips batches, counted. A tenth of a core: on two cores whose
+/// live path keeps both busy, a slow shadow then costs it about 5 % (`cargo bench --bench
+/// shadow`; a fifth cost 9–10 %).
+pub const SHADOW_CPU_SHARE: f64 = 0.1;
 
 /// What a shadow has come to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,35 +32,15 @@ impl DataDir {
             message: e.to_string(),
         };
         std::fs::create_dir_all(path).map_err(io)?;
-        let lock_path = path.join("weir.lock");
-        let mut lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io)?;
-        if lock.try_lock().is_err() {
-            let mut holder = String::new();
-            let _ = lock.read_to_string(&mut holder);
-            return Err(DataDirError::Busy {
-                path: path.to_path_buf(),
-                holder: holder.trim().to_string(),
-            });
-        }
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        lock.set_len(0).map_err(io)?;
-        writeln!(
-            lock,
-            "pid {} on {} since {since} (seconds since the epoch)",
-            std::process::id(),
-            host.trim()
-        )
-        .map_err(io)?;
+        let lock = match lock_file(&path.join("weir.lock")).map_err(io)? {
+            Ok(lock) => lock,
+            Err(holder) => {
+                return Err(DataDirError::Busy {
+                    path: path.to_path_buf(),
+                    holder,
+                });
+            }
+        };
         Ok(DataDir {
             path: path.to_path_buf(),
             _lock: lock,
@@ -99,6 +79,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&temp, path)?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Takes the exclusive lock of the file at `lock_path` (created if need be) without waiting,
+/// and writes this process's description into it: `Ok(Err(holder))` when another process
+/// holds it, with what that one wrote. The kernel releases the lock when the file is closed,
+/// or when the process dies, so a crash leaves nothing to clean up.
+pub(crate) fn lock_file(lock_path: &Path) -> std::io::Result<Result<File, String>> {
+    let mut lock = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)?;
+    if lock.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = lock.read_to_string(&mut holder);
+        return Ok(Err(holder.trim().to_string()));
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    lock.set_len(0)?;
+    writeln!(
+        lock,
+        "pid {} on {} since {since} (seconds since the epoch)",
+        std::process::id(),
+        host.trim()
+    )?;
+    Ok(Ok(lock))
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Selection;
 use crate::pipeline::connectors::redrive::letter::Letter;
-use crate::pipeline::data_dir::write_atomic;
+use crate::pipeline::data_dir::{lock_file, write_atomic};
 
 /// Why the progress could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -147,24 +146,12 @@ pub fn lock(path: &Path) -> Result<File, ProgressError> {
         path: lock_path.clone(),
         cause,
     };
-    let mut lock = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(io)?;
-    if lock.try_lock().is_err() {
-        let mut holder = String::new();
-        let _ = lock.read_to_string(&mut holder);
-        return Err(ProgressError::Busy {
+    lock_file(&lock_path)
+        .map_err(io)?
+        .map_err(|holder| ProgressError::Busy {
             path: path.to_path_buf(),
-            holder: holder.trim().to_string(),
-        });
-    }
-    lock.set_len(0).map_err(io)?;
-    writeln!(lock, "pid {}", std::process::id()).map_err(io)?;
-    Ok(lock)
+            holder,
+        })
 }
 
 /// The source's ledger of batches, and the progress it writes.

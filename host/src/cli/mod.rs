@@ -82,8 +82,9 @@ pub enum Command {
         from_start: bool,
     },
     /// Send the letters of a dead-letter file again, each into the stage that failed it (or
-    /// --into), through the pipeline file's stages and sinks, each letter once: the progress
-    /// is kept beside the letter file (DEAD.jsonl.redrive).
+    /// --into), through the pipeline file's stages and sinks. The progress is kept beside the
+    /// letter file (DEAD.jsonl.redrive): a second redrive sends nothing, and one run again
+    /// after a crash only what was not acknowledged (exactly once into NATS).
     Redrive {
         /// The dead-letter file (JSON lines, as weir writes them).
         letters: PathBuf,

@@ -256,9 +256,15 @@ fn hot_reload() -> Result<()> {
     prints_expected("hot-reload", &printed)
 }
 
-/// Lines POSTed over HTTP, answered 200 once written.
+/// Lines POSTed over HTTP, answered 200 once written. The script POSTs with curl: without it
+/// the test says so and passes (CI installs it).
 #[test]
 fn http_ingest() -> Result<()> {
+    let curl = Command::new("curl").arg("--version").output();
+    if !curl.is_ok_and(|out| out.status.success()) {
+        eprintln!("SKIPPED: curl is not installed (apt-get install curl): http-ingest not run");
+        return Ok(());
+    }
     for name in ["sshd-parse", "auth-filter", "redact-ip"] {
         plugin(name);
     }

@@ -127,9 +127,10 @@ impl DeadLetters {
 /// failed for the same reason in a batch.
 pub const RECENT_REASONS: usize = 16;
 
-/// Bytes kept of a reason's message (cut at a character boundary). A plugin's reason is
-/// guest text of any length (the sandbox allows megabytes): past this, the page would carry
-/// whatever the guest chose to send it.
+/// Bytes kept of a reason's message (cut at a character boundary). A plugin's reason reaches
+/// the host cut at [`weir_sandbox::text::MAX_GUEST_TEXT`] (1 KiB); the page shows the newest
+/// reasons of every node each second, so it keeps less: past this, each poll would carry
+/// kilobytes of whatever the guest chose to send.
 pub const RECENT_REASON_BYTES: usize = 240;
 
 /// One recent failure reason of a node.
@@ -209,7 +210,7 @@ impl RecentReasons {
 
 /// Whether two reasons say the same: the same shared message (a call's events share it), or
 /// equal short ones. Long messages are not compared byte by byte: a guest could make every
-/// failed event cost a compare of megabytes.
+/// failed event of a batch cost a compare of a kibibyte.
 fn same_message(a: &Arc<str>, b: &Arc<str>) -> bool {
     Arc::ptr_eq(a, b) || (a.len() <= RECENT_REASON_BYTES && a == b)
 }

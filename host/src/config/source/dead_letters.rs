@@ -5,9 +5,10 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::config::error::{ConfigError, Ctx, Sp, join, list, plain, shown};
+use crate::config::error::{ConfigError, Ctx, Sp, join, list, shown};
 use crate::config::reader::Table;
 use crate::config::source::SourceKind;
+use crate::config::source::file::existing_file;
 use crate::config::units;
 
 /// The keys of a `dead_letters` source beyond the common ones.
@@ -134,21 +135,13 @@ pub(crate) fn check(
     kind: &Range<usize>,
     raw: &Raw,
 ) -> Result<SourceKind, ConfigError> {
-    let Some(written) = &raw.path else {
-        return Err(cx.err(
-            kind,
-            join(node, "path"),
-            "a `dead_letters` source needs `path`, the dead-letter file to send again",
-        ));
-    };
-    let path = cx.path(written.get_ref());
-    if !path.is_file() {
-        return Err(cx.err(
-            &written.span(),
-            join(node, "path"),
-            format!("no such file: {}", plain(&path.display().to_string())),
-        ));
-    }
+    let path = existing_file(
+        cx,
+        node,
+        kind,
+        raw.path.as_ref(),
+        "a `dead_letters` source needs `path`, the dead-letter file to send again",
+    )?;
     let texts = |v: &Option<Sp<Vec<Sp<String>>>>| -> Vec<String> {
         v.as_ref()
             .map(|v| v.get_ref().iter().map(|s| s.get_ref().clone()).collect())

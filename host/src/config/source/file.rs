@@ -32,12 +32,32 @@ pub(crate) fn check(
     kind: &Range<usize>,
     raw: &Raw,
 ) -> Result<SourceKind, ConfigError> {
-    let Some(written) = &raw.path else {
-        return Err(cx.err(
-            kind,
-            join(node, "path"),
-            "a `file` source needs `path`, the file to read one event per line from",
-        ));
+    let path = existing_file(
+        cx,
+        node,
+        kind,
+        raw.path.as_ref(),
+        "a `file` source needs `path`, the file to read one event per line from",
+    )?;
+    let repeat = match &raw.repeat {
+        Some(v) => units::whole(cx, v, &join(node, "repeat"), &REPEAT)?,
+        None => 1,
+    };
+    Ok(SourceKind::File { path, repeat })
+}
+
+/// The file a source's `path` names, which must exist now (so that a typo fails at load, not
+/// at run): `needs` says what is missing when `path` is not given, blamed on `kind`, the span
+/// of `type`.
+pub(crate) fn existing_file(
+    cx: &Ctx,
+    node: &str,
+    kind: &Range<usize>,
+    written: Option<&Sp<String>>,
+    needs: &str,
+) -> Result<std::path::PathBuf, ConfigError> {
+    let Some(written) = written else {
+        return Err(cx.err(kind, join(node, "path"), needs));
     };
     let path = cx.path(written.get_ref());
     if !path.is_file() {
@@ -47,9 +67,5 @@ pub(crate) fn check(
             format!("no such file: {}", plain(&path.display().to_string())),
         ));
     }
-    let repeat = match &raw.repeat {
-        Some(v) => units::whole(cx, v, &join(node, "repeat"), &REPEAT)?,
-        None => 1,
-    };
-    Ok(SourceKind::File { path, repeat })
+    Ok(path)
 }

@@ -64,7 +64,7 @@ const SHADOW_NICE: i32 = 19;
 /// proportion. Blocks a slow or hostile shadow from taking the cores the live path needs
 /// (a nice value alone does not, where the scheduler weighs groups of threads first); past
 /// it the shadow falls behind and skips batches, counted. A tenth of a core: on two cores whose
-/// live path keeps both busy, a slow shadow then costs it about 5 % (`cargo bench --bench
+/// live path keeps both busy, a slow shadow then costs it about 2.5 % (`cargo bench --bench
 /// shadow`; a fifth cost 9–10 %).
 pub const SHADOW_CPU_SHARE: f64 = 0.1;
 
@@ -572,8 +572,10 @@ fn shown(event: EventRef<'_>) -> ShownEvent {
     }
 }
 
-/// Guest bytes as text a terminal can print safely: not UTF-8 as U+FFFD, control characters
-/// (escape sequences, line breaks) written out, at most [`SAMPLE_TEXT`] characters then `…`.
+/// Guest bytes as text a terminal can print safely: not UTF-8 as U+FFFD, what guest text
+/// escapes everywhere else (control characters, line separators, bidirectional overrides:
+/// [`weir_sandbox::text::needs_escape`]) written out, at most [`SAMPLE_TEXT`] characters then
+/// `…`.
 pub fn escaped(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::new();
@@ -582,7 +584,7 @@ pub fn escaped(bytes: &[u8]) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if weir_sandbox::text::needs_escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
